@@ -1,0 +1,285 @@
+// allocator.cpp — the process-wide allocator (see allocator.h).
+#include "allocator/allocator.h"
+
+#include <pthread.h>
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+
+#include "allocator/error.h"
+#include "allocator/prim/cuda_backend.h"
+#include "allocator/prim/sim_backend.h"
+#include "profiler/trace_writer.h"
+
+namespace spillway {
+
+namespace {
+
+std::atomic<std::uint64_t> g_next_id{1};
+
+struct ArenaCache {
+  std::uint64_t owner = 0;  // Allocator::id_ (addresses can be reused by a later instance)
+  DeviceHeap* heap = nullptr;
+  int device = -1;
+  prim::Stream stream = nullptr;
+  bool sync = false;
+  Arena* arena = nullptr;
+};
+thread_local ArenaCache t_cache;
+
+Allocator* g_global = nullptr;
+std::string g_global_error;
+spillway_status g_global_status = SPILLWAY_OK;
+
+void AtExit() {
+  if (g_global == nullptr) return;
+  if (g_global->config().print_stats) {
+    std::string s = g_global->summary();
+    std::fputs(s.c_str(), stderr);
+  }
+  g_global->trace_passthrough(trace::Kind{0}, -1, nullptr, nullptr, 0);  // flushes the trace
+}
+
+}  // namespace
+
+Allocator::Allocator(std::unique_ptr<prim::Backend> backend, Config cfg)
+    : id_(g_next_id.fetch_add(1)), backend_(std::move(backend)), cfg_(std::move(cfg)) {
+  for (auto& h : heaps_) h.store(nullptr);
+}
+
+Allocator::~Allocator() {
+  if (trace_) trace_->close();
+  for (auto& h : owned_) h.reset();
+}
+
+Allocator* Allocator::Global(spillway_status* status) {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    Config cfg;
+    std::string err;
+    if (!ParseConfig([](const char* n) { return std::getenv(n); }, &cfg, &err)) {
+      g_global_error = err;
+      g_global_status = SPILLWAY_ERR_CONFIG;
+      return;
+    }
+    std::unique_ptr<prim::Backend> backend;
+    if (cfg.use_sim) {
+      prim::SimOptions o;
+      o.devices = cfg.sim_devices;
+      o.device_memory = cfg.sim_device_memory;
+      backend = std::make_unique<prim::SimBackend>(o);
+    } else {
+      backend = prim::CudaBackend::Create(&err);
+      if (!backend) {
+        g_global_error = err;
+        g_global_status = SPILLWAY_ERR_NO_DEVICE;
+        return;
+      }
+    }
+    auto* a = new Allocator(std::move(backend), cfg);  // never deleted: see allocator.h
+    if (!cfg.trace_path.empty()) {
+      a->trace_ = std::make_unique<trace::TraceWriter>();
+      if (!a->trace_->open(cfg.trace_path, &err)) {
+        g_global_error = err;
+        g_global_status = SPILLWAY_ERR_CONFIG;
+        return;
+      }
+      pthread_atfork([] { g_global->trace_->atfork_prepare(); },
+                     [] { g_global->trace_->atfork_parent(); },
+                     [] { g_global->trace_->atfork_child(); });
+    }
+    g_global = a;
+    std::atexit(AtExit);
+  });
+  if (g_global == nullptr) {
+    *status = Fail(g_global_status, g_global_error);
+    return nullptr;
+  }
+  return g_global;
+}
+
+const std::string& Allocator::GlobalError() { return g_global_error; }
+
+spillway_status Allocator::heap(int device, DeviceHeap** out) {
+  if (device < 0 || device >= kMaxDevices || device >= backend_->device_count())
+    return Fail(SPILLWAY_ERR_INVALID_VALUE,
+                "spillway: invalid device " + std::to_string(device) + " (" +
+                    std::to_string(backend_->device_count()) + " devices)");
+  auto idx = static_cast<std::size_t>(device);
+  DeviceHeap* h = heaps_[idx].load(std::memory_order_acquire);
+  if (h != nullptr) {
+    *out = h;
+    return SPILLWAY_OK;
+  }
+  std::lock_guard<std::mutex> lk(mu_);
+  h = heaps_[idx].load(std::memory_order_acquire);
+  if (h == nullptr) {
+    auto nh = std::make_unique<DeviceHeap>(*backend_, device);
+    spillway_status s = nh->init(0);
+    if (s != SPILLWAY_OK) return s;
+    std::uint64_t budget = ResolveBudget(cfg_, nh->total_memory());
+    if (budget != 0 && budget < nh->granularity())
+      return Fail(SPILLWAY_ERR_CONFIG, "spillway: SPILLWAY_DEVICE_BUDGET is smaller than one "
+                                       "physical chunk (" + std::to_string(nh->granularity()) +
+                                           " bytes)");
+    nh->set_budget(budget);
+    h = nh.get();
+    owned_[idx] = std::move(nh);
+    heaps_[idx].store(h, std::memory_order_release);
+  }
+  *out = h;
+  return SPILLWAY_OK;
+}
+
+spillway_status Allocator::allocate(void** out, std::size_t n, int device, prim::Stream stream,
+                                    bool sync, trace::Kind kind) {
+  if (out == nullptr) return Fail(SPILLWAY_ERR_INVALID_VALUE, "spillway: NULL output pointer");
+  *out = nullptr;
+  spillway_status s = SPILLWAY_OK;
+  ArenaCache& c = t_cache;
+  if (!(c.owner == id_ && c.device == device && c.stream == stream && c.sync == sync)) {
+    DeviceHeap* h = nullptr;
+    Arena* a = nullptr;
+    if ((s = heap(device, &h)) == SPILLWAY_OK) s = h->arena_for(stream, sync, &a);
+    if (s == SPILLWAY_OK) c = {id_, h, device, stream, sync, a};
+  }
+  if (s == SPILLWAY_OK) {
+    DeviceHeap* h = c.heap;
+    const std::uint64_t cap = h->budget() ? h->budget() : h->total_memory();
+    if (n == 0) {
+      s = Fail(SPILLWAY_ERR_INVALID_VALUE, "spillway: allocation of 0 bytes");
+    } else if (n > cap) {
+      h->stats().on_oom();
+      s = Fail(SPILLWAY_ERR_OUT_OF_MEMORY,
+               "spillway: allocation of " + std::to_string(n) + " bytes on device " +
+                   std::to_string(device) + " exceeds the " +
+                   (h->budget() ? "device budget" : "device memory") + " of " +
+                   std::to_string(cap) + " bytes");
+    } else {
+      s = c.arena->allocate(n, out);
+    }
+  }
+  if (trace_)
+    trace_->record(kind, device, stream, reinterpret_cast<std::uintptr_t>(*out), n,
+                   static_cast<std::uint16_t>(s));
+  return s;
+}
+
+Arena* Allocator::find_arena(std::uintptr_t p, int* device) const {
+  const int n = std::min(backend_->device_count(), kMaxDevices);
+  for (int d = 0; d < n; ++d) {
+    DeviceHeap* h = heaps_[static_cast<std::size_t>(d)].load(std::memory_order_acquire);
+    if (h == nullptr) continue;
+    if (Arena* a = h->find(p)) {
+      *device = d;
+      return a;
+    }
+  }
+  return nullptr;
+}
+
+spillway_status Allocator::free(void* p, FreeMode mode, prim::Stream stream, trace::Kind kind) {
+  const auto addr = reinterpret_cast<std::uintptr_t>(p);
+  int device = -1;
+  Arena* a = find_arena(addr, &device);
+  spillway_status s;
+  if (a == nullptr) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "spillway: %p was not allocated by Spillway", p);
+    s = Fail(SPILLWAY_ERR_NOT_OWNED, buf);
+  } else {
+    s = a->free_block(addr, mode, stream);
+  }
+  if (trace_ && s != SPILLWAY_ERR_NOT_OWNED)
+    trace_->record(kind, device, stream, addr, 0, static_cast<std::uint16_t>(s));
+  return s;
+}
+
+bool Allocator::owns_range(const void* p) const {
+  int d;
+  return find_arena(reinterpret_cast<std::uintptr_t>(p), &d) != nullptr;
+}
+
+bool Allocator::is_live(const void* p) const {
+  int d;
+  Arena* a = find_arena(reinterpret_cast<std::uintptr_t>(p), &d);
+  return a != nullptr && a->is_live(reinterpret_cast<std::uintptr_t>(p));
+}
+
+void Allocator::trace_passthrough(trace::Kind kind, int device, prim::Stream stream,
+                                  const void* addr, std::size_t size) {
+  if (!trace_) return;
+  if (kind == trace::Kind{0}) {
+    trace_->flush();
+    return;
+  }
+  trace_->record(kind, device, stream, reinterpret_cast<std::uintptr_t>(addr), size,
+                 trace::kStatusPassedThrough);
+}
+
+spillway_status Allocator::stats(int device, spillway_stats* out) {
+  if (out == nullptr) return Fail(SPILLWAY_ERR_INVALID_VALUE, "spillway: NULL stats pointer");
+  DeviceHeap* h = nullptr;
+  spillway_status s = heap(device, &h);
+  if (s == SPILLWAY_OK) h->snapshot(out);
+  return s;
+}
+
+spillway_status Allocator::reset_peak_stats(int device) {
+  DeviceHeap* h = nullptr;
+  spillway_status s = heap(device, &h);
+  if (s == SPILLWAY_OK) h->stats().reset_peaks();
+  return s;
+}
+
+spillway_status Allocator::set_budget(int device, std::uint64_t bytes) {
+  DeviceHeap* h = nullptr;
+  spillway_status s = heap(device, &h);
+  if (s == SPILLWAY_OK && bytes != 0 && bytes < h->granularity())
+    return Fail(SPILLWAY_ERR_INVALID_VALUE, "spillway: budget below one physical chunk");
+  return s == SPILLWAY_OK ? h->set_budget(bytes) : s;
+}
+
+spillway_status Allocator::trim(int device, std::uint64_t keep_bytes) {
+  DeviceHeap* h = nullptr;
+  spillway_status s = heap(device, &h);
+  return s == SPILLWAY_OK ? h->trim(keep_bytes) : s;
+}
+
+std::string Allocator::summary() {
+  std::string r = "spillway summary (backend " + std::string(backend_->name()) + ")\n";
+  const int n = std::min(backend_->device_count(), kMaxDevices);
+  for (int d = 0; d < n; ++d) {
+    DeviceHeap* h = heaps_[static_cast<std::size_t>(d)].load(std::memory_order_acquire);
+    if (h == nullptr) continue;
+    spillway_stats s;
+    h->snapshot(&s);
+    const double mib = 1 << 20;
+    char buf[1024];
+    std::snprintf(
+        buf, sizeof buf,
+        "  device %d\n"
+        "    allocations       %" PRIu64 " (frees %" PRIu64 ", live %" PRIu64 ", out of memory %" PRIu64 ")\n"
+        "    peak allocated    %.1f MiB\n"
+        "    peak reserved     %.1f MiB\n"
+        "    fragmentation     %.3f (peak reserved / peak allocated)\n"
+        "    now               allocated %.1f MiB, reserved %.1f MiB, rounding waste %.1f MiB\n"
+        "    driver calls      %" PRIu64 " chunk creates, %" PRIu64 " releases, %" PRIu64 " maps, %" PRIu64 " unmaps\n"
+        "    budget            %s\n",
+        d, s.alloc_count, s.free_count, s.live_blocks, s.oom_count,
+        static_cast<double>(s.peak_allocated_bytes) / mib,
+        static_cast<double>(s.peak_reserved_bytes) / mib,
+        s.peak_allocated_bytes ? static_cast<double>(s.peak_reserved_bytes) /
+                                     static_cast<double>(s.peak_allocated_bytes)
+                               : 0.0,
+        static_cast<double>(s.allocated_bytes) / mib, static_cast<double>(s.reserved_bytes) / mib,
+        static_cast<double>(s.internal_waste_bytes) / mib, s.chunk_create_count,
+        s.chunk_release_count, s.map_count, s.unmap_count,
+        s.budget_bytes ? (std::to_string(s.budget_bytes >> 20) + " MiB").c_str() : "none");
+    r += buf;
+  }
+  return r;
+}
+
+}  // namespace spillway

@@ -1,0 +1,73 @@
+// allocator.h — the process-wide allocator: picks the backend, owns one DeviceHeap per device,
+// routes pointers to their arena, records the trace, and prints the summary. The global
+// instance is configured from SPILLWAY_* on first use and never destroyed (the CUDA context may
+// already be gone at exit); tests build their own instances over a SimBackend.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "allocator/config.h"
+#include "allocator/device_heap.h"
+#include "allocator/prim/backend.h"
+#include "profiler/trace_format.h"
+#include "spillway/spillway.h"
+
+namespace spillway {
+
+namespace trace {
+class TraceWriter;
+}
+
+class Allocator {
+ public:
+  static constexpr int kMaxDevices = 64;
+
+  Allocator(std::unique_ptr<prim::Backend> backend, Config cfg);
+  ~Allocator();
+  Allocator(const Allocator&) = delete;
+  Allocator& operator=(const Allocator&) = delete;
+
+  // The process-wide instance; nullptr (and *status, LastError()) if it cannot start.
+  static Allocator* Global(spillway_status* status);
+  // Why Global() failed ("" if it did not).
+  static const std::string& GlobalError();
+
+  // Stream-ordered (cudaMallocAsync) or synchronous (cudaMalloc) allocation.
+  spillway_status allocate(void** out, std::size_t n, int device, prim::Stream stream, bool sync,
+                           trace::Kind kind);
+  // NOT_OWNED for a pointer Spillway did not allocate (the caller passes it on to CUDA).
+  spillway_status free(void* p, FreeMode mode, prim::Stream stream, trace::Kind kind);
+  bool owns_range(const void* p) const;  // inside any arena (live or not)
+  bool is_live(const void* p) const;
+
+  spillway_status stats(int device, spillway_stats* out);
+  spillway_status reset_peak_stats(int device);
+  spillway_status set_budget(int device, std::uint64_t bytes);
+  spillway_status trim(int device, std::uint64_t keep_bytes);
+  int device_count() { return backend_->device_count(); }
+  std::string summary();
+  void trace_passthrough(trace::Kind kind, int device, prim::Stream stream, const void* addr,
+                         std::size_t size);
+
+  prim::Backend& backend() { return *backend_; }
+  const Config& config() const { return cfg_; }
+  // The heap of a device, created on first use.
+  spillway_status heap(int device, DeviceHeap** out);
+
+ private:
+  Arena* find_arena(std::uintptr_t p, int* device) const;
+
+  const std::uint64_t id_;
+  std::unique_ptr<prim::Backend> backend_;
+  Config cfg_;
+  std::unique_ptr<trace::TraceWriter> trace_;
+  std::mutex mu_;
+  std::array<std::atomic<DeviceHeap*>, kMaxDevices> heaps_{};
+  std::array<std::unique_ptr<DeviceHeap>, kMaxDevices> owned_;
+};
+
+}  // namespace spillway

@@ -1,0 +1,477 @@
+// arena.cpp — allocation, free, slabs, quick bins, deferred frees and idle-page fences of one
+// stream's arena (see arena.h for the model).
+#include "allocator/arena.h"
+
+#include <array>
+#include <bit>
+#include <cinttypes>
+#include <cstdio>
+
+#include "allocator/detail/slab.h"
+#include "allocator/device_heap.h"
+#include "allocator/error.h"
+
+namespace spillway {
+
+using detail::kMinAlign;
+using detail::kSmallMax;
+using detail::RoundUp;
+
+Arena::Arena(DeviceHeap& heap, prim::Stream stream, bool sync, std::uintptr_t base,
+             std::size_t size)
+    : heap_(heap),
+      backend_(heap.backend()),
+      device_(heap.device()),
+      stream_(stream),
+      sync_(sync),
+      base_(base),
+      size_(size),
+      gran_(heap.granularity()),
+      page_shift_(std::countr_zero(heap.granularity())),
+      pages_(new Page[size / heap.granularity()]()) {
+  free_.insert(base, size);
+  large_.reserve(4096);
+}
+
+Arena::~Arena() {
+  // Only the simulator's tests destroy heaps; the process-wide allocator is never destroyed
+  // (the CUDA context may be gone at exit).
+  for (std::size_t i = 0; i < size_ / gran_; ++i) {
+    Page& pg = pages_[i];
+    if (pg.slab != nullptr && static_cast<std::size_t>(page_of(pg.slab->base)) == i) delete pg.slab;
+    if (pg.handle != 0) {
+      backend_.unmap(base_ + i * gran_, gran_);
+      backend_.release(pg.handle);
+    }
+  }
+  for (auto& f : fences_)
+    for (auto e : f.events) backend_.event_destroy(e);
+  for (auto& f : page_fences_) backend_.event_destroy(f.event);
+  for (auto e : event_pool_) backend_.event_destroy(e);
+  backend_.release_va(base_, size_);
+}
+
+std::string Arena::describe(std::uintptr_t p) const {
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "0x%" PRIxPTR " (device %d, arena of stream %p)", p, device_,
+                stream_);
+  return buf;
+}
+
+// ---------------------------------------------------------------- allocation
+
+spillway_status Arena::allocate(std::size_t n, void** out) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (!pending_.empty()) poll_pending();
+  return n <= kSmallMax ? alloc_small(n, out) : alloc_large(n, out);
+}
+
+spillway_status Arena::alloc_large(std::size_t n, void** out) {
+  const std::size_t r = RoundUp(n, kMinAlign);
+  std::uintptr_t a = 0;
+  auto q = quick_.find(r);
+  if (q != quick_.end() && !q->second.empty()) {
+    a = q->second.back();
+    q->second.pop_back();
+    quick_bytes_ -= r;
+  } else {
+    spillway_status s = carve(r, kMinAlign, &a);
+    if (s != SPILLWAY_OK) return s;
+  }
+  if (!spare_nodes_.empty()) {
+    auto nh = std::move(spare_nodes_.back());
+    spare_nodes_.pop_back();
+    nh.key() = a;
+    nh.mapped() = LargeBlock{r, n};
+    large_.insert(std::move(nh));
+  } else {
+    large_.emplace(a, LargeBlock{r, n});
+  }
+  heap_.stats().on_alloc(n, r - n);
+  *out = reinterpret_cast<void*>(a);
+  return SPILLWAY_OK;
+}
+
+spillway_status Arena::alloc_small(std::size_t n, void** out) {
+  const int c = detail::SizeClass(n);
+  Slab* s = partial_[c];
+  if (s == nullptr) {
+    std::uintptr_t a = 0;
+    spillway_status st = carve(gran_, gran_, &a);
+    if (st != SPILLWAY_OK) return st;
+    const auto bs = static_cast<std::uint32_t>(detail::ClassSize(c));
+    s = new Slab(a, bs, static_cast<std::uint32_t>(gran_ / bs), c);
+    pages_[page_of(a)].slab = s;
+    ++slab_count_[c];
+    s->listed = true;
+    partial_[c] = s;
+  }
+  const std::uint32_t i = s->free_idx.back();
+  s->free_idx.pop_back();
+  s->set(i);
+  s->requested[i] = static_cast<std::uint32_t>(n);
+  ++s->used;
+  if (s->free_idx.empty()) {  // full: leave the partial list
+    partial_[c] = s->next;
+    if (s->next) s->next->prev = nullptr;
+    s->next = s->prev = nullptr;
+    s->listed = false;
+  }
+  heap_.stats().on_alloc(n, s->block_size - n);
+  *out = reinterpret_cast<void*>(s->base + std::uintptr_t{i} * s->block_size);
+  return SPILLWAY_OK;
+}
+
+spillway_status Arena::carve(std::size_t n, std::size_t align, std::uintptr_t* out) {
+  for (int attempt = 0;; ++attempt) {
+    std::uintptr_t a = 0;
+    if (!free_.take(n, align, &a)) {
+      if (attempt == 0 && flush_quick()) continue;
+      heap_.stats().on_oom();
+      return Fail(SPILLWAY_ERR_OUT_OF_MEMORY,
+                  "spillway: virtual address space of the arena exhausted for " +
+                      std::to_string(n) + " bytes\n" + heap_.report(n, this));
+    }
+    add_live(a, n);
+    // Pages of the range that are not mapped yet.
+    std::vector<std::int32_t> missing;
+    for (std::int32_t i = page_of(a), e = page_of(a + n - 1); i <= e; ++i)
+      if (pages_[i].handle == 0) missing.push_back(i);
+    if (missing.empty()) {
+      *out = a;
+      return SPILLWAY_OK;
+    }
+    if (attempt == 0 && quick_bytes_ > 0) {  // reuse cached blocks before taking more memory
+      release_extent(a, n);
+      flush_quick();
+      continue;
+    }
+    std::vector<prim::PhysHandle> chunks;
+    spillway_status s = heap_.acquire_chunks(this, missing.size(), &chunks, n);
+    if (s != SPILLWAY_OK) {
+      release_extent(a, n);
+      return s;
+    }
+    for (std::size_t k = 0; k < missing.size(); ++k) {
+      std::uintptr_t va = base_ + (std::uintptr_t{static_cast<std::uint32_t>(missing[k])}
+                                   << page_shift_);
+      prim::Status ms = backend_.map(va, gran_, chunks[k]);
+      if (ms.ok()) ms = backend_.set_access(device_, va, gran_);
+      if (!ms.ok()) {
+        if (k < missing.size()) backend_.unmap(va, gran_);  // harmless if map failed
+        std::vector<prim::PhysHandle> rest(chunks.begin() + static_cast<std::ptrdiff_t>(k),
+                                           chunks.end());
+        heap_.return_chunks(rest);
+        release_extent(a, n);
+        return Fail(SPILLWAY_ERR_BACKEND, "spillway: mapping device memory failed: " + ms.message);
+      }
+      pages_[missing[k]].handle = chunks[k];
+      heap_.stats().on_map();
+    }
+    *out = a;
+    return SPILLWAY_OK;
+  }
+}
+
+// ---------------------------------------------------------------- page accounting
+
+void Arena::add_live(std::uintptr_t a, std::size_t n) {
+  const std::uintptr_t end = a + n;
+  for (std::int32_t i = page_of(a), e = page_of(end - 1); i <= e; ++i) {
+    const std::uintptr_t ps = base_ + (std::uintptr_t{static_cast<std::uint32_t>(i)} << page_shift_);
+    const std::uintptr_t lo = a > ps ? a : ps, hi = end < ps + gran_ ? end : ps + gran_;
+    Page& pg = pages_[i];
+    if (pg.live == 0 && pg.handle != 0) idle_remove(i);
+    pg.live += static_cast<std::uint32_t>(hi - lo);
+  }
+}
+
+void Arena::sub_live(std::uintptr_t a, std::size_t n) {
+  const std::uintptr_t end = a + n;
+  for (std::int32_t i = page_of(a), e = page_of(end - 1); i <= e; ++i) {
+    const std::uintptr_t ps = base_ + (std::uintptr_t{static_cast<std::uint32_t>(i)} << page_shift_);
+    const std::uintptr_t lo = a > ps ? a : ps, hi = end < ps + gran_ ? end : ps + gran_;
+    Page& pg = pages_[i];
+    pg.live -= static_cast<std::uint32_t>(hi - lo);
+    if (pg.live == 0 && pg.handle != 0) idle_push(i);
+  }
+}
+
+void Arena::release_extent(std::uintptr_t a, std::size_t n) {
+  sub_live(a, n);
+  free_.insert(a, n);
+}
+
+void Arena::idle_push(std::int32_t i) {
+  Page& pg = pages_[i];
+  pg.idle_seq = idle_seq_++;
+  // The synchronous arena only frees blocks whose work has finished: its idle pages are safe.
+  if (sync_) done_seq_ = idle_seq_;
+  pg.prev = idle_tail_;
+  pg.next = -1;
+  if (idle_tail_ >= 0) pages_[idle_tail_].next = i;
+  else idle_head_ = i;
+  idle_tail_ = i;
+}
+
+void Arena::idle_remove(std::int32_t i) {
+  Page& pg = pages_[i];
+  if (pg.prev >= 0) pages_[pg.prev].next = pg.next;
+  else idle_head_ = pg.next;
+  if (pg.next >= 0) pages_[pg.next].prev = pg.prev;
+  else idle_tail_ = pg.prev;
+  pg.prev = pg.next = -1;
+}
+
+bool Arena::flush_quick() {
+  if (quick_bytes_ == 0) return false;
+  for (auto& [r, v] : quick_) {
+    for (std::uintptr_t a : v) release_extent(a, r);
+    v.clear();
+  }
+  quick_bytes_ = 0;
+  return true;
+}
+
+// ---------------------------------------------------------------- idle pages and fences
+
+prim::Event Arena::get_event() {
+  if (!event_pool_.empty()) {
+    prim::Event e = event_pool_.back();
+    event_pool_.pop_back();
+    return e;
+  }
+  prim::Event e = nullptr;
+  prim::Status s = backend_.event_create(device_, &e);
+  if (!s.ok()) {
+    std::fprintf(stderr, "spillway: event creation failed: %s\n", s.message.c_str());
+    return nullptr;
+  }
+  return e;
+}
+
+void Arena::poll_page_fences() {
+  while (!page_fences_.empty()) {
+    bool done = false;
+    if (!backend_.event_query(page_fences_.front().event, &done).ok() || !done) return;
+    done_seq_ = page_fences_.front().covers;
+    event_pool_.push_back(page_fences_.front().event);
+    page_fences_.pop_front();
+  }
+}
+
+void Arena::ensure_page_fence() {
+  if (sync_ || done_seq_ >= idle_seq_) return;
+  if (!page_fences_.empty() && page_fences_.back().covers >= idle_seq_) return;
+  prim::Event e = get_event();
+  if (e == nullptr) return;
+  if (!backend_.event_record(device_, e, stream_).ok()) {
+    event_pool_.push_back(e);
+    return;
+  }
+  page_fences_.push_back({e, idle_seq_});
+}
+
+std::size_t Arena::steal_idle(std::size_t want, bool block, std::vector<prim::PhysHandle>* out) {
+  if (idle_head_ < 0 || want == 0) return 0;
+  poll_page_fences();
+  if (block && done_seq_ <= pages_[idle_head_].idle_seq) {
+    ensure_page_fence();
+    while (!page_fences_.empty()) {
+      backend_.event_synchronize(page_fences_.front().event);
+      poll_page_fences();
+    }
+  }
+  std::size_t got = 0;
+  while (got < want && idle_head_ >= 0 && pages_[idle_head_].idle_seq < done_seq_) {
+    const std::int32_t i = idle_head_;
+    Page& pg = pages_[i];
+    const std::uintptr_t va = base_ + (std::uintptr_t{static_cast<std::uint32_t>(i)} << page_shift_);
+    if (!backend_.unmap(va, gran_).ok()) break;
+    heap_.stats().on_unmap();
+    idle_remove(i);
+    out->push_back(pg.handle);
+    pg.handle = 0;
+    ++got;
+  }
+  if (got < want) ensure_page_fence();  // so that the next attempt finds more pages done
+  return got;
+}
+
+void Arena::flush_caches() {
+  flush_quick();
+  // Empty slabs go back to the extents.
+  for (int c = 0; c < detail::kNumClasses; ++c) {
+    for (Slab* s = partial_[c]; s != nullptr;) {
+      Slab* next = s->next;
+      if (s->used == 0) {
+        if (s->prev) s->prev->next = s->next;
+        else partial_[c] = s->next;
+        if (s->next) s->next->prev = s->prev;
+        pages_[page_of(s->base)].slab = nullptr;
+        --slab_count_[c];
+        release_extent(s->base, gran_);
+        delete s;
+      }
+      s = next;
+    }
+  }
+}
+
+// ---------------------------------------------------------------- free
+
+bool Arena::is_live(std::uintptr_t p) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (!contains(p)) return false;
+  if (Slab* s = pages_[page_of(p)].slab) {
+    const std::uintptr_t off = p - s->base;
+    return off % s->block_size == 0 && off / s->block_size < s->capacity &&
+           s->live(static_cast<std::uint32_t>(off / s->block_size));
+  }
+  return large_.count(p) != 0;
+}
+
+spillway_status Arena::free_block(std::uintptr_t p, FreeMode mode, prim::Stream stream) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (Slab* s = pages_[page_of(p)].slab) return free_small(s, p, mode, stream);
+  return free_large(p, mode, stream);
+}
+
+spillway_status Arena::free_small(Slab* s, std::uintptr_t p, FreeMode mode, prim::Stream stream) {
+  const std::uintptr_t off = p - s->base;
+  const auto i = static_cast<std::uint32_t>(off / s->block_size);
+  if (off % s->block_size != 0 || i >= s->capacity)
+    return Fail(SPILLWAY_ERR_INVALID_VALUE,
+                "spillway: free of " + describe(p) + ": not the start of a block");
+  if (!s->live(i))
+    return Fail(SPILLWAY_ERR_DOUBLE_FREE,
+                "spillway: double free of " + describe(p) + ": the block is not allocated");
+  s->clear(i);
+  heap_.stats().on_free(s->requested[i], s->block_size - s->requested[i]);
+  if (mode == FreeMode::kStreamOrdered && stream == stream_) {
+    release_small(s, i);
+    return SPILLWAY_OK;
+  }
+  return defer(p, 0, mode, stream);
+}
+
+spillway_status Arena::free_large(std::uintptr_t p, FreeMode mode, prim::Stream stream) {
+  auto it = large_.find(p);
+  if (it == large_.end())
+    return Fail(SPILLWAY_ERR_DOUBLE_FREE, "spillway: free of " + describe(p) +
+                                              ": not a live block (double free, or an address "
+                                              "inside a block)");
+  const LargeBlock b = it->second;
+  spare_nodes_.push_back(large_.extract(it));
+  heap_.stats().on_free(b.requested, b.size - b.requested);
+  if (mode == FreeMode::kStreamOrdered && stream == stream_) {
+    quick_[b.size].push_back(p);
+    quick_bytes_ += b.size;
+    return SPILLWAY_OK;
+  }
+  return defer(p, b.size, mode, stream);
+}
+
+
+void Arena::release_small(Slab* s, std::uint32_t i) {
+  s->free_idx.push_back(i);
+  --s->used;
+  const int c = s->cls;
+  if (!s->listed) {  // was full: back on the partial list
+    s->prev = nullptr;
+    s->next = partial_[c];
+    if (s->next) s->next->prev = s;
+    partial_[c] = s;
+    s->listed = true;
+  } else if (s->used == 0 && slab_count_[c] > 1) {  // keep one empty slab per class
+    if (s->prev) s->prev->next = s->next;
+    else partial_[c] = s->next;
+    if (s->next) s->next->prev = s->prev;
+    pages_[page_of(s->base)].slab = nullptr;
+    --slab_count_[c];
+    release_extent(s->base, gran_);
+    delete s;
+  }
+}
+
+void Arena::release_pending(const Pending& pd) {
+  if (pd.large_size != 0) {
+    quick_[pd.large_size].push_back(pd.p);
+    quick_bytes_ += pd.large_size;
+    return;
+  }
+  Slab* s = pages_[page_of(pd.p)].slab;
+  release_small(s, static_cast<std::uint32_t>((pd.p - s->base) / s->block_size));
+}
+
+spillway_status Arena::defer(std::uintptr_t p, std::size_t large_size, FreeMode mode,
+                             prim::Stream stream) {
+  Fence f{{}, next_group_++};
+  std::array<prim::Stream, DeviceHeap::kMaxArenas + 1> streams;
+  int n = 1;
+  streams[0] = stream;
+  if (mode == FreeMode::kSynchronous) n = heap_.fence_streams(&streams);
+  for (int k = 0; k < n; ++k) {
+    prim::Event e = get_event();
+    prim::Status s = e ? backend_.event_record(device_, e, streams[k])
+                       : prim::Status{1, "no event could be created"};
+    if (!s.ok()) {
+      if (e) event_pool_.push_back(e);
+      // The block cannot be proven idle: keep it out of circulation rather than risk reuse.
+      std::fprintf(stderr, "spillway: cannot fence free of %s, block leaked: %s\n",
+                   describe(p).c_str(), s.message.c_str());
+      for (auto ev : f.events) event_pool_.push_back(ev);
+      return SPILLWAY_OK;
+    }
+    f.events.push_back(e);
+  }
+  pending_.push_back({p, large_size, f.group});
+  fences_.push_back(std::move(f));
+  return SPILLWAY_OK;
+}
+
+void Arena::poll_pending() {
+  while (!fences_.empty()) {
+    Fence& f = fences_.front();
+    while (!f.events.empty()) {
+      bool done = false;
+      if (!backend_.event_query(f.events.back(), &done).ok() || !done) return;
+      event_pool_.push_back(f.events.back());
+      f.events.pop_back();
+    }
+    const std::uint64_t g = f.group;
+    fences_.pop_front();
+    while (!pending_.empty() && pending_.front().group <= g) {
+      release_pending(pending_.front());
+      pending_.pop_front();
+    }
+  }
+}
+
+void Arena::wait_pending() {
+  for (auto& f : fences_)
+    for (auto e : f.events) backend_.event_synchronize(e);
+  poll_pending();
+}
+
+Arena::Summary Arena::summary() {
+  std::lock_guard<std::mutex> lk(mu_);
+  return summary_locked();
+}
+
+Arena::Summary Arena::summary_locked() {
+  Summary s{};
+  for (std::size_t i = 0; i < size_ / gran_; ++i) {
+    if (pages_[i].handle == 0) continue;
+    s.mapped_bytes += gran_;
+    if (pages_[i].live == 0) s.idle_bytes += gran_;
+  }
+  s.free_extent_bytes = free_.total();
+  s.largest_free_extent = free_.largest();
+  s.quick_bytes = quick_bytes_;
+  s.pending_blocks = pending_.size();
+  for (int c = 0; c < detail::kNumClasses; ++c) s.slab_count += static_cast<std::size_t>(slab_count_[c]);
+  return s;
+}
+
+}  // namespace spillway

@@ -1,0 +1,144 @@
+// arena.h — one stream's share of a device: its own VA reservation carved at 512-byte
+// granularity (best fit with coalescing), the page table saying which 2 MiB pages are mapped,
+// slabs for small sizes, exact-size quick bins for freed large blocks, and the deferred frees
+// that wait on events. Reuse on the arena's own stream is immediate (stream order); anything
+// else waits for events. Pages with no live bytes are "idle" and may be unmapped (stolen) once
+// a fence event shows the stream has finished with them.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "allocator/detail/extent_set.h"
+#include "allocator/detail/size_class.h"
+#include "allocator/prim/backend.h"
+#include "spillway/spillway.h"
+
+namespace spillway {
+
+class DeviceHeap;
+struct Slab;
+
+enum class FreeMode {
+  kStreamOrdered,  // cudaFreeAsync on `stream`
+  kSynchronous,    // cudaFree: wait for all work enqueued before it on every known stream
+};
+
+class Arena {
+ public:
+  Arena(DeviceHeap& heap, prim::Stream stream, bool sync, std::uintptr_t base, std::size_t size);
+  ~Arena();
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+
+  spillway_status allocate(std::size_t n, void** out);
+  spillway_status free_block(std::uintptr_t p, FreeMode mode, prim::Stream stream);
+  bool contains(std::uintptr_t p) const { return p - base_ < size_; }
+  bool is_live(std::uintptr_t p);
+  prim::Stream stream() const { return stream_; }
+  bool is_sync() const { return sync_; }
+
+  // Gives up to `want` physical chunks of idle pages whose last use has finished, unmapping
+  // them. With `block`, waits on this arena's fence events first. Caller holds mu().
+  std::size_t steal_idle(std::size_t want, bool block, std::vector<prim::PhysHandle>* out);
+  // Moves cached memory back to the free extents and unmaps every idle page (waiting for the
+  // stream): used by trim and at the last step before out-of-memory. Caller holds mu().
+  void flush_caches();
+  // Waits for every deferred free of this arena and releases it. Caller holds mu().
+  void wait_pending();
+  std::mutex& mu() { return mu_; }
+
+  struct Summary {
+    std::size_t mapped_bytes, idle_bytes, free_extent_bytes, largest_free_extent, quick_bytes,
+        pending_blocks, slab_count;
+  };
+  Summary summary();         // takes mu()
+  Summary summary_locked();  // caller holds mu()
+
+ private:
+  struct Page {
+    prim::PhysHandle handle = 0;  // 0 = unmapped
+    Slab* slab = nullptr;         // set when the page is a slab
+    std::uint32_t live = 0;       // bytes of non-free blocks overlapping the page
+    std::int32_t prev = -1, next = -1;  // idle list links
+    std::uint64_t idle_seq = 0;
+  };
+  struct LargeBlock {
+    std::size_t size;       // rounded
+    std::size_t requested;  // asked for
+  };
+  struct Pending {
+    std::uintptr_t p;
+    std::size_t large_size;  // 0 for a slab block
+    std::uint64_t group;     // fence group that must complete first
+  };
+  struct Fence {
+    std::vector<prim::Event> events;
+    std::uint64_t group;
+  };
+  struct PageFence {
+    prim::Event event;
+    std::uint64_t covers;  // idle pages with idle_seq < covers are done once event completes
+  };
+
+  spillway_status alloc_small(std::size_t n, void** out);
+  spillway_status alloc_large(std::size_t n, void** out);
+  spillway_status free_small(Slab* s, std::uintptr_t p, FreeMode mode, prim::Stream stream);
+  spillway_status free_large(std::uintptr_t p, FreeMode mode, prim::Stream stream);
+  // Takes [a, a+n) for use: counts live bytes and maps the pages that are not mapped.
+  spillway_status carve(std::size_t n, std::size_t align, std::uintptr_t* out);
+  void add_live(std::uintptr_t a, std::size_t n);
+  void sub_live(std::uintptr_t a, std::size_t n);
+  void release_extent(std::uintptr_t a, std::size_t n);  // sub_live + back to the extents
+  bool flush_quick();                                     // true if anything was flushed
+  void release_small(Slab* s, std::uint32_t i);
+  void release_pending(const Pending& pd);
+  void poll_pending();
+  spillway_status defer(std::uintptr_t p, std::size_t large_size, FreeMode mode,
+                        prim::Stream stream);
+  void poll_page_fences();
+  void ensure_page_fence();
+  prim::Event get_event();
+  void idle_push(std::int32_t i);
+  void idle_remove(std::int32_t i);
+  std::int32_t page_of(std::uintptr_t p) const {
+    return static_cast<std::int32_t>((p - base_) >> page_shift_);
+  }
+  std::string describe(std::uintptr_t p) const;
+
+  DeviceHeap& heap_;
+  prim::Backend& backend_;
+  const int device_;
+  const prim::Stream stream_;
+  const bool sync_;  // the arena of cudaMalloc/cuMemAlloc blocks
+  const std::uintptr_t base_;
+  const std::size_t size_;
+  const std::size_t gran_;
+  const int page_shift_;
+
+  std::mutex mu_;
+  detail::ExtentSet free_;
+  std::unique_ptr<Page[]> pages_;
+  std::int32_t idle_head_ = -1, idle_tail_ = -1;
+  std::uint64_t idle_seq_ = 0, done_seq_ = 0;
+  std::deque<PageFence> page_fences_;
+
+  std::unordered_map<std::uintptr_t, LargeBlock> large_;
+  std::vector<decltype(large_)::node_type> spare_nodes_;
+  std::unordered_map<std::size_t, std::vector<std::uintptr_t>> quick_;
+  std::size_t quick_bytes_ = 0;
+
+  Slab* partial_[detail::kNumClasses] = {};  // slabs with free blocks, per class
+  int slab_count_[detail::kNumClasses] = {};
+
+  std::deque<Pending> pending_;
+  std::deque<Fence> fences_;
+  std::uint64_t next_group_ = 1;
+  std::vector<prim::Event> event_pool_;
+};
+
+}  // namespace spillway

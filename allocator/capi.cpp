@@ -1,0 +1,141 @@
+// capi.cpp — the C API of include/spillway/spillway.h over the process-wide Allocator.
+#include <unistd.h>
+
+#include "allocator/allocator.h"
+#include "allocator/error.h"
+#include "spillway/spillway.h"
+
+using spillway::Allocator;
+using spillway::FreeMode;
+namespace trace = spillway::trace;
+
+namespace {
+Allocator* Get(spillway_status* s) {
+  *s = SPILLWAY_OK;
+  return Allocator::Global(s);
+}
+}  // namespace
+
+extern "C" {
+
+void* spillway_malloc(ssize_t size, int device, void* stream) {
+  if (size == 0) return nullptr;
+  if (size < 0) {
+    spillway::Fail(SPILLWAY_ERR_INVALID_VALUE, "spillway: negative size");
+    return nullptr;
+  }
+  spillway_status s;
+  Allocator* a = Get(&s);
+  void* p = nullptr;
+  if (a) a->allocate(&p, static_cast<std::size_t>(size), device, stream, false, trace::Kind::kApiMalloc);
+  return p;
+}
+
+void spillway_free(void* ptr, ssize_t, int, void* stream) {
+  if (ptr == nullptr) return;
+  spillway_status s;
+  Allocator* a = Get(&s);
+  if (a == nullptr) return;
+  s = a->free(ptr, FreeMode::kStreamOrdered, stream, trace::Kind::kApiFree);
+  if (s != SPILLWAY_OK) {
+    // The pluggable-allocator signature cannot return an error: say it, never abort.
+    std::string msg = std::string(spillway::LastError()) + "\n";
+    (void)!write(2, msg.data(), msg.size());
+  }
+}
+
+spillway_status spillway_malloc_async(void** out, size_t size, int device, void* stream) {
+  spillway_status s;
+  Allocator* a = Get(&s);
+  return a ? a->allocate(out, size, device, stream, false, trace::Kind::kApiMalloc) : s;
+}
+
+spillway_status spillway_free_async(void* ptr, void* stream) {
+  if (ptr == nullptr) return SPILLWAY_OK;
+  spillway_status s;
+  Allocator* a = Get(&s);
+  return a ? a->free(ptr, FreeMode::kStreamOrdered, stream, trace::Kind::kApiFree) : s;
+}
+
+spillway_status spillway_malloc_sync(void** out, size_t size, int device) {
+  spillway_status s;
+  Allocator* a = Get(&s);
+  return a ? a->allocate(out, size, device, nullptr, true, trace::Kind::kApiMallocSync) : s;
+}
+
+spillway_status spillway_free_sync(void* ptr) {
+  if (ptr == nullptr) return SPILLWAY_OK;
+  spillway_status s;
+  Allocator* a = Get(&s);
+  return a ? a->free(ptr, FreeMode::kSynchronous, nullptr, trace::Kind::kApiFreeSync) : s;
+}
+
+int spillway_owns(const void* ptr) {
+  spillway_status s;
+  Allocator* a = Get(&s);
+  return a != nullptr && a->is_live(ptr) ? 1 : 0;
+}
+
+spillway_status spillway_get_stats(int device, spillway_stats* out) {
+  spillway_status s;
+  Allocator* a = Get(&s);
+  return a ? a->stats(device, out) : s;
+}
+
+spillway_status spillway_reset_peak_stats(int device) {
+  spillway_status s;
+  Allocator* a = Get(&s);
+  return a ? a->reset_peak_stats(device) : s;
+}
+
+spillway_status spillway_set_budget(int device, uint64_t bytes) {
+  spillway_status s;
+  Allocator* a = Get(&s);
+  return a ? a->set_budget(device, bytes) : s;
+}
+
+spillway_status spillway_trim(int device, uint64_t keep_bytes) {
+  spillway_status s;
+  Allocator* a = Get(&s);
+  return a ? a->trim(device, keep_bytes) : s;
+}
+
+int spillway_device_count(void) {
+  spillway_status s;
+  Allocator* a = Get(&s);
+  return a ? a->device_count() : 0;
+}
+
+spillway_status spillway_print_summary(int fd) {
+  spillway_status s;
+  Allocator* a = Get(&s);
+  if (a == nullptr) return s;
+  std::string text = a->summary();
+  const char* p = text.data();
+  std::size_t left = text.size();
+  while (left > 0) {
+    ssize_t w = write(fd, p, left);
+    if (w <= 0) return spillway::Fail(SPILLWAY_ERR_INVALID_VALUE, "spillway: cannot write summary");
+    p += w;
+    left -= static_cast<std::size_t>(w);
+  }
+  return SPILLWAY_OK;
+}
+
+const char* spillway_last_error(void) { return spillway::LastError(); }
+
+const char* spillway_status_string(spillway_status status) {
+  switch (status) {
+    case SPILLWAY_OK: return "SPILLWAY_OK";
+    case SPILLWAY_ERR_INVALID_VALUE: return "SPILLWAY_ERR_INVALID_VALUE";
+    case SPILLWAY_ERR_OUT_OF_MEMORY: return "SPILLWAY_ERR_OUT_OF_MEMORY";
+    case SPILLWAY_ERR_NOT_OWNED: return "SPILLWAY_ERR_NOT_OWNED";
+    case SPILLWAY_ERR_DOUBLE_FREE: return "SPILLWAY_ERR_DOUBLE_FREE";
+    case SPILLWAY_ERR_BACKEND: return "SPILLWAY_ERR_BACKEND";
+    case SPILLWAY_ERR_CONFIG: return "SPILLWAY_ERR_CONFIG";
+    case SPILLWAY_ERR_NO_DEVICE: return "SPILLWAY_ERR_NO_DEVICE";
+  }
+  return "SPILLWAY_ERR_UNKNOWN";
+}
+
+}  // extern "C"

@@ -1,0 +1,100 @@
+// config.cpp — parsing of the SPILLWAY_* variables (see config.h).
+#include "allocator/config.h"
+
+#include <cctype>
+#include <cmath>
+#include <cstdlib>
+
+namespace spillway {
+
+bool ParseBytes(const std::string& s, std::uint64_t* out) {
+  if (s.empty() || !(std::isdigit(static_cast<unsigned char>(s[0])) || s[0] == '.')) return false;
+  char* end = nullptr;
+  double v = std::strtod(s.c_str(), &end);
+  std::string rest(end);
+  double mult = 1;
+  if (rest.size() == 1 || (rest.size() == 3 && (rest.substr(1) == "iB" || rest.substr(1) == "ib")) ||
+      (rest.size() == 2 && (rest[1] == 'B' || rest[1] == 'b'))) {
+    switch (std::toupper(static_cast<unsigned char>(rest[0]))) {
+      case 'K': mult = 0x1p10; break;
+      case 'M': mult = 0x1p20; break;
+      case 'G': mult = 0x1p30; break;
+      case 'T': mult = 0x1p40; break;
+      case 'B': mult = rest.size() == 1 ? 1 : -1; break;
+      default: return false;
+    }
+    if (mult < 0) return false;
+  } else if (!rest.empty()) {
+    return false;
+  }
+  double bytes = v * mult;
+  if (!std::isfinite(bytes) || bytes < 1 || bytes >= 0x1p63) return false;
+  *out = static_cast<std::uint64_t>(bytes);
+  return true;
+}
+
+namespace {
+bool ParseInt(const char* s, long lo, long hi, long* out) {
+  char* end = nullptr;
+  long v = std::strtol(s, &end, 10);
+  if (*s == '\0' || *end != '\0' || v < lo || v > hi) return false;
+  *out = v;
+  return true;
+}
+bool Bad(std::string* error, const char* var, const char* value, const char* form) {
+  *error = std::string("spillway: invalid ") + var + "='" + value + "': expected " + form;
+  return false;
+}
+}  // namespace
+
+bool ParseConfig(const GetEnv& getenv, Config* cfg, std::string* error) {
+  if (const char* v = getenv("SPILLWAY_DEVICE_BUDGET"); v && *v) {
+    std::string s(v);
+    if (s.back() == '%') {
+      char* end = nullptr;
+      double p = std::strtod(s.c_str(), &end);
+      if (end != s.c_str() + s.size() - 1 || !(p > 0 && p <= 100))
+        return Bad(error, "SPILLWAY_DEVICE_BUDGET", v,
+                   "bytes with an optional K/M/G/T suffix (e.g. 40G) or a percentage in (0,100] "
+                   "(e.g. 80%)");
+      cfg->budget_percent = p;
+    } else if (!ParseBytes(s, &cfg->budget_bytes)) {
+      return Bad(error, "SPILLWAY_DEVICE_BUDGET", v,
+                 "bytes with an optional K/M/G/T suffix (e.g. 40G) or a percentage in (0,100] "
+                 "(e.g. 80%)");
+    }
+  }
+  if (const char* v = getenv("SPILLWAY_TRACE"); v) {
+    if (!*v) return Bad(error, "SPILLWAY_TRACE", v, "a file path");
+    cfg->trace_path = v;
+  }
+  if (const char* v = getenv("SPILLWAY_STATS"); v && *v) {
+    std::string s(v);
+    if (s == "1") cfg->print_stats = true;
+    else if (s == "0") cfg->print_stats = false;
+    else return Bad(error, "SPILLWAY_STATS", v, "0 or 1");
+  }
+  if (const char* v = getenv("SPILLWAY_BACKEND"); v && *v) {
+    std::string s(v);
+    if (s == "cuda") cfg->use_sim = false;
+    else if (s == "sim") cfg->use_sim = true;
+    else return Bad(error, "SPILLWAY_BACKEND", v, "cuda or sim");
+  }
+  if (const char* v = getenv("SPILLWAY_SIM_DEVICES"); v && *v) {
+    long n = 0;
+    if (!ParseInt(v, 1, 64, &n)) return Bad(error, "SPILLWAY_SIM_DEVICES", v, "an integer in 1..64");
+    cfg->sim_devices = static_cast<int>(n);
+  }
+  if (const char* v = getenv("SPILLWAY_SIM_DEVICE_MEMORY"); v && *v) {
+    if (!ParseBytes(v, &cfg->sim_device_memory) || cfg->sim_device_memory < (std::uint64_t{64} << 20))
+      return Bad(error, "SPILLWAY_SIM_DEVICE_MEMORY", v, "bytes, at least 64M (e.g. 16G)");
+  }
+  return true;
+}
+
+std::uint64_t ResolveBudget(const Config& cfg, std::uint64_t total) {
+  if (cfg.budget_percent > 0) return static_cast<std::uint64_t>(static_cast<double>(total) * cfg.budget_percent / 100.0);
+  return cfg.budget_bytes;
+}
+
+}  // namespace spillway

@@ -1,0 +1,262 @@
+// device_heap.cpp — arenas, the loose chunk pool, budget, trimming and the out-of-memory report
+// of one device (see device_heap.h).
+#include "allocator/device_heap.h"
+
+#include <cinttypes>
+#include <cstdio>
+
+#include "allocator/detail/size_class.h"
+#include "allocator/error.h"
+
+namespace spillway {
+
+namespace {
+// Key of the synchronous arena: never a real stream handle.
+prim::Stream const kSyncKey = reinterpret_cast<prim::Stream>(~std::uintptr_t{0});
+
+std::string Bytes(std::uint64_t b) {
+  char buf[32];
+  if (b >= (std::uint64_t{1} << 30))
+    std::snprintf(buf, sizeof buf, "%.2f GiB", static_cast<double>(b) / (1 << 30));
+  else if (b >= (std::uint64_t{1} << 20))
+    std::snprintf(buf, sizeof buf, "%.2f MiB", static_cast<double>(b) / (1 << 20));
+  else
+    std::snprintf(buf, sizeof buf, "%" PRIu64 " B", b);
+  return buf;
+}
+}  // namespace
+
+DeviceHeap::DeviceHeap(prim::Backend& backend, int device) : backend_(backend), device_(device) {}
+
+DeviceHeap::~DeviceHeap() {
+  for (int i = 0; i < n_arenas_.load(); ++i) arenas_[static_cast<std::size_t>(i)].reset();
+  for (auto h : loose_) backend_.release(h);
+}
+
+spillway_status DeviceHeap::init(std::uint64_t budget_bytes) {
+  prim::MemInfo mi;
+  prim::Status s = backend_.mem_info(device_, &mi);
+  if (!s.ok())
+    return Fail(SPILLWAY_ERR_BACKEND,
+                "spillway: cannot read memory of device " + std::to_string(device_) + ": " +
+                    s.message);
+  total_ = mi.total;
+  gran_ = backend_.granularity({prim::LocationKind::kDevice, device_});
+  // Each arena may map the whole device, twice over: VA is cheap.
+  arena_va_ = detail::RoundUp(2 * total_ + gran_, gran_);
+  budget_.store(budget_bytes);
+  return SPILLWAY_OK;
+}
+
+spillway_status DeviceHeap::arena_for(prim::Stream stream, bool sync, Arena** out) {
+  const prim::Stream key = sync ? kSyncKey : stream;
+  const int n = n_arenas_.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i) {
+    Arena* a = arenas_[static_cast<std::size_t>(i)].get();
+    if ((a->is_sync() ? kSyncKey : a->stream()) == key) {
+      *out = a;
+      return SPILLWAY_OK;
+    }
+  }
+  std::lock_guard<std::mutex> lk(mu_);
+  const int m = n_arenas_.load(std::memory_order_relaxed);
+  for (int i = n; i < m; ++i) {  // created meanwhile by another thread
+    Arena* a = arenas_[static_cast<std::size_t>(i)].get();
+    if ((a->is_sync() ? kSyncKey : a->stream()) == key) {
+      *out = a;
+      return SPILLWAY_OK;
+    }
+  }
+  if (m == kMaxArenas)
+    return Fail(SPILLWAY_ERR_OUT_OF_MEMORY,
+                "spillway: more than " + std::to_string(kMaxArenas) +
+                    " streams allocate on device " + std::to_string(device_) +
+                    "; Spillway keeps one arena per allocating stream");
+  std::uintptr_t va = 0;
+  prim::Status s = backend_.reserve(device_, arena_va_, gran_, &va);
+  if (!s.ok())
+    return Fail(SPILLWAY_ERR_OUT_OF_MEMORY,
+                "spillway: cannot reserve " + Bytes(arena_va_) + " of address space: " + s.message);
+  arenas_[static_cast<std::size_t>(m)] =
+      std::make_unique<Arena>(*this, sync ? nullptr : stream, sync, va, arena_va_);
+  n_arenas_.store(m + 1, std::memory_order_release);
+  *out = arenas_[static_cast<std::size_t>(m)].get();
+  return SPILLWAY_OK;
+}
+
+Arena* DeviceHeap::find(std::uintptr_t p) const {
+  const int n = n_arenas_.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i) {
+    Arena* a = arenas_[static_cast<std::size_t>(i)].get();
+    if (a->contains(p)) return a;
+  }
+  return nullptr;
+}
+
+int DeviceHeap::fence_streams(std::array<prim::Stream, kMaxArenas + 1>* out) const {
+  // The legacy stream first: recording on it also waits for every blocking stream.
+  int k = 0;
+  (*out)[static_cast<std::size_t>(k++)] = nullptr;
+  const int n = n_arenas_.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i) {
+    const Arena* a = arenas_[static_cast<std::size_t>(i)].get();
+    if (!a->is_sync() && a->stream() != nullptr) (*out)[static_cast<std::size_t>(k++)] = a->stream();
+  }
+  return k;
+}
+
+bool DeviceHeap::create_chunk(prim::PhysHandle* h, std::string* why) {
+  std::lock_guard<std::mutex> lk(mu_);
+  const std::uint64_t budget = budget_.load(std::memory_order_relaxed);
+  if (budget != 0 && stats_.reserved() + gran_ > budget) {
+    *why = "the device budget of " + Bytes(budget) + " is reached";
+    return false;
+  }
+  prim::Status s = backend_.create({prim::LocationKind::kDevice, device_}, gran_, h);
+  if (!s.ok()) {
+    *why = "the device has no free memory (" + s.message + ")";
+    return false;
+  }
+  stats_.on_reserve(gran_);
+  return true;
+}
+
+std::size_t DeviceHeap::steal_from_others(Arena* self, std::size_t want, bool block,
+                                          std::vector<prim::PhysHandle>* out) {
+  std::size_t got = 0;
+  const int n = n_arenas_.load(std::memory_order_acquire);
+  for (int i = 0; i < n && got < want; ++i) {
+    Arena* a = arenas_[static_cast<std::size_t>(i)].get();
+    if (a == self) continue;
+    std::unique_lock<std::mutex> lk(a->mu(), std::try_to_lock);  // never wait: lock order
+    if (!lk.owns_lock()) continue;
+    if (block) {
+      a->wait_pending();
+      a->flush_caches();
+    }
+    got += a->steal_idle(want - got, block, out);
+  }
+  return got;
+}
+
+spillway_status DeviceHeap::acquire_chunks(Arena* self, std::size_t k,
+                                           std::vector<prim::PhysHandle>* out,
+                                           std::size_t request_bytes) {
+  out->clear();
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    while (out->size() < k && !loose_.empty()) {
+      out->push_back(loose_.back());
+      loose_.pop_back();
+    }
+  }
+  auto need = [&] { return k - out->size(); };
+  // Idle pages whose work has finished come first: reusing them keeps reserved memory flat.
+  if (need()) self->steal_idle(need(), false, out);
+  if (need()) steal_from_others(self, need(), false, out);
+  std::string why;
+  while (need()) {
+    prim::PhysHandle h = 0;
+    if (!create_chunk(&h, &why)) break;
+    out->push_back(h);
+  }
+  if (need()) {  // last resort: wait for the streams, drop every cache, and steal again
+    self->wait_pending();
+    self->flush_caches();
+    self->steal_idle(need(), true, out);
+    if (need()) steal_from_others(self, need(), true, out);
+  }
+  if (need() == 0) return SPILLWAY_OK;
+  return_chunks(*out);
+  out->clear();
+  stats_.on_oom();
+  std::string msg = "spillway: out of memory on device " + std::to_string(device_) +
+                    ": cannot allocate " + Bytes(request_bytes) + ": " + why + "\n" +
+                    report(request_bytes, self);
+  static std::atomic<int> printed{0};
+  if (printed.fetch_add(1) < 8) std::fputs(msg.c_str(), stderr);
+  return Fail(SPILLWAY_ERR_OUT_OF_MEMORY, std::move(msg));
+}
+
+void DeviceHeap::return_chunks(const std::vector<prim::PhysHandle>& chunks) {
+  std::lock_guard<std::mutex> lk(mu_);
+  loose_.insert(loose_.end(), chunks.begin(), chunks.end());
+}
+
+spillway_status DeviceHeap::trim(std::uint64_t keep_bytes) {
+  std::vector<prim::PhysHandle> freed;
+  const int n = n_arenas_.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i) {
+    Arena* a = arenas_[static_cast<std::size_t>(i)].get();
+    std::lock_guard<std::mutex> lk(a->mu());
+    a->wait_pending();
+    a->flush_caches();
+    a->steal_idle(SIZE_MAX, true, &freed);
+  }
+  std::lock_guard<std::mutex> lk(mu_);
+  loose_.insert(loose_.end(), freed.begin(), freed.end());
+  std::uint64_t cached = loose_.size() * gran_;
+  while (!loose_.empty() && cached > keep_bytes) {
+    prim::Status s = backend_.release(loose_.back());
+    if (!s.ok())
+      return Fail(SPILLWAY_ERR_BACKEND, "spillway: releasing device memory failed: " + s.message);
+    loose_.pop_back();
+    stats_.on_release(gran_);
+    cached -= gran_;
+  }
+  return SPILLWAY_OK;
+}
+
+spillway_status DeviceHeap::set_budget(std::uint64_t bytes) {
+  if (bytes != 0 && bytes < stats_.allocated())
+    return Fail(SPILLWAY_ERR_INVALID_VALUE,
+                "spillway: budget " + Bytes(bytes) + " is below the " + Bytes(stats_.allocated()) +
+                    " allocated now on device " + std::to_string(device_));
+  budget_.store(bytes);
+  if (bytes != 0 && stats_.reserved() > bytes) return trim(0);
+  return SPILLWAY_OK;
+}
+
+void DeviceHeap::snapshot(spillway_stats* s) const {
+  stats_.snapshot(s);
+  s->budget_bytes = budget_.load();
+  s->granularity_bytes = gran_;
+}
+
+std::string DeviceHeap::report(std::size_t failed_request, Arena* held) const {
+  spillway_stats st;
+  snapshot(&st);
+  std::string r;
+  char line[256];
+  std::snprintf(line, sizeof line,
+                "spillway: device %d state: allocated %s (peak %s), reserved %s (peak %s), "
+                "budget %s, device %s, live blocks %" PRIu64 ", request %s\n",
+                device_, Bytes(st.allocated_bytes).c_str(), Bytes(st.peak_allocated_bytes).c_str(),
+                Bytes(st.reserved_bytes).c_str(), Bytes(st.peak_reserved_bytes).c_str(),
+                st.budget_bytes ? Bytes(st.budget_bytes).c_str() : "none",
+                Bytes(total_).c_str(), st.live_blocks, Bytes(failed_request).c_str());
+  r += line;
+  const int n = n_arenas_.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i) {
+    Arena* a = arenas_[static_cast<std::size_t>(i)].get();
+    Arena::Summary s{};
+    if (a == held) {
+      s = a->summary_locked();
+    } else {
+      std::unique_lock<std::mutex> lk(a->mu(), std::try_to_lock);
+      if (!lk.owns_lock()) continue;
+      s = a->summary_locked();
+    }
+    std::snprintf(line, sizeof line,
+                  "  arena %s%p: mapped %s, idle pages %s, cached blocks %s, largest free VA "
+                  "extent %s, %zu slabs, %zu frees waiting on events\n",
+                  a->is_sync() ? "sync " : "stream ", a->is_sync() ? nullptr : a->stream(),
+                  Bytes(s.mapped_bytes).c_str(), Bytes(s.idle_bytes).c_str(),
+                  Bytes(s.quick_bytes).c_str(), Bytes(s.largest_free_extent).c_str(),
+                  s.slab_count, s.pending_blocks);
+    r += line;
+  }
+  return r;
+}
+
+}  // namespace spillway

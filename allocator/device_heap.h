@@ -1,0 +1,78 @@
+// device_heap.h — everything Spillway holds for one device: its arenas (one per stream, plus
+// the synchronous arena of cudaMalloc), the pool of loose physical chunks, the budget on
+// reserved memory, statistics, and the out-of-memory report.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "allocator/arena.h"
+#include "allocator/stats.h"
+#include "allocator/prim/backend.h"
+
+namespace spillway {
+
+class DeviceHeap {
+ public:
+  static constexpr int kMaxArenas = 64;
+
+  DeviceHeap(prim::Backend& backend, int device);
+  ~DeviceHeap();
+  DeviceHeap(const DeviceHeap&) = delete;
+  DeviceHeap& operator=(const DeviceHeap&) = delete;
+
+  // Reads device size and granularity and applies the budget (0 = none).
+  spillway_status init(std::uint64_t budget_bytes);
+
+  // The arena of a stream (created on first use), or the synchronous arena.
+  spillway_status arena_for(prim::Stream stream, bool sync, Arena** out);
+  // The arena whose VA range holds p, or nullptr.
+  Arena* find(std::uintptr_t p) const;
+
+  // Physical chunks for `self` (whose lock the caller holds): loose pool, then idle pages of
+  // this device whose last use finished, then new chunks within the budget, then waiting for
+  // idle pages. All or nothing.
+  spillway_status acquire_chunks(Arena* self, std::size_t k, std::vector<prim::PhysHandle>* out,
+                                 std::size_t request_bytes);
+  void return_chunks(const std::vector<prim::PhysHandle>& chunks);
+  // Streams to fence for cudaFree semantics (legacy stream first). Returns the count.
+  int fence_streams(std::array<prim::Stream, kMaxArenas + 1>* out) const;
+
+  spillway_status set_budget(std::uint64_t bytes);
+  spillway_status trim(std::uint64_t keep_bytes);
+  // One-screen state; `held` is an arena whose lock the caller holds (or nullptr).
+  std::string report(std::size_t failed_request, Arena* held) const;
+
+  prim::Backend& backend() { return backend_; }
+  int device() const { return device_; }
+  std::size_t granularity() const { return gran_; }
+  std::uint64_t budget() const { return budget_.load(std::memory_order_relaxed); }
+  std::uint64_t total_memory() const { return total_; }
+  DeviceStats& stats() { return stats_; }
+  const DeviceStats& stats() const { return stats_; }
+  void snapshot(spillway_stats* s) const;
+
+ private:
+  bool create_chunk(prim::PhysHandle* h, std::string* why);
+  std::size_t steal_from_others(Arena* self, std::size_t want, bool block,
+                                std::vector<prim::PhysHandle>* out);
+
+  prim::Backend& backend_;
+  const int device_;
+  std::size_t gran_ = 0;
+  std::uint64_t total_ = 0;
+  std::size_t arena_va_ = 0;
+  std::atomic<std::uint64_t> budget_{0};
+  DeviceStats stats_;
+
+  mutable std::mutex mu_;  // arenas_ growth, loose_
+  std::array<std::unique_ptr<Arena>, kMaxArenas> arenas_;
+  std::atomic<int> n_arenas_{0};
+  std::vector<prim::PhysHandle> loose_;
+};
+
+}  // namespace spillway

@@ -1,0 +1,70 @@
+// backend.h — the "prim" layer: the only interface through which Spillway touches GPU memory.
+// Two implementations: CudaBackend (driver API, resolved at run time) and SimBackend (CPU:
+// memfd + mmap, streams as worker threads). Everything above this layer is plain C++.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace spillway::prim {
+
+// Opaque handles. A Stream is a cudaStream_t/CUstream value (nullptr = legacy default stream).
+using Stream = void*;
+using Event = void*;
+using PhysHandle = std::uint64_t;  // CUmemGenericAllocationHandle or a sim chunk id
+
+enum class LocationKind { kDevice, kHostNuma };
+struct Location {
+  LocationKind kind = LocationKind::kDevice;
+  int id = 0;  // device ordinal or NUMA node
+};
+
+// Result of a backend call: ok, or a driver error code with a message.
+struct Status {
+  int code = 0;  // 0 = success; otherwise the driver's CUresult (or errno for the sim)
+  std::string message;
+  bool ok() const { return code == 0; }
+  static Status Ok() { return {}; }
+};
+
+struct MemInfo {
+  std::size_t free = 0;
+  std::size_t total = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+  virtual int device_count() = 0;
+  // Physical allocation granularity for a location (2 MiB on H200).
+  virtual std::size_t granularity(Location loc) = 0;
+  virtual Status mem_info(int device, MemInfo* out) = 0;
+
+  // Virtual address space.
+  virtual Status reserve(int device, std::size_t size, std::size_t align, std::uintptr_t* va) = 0;
+  virtual Status release_va(std::uintptr_t va, std::size_t size) = 0;
+
+  // Physical memory, mapping and access. `map` maps the whole handle at va; `set_access`
+  // grants read/write to `device` over [va, va+size); `unmap` removes one mapping.
+  virtual Status create(Location loc, std::size_t size, PhysHandle* out) = 0;
+  virtual Status release(PhysHandle h) = 0;
+  virtual Status map(std::uintptr_t va, std::size_t size, PhysHandle h) = 0;
+  virtual Status set_access(int device, std::uintptr_t va, std::size_t size) = 0;
+  virtual Status unmap(std::uintptr_t va, std::size_t size) = 0;
+
+  // Streams and events (events are pooled by the caller).
+  virtual Status copy_async(int device, void* dst, const void* src, std::size_t n, Stream s) = 0;
+  virtual Status event_create(int device, Event* out) = 0;
+  virtual Status event_destroy(Event e) = 0;
+  virtual Status event_record(int device, Event e, Stream s) = 0;
+  // *done = true when all work captured by the last record has finished.
+  virtual Status event_query(Event e, bool* done) = 0;
+  virtual Status event_synchronize(Event e) = 0;
+  virtual Status stream_wait_event(int device, Stream s, Event e) = 0;
+  // True if `s` is capturing a CUDA graph (allocations then belong to the graph).
+  virtual bool stream_is_capturing(int device, Stream s) = 0;
+};
+
+}  // namespace spillway::prim

@@ -1,0 +1,190 @@
+// cuda_backend.cpp — the CUDA driver implementation of the backend (see cuda_backend.h).
+#include "allocator/prim/cuda_backend.h"
+
+namespace spillway::prim {
+
+class CudaBackend::CtxScope {
+ public:
+  CtxScope(const CudaBackend* b, int device) : d_(b->d_) {
+    CUcontext cur = nullptr;
+    d_->cuCtxGetCurrent(&cur);
+    CUcontext want = b->ctx_[static_cast<std::size_t>(device)];
+    if (cur != want) pushed_ = d_->cuCtxPushCurrent(want) == CUDA_SUCCESS;
+  }
+  ~CtxScope() {
+    if (pushed_) {
+      CUcontext dummy;
+      d_->cuCtxPopCurrent(&dummy);
+    }
+  }
+  CtxScope(const CtxScope&) = delete;
+  CtxScope& operator=(const CtxScope&) = delete;
+
+ private:
+  const CudaDriver* d_;
+  bool pushed_ = false;
+};
+
+namespace {
+CUmemAllocationProp Prop(Location loc) {
+  CUmemAllocationProp p{};
+  p.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+  if (loc.kind == LocationKind::kDevice) {
+    p.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  } else {
+    p.location.type = CU_MEM_LOCATION_TYPE_HOST_NUMA;
+  }
+  p.location.id = loc.id;
+  return p;
+}
+}  // namespace
+
+std::unique_ptr<CudaBackend> CudaBackend::Create(std::string* error) {
+  const CudaDriver* d = LoadCudaDriver(error);
+  if (d == nullptr) return nullptr;
+  int n = 0;
+  CUresult r = d->cuDeviceGetCount(&n);
+  if (r != CUDA_SUCCESS || n == 0) {
+    *error = "spillway: no CUDA device" + (r ? ": " + CudaErrorString(d, r) : std::string());
+    return nullptr;
+  }
+  std::unique_ptr<CudaBackend> b(new CudaBackend(d));
+  for (int i = 0; i < n; ++i) {
+    CUdevice dev;
+    CUcontext ctx;
+    int vmm = 0;
+    if ((r = d->cuDeviceGet(&dev, i)) != CUDA_SUCCESS ||
+        (r = d->cuDeviceGetAttribute(
+             &vmm, CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, dev)) != CUDA_SUCCESS) {
+      *error = "spillway: device query failed: " + CudaErrorString(d, r);
+      return nullptr;
+    }
+    if (!vmm) {
+      *error = "spillway: device " + std::to_string(i) +
+               " does not support CUDA virtual memory management";
+      return nullptr;
+    }
+    if ((r = d->cuDevicePrimaryCtxRetain(&ctx, dev)) != CUDA_SUCCESS) {
+      *error = "spillway: cuDevicePrimaryCtxRetain failed: " + CudaErrorString(d, r);
+      return nullptr;
+    }
+    b->dev_.push_back(dev);
+    b->ctx_.push_back(ctx);
+  }
+  return b;
+}
+
+Status CudaBackend::check(CUresult r, const char* what) const {
+  if (r == CUDA_SUCCESS) return Status::Ok();
+  return {static_cast<int>(r), std::string(what) + ": " + CudaErrorString(d_, r)};
+}
+
+std::size_t CudaBackend::granularity(Location loc) {
+  CUmemAllocationProp p = Prop(loc);
+  std::size_t g = 0;
+  if (d_->cuMemGetAllocationGranularity(&g, &p, CU_MEM_ALLOC_GRANULARITY_RECOMMENDED) !=
+          CUDA_SUCCESS ||
+      g == 0)
+    g = std::size_t{2} << 20;
+  return g;
+}
+
+Status CudaBackend::mem_info(int device, MemInfo* out) {
+  CtxScope scope(this, device);
+  return check(d_->cuMemGetInfo(&out->free, &out->total), "cuMemGetInfo");
+}
+
+Status CudaBackend::reserve(int device, std::size_t size, std::size_t align, std::uintptr_t* va) {
+  CtxScope scope(this, device);
+  CUdeviceptr p = 0;
+  Status s = check(d_->cuMemAddressReserve(&p, size, align, 0, 0), "cuMemAddressReserve");
+  *va = static_cast<std::uintptr_t>(p);
+  return s;
+}
+
+Status CudaBackend::release_va(std::uintptr_t va, std::size_t size) {
+  return check(d_->cuMemAddressFree(static_cast<CUdeviceptr>(va), size), "cuMemAddressFree");
+}
+
+Status CudaBackend::create(Location loc, std::size_t size, PhysHandle* out) {
+  CUmemAllocationProp p = Prop(loc);
+  CUmemGenericAllocationHandle h = 0;
+  Status s = check(d_->cuMemCreate(&h, size, &p, 0), "cuMemCreate");
+  *out = static_cast<PhysHandle>(h);
+  return s;
+}
+
+Status CudaBackend::release(PhysHandle h) {
+  return check(d_->cuMemRelease(static_cast<CUmemGenericAllocationHandle>(h)), "cuMemRelease");
+}
+
+Status CudaBackend::map(std::uintptr_t va, std::size_t size, PhysHandle h) {
+  return check(d_->cuMemMap(static_cast<CUdeviceptr>(va), size, 0,
+                            static_cast<CUmemGenericAllocationHandle>(h), 0),
+               "cuMemMap");
+}
+
+Status CudaBackend::set_access(int device, std::uintptr_t va, std::size_t size) {
+  CUmemAccessDesc a{};
+  a.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  a.location.id = device;
+  a.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+  return check(d_->cuMemSetAccess(static_cast<CUdeviceptr>(va), size, &a, 1), "cuMemSetAccess");
+}
+
+Status CudaBackend::unmap(std::uintptr_t va, std::size_t size) {
+  return check(d_->cuMemUnmap(static_cast<CUdeviceptr>(va), size), "cuMemUnmap");
+}
+
+Status CudaBackend::copy_async(int device, void* dst, const void* src, std::size_t n, Stream s) {
+  CtxScope scope(this, device);
+  return check(d_->cuMemcpyAsync(reinterpret_cast<CUdeviceptr>(dst),
+                                 reinterpret_cast<CUdeviceptr>(src), n, static_cast<CUstream>(s)),
+               "cuMemcpyAsync");
+}
+
+Status CudaBackend::event_create(int device, Event* out) {
+  CtxScope scope(this, device);
+  CUevent e = nullptr;
+  Status s = check(d_->cuEventCreate(&e, CU_EVENT_DISABLE_TIMING), "cuEventCreate");
+  *out = e;
+  return s;
+}
+
+Status CudaBackend::event_destroy(Event e) {
+  return check(d_->cuEventDestroy(static_cast<CUevent>(e)), "cuEventDestroy");
+}
+
+Status CudaBackend::event_record(int device, Event e, Stream s) {
+  CtxScope scope(this, device);
+  return check(d_->cuEventRecord(static_cast<CUevent>(e), static_cast<CUstream>(s)),
+               "cuEventRecord");
+}
+
+Status CudaBackend::event_query(Event e, bool* done) {
+  CUresult r = d_->cuEventQuery(static_cast<CUevent>(e));
+  *done = r == CUDA_SUCCESS;
+  if (r == CUDA_SUCCESS || r == CUDA_ERROR_NOT_READY) return Status::Ok();
+  return check(r, "cuEventQuery");
+}
+
+Status CudaBackend::event_synchronize(Event e) {
+  return check(d_->cuEventSynchronize(static_cast<CUevent>(e)), "cuEventSynchronize");
+}
+
+Status CudaBackend::stream_wait_event(int device, Stream s, Event e) {
+  CtxScope scope(this, device);
+  return check(d_->cuStreamWaitEvent(static_cast<CUstream>(s), static_cast<CUevent>(e), 0),
+               "cuStreamWaitEvent");
+}
+
+bool CudaBackend::stream_is_capturing(int device, Stream s) {
+  CtxScope scope(this, device);
+  CUstreamCaptureStatus st = CU_STREAM_CAPTURE_STATUS_NONE;
+  CUresult r = d_->cuStreamIsCapturing(static_cast<CUstream>(s), &st);
+  // An error here means the legacy stream is unusable because another stream captures in
+  // global mode: treat as capturing so the call goes to CUDA, which reports it properly.
+  return r != CUDA_SUCCESS || st != CU_STREAM_CAPTURE_STATUS_NONE;
+}
+
+}  // namespace spillway::prim

@@ -1,0 +1,52 @@
+// cuda_backend.h — the backend on the real GPU, through the CUDA driver's virtual memory
+// management API (cuMemAddressReserve/cuMemCreate/cuMemMap/cuMemSetAccess) and events.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "allocator/prim/backend.h"
+#include "allocator/prim/cuda_driver.h"
+
+namespace spillway::prim {
+
+class CudaBackend final : public Backend {
+ public:
+  // Returns nullptr and sets *error when the driver or a VMM-capable device is missing.
+  static std::unique_ptr<CudaBackend> Create(std::string* error);
+
+  const char* name() const override { return "cuda"; }
+  int device_count() override { return static_cast<int>(ctx_.size()); }
+  std::size_t granularity(Location loc) override;
+  Status mem_info(int device, MemInfo* out) override;
+  Status reserve(int device, std::size_t size, std::size_t align, std::uintptr_t* va) override;
+  Status release_va(std::uintptr_t va, std::size_t size) override;
+  Status create(Location loc, std::size_t size, PhysHandle* out) override;
+  Status release(PhysHandle h) override;
+  Status map(std::uintptr_t va, std::size_t size, PhysHandle h) override;
+  Status set_access(int device, std::uintptr_t va, std::size_t size) override;
+  Status unmap(std::uintptr_t va, std::size_t size) override;
+  Status copy_async(int device, void* dst, const void* src, std::size_t n, Stream s) override;
+  Status event_create(int device, Event* out) override;
+  Status event_destroy(Event e) override;
+  Status event_record(int device, Event e, Stream s) override;
+  Status event_query(Event e, bool* done) override;
+  Status event_synchronize(Event e) override;
+  Status stream_wait_event(int device, Stream s, Event e) override;
+  bool stream_is_capturing(int device, Stream s) override;
+
+  const CudaDriver* driver() const { return d_; }
+
+ private:
+  explicit CudaBackend(const CudaDriver* d) : d_(d) {}
+  Status check(CUresult r, const char* what) const;
+  // Makes `device`'s primary context current for the scope (no-op if it already is).
+  class CtxScope;
+
+  const CudaDriver* d_;
+  std::vector<CUcontext> ctx_;  // primary context per device
+  std::vector<CUdevice> dev_;
+};
+
+}  // namespace spillway::prim

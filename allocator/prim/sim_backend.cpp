@@ -1,0 +1,290 @@
+// sim_backend.cpp — implementation of the CPU simulator backend (see sim_backend.h).
+#include "allocator/prim/sim_backend.h"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <thread>
+
+namespace spillway::prim {
+
+namespace {
+Status Errno(const char* what) {
+  int e = errno;
+  return {e == 0 ? EIO : e, std::string("sim: ") + what + ": " + std::strerror(e)};
+}
+constexpr int kSimOutOfMemory = 2;  // same value as CUDA_ERROR_OUT_OF_MEMORY
+}  // namespace
+
+// A stream: one worker thread running tasks in FIFO order.
+class SimStream {
+ public:
+  SimStream() : worker_([this] { run(); }) {}
+  ~SimStream() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    worker_.join();
+  }
+  void push(std::function<void()> fn) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      q_.push_back(std::move(fn));
+      ++pushed_;
+    }
+    cv_.notify_all();
+  }
+  void drain() {
+    std::unique_lock<std::mutex> lk(mu_);
+    std::uint64_t target = pushed_;
+    done_cv_.wait(lk, [&] { return done_ >= target; });
+  }
+
+ private:
+  void run() {
+    std::unique_lock<std::mutex> lk(mu_);
+    for (;;) {
+      cv_.wait(lk, [&] { return stop_ || !q_.empty(); });
+      if (q_.empty()) return;  // stop_ with nothing left
+      auto fn = std::move(q_.front());
+      q_.pop_front();
+      lk.unlock();
+      fn();
+      lk.lock();
+      ++done_;
+      done_cv_.notify_all();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_, done_cv_;
+  std::deque<std::function<void()>> q_;
+  std::uint64_t pushed_ = 0, done_ = 0;
+  bool stop_ = false;
+  std::thread worker_;  // last: starts after the members it uses exist
+};
+
+// An event: `recorded` counts records, `completed` the highest record that has run.
+struct SimEvent {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::uint64_t recorded = 0;
+  std::uint64_t completed = 0;
+  void complete(std::uint64_t v) {
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      if (v > completed) completed = v;
+    }
+    cv.notify_all();
+  }
+  void wait_for(std::uint64_t v) {
+    std::unique_lock<std::mutex> lk(mu);
+    cv.wait(lk, [&] { return completed >= v; });
+  }
+};
+
+SimBackend::SimBackend(SimOptions opt) : opt_(opt), device_used_(opt.devices, 0) {
+  fd_ = memfd_create("spillway-sim", MFD_CLOEXEC);
+  default_stream_ = std::make_unique<SimStream>();
+}
+
+SimBackend::~SimBackend() {
+  streams_.clear();
+  default_stream_.reset();
+  if (fd_ >= 0) close(fd_);
+}
+
+SimStream* SimBackend::resolve(Stream s) {
+  return s == nullptr ? default_stream_.get() : static_cast<SimStream*>(s);
+}
+
+Status SimBackend::mem_info(int device, MemInfo* out) {
+  if (device < 0 || device >= opt_.devices) return {EINVAL, "sim: no such device"};
+  std::lock_guard<std::mutex> lk(mu_);
+  out->total = opt_.device_memory;
+  out->free = opt_.device_memory - device_used_[device];
+  return Status::Ok();
+}
+
+Status SimBackend::reserve(int, std::size_t size, std::size_t align, std::uintptr_t* va) {
+  if (fd_ < 0) return {EIO, "sim: memfd_create failed at start"};
+  std::size_t span = size + align;
+  void* p = mmap(nullptr, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return Errno("reserve mmap");
+  auto base = reinterpret_cast<std::uintptr_t>(p);
+  std::uintptr_t aligned = (base + align - 1) / align * align;
+  if (aligned > base) munmap(p, aligned - base);
+  std::uintptr_t end = aligned + size;
+  if (base + span > end) munmap(reinterpret_cast<void*>(end), base + span - end);
+  *va = aligned;
+  return Status::Ok();
+}
+
+Status SimBackend::release_va(std::uintptr_t va, std::size_t size) {
+  if (munmap(reinterpret_cast<void*>(va), size) != 0) return Errno("release_va munmap");
+  return Status::Ok();
+}
+
+Status SimBackend::create(Location loc, std::size_t size, PhysHandle* out) {
+  if (size == 0 || size % opt_.granularity != 0) return {EINVAL, "sim: size not granular"};
+  std::lock_guard<std::mutex> lk(mu_);
+  if (fail_creates_ > 0) {
+    --fail_creates_;
+    return {kSimOutOfMemory, "sim: out of memory (injected)"};
+  }
+  if (loc.kind == LocationKind::kDevice) {
+    if (loc.id < 0 || loc.id >= opt_.devices) return {EINVAL, "sim: no such device"};
+    if (device_used_[loc.id] + size > opt_.device_memory)
+      return {kSimOutOfMemory, "sim: out of memory"};
+  }
+  std::size_t offset;
+  auto& fl = free_offsets_[size];
+  if (!fl.empty()) {
+    offset = fl.back();
+    fl.pop_back();
+  } else {
+    offset = file_end_;
+    if (ftruncate(fd_, static_cast<off_t>(offset + size)) != 0) return Errno("ftruncate");
+    file_end_ += size;
+  }
+  if (loc.kind == LocationKind::kDevice) device_used_[loc.id] += size;
+  *out = next_handle_++;
+  chunks_[*out] = Chunk{offset, size, loc};
+  return Status::Ok();
+}
+
+Status SimBackend::release(PhysHandle h) {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = chunks_.find(h);
+  if (it == chunks_.end()) return {EINVAL, "sim: release of unknown handle"};
+  Chunk c = it->second;
+  chunks_.erase(it);
+  // Give the pages back so released memory costs nothing, as on the device.
+  fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(c.offset),
+            static_cast<off_t>(c.size));
+  free_offsets_[c.size].push_back(c.offset);
+  if (c.loc.kind == LocationKind::kDevice) device_used_[c.loc.id] -= c.size;
+  return Status::Ok();
+}
+
+Status SimBackend::map(std::uintptr_t va, std::size_t size, PhysHandle h) {
+  std::size_t offset;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto it = chunks_.find(h);
+    if (it == chunks_.end()) return {EINVAL, "sim: map of unknown handle"};
+    if (it->second.size != size) return {EINVAL, "sim: map size differs from handle size"};
+    offset = it->second.offset;
+  }
+  void* p = mmap(reinterpret_cast<void*>(va), size, PROT_NONE, MAP_SHARED | MAP_FIXED, fd_,
+                 static_cast<off_t>(offset));
+  if (p == MAP_FAILED) return Errno("map mmap");
+  return Status::Ok();
+}
+
+Status SimBackend::set_access(int, std::uintptr_t va, std::size_t size) {
+  if (mprotect(reinterpret_cast<void*>(va), size, PROT_READ | PROT_WRITE) != 0)
+    return Errno("set_access mprotect");
+  return Status::Ok();
+}
+
+Status SimBackend::unmap(std::uintptr_t va, std::size_t size) {
+  void* p = mmap(reinterpret_cast<void*>(va), size, PROT_NONE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return Errno("unmap mmap");
+  return Status::Ok();
+}
+
+Status SimBackend::copy_async(int, void* dst, const void* src, std::size_t n, Stream s) {
+  resolve(s)->push([dst, src, n] { std::memcpy(dst, src, n); });
+  return Status::Ok();
+}
+
+Status SimBackend::event_create(int, Event* out) {
+  *out = new SimEvent();
+  return Status::Ok();
+}
+
+Status SimBackend::event_destroy(Event e) {
+  delete static_cast<SimEvent*>(e);
+  return Status::Ok();
+}
+
+Status SimBackend::event_record(int, Event e, Stream s) {
+  auto* ev = static_cast<SimEvent*>(e);
+  std::uint64_t v;
+  {
+    std::lock_guard<std::mutex> lk(ev->mu);
+    v = ++ev->recorded;
+  }
+  resolve(s)->push([ev, v] { ev->complete(v); });
+  return Status::Ok();
+}
+
+Status SimBackend::event_query(Event e, bool* done) {
+  auto* ev = static_cast<SimEvent*>(e);
+  std::lock_guard<std::mutex> lk(ev->mu);
+  *done = ev->completed >= ev->recorded;
+  return Status::Ok();
+}
+
+Status SimBackend::event_synchronize(Event e) {
+  auto* ev = static_cast<SimEvent*>(e);
+  std::uint64_t target;
+  {
+    std::lock_guard<std::mutex> lk(ev->mu);
+    target = ev->recorded;
+  }
+  ev->wait_for(target);
+  return Status::Ok();
+}
+
+Status SimBackend::stream_wait_event(int, Stream s, Event e) {
+  auto* ev = static_cast<SimEvent*>(e);
+  std::uint64_t target;
+  {
+    std::lock_guard<std::mutex> lk(ev->mu);
+    target = ev->recorded;
+  }
+  resolve(s)->push([ev, target] { ev->wait_for(target); });
+  return Status::Ok();
+}
+
+Stream SimBackend::create_stream() {
+  std::lock_guard<std::mutex> lk(mu_);
+  streams_.push_back(std::make_unique<SimStream>());
+  return streams_.back().get();
+}
+
+void SimBackend::destroy_stream(Stream s) {
+  std::unique_ptr<SimStream> victim;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (auto it = streams_.begin(); it != streams_.end(); ++it) {
+      if (it->get() == s) {
+        victim = std::move(*it);
+        streams_.erase(it);
+        break;
+      }
+    }
+  }
+  // victim's destructor drains and joins outside the lock.
+}
+
+void SimBackend::enqueue(Stream s, std::function<void()> fn) { resolve(s)->push(std::move(fn)); }
+
+void SimBackend::synchronize(Stream s) { resolve(s)->drain(); }
+
+void SimBackend::fail_next_creates(int n) {
+  std::lock_guard<std::mutex> lk(mu_);
+  fail_creates_ = n;
+}
+
+}  // namespace spillway::prim

@@ -1,0 +1,71 @@
+// stats.h — per-device allocation statistics, updated with relaxed atomics on the hot path and
+// read as a spillway_stats snapshot.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "spillway/spillway.h"
+
+namespace spillway {
+
+class DeviceStats {
+ public:
+  void on_alloc(std::uint64_t requested, std::uint64_t waste) {
+    bump_peak(peak_allocated_, allocated_.fetch_add(requested, kR) + requested);
+    waste_.fetch_add(waste, kR);
+    live_.fetch_add(1, kR);
+    allocs_.fetch_add(1, kR);
+  }
+  void on_free(std::uint64_t requested, std::uint64_t waste) {
+    allocated_.fetch_sub(requested, kR);
+    waste_.fetch_sub(waste, kR);
+    live_.fetch_sub(1, kR);
+    frees_.fetch_add(1, kR);
+  }
+  void on_reserve(std::uint64_t bytes) {
+    bump_peak(peak_reserved_, reserved_.fetch_add(bytes, kR) + bytes);
+    creates_.fetch_add(1, kR);
+  }
+  void on_release(std::uint64_t bytes) {
+    reserved_.fetch_sub(bytes, kR);
+    releases_.fetch_add(1, kR);
+  }
+  void on_map() { maps_.fetch_add(1, kR); }
+  void on_unmap() { unmaps_.fetch_add(1, kR); }
+  void on_oom() { ooms_.fetch_add(1, kR); }
+  std::uint64_t allocated() const { return allocated_.load(kR); }
+  std::uint64_t reserved() const { return reserved_.load(kR); }
+  void reset_peaks() {
+    peak_allocated_.store(allocated_.load(kR), kR);
+    peak_reserved_.store(reserved_.load(kR), kR);
+  }
+  void snapshot(spillway_stats* s) const {
+    s->allocated_bytes = allocated_.load(kR);
+    s->peak_allocated_bytes = peak_allocated_.load(kR);
+    s->reserved_bytes = reserved_.load(kR);
+    s->peak_reserved_bytes = peak_reserved_.load(kR);
+    s->internal_waste_bytes = waste_.load(kR);
+    s->live_blocks = live_.load(kR);
+    s->alloc_count = allocs_.load(kR);
+    s->free_count = frees_.load(kR);
+    s->oom_count = ooms_.load(kR);
+    s->chunk_create_count = creates_.load(kR);
+    s->chunk_release_count = releases_.load(kR);
+    s->map_count = maps_.load(kR);
+    s->unmap_count = unmaps_.load(kR);
+  }
+
+ private:
+  static constexpr auto kR = std::memory_order_relaxed;
+  static void bump_peak(std::atomic<std::uint64_t>& peak, std::uint64_t v) {
+    std::uint64_t p = peak.load(kR);
+    while (v > p && !peak.compare_exchange_weak(p, v, kR)) {
+    }
+  }
+  std::atomic<std::uint64_t> allocated_{0}, peak_allocated_{0}, reserved_{0}, peak_reserved_{0},
+      waste_{0}, live_{0}, allocs_{0}, frees_{0}, ooms_{0}, creates_{0}, releases_{0}, maps_{0},
+      unmaps_{0};
+};
+
+}  // namespace spillway

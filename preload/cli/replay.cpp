@@ -1,0 +1,141 @@
+// replay.cpp — `spillway replay TRACE`: runs a recorded SPILLWAY_TRACE through the allocator
+// on the CPU simulator (same allocation and free order, same stream structure) and prints the
+// summary that the original run would show.
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "allocator/allocator.h"
+#include "allocator/error.h"
+#include "allocator/prim/sim_backend.h"
+#include "preload/cli/commands.h"
+#include "profiler/trace_format.h"
+
+namespace spillway::cli {
+
+namespace {
+
+bool ReadTrace(const std::string& path, trace::Header* h, std::vector<trace::Record>* recs,
+               std::string* err) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    *err = "cannot open '" + path + "': " + std::strerror(errno);
+    return false;
+  }
+  if (!in.read(reinterpret_cast<char*>(h), sizeof *h)) {
+    *err = "'" + path + "' is shorter than a trace header";
+    return false;
+  }
+  if (std::memcmp(h->magic, trace::kMagic, sizeof h->magic) != 0) {
+    *err = "'" + path + "' is not a Spillway trace (bad magic)";
+    return false;
+  }
+  if (h->version != trace::kVersion || h->header_size != sizeof(trace::Header) ||
+      h->record_size != sizeof(trace::Record)) {
+    *err = "'" + path + "' has trace version " + std::to_string(h->version) +
+           "; this spillway reads version " + std::to_string(trace::kVersion);
+    return false;
+  }
+  trace::Record r;
+  while (in.read(reinterpret_cast<char*>(&r), sizeof r)) recs->push_back(r);
+  if (in.gcount() != 0) {
+    *err = "'" + path + "' ends in a partial record (truncated file)";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+int Replay(int argc, char** argv) {
+  std::string path;
+  std::uint64_t device_memory = std::uint64_t{192} << 30;
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--device-memory" && i + 1 < argc) {
+      if (!ParseBytes(argv[++i], &device_memory)) {
+        std::fprintf(stderr, "spillway replay: bad --device-memory '%s' (e.g. 80G)\n", argv[i]);
+        return 2;
+      }
+    } else if (path.empty() && a[0] != '-') {
+      path = a;
+    } else {
+      std::fprintf(stderr, "usage: spillway replay TRACE [--device-memory BYTES]\n");
+      return 2;
+    }
+  }
+  if (path.empty()) {
+    std::fprintf(stderr, "usage: spillway replay TRACE [--device-memory BYTES]\n");
+    return 2;
+  }
+  trace::Header h;
+  std::vector<trace::Record> recs;
+  std::string err;
+  if (!ReadTrace(path, &h, &recs, &err)) {
+    std::fprintf(stderr, "spillway replay: %s\n", err.c_str());
+    return 1;
+  }
+  int devices = 1;
+  for (const auto& r : recs) devices = std::max(devices, r.device + 1);
+  prim::SimOptions opt;
+  opt.devices = devices;
+  opt.device_memory = device_memory;
+  auto sim = std::make_unique<prim::SimBackend>(opt);
+  prim::SimBackend* simp = sim.get();
+  Config cfg;
+  Allocator alloc(std::move(sim), cfg);
+
+  std::map<std::uint64_t, prim::Stream> streams;  // recorded stream -> simulated stream
+  auto stream_of = [&](std::uint64_t s) -> prim::Stream {
+    if (s == 0) return nullptr;
+    auto it = streams.find(s);
+    if (it == streams.end()) it = streams.emplace(s, simp->create_stream()).first;
+    return it->second;
+  };
+  std::unordered_map<std::uint64_t, void*> addr;  // recorded address -> replayed block
+  std::size_t allocs = 0, frees = 0, skipped = 0, failed = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (const auto& r : recs) {
+    if (r.status != SPILLWAY_OK) {  // failed or passed to CUDA: nothing to replay
+      ++skipped;
+      continue;
+    }
+    const bool sync = trace::IsSyncKind(r.kind);
+    if (trace::IsAlloc(r.kind)) {
+      void* p = nullptr;
+      if (alloc.allocate(&p, r.size, r.device, stream_of(r.stream), sync,
+                         static_cast<trace::Kind>(r.kind)) != SPILLWAY_OK) {
+        ++failed;
+        continue;
+      }
+      addr[r.addr] = p;
+      ++allocs;
+    } else {
+      auto it = addr.find(r.addr);
+      if (it == addr.end()) {
+        ++skipped;
+        continue;
+      }
+      alloc.free(it->second, sync ? FreeMode::kSynchronous : FreeMode::kStreamOrdered,
+                 stream_of(r.stream), static_cast<trace::Kind>(r.kind));
+      addr.erase(it);
+      ++frees;
+    }
+  }
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  double span_s = recs.empty() ? 0 : static_cast<double>(recs.back().t_ns) / 1e9;
+  std::printf("replayed %s: %zu records from pid %u (%.1f s of recorded time), %zu allocations, "
+              "%zu frees, %zu skipped, %zu failed, in %.3f s on the CPU simulator\n",
+              path.c_str(), recs.size(), h.pid, span_s, allocs, frees, skipped, failed, secs);
+  std::fputs(alloc.summary().c_str(), stdout);
+  for (auto& [k, s] : streams) simp->synchronize(s);
+  return failed == 0 ? 0 : 1;
+}
+
+}  // namespace spillway::cli

@@ -1,0 +1,110 @@
+// init.cpp — start-up of the preload: configuration is checked when the library is loaded (a
+// malformed SPILLWAY_* variable stops the process with a message); the allocator itself starts
+// lazily on the first intercepted call, never in a constructor (processes fork and set
+// CUDA_VISIBLE_DEVICES before they touch CUDA).
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+#include "allocator/config.h"
+#include "preload/preload.h"
+
+namespace spillway::preload {
+
+namespace {
+__attribute__((constructor)) void CheckConfig() {
+  Config cfg;
+  std::string err;
+  if (!ParseConfig([](const char* n) { return std::getenv(n); }, &cfg, &err)) {
+    std::fprintf(stderr, "%s\n", err.c_str());
+    std::fflush(stderr);
+    _exit(2);
+  }
+}
+
+std::atomic<std::uint64_t> g_graph_bytes{0};
+}  // namespace
+
+Allocator* Instance() {
+  static Allocator* instance = [] {
+    spillway_status s = SPILLWAY_OK;
+    Allocator* a = Allocator::Global(&s);
+    if (a == nullptr)
+      std::fprintf(stderr, "spillway: disabled, CUDA allocation calls go to CUDA unchanged: %s\n",
+                   Allocator::GlobalError().c_str());
+    return a;
+  }();
+  return instance;
+}
+
+const prim::CudaDriver* Driver() {
+  static const prim::CudaDriver* d = [] {
+    std::string err;
+    return prim::LoadCudaDriver(&err);
+  }();
+  return d;
+}
+
+int CurrentDevice() {
+  using GetDevice = cudaError_t (*)(int*);
+  static GetDevice real = Real<GetDevice>("cudaGetDevice");
+  int dev = 0;
+  if (real != nullptr && real(&dev) == cudaSuccess) return dev;
+  CUdevice d = 0;  // no runtime in this process (driver API user): the current context
+  if (Driver() != nullptr && Driver()->cuCtxGetDevice(&d) == CUDA_SUCCESS) return d;
+  return 0;
+}
+
+void RetainForGraph(const void* p) {
+  static std::once_flag once;
+  std::call_once(once, [p] {
+    std::fprintf(stderr,
+                 "spillway: a block (%p) was freed on a stream that is capturing a CUDA graph; "
+                 "such blocks stay allocated for the rest of the process, since a replay may "
+                 "still use them\n",
+                 p);
+  });
+  g_graph_bytes.fetch_add(1);
+}
+
+void* HookFor(const char* symbol) {
+  struct Entry {
+    const char* name;
+    const char* ours;
+  };
+  // Symbols resolved by name (dlsym on a libcuda/libcudart handle) that we replace.
+  static const Entry kEntries[] = {
+      {"cuMemAlloc_v2", "cuMemAlloc_v2"},
+      {"cuMemFree_v2", "cuMemFree_v2"},
+      {"cuMemAllocAsync", "cuMemAllocAsync"},
+      {"cuMemAllocAsync_ptsz", "cuMemAllocAsync_ptsz"},
+      {"cuMemFreeAsync", "cuMemFreeAsync"},
+      {"cuMemFreeAsync_ptsz", "cuMemFreeAsync_ptsz"},
+      {"cuMemGetInfo_v2", "cuMemGetInfo_v2"},
+      {"cuGetProcAddress", "cuGetProcAddress"},
+      {"cuGetProcAddress_v2", "cuGetProcAddress_v2"},
+      {"cudaMalloc", "cudaMalloc"},
+      {"cudaFree", "cudaFree"},
+      {"cudaMallocAsync", "cudaMallocAsync"},
+      {"cudaMallocAsync_ptsz", "cudaMallocAsync_ptsz"},
+      {"cudaFreeAsync", "cudaFreeAsync"},
+      {"cudaFreeAsync_ptsz", "cudaFreeAsync_ptsz"},
+      {"cudaMemGetInfo", "cudaMemGetInfo"},
+  };
+  if (symbol == nullptr || (symbol[0] != 'c' || symbol[1] != 'u')) return nullptr;
+  static void* self = [] {
+    Dl_info info{};
+    dladdr(reinterpret_cast<void*>(&HookFor), &info);
+    return dlopen(info.dli_fname, RTLD_NOLOAD | RTLD_LAZY);
+  }();
+  for (const Entry& e : kEntries)
+    if (std::strcmp(symbol, e.name) == 0) return prim::RealDlsym(self, e.ours);
+  return nullptr;
+}
+
+}  // namespace spillway::preload

@@ -1,0 +1,117 @@
+# __init__.py — the Python binding of Spillway's C API (pure ctypes, no build step).
+"""Spillway: statistics and controls of the Spillway GPU caching allocator, from Python.
+
+Importing this package loads libspillway.so. Where it looks, in order:
+
+1. a libspillway.so already loaded in this process (under ``spillway run`` or
+   ``LD_PRELOAD=libspillway_preload.so``), so the numbers are those of the allocator in use;
+2. ``$SPILLWAY_LIB`` (the library's full path);
+3. ``$SPILLWAY_BUILD/libspillway.so``;
+4. ``build/libspillway.so`` of the repository this package sits in;
+5. ``ctypes.util.find_library("spillway")``.
+
+If none is found, the import raises RuntimeError naming every place tried. Every call that
+the C library answers with an error raises :class:`SpillwayError`.
+
+To make PyTorch allocate through Spillway, see :mod:`spillway.torch`.
+"""
+import ctypes
+import tempfile
+
+from . import _lib
+
+__all__ = [
+    "SpillwayError",
+    "stats",
+    "reset_peak_stats",
+    "set_budget",
+    "trim",
+    "device_count",
+    "summary",
+    "library_path",
+]
+
+_LIB, _PATH = _lib.load()
+
+
+class SpillwayError(RuntimeError):
+    """A Spillway C API call failed. ``status`` is the spillway_status number, ``status_name``
+    its spillway_status_string, ``detail`` the spillway_last_error message."""
+
+    def __init__(self, call, status, status_name, detail):
+        self.call = call
+        self.status = status
+        self.status_name = status_name
+        self.detail = detail
+        super().__init__(f"{call} failed: {status_name} (status {status}): {detail or 'no detail'}")
+
+
+def _check(status, call):
+    if status != 0:
+        # spillway_last_error is per thread: read it right away, on the failing thread.
+        detail = _LIB.spillway_last_error().decode("utf-8", "replace")
+        name = _LIB.spillway_status_string(status).decode("utf-8", "replace")
+        raise SpillwayError(call, status, name, detail)
+
+
+def _device(device):
+    if isinstance(device, bool) or not isinstance(device, int):
+        raise TypeError(f"spillway: device must be an int, got {device!r}")
+    if device < 0:
+        raise ValueError(f"spillway: device must be >= 0, got {device}")
+    return device
+
+
+def _bytes(value, what):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"spillway: {what} must be an int number of bytes, got {value!r}")
+    if not 0 <= value < 2**64:
+        raise ValueError(f"spillway: {what} must be in [0, 2**64), got {value}")
+    return value
+
+
+def library_path():
+    """Full path of the libspillway.so file this package uses."""
+    return _PATH
+
+
+def stats(device=0):
+    """All fields of ``spillway_stats`` for ``device``, as a dict of ints (same names as in
+    spillway.h: allocated_bytes, peak_allocated_bytes, reserved_bytes, ...)."""
+    out = _lib.SpillwayStats()
+    _check(_LIB.spillway_get_stats(_device(device), ctypes.byref(out)),
+           f"spillway_get_stats(device={device})")
+    return {name: getattr(out, name) for name, _ in _lib.SpillwayStats._fields_}
+
+
+def reset_peak_stats(device=0):
+    """Reset the high-water marks (peak_*) of ``device`` to the current values."""
+    _check(_LIB.spillway_reset_peak_stats(_device(device)),
+           f"spillway_reset_peak_stats(device={device})")
+
+
+def set_budget(nbytes, device=0):
+    """Cap the reserved device memory of ``device`` at ``nbytes`` (0 removes the cap).
+    Raises SpillwayError if less than what is live now."""
+    _check(_LIB.spillway_set_budget(_device(device), _bytes(nbytes, "budget")),
+           f"spillway_set_budget(device={device}, bytes={nbytes})")
+
+
+def trim(keep_bytes=0, device=0):
+    """Return cached physical memory of ``device`` to the driver until at most ``keep_bytes``
+    of cache remain."""
+    _check(_LIB.spillway_trim(_device(device), _bytes(keep_bytes, "keep_bytes")),
+           f"spillway_trim(device={device}, keep_bytes={keep_bytes})")
+
+
+def device_count():
+    """Number of devices Spillway manages (CUDA devices, or simulated ones)."""
+    return _LIB.spillway_device_count()
+
+
+def summary():
+    """The human-readable summary (the one printed at exit with SPILLWAY_STATS=1)."""
+    with tempfile.TemporaryFile() as f:
+        _check(_LIB.spillway_print_summary(f.fileno()), "spillway_print_summary")
+        f.seek(0)  # the C side wrote through the descriptor; rewind and read it all
+        return f.read().decode("utf-8", "replace")

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# gpu-check.sh — every GPU check and benchmark of Spillway, run on the GPU machine over a build
+# folder made elsewhere (carried) or here. Writes full results under OUTDIR and prints a short
+# table last.
+#   scripts/gpu-check.sh STAGE OUTDIR [BUILD]      STAGE: tests | torch | bench | all
+# tests: ctest -L gpu (CudaBackend with kernels, the preload under a CUDA program), `spillway
+#        info`, and a SPILLWAY_TRACE recording of examples/train_gpt.py (the bundled trace).
+# torch: tests/gpu/torch_checks.py (losses in 4 modes, fragmentation, step time).
+# bench: pair and random-allocation benchmarks, the libtorch anchor, then bench/collect.py.
+set -uo pipefail
+stage=${1:?usage: gpu-check.sh tests|torch|bench|all OUTDIR [BUILD]}
+out=${2:?usage: gpu-check.sh tests|torch|bench|all OUTDIR [BUILD]}
+build=${3:-build}
+mkdir -p "$out"
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+# ctest files hold the absolute paths of the machine that configured the build: make them valid.
+built_in=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$build/CMakeCache.txt" 2>/dev/null)
+if [[ -n $built_in && $built_in != "$root" && ! -e $built_in ]]; then
+  mkdir -p "$(dirname "$built_in")" && ln -s "$root" "$built_in"
+fi
+export PYTHONUNBUFFERED=1 SPILLWAY_BUILD="$root/$build"
+commit=${SPILLWAY_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)
+summary=()
+step() {  # step NAME CMD... : runs, logs to OUTDIR/NAME.log, records pass/fail
+  local name=$1; shift
+  local t0=$SECONDS
+  "$@" >"$out/$name.log" 2>&1
+  local rc=$?
+  summary+=("$(printf '%-22s %-5s %4ds' "$name" "$([ $rc = 0 ] && echo ok || echo FAIL:$rc)" $((SECONDS - t0)))")
+  [ $rc = 0 ] || tail -n 30 "$out/$name.log"
+  return $rc
+}
+
+if [[ $stage == tests || $stage == all ]]; then
+  step info "$build/spillway" info
+  step ctest_gpu ctest --test-dir "$build" -L gpu --output-on-failure --timeout 300
+  step record_trace env SPILLWAY_TRACE="$out/train_gpt_h200.trace" SPILLWAY_STATS=1 \
+    "$build/spillway" run -- python3 examples/train_gpt.py --preset small --steps 6 --warmup 1
+  step replay_trace "$build/spillway" replay "$out/train_gpt_h200.trace"
+fi
+if [[ $stage == torch || $stage == all ]]; then
+  step torch_checks python3 tests/gpu/torch_checks.py --out "$out/torch" --frag --steptime
+  cp -f "$out/torch/torch_checks.json" "$out/torch_checks.json" 2>/dev/null
+fi
+if [[ $stage == bench || $stage == all ]]; then
+  step pair_bench "$build/bench/pair_bench" --benchmark_min_time=0.2 \
+    --benchmark_out="$out/pair_bench.json" --benchmark_out_format=json
+  step random_bench "$build/bench/random_bench" --benchmark_out="$out/random_bench.json" \
+    --benchmark_out_format=json
+  step torch_pair bench/torch/build_and_run.sh "$out"
+  checks=()
+  [ -f "$out/torch_checks.json" ] && checks=(--checks "$out/torch_checks.json")
+  [ -n "${SPILLWAY_TORCH_CHECKS:-}" ] && checks=(--checks "$SPILLWAY_TORCH_CHECKS")
+  step collect python3 bench/collect.py --pair "$out/pair_bench.json" \
+    --random "$out/random_bench.json" --torch "$out/torch_pair.json" "${checks[@]}" \
+    --out "$out/allocator.json" --commit "$commit" --gpu "$gpu"
+  cat "$out/collect.log"
+fi
+echo
+echo "== spillway gpu-check ($stage) on $gpu, commit $commit"
+printf '%s\n' "${summary[@]}"
