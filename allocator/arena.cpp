@@ -275,7 +275,7 @@ void Arena::ensure_page_fence() {
 std::size_t Arena::steal_idle(std::size_t want, bool block, std::vector<prim::PhysHandle>* out) {
   if (idle_head_ < 0 || want == 0) return 0;
   poll_page_fences();
-  if (block && done_seq_ <= pages_[idle_head_].idle_seq) {
+  if (block && done_seq_ <= pages_[idle_tail_].idle_seq) {  // wait until every idle page is done
     ensure_page_fence();
     while (!page_fences_.empty()) {
       backend_.event_synchronize(page_fences_.front().event);
@@ -348,7 +348,7 @@ spillway_status Arena::free_small(Slab* s, std::uintptr_t p, FreeMode mode, prim
                 "spillway: double free of " + describe(p) + ": the block is not allocated");
   s->clear(i);
   heap_.stats().on_free(s->requested[i], s->block_size - s->requested[i]);
-  if (mode == FreeMode::kStreamOrdered && stream == stream_) {
+  if (mode == FreeMode::kStreamOrdered && stream == stream_ && !sync_) {
     release_small(s, i);
     return SPILLWAY_OK;
   }
@@ -364,7 +364,7 @@ spillway_status Arena::free_large(std::uintptr_t p, FreeMode mode, prim::Stream 
   const LargeBlock b = it->second;
   spare_nodes_.push_back(large_.extract(it));
   heap_.stats().on_free(b.requested, b.size - b.requested);
-  if (mode == FreeMode::kStreamOrdered && stream == stream_) {
+  if (mode == FreeMode::kStreamOrdered && stream == stream_ && !sync_) {
     quick_[b.size].push_back(p);
     quick_bytes_ += b.size;
     return SPILLWAY_OK;

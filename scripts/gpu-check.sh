@@ -45,7 +45,7 @@ if [[ $stage == torch || $stage == all ]]; then
   cp -f "$out/torch/torch_checks.json" "$out/torch_checks.json" 2>/dev/null
 fi
 if [[ $stage == bench || $stage == all ]]; then
-  step pair_bench "$build/bench/pair_bench" --benchmark_min_time=0.2 \
+  step pair_bench "$build/bench/pair_bench" --benchmark_min_time=0.05 --benchmark_repetitions=5 \
     --benchmark_out="$out/pair_bench.json" --benchmark_out_format=json
   step random_bench "$build/bench/random_bench" --benchmark_out="$out/random_bench.json" \
     --benchmark_out_format=json

@@ -73,7 +73,8 @@ bool Load() {
   SPW_RESOLVE(cuCtxSetCurrent, "cuCtxSetCurrent", v);
   SPW_RESOLVE(cuCtxPushCurrent, "cuCtxPushCurrent", v);
   SPW_RESOLVE(cuCtxPopCurrent, "cuCtxPopCurrent", v);
-  SPW_RESOLVE(cuCtxGetDevice, "cuCtxGetDevice", v);
+  // CUDA 13 made cuCtxGetDevice take a context (_v2): ask for the CUDA 12 signature.
+  SPW_RESOLVE(cuCtxGetDevice, "cuCtxGetDevice", 12000);
   SPW_RESOLVE(cuMemGetInfo, "cuMemGetInfo", v);
   SPW_RESOLVE(cuMemGetAllocationGranularity, "cuMemGetAllocationGranularity", v);
   SPW_RESOLVE(cuMemAddressReserve, "cuMemAddressReserve", v);
@@ -91,7 +92,6 @@ bool Load() {
   SPW_RESOLVE(cuEventSynchronize, "cuEventSynchronize", v);
   SPW_RESOLVE(cuStreamWaitEvent, "cuStreamWaitEvent", v);
   SPW_RESOLVE(cuStreamIsCapturing, "cuStreamIsCapturing", v);
-  SPW_RESOLVE(cuStreamGetCtx, "cuStreamGetCtx", v);
   SPW_RESOLVE(cuGetErrorString, "cuGetErrorString", v);
   SPW_RESOLVE(cuMemAlloc, "cuMemAlloc", v);
   SPW_RESOLVE(cuMemFree, "cuMemFree", v);

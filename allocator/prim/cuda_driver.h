@@ -44,7 +44,6 @@ struct CudaDriver {
   CUresult (*cuEventSynchronize)(CUevent);
   CUresult (*cuStreamWaitEvent)(CUstream, CUevent, unsigned int);
   CUresult (*cuStreamIsCapturing)(CUstream, CUstreamCaptureStatus*);
-  CUresult (*cuStreamGetCtx)(CUstream, CUcontext*);
   CUresult (*cuGetErrorString)(CUresult, const char**);
   // Real versions of the calls the preload interposes (pass-through for foreign pointers).
   CUresult (*cuMemAlloc)(CUdeviceptr*, size_t);

@@ -213,6 +213,9 @@ Status SimBackend::event_create(int, Event* out) {
 }
 
 Status SimBackend::event_destroy(Event e) {
+  // A record still queued on a stream would touch the event: let it run first (CUDA allows
+  // destroying an event whose work is pending).
+  event_synchronize(e);
   delete static_cast<SimEvent*>(e);
   return Status::Ok();
 }
