@@ -1,0 +1,186 @@
+// trace_replay_test.cpp — the SPILLWAY_TRACE file format end to end: records written with
+// spillway::trace::TraceWriter are replayed by `spillway replay` (the CLI, run through popen),
+// whose output must report the right allocation/free/skip counts; a truncated file, a wrong
+// magic, a wrong version and a missing file are each rejected with a clear message and a
+// non-zero exit status.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <string>
+
+#include "profiler/trace_format.h"
+#include "profiler/trace_writer.h"
+#include "spillway/spillway.h"
+
+#ifndef SPILLWAY_CLI_PATH
+#error "SPILLWAY_CLI_PATH must name the spillway CLI"
+#endif
+
+namespace spillway::trace {
+namespace {
+
+struct RunResult {
+  int status;
+  std::string output;
+};
+
+RunResult RunCli(const std::string& args) {
+  std::string cmd = std::string(SPILLWAY_CLI_PATH) + " " + args + " 2>&1";
+  FILE* f = popen(cmd.c_str(), "r");
+  if (f == nullptr) return {-1, "popen failed"};
+  std::string out;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  int st = pclose(f);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : 128, out};
+}
+
+std::string TempPath(const char* name) {
+  return testing::TempDir() + "spillway_" + std::to_string(getpid()) + "_" + name;
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+void WriteAll(const std::string& path, const std::string& data) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(data.data(), static_cast<std::streamsize>(data.size()));
+}
+
+// A small trace: 3 allocations (one sync, one on a stream), 2 frees, 1 failed allocation,
+// 1 pass-through, 1 free of an unknown address.
+std::string WriteSampleTrace(const char* name) {
+  const std::string path = TempPath(name);
+  TraceWriter w;
+  std::string err;
+  EXPECT_TRUE(w.open(path, &err)) << err;
+  const void* s1 = reinterpret_cast<const void*>(0x7000);
+  w.record(Kind::kCudaMallocAsync, 0, s1, 0x1000000, 4096, SPILLWAY_OK);
+  w.record(Kind::kCudaMalloc, 0, nullptr, 0x2000000, 3 << 20, SPILLWAY_OK);
+  w.record(Kind::kApiMalloc, 0, nullptr, 0x3000000, 100, SPILLWAY_OK);
+  w.record(Kind::kCudaMallocAsync, 0, s1, 0, std::uint64_t{1} << 50, SPILLWAY_ERR_OUT_OF_MEMORY);
+  w.record(Kind::kCudaMalloc, 0, nullptr, 0x9000000, 64, kStatusPassedThrough);
+  w.record(Kind::kCudaFreeAsync, 0, s1, 0x1000000, 0, SPILLWAY_OK);
+  w.record(Kind::kCudaFree, 0, nullptr, 0x2000000, 0, SPILLWAY_OK);
+  w.record(Kind::kApiFree, 0, nullptr, 0x4444000, 0, SPILLWAY_OK);  // never allocated
+  w.close();
+  return path;
+}
+
+TEST(TraceWriter, FileLayout) {
+  const std::string path = WriteSampleTrace("layout.trace");
+  const std::string data = ReadAll(path);
+  ASSERT_EQ(data.size(), sizeof(Header) + 8 * sizeof(Record));
+  Header h;
+  std::memcpy(&h, data.data(), sizeof h);
+  EXPECT_EQ(std::memcmp(h.magic, kMagic, 8), 0);
+  EXPECT_EQ(h.version, kVersion);
+  EXPECT_EQ(h.header_size, 64u);
+  EXPECT_EQ(h.record_size, 48u);
+  EXPECT_EQ(h.pid, static_cast<std::uint32_t>(getpid()));
+  Record r[8];
+  std::memcpy(r, data.data() + sizeof h, sizeof r);
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(r[i].seq, static_cast<std::uint64_t>(i));
+  for (int i = 1; i < 8; ++i) EXPECT_GE(r[i].t_ns, r[i - 1].t_ns);
+  EXPECT_EQ(r[0].stream, 0x7000u);
+  EXPECT_EQ(r[1].size, 3u << 20);
+  EXPECT_EQ(r[1].kind, static_cast<std::uint16_t>(Kind::kCudaMalloc));
+  EXPECT_EQ(r[3].status, SPILLWAY_ERR_OUT_OF_MEMORY);
+  EXPECT_EQ(r[4].status, kStatusPassedThrough);
+  EXPECT_TRUE(IsAlloc(r[0].kind));
+  EXPECT_FALSE(IsAlloc(r[5].kind));
+  EXPECT_TRUE(IsSyncKind(r[1].kind));
+  EXPECT_FALSE(IsSyncKind(r[0].kind));
+  std::remove(path.c_str());
+}
+
+TEST(Replay, ReportsCounts) {
+  const std::string path = WriteSampleTrace("ok.trace");
+  RunResult r = RunCli("replay " + path + " --device-memory 1G");
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("8 records"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("3 allocations"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("2 frees"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("3 skipped"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("0 failed"), std::string::npos) << r.output;
+  // The summary of the replayed allocator: 3 allocations, 2 frees, 1 live.
+  EXPECT_NE(r.output.find("allocations       3 (frees 2, live 1"), std::string::npos)
+      << r.output;
+  std::remove(path.c_str());
+}
+
+TEST(Replay, EmptyTraceIsValid) {
+  const std::string path = TempPath("empty.trace");
+  {
+    TraceWriter w;
+    std::string err;
+    ASSERT_TRUE(w.open(path, &err)) << err;
+  }
+  RunResult r = RunCli("replay " + path);
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("0 records"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("0 allocations"), std::string::npos) << r.output;
+  std::remove(path.c_str());
+}
+
+TEST(Replay, RejectsTruncatedFile) {
+  const std::string good = ReadAll(WriteSampleTrace("src.trace"));
+  const std::string path = TempPath("trunc.trace");
+  WriteAll(path, good.substr(0, good.size() - 20));  // cut inside the last record
+  RunResult r = RunCli("replay " + path);
+  EXPECT_NE(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("truncated"), std::string::npos) << r.output;
+  WriteAll(path, good.substr(0, 30));  // cut inside the header
+  r = RunCli("replay " + path);
+  EXPECT_NE(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("shorter than a trace header"), std::string::npos) << r.output;
+  std::remove(path.c_str());
+  std::remove(TempPath("src.trace").c_str());
+}
+
+TEST(Replay, RejectsWrongMagic) {
+  std::string data = ReadAll(WriteSampleTrace("src2.trace"));
+  data[0] = 'X';
+  const std::string path = TempPath("magic.trace");
+  WriteAll(path, data);
+  RunResult r = RunCli("replay " + path);
+  EXPECT_NE(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("not a Spillway trace"), std::string::npos) << r.output;
+  std::remove(path.c_str());
+  std::remove(TempPath("src2.trace").c_str());
+}
+
+TEST(Replay, RejectsWrongVersion) {
+  std::string data = ReadAll(WriteSampleTrace("src3.trace"));
+  const std::uint32_t v = kVersion + 1;
+  std::memcpy(&data[offsetof(Header, version)], &v, sizeof v);
+  const std::string path = TempPath("version.trace");
+  WriteAll(path, data);
+  RunResult r = RunCli("replay " + path);
+  EXPECT_NE(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("version " + std::to_string(v)), std::string::npos) << r.output;
+  std::remove(path.c_str());
+  std::remove(TempPath("src3.trace").c_str());
+}
+
+TEST(Replay, RejectsMissingFileAndBadArgs) {
+  RunResult r = RunCli("replay " + TempPath("does-not-exist.trace"));
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("cannot open"), std::string::npos) << r.output;
+  r = RunCli("replay");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("usage"), std::string::npos) << r.output;
+  r = RunCli("replay x.trace --device-memory lots");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("--device-memory"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace spillway::trace
