@@ -26,7 +26,9 @@ struct ArenaCache {
   bool sync = false;
   Arena* arena = nullptr;
 };
-thread_local ArenaCache t_cache;
+// initial-exec: no __tls_get_addr call on the hot path (the library is loaded at start-up or
+// early by ctypes; the cache is a few dozen bytes of the static TLS surplus).
+__attribute__((tls_model("initial-exec"))) thread_local ArenaCache t_cache;
 
 Allocator* g_global = nullptr;
 std::string g_global_error;

@@ -30,7 +30,6 @@ Arena::Arena(DeviceHeap& heap, prim::Stream stream, bool sync, std::uintptr_t ba
       page_shift_(std::countr_zero(heap.granularity())),
       pages_(new Page[size / heap.granularity()]()) {
   free_.insert(base, size);
-  large_.reserve(4096);
 }
 
 Arena::~Arena() {
@@ -61,7 +60,7 @@ std::string Arena::describe(std::uintptr_t p) const {
 // ---------------------------------------------------------------- allocation
 
 spillway_status Arena::allocate(std::size_t n, void** out) {
-  std::lock_guard<std::mutex> lk(mu_);
+  std::lock_guard<detail::SpinLock> lk(mu_);
   if (!pending_.empty()) poll_pending();
   return n <= kSmallMax ? alloc_small(n, out) : alloc_large(n, out);
 }
@@ -69,25 +68,18 @@ spillway_status Arena::allocate(std::size_t n, void** out) {
 spillway_status Arena::alloc_large(std::size_t n, void** out) {
   const std::size_t r = RoundUp(n, kMinAlign);
   std::uintptr_t a = 0;
-  auto q = quick_.find(r);
-  if (q != quick_.end() && !q->second.empty()) {
-    a = q->second.back();
-    q->second.pop_back();
+  std::vector<Quick>* q = quick_.find(r);
+  if (q != nullptr && !q->empty()) {
+    a = q->back().p;
+    q->pop_back();
     quick_bytes_ -= r;
   } else {
     spillway_status s = carve(r, kMinAlign, &a);
     if (s != SPILLWAY_OK) return s;
   }
-  if (!spare_nodes_.empty()) {
-    auto nh = std::move(spare_nodes_.back());
-    spare_nodes_.pop_back();
-    nh.key() = a;
-    nh.mapped() = LargeBlock{r, n};
-    large_.insert(std::move(nh));
-  } else {
-    large_.emplace(a, LargeBlock{r, n});
-  }
-  heap_.stats().on_alloc(n, r - n);
+  large_[a] = LargeBlock{r, n};
+  heap_.stats().on_alloc(n);
+  counters_.on_alloc(r - n);
   *out = reinterpret_cast<void*>(a);
   return SPILLWAY_OK;
 }
@@ -117,7 +109,8 @@ spillway_status Arena::alloc_small(std::size_t n, void** out) {
     s->next = s->prev = nullptr;
     s->listed = false;
   }
-  heap_.stats().on_alloc(n, s->block_size - n);
+  heap_.stats().on_alloc(n);
+  counters_.on_alloc(s->block_size - n);
   *out = reinterpret_cast<void*>(s->base + std::uintptr_t{i} * s->block_size);
   return SPILLWAY_OK;
 }
@@ -125,7 +118,9 @@ spillway_status Arena::alloc_small(std::size_t n, void** out) {
 spillway_status Arena::carve(std::size_t n, std::size_t align, std::uintptr_t* out) {
   for (int attempt = 0;; ++attempt) {
     std::uintptr_t a = 0;
-    if (!free_.take(n, align, &a)) {
+    // Among the few best fits, one already backed by memory avoids mapping (and growing).
+    if (!free_.take_preferring(n, align, 16, [&](std::uintptr_t st) { return all_mapped(st, n); },
+                               &a)) {
       if (attempt == 0 && flush_quick()) continue;
       heap_.stats().on_oom();
       return Fail(SPILLWAY_ERR_OUT_OF_MEMORY,
@@ -142,14 +137,14 @@ spillway_status Arena::carve(std::size_t n, std::size_t align, std::uintptr_t* o
       return SPILLWAY_OK;
     }
     if (attempt == 0 && quick_bytes_ > 0) {  // reuse cached blocks before taking more memory
-      release_extent(a, n);
+      release_extent(a, n, 0);
       flush_quick();
       continue;
     }
     std::vector<prim::PhysHandle> chunks;
     spillway_status s = heap_.acquire_chunks(this, missing.size(), &chunks, n);
     if (s != SPILLWAY_OK) {
-      release_extent(a, n);
+      release_extent(a, n, 0);
       return s;
     }
     for (std::size_t k = 0; k < missing.size(); ++k) {
@@ -162,7 +157,7 @@ spillway_status Arena::carve(std::size_t n, std::size_t align, std::uintptr_t* o
         std::vector<prim::PhysHandle> rest(chunks.begin() + static_cast<std::ptrdiff_t>(k),
                                            chunks.end());
         heap_.return_chunks(rest);
-        release_extent(a, n);
+        release_extent(a, n, 0);
         return Fail(SPILLWAY_ERR_BACKEND, "spillway: mapping device memory failed: " + ms.message);
       }
       pages_[missing[k]].handle = chunks[k];
@@ -186,27 +181,31 @@ void Arena::add_live(std::uintptr_t a, std::size_t n) {
   }
 }
 
-void Arena::sub_live(std::uintptr_t a, std::size_t n) {
+bool Arena::all_mapped(std::uintptr_t a, std::size_t n) const {
+  for (std::int32_t i = page_of(a), e = page_of(a + n - 1); i <= e; ++i)
+    if (pages_[i].handle == 0) return false;
+  return true;
+}
+
+void Arena::sub_live(std::uintptr_t a, std::size_t n, std::uint64_t seq) {
   const std::uintptr_t end = a + n;
   for (std::int32_t i = page_of(a), e = page_of(end - 1); i <= e; ++i) {
     const std::uintptr_t ps = base_ + (std::uintptr_t{static_cast<std::uint32_t>(i)} << page_shift_);
     const std::uintptr_t lo = a > ps ? a : ps, hi = end < ps + gran_ ? end : ps + gran_;
     Page& pg = pages_[i];
     pg.live -= static_cast<std::uint32_t>(hi - lo);
+    if (seq > pg.free_seq) pg.free_seq = seq;
     if (pg.live == 0 && pg.handle != 0) idle_push(i);
   }
 }
 
-void Arena::release_extent(std::uintptr_t a, std::size_t n) {
-  sub_live(a, n);
+void Arena::release_extent(std::uintptr_t a, std::size_t n, std::uint64_t seq) {
+  sub_live(a, n, seq);
   free_.insert(a, n);
 }
 
 void Arena::idle_push(std::int32_t i) {
   Page& pg = pages_[i];
-  pg.idle_seq = idle_seq_++;
-  // The synchronous arena only frees blocks whose work has finished: its idle pages are safe.
-  if (sync_) done_seq_ = idle_seq_;
   pg.prev = idle_tail_;
   pg.next = -1;
   if (idle_tail_ >= 0) pages_[idle_tail_].next = i;
@@ -225,10 +224,10 @@ void Arena::idle_remove(std::int32_t i) {
 
 bool Arena::flush_quick() {
   if (quick_bytes_ == 0) return false;
-  for (auto& [r, v] : quick_) {
-    for (std::uintptr_t a : v) release_extent(a, r);
-    v.clear();
-  }
+  quick_.for_each([&](std::uint64_t r, std::vector<Quick>& v) {
+    for (const Quick& q : v) release_extent(q.p, r, q.seq);
+  });
+  quick_.clear();  // sizes seen once do not linger
   quick_bytes_ = 0;
   return true;
 }
@@ -261,21 +260,21 @@ void Arena::poll_page_fences() {
 }
 
 void Arena::ensure_page_fence() {
-  if (sync_ || done_seq_ >= idle_seq_) return;
-  if (!page_fences_.empty() && page_fences_.back().covers >= idle_seq_) return;
+  if (done_seq_ > free_seq_) return;  // every free is known complete
+  if (!page_fences_.empty() && page_fences_.back().covers > free_seq_) return;
   prim::Event e = get_event();
   if (e == nullptr) return;
   if (!backend_.event_record(device_, e, stream_).ok()) {
     event_pool_.push_back(e);
     return;
   }
-  page_fences_.push_back({e, idle_seq_});
+  page_fences_.push_back({e, free_seq_ + 1});
 }
 
 std::size_t Arena::steal_idle(std::size_t want, bool block, std::vector<prim::PhysHandle>* out) {
   if (idle_head_ < 0 || want == 0) return 0;
   poll_page_fences();
-  if (block && done_seq_ <= pages_[idle_tail_].idle_seq) {  // wait until every idle page is done
+  if (block && done_seq_ <= free_seq_) {  // wait until every free so far is complete
     ensure_page_fence();
     while (!page_fences_.empty()) {
       backend_.event_synchronize(page_fences_.front().event);
@@ -283,19 +282,33 @@ std::size_t Arena::steal_idle(std::size_t want, bool block, std::vector<prim::Ph
     }
   }
   std::size_t got = 0;
-  while (got < want && idle_head_ >= 0 && pages_[idle_head_].idle_seq < done_seq_) {
-    const std::int32_t i = idle_head_;
+  for (std::int32_t i = idle_head_; i >= 0 && got < want;) {
     Page& pg = pages_[i];
-    const std::uintptr_t va = base_ + (std::uintptr_t{static_cast<std::uint32_t>(i)} << page_shift_);
-    if (!backend_.unmap(va, gran_).ok()) break;
-    heap_.stats().on_unmap();
-    idle_remove(i);
-    out->push_back(pg.handle);
-    pg.handle = 0;
-    ++got;
+    const std::int32_t next = pg.next;
+    if (pg.free_seq < done_seq_) {
+      const std::uintptr_t va =
+          base_ + (std::uintptr_t{static_cast<std::uint32_t>(i)} << page_shift_);
+      if (!backend_.unmap(va, gran_).ok()) break;
+      heap_.stats().on_unmap();
+      idle_remove(i);
+      out->push_back(pg.handle);
+      pg.handle = 0;
+      ++got;
+    }
+    i = next;
   }
   if (got < want) ensure_page_fence();  // so that the next attempt finds more pages done
   return got;
+}
+
+void Arena::note_free() {
+  ++free_seq_;
+  // A fence now and then lets idle pages become stealable without ever waiting.
+  if (++frees_since_fence_ >= 4096) {
+    frees_since_fence_ = 0;
+    poll_page_fences();
+    ensure_page_fence();
+  }
 }
 
 void Arena::flush_caches() {
@@ -310,7 +323,7 @@ void Arena::flush_caches() {
         if (s->next) s->next->prev = s->prev;
         pages_[page_of(s->base)].slab = nullptr;
         --slab_count_[c];
-        release_extent(s->base, gran_);
+        release_extent(s->base, gran_, s->max_free_seq);
         delete s;
       }
       s = next;
@@ -321,18 +334,18 @@ void Arena::flush_caches() {
 // ---------------------------------------------------------------- free
 
 bool Arena::is_live(std::uintptr_t p) {
-  std::lock_guard<std::mutex> lk(mu_);
+  std::lock_guard<detail::SpinLock> lk(mu_);
   if (!contains(p)) return false;
   if (Slab* s = pages_[page_of(p)].slab) {
     const std::uintptr_t off = p - s->base;
     return off % s->block_size == 0 && off / s->block_size < s->capacity &&
            s->live(static_cast<std::uint32_t>(off / s->block_size));
   }
-  return large_.count(p) != 0;
+  return large_.find(p) != nullptr;
 }
 
 spillway_status Arena::free_block(std::uintptr_t p, FreeMode mode, prim::Stream stream) {
-  std::lock_guard<std::mutex> lk(mu_);
+  std::lock_guard<detail::SpinLock> lk(mu_);
   if (Slab* s = pages_[page_of(p)].slab) return free_small(s, p, mode, stream);
   return free_large(p, mode, stream);
 }
@@ -347,8 +360,11 @@ spillway_status Arena::free_small(Slab* s, std::uintptr_t p, FreeMode mode, prim
     return Fail(SPILLWAY_ERR_DOUBLE_FREE,
                 "spillway: double free of " + describe(p) + ": the block is not allocated");
   s->clear(i);
-  heap_.stats().on_free(s->requested[i], s->block_size - s->requested[i]);
+  heap_.stats().on_free(s->requested[i]);
+  counters_.on_free(s->block_size - s->requested[i]);
   if (mode == FreeMode::kStreamOrdered && stream == stream_ && !sync_) {
+    note_free();
+    s->max_free_seq = free_seq_;
     release_small(s, i);
     return SPILLWAY_OK;
   }
@@ -356,16 +372,18 @@ spillway_status Arena::free_small(Slab* s, std::uintptr_t p, FreeMode mode, prim
 }
 
 spillway_status Arena::free_large(std::uintptr_t p, FreeMode mode, prim::Stream stream) {
-  auto it = large_.find(p);
-  if (it == large_.end())
+  const LargeBlock* it = large_.find(p);
+  if (it == nullptr)
     return Fail(SPILLWAY_ERR_DOUBLE_FREE, "spillway: free of " + describe(p) +
                                               ": not a live block (double free, or an address "
                                               "inside a block)");
-  const LargeBlock b = it->second;
-  spare_nodes_.push_back(large_.extract(it));
-  heap_.stats().on_free(b.requested, b.size - b.requested);
+  const LargeBlock b = *it;
+  large_.erase(p);
+  heap_.stats().on_free(b.requested);
+  counters_.on_free(b.size - b.requested);
   if (mode == FreeMode::kStreamOrdered && stream == stream_ && !sync_) {
-    quick_[b.size].push_back(p);
+    note_free();
+    quick_[b.size].push_back({p, free_seq_});
     quick_bytes_ += b.size;
     return SPILLWAY_OK;
   }
@@ -389,14 +407,14 @@ void Arena::release_small(Slab* s, std::uint32_t i) {
     if (s->next) s->next->prev = s->prev;
     pages_[page_of(s->base)].slab = nullptr;
     --slab_count_[c];
-    release_extent(s->base, gran_);
+    release_extent(s->base, gran_, s->max_free_seq);
     delete s;
   }
 }
 
 void Arena::release_pending(const Pending& pd) {
   if (pd.large_size != 0) {
-    quick_[pd.large_size].push_back(pd.p);
+    quick_[pd.large_size].push_back({pd.p, 0});  // its fence has completed
     quick_bytes_ += pd.large_size;
     return;
   }
@@ -455,7 +473,7 @@ void Arena::wait_pending() {
 }
 
 Arena::Summary Arena::summary() {
-  std::lock_guard<std::mutex> lk(mu_);
+  std::lock_guard<detail::SpinLock> lk(mu_);
   return summary_locked();
 }
 

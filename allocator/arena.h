@@ -2,20 +2,23 @@
 // granularity (best fit with coalescing), the page table saying which 2 MiB pages are mapped,
 // slabs for small sizes, exact-size quick bins for freed large blocks, and the deferred frees
 // that wait on events. Reuse on the arena's own stream is immediate (stream order); anything
-// else waits for events. Pages with no live bytes are "idle" and may be unmapped (stolen) once
-// a fence event shows the stream has finished with them.
+// else waits for events. Every stream-ordered free gets a sequence number; a page remembers the
+// latest free of its bytes. Pages with no live bytes are "idle" and may be unmapped (stolen)
+// once a fence event recorded on the stream after that free has completed.
 #pragma once
 
 #include <cstdint>
 #include <deque>
 #include <memory>
 #include <mutex>
-#include <unordered_map>
 #include <vector>
 
 #include "allocator/detail/extent_set.h"
+#include "allocator/detail/flat_map.h"
 #include "allocator/detail/size_class.h"
+#include "allocator/detail/spin_lock.h"
 #include "allocator/prim/backend.h"
+#include "allocator/stats.h"
 #include "spillway/spillway.h"
 
 namespace spillway {
@@ -50,7 +53,8 @@ class Arena {
   void flush_caches();
   // Waits for every deferred free of this arena and releases it. Caller holds mu().
   void wait_pending();
-  std::mutex& mu() { return mu_; }
+  detail::SpinLock& mu() { return mu_; }
+  const ArenaCounters& counters() const { return counters_; }
 
   struct Summary {
     std::size_t mapped_bytes, idle_bytes, free_extent_bytes, largest_free_extent, quick_bytes,
@@ -65,11 +69,11 @@ class Arena {
     Slab* slab = nullptr;         // set when the page is a slab
     std::uint32_t live = 0;       // bytes of non-free blocks overlapping the page
     std::int32_t prev = -1, next = -1;  // idle list links
-    std::uint64_t idle_seq = 0;
+    std::uint64_t free_seq = 0;  // latest stream-ordered free of bytes of this page
   };
   struct LargeBlock {
-    std::size_t size;       // rounded
-    std::size_t requested;  // asked for
+    std::size_t size = 0;       // rounded
+    std::size_t requested = 0;  // asked for
   };
   struct Pending {
     std::uintptr_t p;
@@ -82,7 +86,7 @@ class Arena {
   };
   struct PageFence {
     prim::Event event;
-    std::uint64_t covers;  // idle pages with idle_seq < covers are done once event completes
+    std::uint64_t covers;  // frees with seq < covers are done once the event completes
   };
 
   spillway_status alloc_small(std::size_t n, void** out);
@@ -92,8 +96,11 @@ class Arena {
   // Takes [a, a+n) for use: counts live bytes and maps the pages that are not mapped.
   spillway_status carve(std::size_t n, std::size_t align, std::uintptr_t* out);
   void add_live(std::uintptr_t a, std::size_t n);
-  void sub_live(std::uintptr_t a, std::size_t n);
-  void release_extent(std::uintptr_t a, std::size_t n);  // sub_live + back to the extents
+  // `seq`: the stream-ordered free that released the bytes (0: their work is known done).
+  void sub_live(std::uintptr_t a, std::size_t n, std::uint64_t seq);
+  void release_extent(std::uintptr_t a, std::size_t n, std::uint64_t seq);  // + to extents
+  bool all_mapped(std::uintptr_t a, std::size_t n) const;
+  void note_free();  // counts a stream-ordered free; records a fence now and then
   bool flush_quick();                                     // true if anything was flushed
   void release_small(Slab* s, std::uint32_t i);
   void release_pending(const Pending& pd);
@@ -120,16 +127,22 @@ class Arena {
   const std::size_t gran_;
   const int page_shift_;
 
-  std::mutex mu_;
+  detail::SpinLock mu_;
+  ArenaCounters counters_;
   detail::ExtentSet free_;
   std::unique_ptr<Page[]> pages_;
   std::int32_t idle_head_ = -1, idle_tail_ = -1;
-  std::uint64_t idle_seq_ = 0, done_seq_ = 0;
+  std::uint64_t free_seq_ = 0;  // last stream-ordered free's number
+  std::uint64_t done_seq_ = 1;  // frees numbered below this are known complete
+  unsigned frees_since_fence_ = 0;
   std::deque<PageFence> page_fences_;
 
-  std::unordered_map<std::uintptr_t, LargeBlock> large_;
-  std::vector<decltype(large_)::node_type> spare_nodes_;
-  std::unordered_map<std::size_t, std::vector<std::uintptr_t>> quick_;
+  detail::FlatMap<LargeBlock> large_{4096};  // live large blocks by address
+  struct Quick {
+    std::uintptr_t p;
+    std::uint64_t seq;
+  };
+  detail::FlatMap<std::vector<Quick>> quick_;  // freed large blocks by rounded size
   std::size_t quick_bytes_ = 0;
 
   Slab* partial_[detail::kNumClasses] = {};  // slabs with free blocks, per class

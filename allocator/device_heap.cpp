@@ -128,7 +128,7 @@ std::size_t DeviceHeap::steal_from_others(Arena* self, std::size_t want, bool bl
   for (int i = 0; i < n && got < want; ++i) {
     Arena* a = arenas_[static_cast<std::size_t>(i)].get();
     if (a == self) continue;
-    std::unique_lock<std::mutex> lk(a->mu(), std::try_to_lock);  // never wait: lock order
+    std::unique_lock<detail::SpinLock> lk(a->mu(), std::try_to_lock);  // never wait: lock order
     if (!lk.owns_lock()) continue;
     if (block) {
       a->wait_pending();
@@ -151,10 +151,19 @@ spillway_status DeviceHeap::acquire_chunks(Arena* self, std::size_t k,
     }
   }
   auto need = [&] { return k - out->size(); };
-  // Idle pages whose work has finished come first: reusing them keeps reserved memory flat.
+  std::string why;
+  // Growing is cheap while reserved memory stays within a small margin of the most that was
+  // ever allocated: no remapping then. Past it, idle pages whose work has finished come first.
+  const std::uint64_t live_high =
+      std::max<std::uint64_t>(stats_.peak_allocated(), stats_.allocated() + request_bytes);
+  const std::uint64_t allowance = live_high + live_high / 64 + 4 * gran_;
+  while (need() && stats_.reserved() + gran_ <= allowance) {
+    prim::PhysHandle h = 0;
+    if (!create_chunk(&h, &why)) break;
+    out->push_back(h);
+  }
   if (need()) self->steal_idle(need(), false, out);
   if (need()) steal_from_others(self, need(), false, out);
-  std::string why;
   while (need()) {
     prim::PhysHandle h = 0;
     if (!create_chunk(&h, &why)) break;
@@ -188,7 +197,7 @@ spillway_status DeviceHeap::trim(std::uint64_t keep_bytes) {
   const int n = n_arenas_.load(std::memory_order_acquire);
   for (int i = 0; i < n; ++i) {
     Arena* a = arenas_[static_cast<std::size_t>(i)].get();
-    std::lock_guard<std::mutex> lk(a->mu());
+    std::lock_guard<detail::SpinLock> lk(a->mu());
     a->wait_pending();
     a->flush_caches();
     a->steal_idle(SIZE_MAX, true, &freed);
@@ -218,7 +227,10 @@ spillway_status DeviceHeap::set_budget(std::uint64_t bytes) {
 }
 
 void DeviceHeap::snapshot(spillway_stats* s) const {
+  *s = spillway_stats{};
   stats_.snapshot(s);
+  const int n = n_arenas_.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i) arenas_[static_cast<std::size_t>(i)]->counters().add_to(s);
   s->budget_bytes = budget_.load();
   s->granularity_bytes = gran_;
 }
@@ -243,7 +255,7 @@ std::string DeviceHeap::report(std::size_t failed_request, Arena* held) const {
     if (a == held) {
       s = a->summary_locked();
     } else {
-      std::unique_lock<std::mutex> lk(a->mu(), std::try_to_lock);
+      std::unique_lock<detail::SpinLock> lk(a->mu(), std::try_to_lock);
       if (!lk.owns_lock()) continue;
       s = a->summary_locked();
     }

@@ -11,18 +11,12 @@ namespace spillway {
 
 class DeviceStats {
  public:
-  void on_alloc(std::uint64_t requested, std::uint64_t waste) {
-    bump_peak(peak_allocated_, allocated_.fetch_add(requested, kR) + requested);
-    waste_.fetch_add(waste, kR);
-    live_.fetch_add(1, kR);
-    allocs_.fetch_add(1, kR);
+  // Hot path: one atomic add per allocation and per free; counts live per arena (ArenaCounters).
+  void on_alloc(std::uint64_t requested) {
+    const std::uint64_t v = allocated_.fetch_add(requested, kR) + requested;
+    if (v > peak_allocated_.load(kR)) bump_peak(peak_allocated_, v);
   }
-  void on_free(std::uint64_t requested, std::uint64_t waste) {
-    allocated_.fetch_sub(requested, kR);
-    waste_.fetch_sub(waste, kR);
-    live_.fetch_sub(1, kR);
-    frees_.fetch_add(1, kR);
-  }
+  void on_free(std::uint64_t requested) { allocated_.fetch_sub(requested, kR); }
   void on_reserve(std::uint64_t bytes) {
     bump_peak(peak_reserved_, reserved_.fetch_add(bytes, kR) + bytes);
     creates_.fetch_add(1, kR);
@@ -36,19 +30,17 @@ class DeviceStats {
   void on_oom() { ooms_.fetch_add(1, kR); }
   std::uint64_t allocated() const { return allocated_.load(kR); }
   std::uint64_t reserved() const { return reserved_.load(kR); }
+  std::uint64_t peak_allocated() const { return peak_allocated_.load(kR); }
   void reset_peaks() {
     peak_allocated_.store(allocated_.load(kR), kR);
     peak_reserved_.store(reserved_.load(kR), kR);
   }
+  // Device-wide figures; the per-arena counts are added by DeviceHeap::snapshot.
   void snapshot(spillway_stats* s) const {
     s->allocated_bytes = allocated_.load(kR);
     s->peak_allocated_bytes = peak_allocated_.load(kR);
     s->reserved_bytes = reserved_.load(kR);
     s->peak_reserved_bytes = peak_reserved_.load(kR);
-    s->internal_waste_bytes = waste_.load(kR);
-    s->live_blocks = live_.load(kR);
-    s->alloc_count = allocs_.load(kR);
-    s->free_count = frees_.load(kR);
     s->oom_count = ooms_.load(kR);
     s->chunk_create_count = creates_.load(kR);
     s->chunk_release_count = releases_.load(kR);
@@ -64,8 +56,34 @@ class DeviceStats {
     }
   }
   std::atomic<std::uint64_t> allocated_{0}, peak_allocated_{0}, reserved_{0}, peak_reserved_{0},
-      waste_{0}, live_{0}, allocs_{0}, frees_{0}, ooms_{0}, creates_{0}, releases_{0}, maps_{0},
-      unmaps_{0};
+      ooms_{0}, creates_{0}, releases_{0}, maps_{0}, unmaps_{0};
+};
+
+// Per-arena counters, written under the arena's lock (no read-modify-write atomics on the hot
+// path) and read without it for statistics.
+struct ArenaCounters {
+  void on_alloc(std::uint64_t waste) {
+    add(waste_, waste);
+    add(live_, 1);
+    add(allocs_, 1);
+  }
+  void on_free(std::uint64_t waste) {
+    add(waste_, -waste);
+    add(live_, -1);
+    add(frees_, 1);
+  }
+  void add_to(spillway_stats* s) const {
+    s->internal_waste_bytes += waste_.load(std::memory_order_relaxed);
+    s->live_blocks += live_.load(std::memory_order_relaxed);
+    s->alloc_count += allocs_.load(std::memory_order_relaxed);
+    s->free_count += frees_.load(std::memory_order_relaxed);
+  }
+
+ private:
+  static void add(std::atomic<std::uint64_t>& a, std::uint64_t d) {
+    a.store(a.load(std::memory_order_relaxed) + d, std::memory_order_relaxed);
+  }
+  std::atomic<std::uint64_t> waste_{0}, live_{0}, allocs_{0}, frees_{0};
 };
 
 }  // namespace spillway

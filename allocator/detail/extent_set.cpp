@@ -33,6 +33,20 @@ void ExtentSet::insert(std::uintptr_t a, std::size_t n) {
   add(a, n);
 }
 
+bool ExtentSet::carve_at(std::uintptr_t start, std::size_t n, std::uintptr_t* out) {
+  auto it = by_addr_.upper_bound(start);
+  if (it == by_addr_.begin()) return false;
+  --it;
+  const std::uintptr_t a = it->first;
+  const std::size_t len = it->second;
+  if (start + n > a + len) return false;
+  erase(it);
+  if (start > a) add(a, start - a);
+  if (start + n < a + len) add(start + n, a + len - start - n);
+  *out = start;
+  return true;
+}
+
 bool ExtentSet::take(std::size_t n, std::size_t align, std::uintptr_t* out) {
   for (auto it = by_size_.lower_bound({n, 0}); it != by_size_.end(); ++it) {
     auto [len, a] = *it;

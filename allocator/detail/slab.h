@@ -21,6 +21,7 @@ struct Slab {
   std::uint32_t block_size;
   std::uint32_t capacity;
   std::uint32_t used = 0;  // blocks not on the free stack (live or pending)
+  std::uint64_t max_free_seq = 0;  // latest stream-ordered free of a block (arena free_seq_)
   int cls;
   std::vector<std::uint32_t> free_idx;
   std::vector<std::uint64_t> bits;
