@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+# python_api_test.py — the Python package (python/spillway) against the real libspillway.so on
+# the CPU simulator: stats fields, budget, trim, summary, errors as SpillwayError with the
+# library's message, and spillway.torch's refusal when PyTorch is missing. Run by ctest
+# (label cpu) with SPILLWAY_BUILD set; exits non-zero on the first failed check.
+import os
+import sys
+import unittest
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "python"))
+os.environ["SPILLWAY_BACKEND"] = "sim"
+os.environ["SPILLWAY_SIM_DEVICE_MEMORY"] = "1G"
+
+import spillway  # noqa: E402
+
+
+class PythonApi(unittest.TestCase):
+    def test_stats_fields(self):
+        st = spillway.stats(0)
+        for key in ("allocated_bytes", "peak_allocated_bytes", "reserved_bytes",
+                    "peak_reserved_bytes", "live_blocks", "alloc_count", "budget_bytes",
+                    "granularity_bytes"):
+            self.assertIn(key, st)
+        self.assertEqual(st["granularity_bytes"], 2 << 20)
+        self.assertEqual(spillway.device_count(), 1)
+        self.assertTrue(os.path.exists(spillway.library_path()))
+
+    def test_budget_and_trim(self):
+        spillway.set_budget(64 << 20, device=0)
+        self.assertEqual(spillway.stats(0)["budget_bytes"], 64 << 20)
+        spillway.set_budget(0, device=0)
+        spillway.trim(0, device=0)
+        spillway.reset_peak_stats(0)
+
+    def test_errors_carry_the_message(self):
+        with self.assertRaises(spillway.SpillwayError) as cm:
+            spillway.stats(5)
+        self.assertIn("invalid device", str(cm.exception))
+        with self.assertRaises(spillway.SpillwayError) as cm:
+            spillway.set_budget(1 << 20)  # below one physical chunk
+        self.assertIn("SPILLWAY_ERR_INVALID_VALUE", str(cm.exception))
+
+    def test_summary(self):
+        text = spillway.summary()
+        self.assertIn("spillway summary (backend sim)", text)
+
+    def test_torch_install_without_torch(self):
+        try:
+            import torch  # noqa: F401
+            self.skipTest("PyTorch is installed here: install() is checked on the GPU machine")
+        except ImportError:
+            pass
+        with self.assertRaises(ImportError):  # a plain ImportError naming torch, at import
+            import spillway.torch  # noqa: F401
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
