@@ -317,15 +317,7 @@ void Arena::flush_caches() {
   for (int c = 0; c < detail::kNumClasses; ++c) {
     for (Slab* s = partial_[c]; s != nullptr;) {
       Slab* next = s->next;
-      if (s->used == 0) {
-        if (s->prev) s->prev->next = s->next;
-        else partial_[c] = s->next;
-        if (s->next) s->next->prev = s->prev;
-        pages_[page_of(s->base)].slab = nullptr;
-        --slab_count_[c];
-        release_extent(s->base, gran_, s->max_free_seq);
-        delete s;
-      }
+      if (s->used == 0) drop_slab(s);
       s = next;
     }
   }
@@ -402,14 +394,19 @@ void Arena::release_small(Slab* s, std::uint32_t i) {
     partial_[c] = s;
     s->listed = true;
   } else if (s->used == 0 && slab_count_[c] > 1) {  // keep one empty slab per class
-    if (s->prev) s->prev->next = s->next;
-    else partial_[c] = s->next;
-    if (s->next) s->next->prev = s->prev;
-    pages_[page_of(s->base)].slab = nullptr;
-    --slab_count_[c];
-    release_extent(s->base, gran_, s->max_free_seq);
-    delete s;
+    drop_slab(s);
   }
+}
+
+void Arena::drop_slab(Slab* s) {
+  const int c = s->cls;
+  if (s->prev) s->prev->next = s->next;
+  else partial_[c] = s->next;
+  if (s->next) s->next->prev = s->prev;
+  pages_[page_of(s->base)].slab = nullptr;
+  --slab_count_[c];
+  release_extent(s->base, gran_, s->max_free_seq);
+  delete s;
 }
 
 void Arena::release_pending(const Pending& pd) {

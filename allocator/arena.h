@@ -103,6 +103,7 @@ class Arena {
   void note_free();  // counts a stream-ordered free; records a fence now and then
   bool flush_quick();                                     // true if anything was flushed
   void release_small(Slab* s, std::uint32_t i);
+  void drop_slab(Slab* s);  // an empty slab on the partial list goes back to the extents
   void release_pending(const Pending& pd);
   void poll_pending();
   spillway_status defer(std::uintptr_t p, std::size_t large_size, FreeMode mode,

@@ -110,16 +110,9 @@ CUresult cuMemGetInfo_v2(size_t* free_bytes, size_t* total_bytes) {
   const spillway::prim::CudaDriver* d = pl::Driver();
   if (d == nullptr) return CUDA_ERROR_NOT_INITIALIZED;
   CUresult r = d->cuMemGetInfo(free_bytes, total_bytes);
-  Allocator* a = pl::Instance();
   int dev = 0;
-  spillway_stats st;
-  if (r != CUDA_SUCCESS || a == nullptr || ContextDevice(&dev) != CUDA_SUCCESS ||
-      a->stats(dev, &st) != SPILLWAY_OK || st.budget_bytes == 0)
-    return r;
-  const size_t cached = st.reserved_bytes - std::min(st.reserved_bytes, st.allocated_bytes);
-  const size_t room = st.budget_bytes - std::min(st.budget_bytes, st.allocated_bytes);
-  *free_bytes = std::min(room, *free_bytes + cached);
-  *total_bytes = st.budget_bytes;
+  if (r == CUDA_SUCCESS && ContextDevice(&dev) == CUDA_SUCCESS)
+    pl::ApplyBudget(pl::Instance(), dev, *free_bytes, free_bytes, total_bytes);
   return r;
 }
 

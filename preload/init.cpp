@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -58,6 +59,16 @@ int CurrentDevice() {
   CUdevice d = 0;  // no runtime in this process (driver API user): the current context
   if (Driver() != nullptr && Driver()->cuCtxGetDevice(&d) == CUDA_SUCCESS) return d;
   return 0;
+}
+
+void ApplyBudget(Allocator* a, int device, size_t real_free, size_t* free_bytes,
+                 size_t* total_bytes) {
+  spillway_stats st;
+  if (a == nullptr || a->stats(device, &st) != SPILLWAY_OK || st.budget_bytes == 0) return;
+  const size_t cached = st.reserved_bytes - std::min(st.reserved_bytes, st.allocated_bytes);
+  const size_t room = st.budget_bytes - std::min(st.budget_bytes, st.allocated_bytes);
+  *free_bytes = std::min(room, real_free + cached);
+  *total_bytes = st.budget_bytes;
 }
 
 void RetainForGraph(const void* p) {

@@ -33,6 +33,12 @@ void* DriverHookFor(const char* symbol, int cuda_version, cuuint64_t flags);
 // Device of the calling thread's current context (runtime) for cudaMalloc-family calls.
 int CurrentDevice();
 
+// Under a device budget, what cudaMemGetInfo/cuMemGetInfo report: the budget as the total, and
+// as free the room left under it (memory Spillway holds but does not use counts as free).
+// Leaves the figures as they are when no budget is set. `real_free` is the driver's figure.
+void ApplyBudget(Allocator* a, int device, size_t real_free, size_t* free_bytes,
+                 size_t* total_bytes);
+
 // Frees made on a capturing stream: the blocks stay allocated for the graph's lifetime.
 void RetainForGraph(const void* p);
 

@@ -121,20 +121,12 @@ cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
   auto real = pl::Real<cudaError_t (*)(size_t*, size_t*)>("cudaMemGetInfo");
   if (real == nullptr) return cudaErrorNotSupported;
   cudaError_t r = real(free_bytes, total_bytes);
-  Allocator* a = pl::Instance();
-  if (r != cudaSuccess || a == nullptr) return r;
-  spillway_stats st;
-  if (a->stats(pl::CurrentDevice(), &st) != SPILLWAY_OK || st.budget_bytes == 0) return r;
-  // Under a budget the device looks as large as the budget; memory Spillway holds but does not
-  // use counts as free, since Spillway hands it out again.
+  if (r != cudaSuccess || pl::Instance() == nullptr) return r;
   // cudart's own call may already have gone through our cuMemGetInfo hook: start again from
   // the real driver figure so that the adjustment is made once.
   size_t real_free = *free_bytes, real_total = 0;
   pl::Driver()->cuMemGetInfo(&real_free, &real_total);
-  const size_t cached = st.reserved_bytes - std::min(st.reserved_bytes, st.allocated_bytes);
-  const size_t room = st.budget_bytes - std::min(st.budget_bytes, st.allocated_bytes);
-  *free_bytes = std::min(room, real_free + cached);
-  *total_bytes = st.budget_bytes;
+  pl::ApplyBudget(pl::Instance(), pl::CurrentDevice(), real_free, free_bytes, total_bytes);
   return r;
 }
 

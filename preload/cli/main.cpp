@@ -94,7 +94,9 @@ int Run(int argc, char** argv) {
   std::string ld = preload;
   if (const char* old = std::getenv("LD_PRELOAD"); old && *old) ld += std::string(":") + old;
   setenv("LD_PRELOAD", ld.c_str(), 1);
+  // PyTorch reads PYTORCH_ALLOC_CONF too (newer name): respect whichever the user set.
   if (std::getenv("PYTORCH_CUDA_ALLOC_CONF") == nullptr &&
+      std::getenv("PYTORCH_ALLOC_CONF") == nullptr &&
       std::getenv("PYTORCH_NO_CUDA_MEMORY_CACHING") == nullptr)
     setenv("PYTORCH_CUDA_ALLOC_CONF", "backend:cudaMallocAsync", 1);
   execvp(argv[i], argv + i);
