@@ -301,6 +301,28 @@ std::size_t Arena::steal_idle(std::size_t want, bool block, std::vector<prim::Ph
   return got;
 }
 
+std::size_t Arena::steal_idle_waiting(std::size_t want, std::vector<prim::PhysHandle>* out) {
+  std::size_t got = 0;
+  ensure_page_fence();
+  while (got < want && !page_fences_.empty()) {
+    // The oldest idle page not yet known done: wait for the first fence that covers it.
+    std::uint64_t oldest = UINT64_MAX;
+    for (std::int32_t i = idle_head_; i >= 0; i = pages_[i].next)
+      if (pages_[i].free_seq >= done_seq_ && pages_[i].free_seq < oldest)
+        oldest = pages_[i].free_seq;
+    if (oldest == UINT64_MAX) break;  // no idle page would become free by waiting
+    while (!page_fences_.empty() && page_fences_.front().covers <= oldest) {
+      backend_.event_synchronize(page_fences_.front().event);
+      poll_page_fences();
+    }
+    if (page_fences_.empty()) break;
+    backend_.event_synchronize(page_fences_.front().event);
+    poll_page_fences();
+    got += steal_idle(want - got, false, out);
+  }
+  return got;
+}
+
 void Arena::note_free() {
   ++free_seq_;
   // A fence now and then lets idle pages become stealable without ever waiting.

@@ -48,6 +48,9 @@ class Arena {
   // Gives up to `want` physical chunks of idle pages whose last use has finished, unmapping
   // them. With `block`, waits on this arena's fence events first. Caller holds mu().
   std::size_t steal_idle(std::size_t want, bool block, std::vector<prim::PhysHandle>* out);
+  // Waits for fences one at a time, oldest first, only as long as that makes idle pages of
+  // this arena stealable, and steals them. Caller holds mu().
+  std::size_t steal_idle_waiting(std::size_t want, std::vector<prim::PhysHandle>* out);
   // Moves cached memory back to the free extents and unmaps every idle page (waiting for the
   // stream): used by trim and at the last step before out-of-memory. Caller holds mu().
   void flush_caches();

@@ -64,6 +64,12 @@ bool ParseConfig(const GetEnv& getenv, Config* cfg, std::string* error) {
                  "(e.g. 80%)");
     }
   }
+  if (const char* v = getenv("SPILLWAY_RESERVE_POLICY"); v && *v) {
+    std::string s(v);
+    if (s == "fast") cfg->compact = false;
+    else if (s == "compact") cfg->compact = true;
+    else return Bad(error, "SPILLWAY_RESERVE_POLICY", v, "fast or compact");
+  }
   if (const char* v = getenv("SPILLWAY_TRACE"); v) {
     if (!*v) return Bad(error, "SPILLWAY_TRACE", v, "a file path");
     cfg->trace_path = v;

@@ -13,6 +13,10 @@ struct Config {
   // device's memory ("80%"). Absent: no cap beyond the device itself.
   std::uint64_t budget_bytes = 0;
   double budget_percent = 0;  // > 0 when given as a percentage
+  // SPILLWAY_RESERVE_POLICY=fast|compact. Past a small allowance over the most ever allocated,
+  // `fast` reserves new memory when no freed page is known to be done on the GPU; `compact`
+  // waits for the GPU to finish with freed pages (oldest first) and reuses them instead.
+  bool compact = false;
   // SPILLWAY_TRACE: path of the binary allocation trace (docs/trace-format.md).
   std::string trace_path;
   // SPILLWAY_STATS=1: print the summary at exit.

@@ -33,7 +33,8 @@ DeviceHeap::~DeviceHeap() {
   for (auto h : loose_) backend_.release(h);
 }
 
-spillway_status DeviceHeap::init(std::uint64_t budget_bytes) {
+spillway_status DeviceHeap::init(std::uint64_t budget_bytes, bool compact) {
+  compact_ = compact;
   prim::MemInfo mi;
   prim::Status s = backend_.mem_info(device_, &mi);
   if (!s.ok())
@@ -164,6 +165,7 @@ spillway_status DeviceHeap::acquire_chunks(Arena* self, std::size_t k,
   }
   if (need()) self->steal_idle(need(), false, out);
   if (need()) steal_from_others(self, need(), false, out);
+  if (need() && compact_) self->steal_idle_waiting(need(), out);
   while (need()) {
     prim::PhysHandle h = 0;
     if (!create_chunk(&h, &why)) break;

@@ -25,17 +25,19 @@ class DeviceHeap {
   DeviceHeap(const DeviceHeap&) = delete;
   DeviceHeap& operator=(const DeviceHeap&) = delete;
 
-  // Reads device size and granularity and applies the budget (0 = none).
-  spillway_status init(std::uint64_t budget_bytes);
+  // Reads device size and granularity and applies the budget (0 = none) and the reserve
+  // policy (Config::compact).
+  spillway_status init(std::uint64_t budget_bytes, bool compact);
 
   // The arena of a stream (created on first use), or the synchronous arena.
   spillway_status arena_for(prim::Stream stream, bool sync, Arena** out);
   // The arena whose VA range holds p, or nullptr.
   Arena* find(std::uintptr_t p) const;
 
-  // Physical chunks for `self` (whose lock the caller holds): loose pool, then idle pages of
-  // this device whose last use finished, then new chunks within the budget, then waiting for
-  // idle pages. All or nothing.
+  // Physical chunks for `self` (whose lock the caller holds): loose pool; new chunks within the
+  // growth allowance; idle pages of this device whose last use finished; with the compact
+  // policy, idle pages of `self` after waiting for their fences; new chunks within the budget;
+  // then waiting for every stream. All or nothing.
   spillway_status acquire_chunks(Arena* self, std::size_t k, std::vector<prim::PhysHandle>* out,
                                  std::size_t request_bytes);
   void return_chunks(const std::vector<prim::PhysHandle>& chunks);
@@ -67,6 +69,7 @@ class DeviceHeap {
   std::uint64_t total_ = 0;
   std::size_t arena_va_ = 0;
   std::atomic<std::uint64_t> budget_{0};
+  bool compact_ = false;
   DeviceStats stats_;
 
   mutable std::mutex mu_;  // arenas_ growth, loose_

@@ -16,12 +16,14 @@ namespace spillway::cli {
 
 const char kUsage[] =
     "usage: spillway <command> [args]\n"
-    "  run [--budget BYTES|PCT%] [--stats] [--trace FILE] [--sim] -- CMD [ARGS...]\n"
+    "  run [--budget BYTES|PCT%] [--reserve-policy fast|compact] [--stats] [--trace FILE]\n"
+    "      [--sim] -- CMD [ARGS...]\n"
     "      run CMD with Spillway's allocator preloaded. For PyTorch it sets\n"
     "      PYTORCH_CUDA_ALLOC_CONF=backend:cudaMallocAsync unless that variable is set.\n"
     "  info                     what this machine supports (GPUs, VMM, CUPTI, io_uring)\n"
-    "  replay TRACE [--device-memory BYTES]\n"
-    "      replay a SPILLWAY_TRACE file through the CPU simulator and print the summary\n"
+    "  replay TRACE [--device-memory BYTES] [--gpu-lag-ms L]\n"
+    "      replay a SPILLWAY_TRACE file through the CPU simulator and print the summary;\n"
+    "      with L, at the recorded pace, streams finishing each operation L ms late\n"
     "  version\n";
 
 namespace {
@@ -63,6 +65,8 @@ int Run(int argc, char** argv) {
       break;
     } else if (a == "--budget") {
       setenv("SPILLWAY_DEVICE_BUDGET", value("--budget"), 1);
+    } else if (a == "--reserve-policy") {
+      setenv("SPILLWAY_RESERVE_POLICY", value("--reserve-policy"), 1);
     } else if (a == "--stats") {
       setenv("SPILLWAY_STATS", "1", 1);
     } else if (a == "--trace") {

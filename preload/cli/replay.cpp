@@ -1,8 +1,12 @@
 // replay.cpp — `spillway replay TRACE`: runs a recorded SPILLWAY_TRACE through the allocator
 // on the CPU simulator (same allocation and free order, same stream structure) and prints the
-// summary that the original run would show.
+// summary that the original run would show. With --gpu-lag-ms L the replay keeps the recorded
+// pace and every stream finishes each operation L ms after the host issued it: a model of a GPU
+// running behind the CPU, which decides when freed pages may be reused elsewhere.
 #include <chrono>
 #include <cstdio>
+#include <thread>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -19,6 +23,9 @@
 namespace spillway::cli {
 
 namespace {
+
+const char kReplayUsage[] =
+    "usage: spillway replay TRACE [--device-memory BYTES] [--gpu-lag-ms L]\n";
 
 bool ReadTrace(const std::string& path, trace::Header* h, std::vector<trace::Record>* recs,
                std::string* err) {
@@ -55,9 +62,17 @@ bool ReadTrace(const std::string& path, trace::Header* h, std::vector<trace::Rec
 int Replay(int argc, char** argv) {
   std::string path;
   std::uint64_t device_memory = std::uint64_t{192} << 30;
+  double lag_ms = 0;
   for (int i = 0; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--device-memory" && i + 1 < argc) {
+    if (a == "--gpu-lag-ms" && i + 1 < argc) {
+      char* end = nullptr;
+      lag_ms = std::strtod(argv[++i], &end);
+      if (*end != '\0' || !(lag_ms >= 0 && lag_ms <= 10000)) {
+        std::fprintf(stderr, "spillway replay: bad --gpu-lag-ms '%s' (0..10000)\n", argv[i]);
+        return 2;
+      }
+    } else if (a == "--device-memory" && i + 1 < argc) {
       if (!ParseBytes(argv[++i], &device_memory)) {
         std::fprintf(stderr, "spillway replay: bad --device-memory '%s' (e.g. 80G)\n", argv[i]);
         return 2;
@@ -65,12 +80,12 @@ int Replay(int argc, char** argv) {
     } else if (path.empty() && a[0] != '-') {
       path = a;
     } else {
-      std::fprintf(stderr, "usage: spillway replay TRACE [--device-memory BYTES]\n");
+      std::fprintf(stderr, "%s", kReplayUsage);
       return 2;
     }
   }
   if (path.empty()) {
-    std::fprintf(stderr, "usage: spillway replay TRACE [--device-memory BYTES]\n");
+    std::fprintf(stderr, "%s", kReplayUsage);
     return 2;
   }
   trace::Header h;
@@ -87,7 +102,14 @@ int Replay(int argc, char** argv) {
   opt.device_memory = device_memory;
   auto sim = std::make_unique<prim::SimBackend>(opt);
   prim::SimBackend* simp = sim.get();
-  Config cfg;
+  Config cfg;  // the reserve policy comes from the environment, as in a real run
+  std::string cfg_err;
+  if (!ParseConfig([](const char* n) { return std::getenv(n); }, &cfg, &cfg_err)) {
+    std::fprintf(stderr, "%s\n", cfg_err.c_str());
+    return 2;
+  }
+  cfg.use_sim = true;
+  cfg.trace_path.clear();
   Allocator alloc(std::move(sim), cfg);
 
   std::map<std::uint64_t, prim::Stream> streams;  // recorded stream -> simulated stream
@@ -100,7 +122,14 @@ int Replay(int argc, char** argv) {
   std::unordered_map<std::uint64_t, void*> addr;  // recorded address -> replayed block
   std::size_t allocs = 0, frees = 0, skipped = 0, failed = 0;
   const auto t0 = std::chrono::steady_clock::now();
+  const auto lag = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double, std::milli>(lag_ms));
   for (const auto& r : recs) {
+    if (lag_ms > 0) {  // keep the recorded pace; the stream completes this op L ms later
+      std::this_thread::sleep_until(t0 + std::chrono::nanoseconds(r.t_ns));
+      const auto done_at = std::chrono::steady_clock::now() + lag;
+      simp->enqueue(stream_of(r.stream), [done_at] { std::this_thread::sleep_until(done_at); });
+    }
     if (r.status != SPILLWAY_OK) {  // failed or passed to CUDA: nothing to replay
       ++skipped;
       continue;
@@ -131,8 +160,10 @@ int Replay(int argc, char** argv) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   double span_s = recs.empty() ? 0 : static_cast<double>(recs.back().t_ns) / 1e9;
   std::printf("replayed %s: %zu records from pid %u (%.1f s of recorded time), %zu allocations, "
-              "%zu frees, %zu skipped, %zu failed, in %.3f s on the CPU simulator\n",
-              path.c_str(), recs.size(), h.pid, span_s, allocs, frees, skipped, failed, secs);
+              "%zu frees, %zu skipped, %zu failed, in %.3f s on the CPU simulator (GPU lag "
+              "model %.0f ms, reserve policy %s)\n",
+              path.c_str(), recs.size(), h.pid, span_s, allocs, frees, skipped, failed, secs,
+              lag_ms, cfg.compact ? "compact" : "fast");
   std::fputs(alloc.summary().c_str(), stdout);
   for (auto& [k, s] : streams) simp->synchronize(s);
   return failed == 0 ? 0 : 1;

@@ -456,3 +456,49 @@ TEST(Allocator, FragmentationBound) {
 
 }  // namespace
 }  // namespace spillway::test
+
+// The reserve policy (SPILLWAY_RESERVE_POLICY). Pages freed on a stream that is still busy are
+// not known to be done: `fast` reserves new memory past the allowance, `compact` waits for the
+// stream to pass the free and reuses those pages instead.
+namespace {
+struct PolicyRun {
+  std::uint64_t reserved;
+  double seconds;
+};
+PolicyRun RunPolicy(bool compact) {
+  spillway::Config cfg;
+  cfg.compact = compact;
+  spillway::test::SimAlloc a(4096 * spillway::test::kMiB, 1, cfg);
+  using spillway::test::kMiB;
+  spillway::prim::Stream s = a.stream();
+  void *x = nullptr, *z = nullptr, *y = nullptr;
+  EXPECT_EQ(a.alloc_on(&x, 64 * kMiB, s), SPILLWAY_OK);
+  EXPECT_EQ(a.alloc_on(&z, 2 * kMiB, s), SPILLWAY_OK);  // keeps x's hole from growing
+  a.sim->enqueue(s, [] { std::this_thread::sleep_for(std::chrono::milliseconds(300)); });
+  EXPECT_EQ(a.free_on(x, s), SPILLWAY_OK);  // x's pages: idle, but the stream is busy
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(a.alloc_on(&y, 128 * kMiB, s), SPILLWAY_OK);  // does not fit in x's hole
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::memset(y, 0x3c, 128 * kMiB);  // every byte of y is mapped and writable
+  const std::uint64_t reserved = a.stats().reserved_bytes;
+  EXPECT_EQ(a.free_on(y, s), SPILLWAY_OK);
+  EXPECT_EQ(a.free_on(z, s), SPILLWAY_OK);
+  return {reserved, secs};
+}
+}  // namespace
+
+TEST(ReservePolicy, FastGrowsCompactWaitsAndReuses) {
+  using spillway::test::kMiB;
+  const PolicyRun fast = RunPolicy(false);
+  const PolicyRun compact = RunPolicy(true);
+  std::printf("fast: reserved %.0f MiB in %.3f s; compact: reserved %.0f MiB in %.3f s\n",
+              fast.reserved / double(kMiB), fast.seconds, compact.reserved / double(kMiB),
+              compact.seconds);
+  // fast: x's 64 MiB stay reserved beside y's 128 MiB and z.
+  EXPECT_EQ(fast.reserved, (64 + 2 + 128) * kMiB);
+  EXPECT_LT(fast.seconds, 0.2) << "fast must not wait for the stream";
+  // compact: y reuses x's pages once the stream passed the free; only the allowance was added.
+  EXPECT_LE(compact.reserved, 142 * kMiB);
+  EXPECT_GE(compact.seconds, 0.1) << "compact waited for the stream";
+}

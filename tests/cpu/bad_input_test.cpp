@@ -243,6 +243,18 @@ TEST(Config, ParseConfigRejectsMalformed) {
   for (const char* v : {"0", "x", "65", "-1", "1x"})
     ExpectRejected("SPILLWAY_SIM_DEVICES", v, "1..64");
   ExpectRejected("SPILLWAY_SIM_DEVICE_MEMORY", "1M", "64M");
+  ExpectRejected("SPILLWAY_RESERVE_POLICY", "tight", "fast or compact");
+}
+
+TEST(Config, ReservePolicy) {
+  Env e;
+  Config cfg;
+  std::string err;
+  ASSERT_TRUE(ParseConfig(e.fn(), &cfg, &err)) << err;
+  EXPECT_FALSE(cfg.compact) << "fast is the default";
+  e.vars = {{"SPILLWAY_RESERVE_POLICY", "compact"}};
+  ASSERT_TRUE(ParseConfig(e.fn(), &cfg, &err)) << err;
+  EXPECT_TRUE(cfg.compact);
 }
 
 TEST(Config, ParseConfigAccepts) {
