@@ -28,7 +28,6 @@ __attribute__((constructor)) void CheckConfig() {
   }
 }
 
-std::atomic<std::uint64_t> g_graph_bytes{0};
 }  // namespace
 
 Allocator* Instance() {
@@ -80,7 +79,6 @@ void RetainForGraph(const void* p) {
                  "still use them\n",
                  p);
   });
-  g_graph_bytes.fetch_add(1);
 }
 
 void* HookFor(const char* symbol) {
