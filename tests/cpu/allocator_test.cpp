@@ -502,3 +502,45 @@ TEST(ReservePolicy, FastGrowsCompactWaitsAndReuses) {
   EXPECT_LE(compact.reserved, 142 * kMiB);
   EXPECT_GE(compact.seconds, 0.1) << "compact waited for the stream";
 }
+
+// Several devices: each has its own heap, statistics and budget; a free finds the right device
+// from the pointer alone; a block of one device is never handed out on another.
+TEST(Allocator, SeveralDevicesAreIndependent) {
+  using spillway::test::kMiB;
+  spillway::test::SimAlloc a(1024 * kMiB, 3);
+  spillway::prim::Stream s = a.stream();
+  std::vector<std::pair<void*, int>> blocks;
+  for (int round = 0; round < 3; ++round) {
+    for (int d = 0; d < 3; ++d) {
+      void* p = nullptr;
+      const std::size_t n = (d + 1) * 3 * kMiB + 100;
+      ASSERT_EQ(a.alloc->allocate(&p, n, d, s, false, spillway::trace::Kind::kApiMalloc),
+                SPILLWAY_OK)
+          << spillway::LastError();
+      std::memset(p, d + 1, n);
+      for (auto& [q, dq] : blocks) ASSERT_NE(q, p);
+      blocks.push_back({p, d});
+    }
+  }
+  ASSERT_EQ(a.alloc->set_budget(1, 64 * kMiB), SPILLWAY_OK);
+  for (int d = 0; d < 3; ++d) {
+    spillway_stats st{};
+    ASSERT_EQ(a.alloc->stats(d, &st), SPILLWAY_OK);
+    EXPECT_EQ(st.live_blocks, 3u) << "device " << d;
+    EXPECT_EQ(st.allocated_bytes, 3 * ((d + 1) * 3 * kMiB + 100)) << "device " << d;
+    EXPECT_EQ(st.budget_bytes, d == 1 ? 64 * kMiB : 0u);
+  }
+  void* big = nullptr;  // over device 1's budget, fine on device 2
+  EXPECT_EQ(a.alloc->allocate(&big, 100 * kMiB, 1, s, false, spillway::trace::Kind::kApiMalloc),
+            SPILLWAY_ERR_OUT_OF_MEMORY);
+  ASSERT_EQ(a.alloc->allocate(&big, 100 * kMiB, 2, s, false, spillway::trace::Kind::kApiMalloc),
+            SPILLWAY_OK);
+  ASSERT_EQ(a.free_on(big, s), SPILLWAY_OK);
+  for (auto& [p, d] : blocks) ASSERT_EQ(a.free_on(p, s), SPILLWAY_OK) << "device " << d;
+  for (int d = 0; d < 3; ++d) {
+    spillway_stats st{};
+    ASSERT_EQ(a.alloc->stats(d, &st), SPILLWAY_OK);
+    EXPECT_EQ(st.live_blocks, 0u);
+    EXPECT_EQ(st.allocated_bytes, 0u);
+  }
+}
