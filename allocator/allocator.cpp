@@ -6,7 +6,9 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
+#include "allocator/detail/size_class.h"
 #include "allocator/error.h"
 #include "allocator/prim/cuda_backend.h"
 #include "allocator/prim/sim_backend.h"
@@ -126,6 +128,7 @@ spillway_status Allocator::heap(int device, DeviceHeap** out) {
                                        "physical chunk (" + std::to_string(nh->granularity()) +
                                            " bytes)");
     nh->set_budget(budget);
+    nh->set_trace(trace_.get());
     h = nh.get();
     owned_[idx] = std::move(nh);
     heaps_[idx].store(h, std::memory_order_release);
@@ -153,6 +156,7 @@ spillway_status Allocator::allocate(void** out, std::size_t n, int device, prim:
       s = Fail(SPILLWAY_ERR_INVALID_VALUE, "spillway: allocation of 0 bytes");
     } else if (n > cap) {
       h->stats().on_oom();
+      if (trace_) trace_->physical(trace::Kind::kOom, device, 0, n);
       s = Fail(SPILLWAY_ERR_OUT_OF_MEMORY,
                "spillway: allocation of " + std::to_string(n) + " bytes on device " +
                    std::to_string(device) + " exceeds the " +
@@ -164,7 +168,7 @@ spillway_status Allocator::allocate(void** out, std::size_t n, int device, prim:
   }
   if (trace_)
     trace_->record(kind, device, stream, reinterpret_cast<std::uintptr_t>(*out), n,
-                   static_cast<std::uint16_t>(s));
+                   static_cast<std::uint16_t>(s), s == SPILLWAY_OK ? detail::BlockSize(n) : 0);
   return s;
 }
 
@@ -207,6 +211,16 @@ bool Allocator::is_live(const void* p) const {
   int d;
   Arena* a = find_arena(reinterpret_cast<std::uintptr_t>(p), &d);
   return a != nullptr && a->is_live(reinterpret_cast<std::uintptr_t>(p));
+}
+
+spillway_status Allocator::mark(const char* label) {
+  if (label == nullptr || *label == '\0')
+    return Fail(SPILLWAY_ERR_INVALID_VALUE, "spillway: a mark needs a non-empty label");
+  const std::size_t n = std::strlen(label);
+  if (n > 4096)
+    return Fail(SPILLWAY_ERR_INVALID_VALUE, "spillway: mark label longer than 4096 bytes");
+  if (trace_) trace_->mark(std::string(label, n), 0);
+  return SPILLWAY_OK;
 }
 
 void Allocator::trace_passthrough(trace::Kind kind, int device, prim::Stream stream,

@@ -10,6 +10,7 @@
 #include "allocator/detail/slab.h"
 #include "allocator/device_heap.h"
 #include "allocator/error.h"
+#include "profiler/trace_writer.h"
 
 namespace spillway {
 
@@ -165,6 +166,7 @@ spillway_status Arena::carve(std::size_t n, std::size_t align, std::uintptr_t* o
       }
       pages_[missing[k]].handle = chunks[k];
       heap_.stats().on_map();
+      if (auto* t = heap_.trace()) t->physical(trace::Kind::kMap, device_, va, gran_);
     }
     *out = a;
     return SPILLWAY_OK;
@@ -293,6 +295,7 @@ std::size_t Arena::steal_idle(std::size_t want, bool block, std::vector<prim::Ph
           base_ + (std::uintptr_t{static_cast<std::uint32_t>(i)} << page_shift_);
       if (!backend_.unmap(va, gran_).ok()) break;
       heap_.stats().on_unmap();
+      if (auto* t = heap_.trace()) t->physical(trace::Kind::kUnmap, device_, va, gran_);
       idle_remove(i);
       out->push_back(pg.handle);
       pg.handle = 0;

@@ -122,6 +122,12 @@ spillway_status spillway_print_summary(int fd) {
   return SPILLWAY_OK;
 }
 
+spillway_status spillway_mark(const char* label) {
+  spillway_status s;
+  Allocator* a = Get(&s);
+  return a ? a->mark(label) : s;
+}
+
 const char* spillway_last_error(void) { return spillway::LastError(); }
 
 const char* spillway_status_string(spillway_status status) {

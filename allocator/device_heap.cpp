@@ -7,6 +7,7 @@
 
 #include "allocator/detail/size_class.h"
 #include "allocator/error.h"
+#include "profiler/trace_writer.h"
 
 namespace spillway {
 
@@ -119,6 +120,7 @@ bool DeviceHeap::create_chunk(prim::PhysHandle* h, std::string* why) {
     return false;
   }
   stats_.on_reserve(gran_);
+  if (trace_) trace_->physical(trace::Kind::kChunkCreate, device_, 0, gran_);
   return true;
 }
 
@@ -181,6 +183,7 @@ spillway_status DeviceHeap::acquire_chunks(Arena* self, std::size_t k,
   return_chunks(*out);
   out->clear();
   stats_.on_oom();
+  if (trace_) trace_->physical(trace::Kind::kOom, device_, 0, request_bytes);
   std::string msg = "spillway: out of memory on device " + std::to_string(device_) +
                     ": cannot allocate " + Bytes(request_bytes) + ": " + why + "\n" +
                     report(request_bytes, self);
@@ -213,6 +216,7 @@ spillway_status DeviceHeap::trim(std::uint64_t keep_bytes) {
       return Fail(SPILLWAY_ERR_BACKEND, "spillway: releasing device memory failed: " + s.message);
     loose_.pop_back();
     stats_.on_release(gran_);
+    if (trace_) trace_->physical(trace::Kind::kChunkRelease, device_, 0, gran_);
     cached -= gran_;
   }
   return SPILLWAY_OK;

@@ -16,6 +16,10 @@
 
 namespace spillway {
 
+namespace trace {
+class TraceWriter;
+}
+
 class DeviceHeap {
  public:
   static constexpr int kMaxArenas = 64;
@@ -55,6 +59,9 @@ class DeviceHeap {
   std::uint64_t budget() const { return budget_.load(std::memory_order_relaxed); }
   std::uint64_t total_memory() const { return total_; }
   DeviceStats& stats() { return stats_; }
+  // Where physical-memory events go (SPILLWAY_TRACE), or nullptr. Set before first use.
+  void set_trace(trace::TraceWriter* t) { trace_ = t; }
+  trace::TraceWriter* trace() const { return trace_; }
   const DeviceStats& stats() const { return stats_; }
   void snapshot(spillway_stats* s) const;
 
@@ -70,6 +77,7 @@ class DeviceHeap {
   std::size_t arena_va_ = 0;
   std::atomic<std::uint64_t> budget_{0};
   bool compact_ = false;
+  trace::TraceWriter* trace_ = nullptr;
   DeviceStats stats_;
 
   mutable std::mutex mu_;  // arenas_ growth, loose_

@@ -4,7 +4,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 
@@ -40,6 +42,18 @@ void TraceWriter::write_header() {
   h.record_size = sizeof(Record);
   h.pid = static_cast<std::uint32_t>(getpid());
   h.start_unix_ns = Now(CLOCK_REALTIME);
+  h.rank = -1;
+  for (const char* var : {"RANK", "LOCAL_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID"}) {
+    const char* v = std::getenv(var);
+    char* end = nullptr;
+    if (v != nullptr && *v != '\0') {
+      long r = std::strtol(v, &end, 10);
+      if (*end == '\0' && r >= 0 && r < (1L << 30)) {
+        h.rank = static_cast<std::int32_t>(r);
+        break;
+      }
+    }
+  }
   start_ns_ = Now(CLOCK_MONOTONIC);
   seq_ = 0;
   if (::write(fd_, &h, sizeof h) != static_cast<ssize_t>(sizeof h)) {
@@ -48,21 +62,55 @@ void TraceWriter::write_header() {
   }
 }
 
-void TraceWriter::record(Kind kind, int device, const void* stream, std::uint64_t addr,
-                         std::uint64_t size, std::uint16_t status) {
-  std::lock_guard<std::mutex> lk(mu_);
-  if (fd_ < 0) return;
-  Record r{};
+Record& TraceWriter::next_locked(Kind kind, int device) {
+  if (buf_.size() >= kBufferRecords) flush_locked();
+  Record& r = buf_.emplace_back();
   r.t_ns = Now(CLOCK_MONOTONIC) - start_ns_;
-  r.addr = addr;
-  r.size = size;
-  r.stream = reinterpret_cast<std::uint64_t>(stream);
   r.seq = seq_++;
   r.device = device;
   r.kind = static_cast<std::uint16_t>(kind);
+  return r;
+}
+
+void TraceWriter::record(Kind kind, int device, const void* stream, std::uint64_t addr,
+                         std::uint64_t size, std::uint16_t status, std::uint64_t rounded) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (fd_ < 0) return;
+  Record& r = next_locked(kind, device);
+  r.addr = addr;
+  r.size = size;
+  r.stream = reinterpret_cast<std::uint64_t>(stream);
   r.status = status;
-  buf_.push_back(r);
-  if (buf_.size() >= kBufferRecords) flush_locked();
+  r.aux = rounded;
+}
+
+void TraceWriter::physical(Kind kind, int device, std::uint64_t addr, std::uint64_t size) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (fd_ < 0) return;
+  Record& r = next_locked(kind, device);
+  r.addr = addr;
+  r.size = size;
+}
+
+void TraceWriter::mark(const std::string& label, std::uint32_t phase) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (fd_ < 0) return;
+  auto [it, fresh] = label_ids_.emplace(label, label_ids_.size() + 1);
+  if (fresh) {
+    for (std::size_t off = 0, chunk = 0; off < label.size(); off += 24, ++chunk) {
+      char text[24] = {};
+      std::memcpy(text, label.data() + off, std::min<std::size_t>(24, label.size() - off));
+      Record& r = next_locked(Kind::kString, static_cast<int>(label.size()));
+      r.addr = it->second;
+      r.aux2 = static_cast<std::uint32_t>(chunk);
+      std::memcpy(&r.size, text, 8);
+      std::memcpy(&r.stream, text + 8, 8);
+      std::memcpy(&r.aux, text + 16, 8);
+    }
+  }
+  Record& r = next_locked(Kind::kMark, -1);
+  r.addr = it->second;
+  r.aux2 = phase;
 }
 
 void TraceWriter::flush_locked() {
@@ -103,6 +151,7 @@ void TraceWriter::atfork_child() {
   mu_.unlock();
   std::lock_guard<std::mutex> lk(mu_);
   buf_.clear();
+  label_ids_.clear();  // the child's file defines its labels again
   if (fd_ < 0) return;
   ::close(fd_);
   path_ += "." + std::to_string(getpid());

@@ -1,10 +1,12 @@
-// trace_writer.h — appends allocation events to the SPILLWAY_TRACE file: buffered, thread-safe,
-// flushed when the buffer fills and at exit; a forked child writes its own file (path.PID).
+// trace_writer.h — appends events to the SPILLWAY_TRACE file (allocation calls, physical memory,
+// marks, out-of-memory): buffered, thread-safe, bounded in memory (flushed every 4096 records
+// and at exit); a forked child writes its own file (path.PID).
 #pragma once
 
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "profiler/trace_format.h"
@@ -15,8 +17,13 @@ class TraceWriter {
  public:
   // Opens (truncates) `path`. False with *error on failure.
   bool open(const std::string& path, std::string* error);
+  // An allocation call; `rounded` is the block size after rounding (0 if none was made).
   void record(Kind kind, int device, const void* stream, std::uint64_t addr, std::uint64_t size,
-              std::uint16_t status);
+              std::uint16_t status, std::uint64_t rounded = 0);
+  // Physical memory (kMap, kUnmap, kChunkCreate, kChunkRelease) and kOom.
+  void physical(Kind kind, int device, std::uint64_t addr, std::uint64_t size);
+  // A mark: phase 0 instant, 1 begin, 2 end. The label is written once, as kString records.
+  void mark(const std::string& label, std::uint32_t phase);
   void flush();
   void close();
   ~TraceWriter() { close(); }
@@ -28,12 +35,14 @@ class TraceWriter {
  private:
   void write_header();
   void flush_locked();
+  Record& next_locked(Kind kind, int device);  // appends a record stamped with time and seq
   std::mutex mu_;
   std::string path_;
   int fd_ = -1;
   std::uint64_t start_ns_ = 0;
   std::uint64_t seq_ = 0;
   std::vector<Record> buf_;
+  std::unordered_map<std::string, std::uint64_t> label_ids_;
 };
 
 }  // namespace spillway::trace

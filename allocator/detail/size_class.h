@@ -32,6 +32,11 @@ inline constexpr std::size_t ClassSize(int c) {
   return (std::size_t{1} << e) + static_cast<std::size_t>(k) * (std::size_t{1} << (e - 3));
 }
 
+// Size of the block that serves a request of n bytes (n >= 1).
+inline constexpr std::size_t BlockSize(std::size_t n) {
+  return n <= kSmallMax ? ClassSize(SizeClass(n)) : RoundUp(n, kMinAlign);
+}
+
 static_assert(SizeClass(1) == 0 && ClassSize(0) == 512);
 static_assert(SizeClass(4096) == 7 && ClassSize(7) == 4096);
 static_assert(SizeClass(4097) == 8 && ClassSize(8) == 4608);

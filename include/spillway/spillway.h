@@ -79,6 +79,10 @@ int spillway_device_count(void);
 /* Writes the human-readable summary (the one printed at exit with SPILLWAY_STATS=1). */
 spillway_status spillway_print_summary(int fd);
 
+/* A phase mark ("forward", "step 12"...) in the SPILLWAY_TRACE event log; reports show marks
+ * on their timelines. 1..4096 bytes of text; a no-op when no trace is recorded. */
+spillway_status spillway_mark(const char* label);
+
 /* The message of the last failure on this thread ("" if none). */
 const char* spillway_last_error(void);
 const char* spillway_status_string(spillway_status status);

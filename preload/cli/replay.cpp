@@ -8,7 +8,6 @@
 #include <thread>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <string>
 #include <unordered_map>
@@ -18,7 +17,7 @@
 #include "allocator/error.h"
 #include "allocator/prim/sim_backend.h"
 #include "preload/cli/commands.h"
-#include "profiler/trace_format.h"
+#include "profiler/trace_reader.h"
 
 namespace spillway::cli {
 
@@ -26,36 +25,6 @@ namespace {
 
 const char kReplayUsage[] =
     "usage: spillway replay TRACE [--device-memory BYTES] [--gpu-lag-ms L]\n";
-
-bool ReadTrace(const std::string& path, trace::Header* h, std::vector<trace::Record>* recs,
-               std::string* err) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    *err = "cannot open '" + path + "': " + std::strerror(errno);
-    return false;
-  }
-  if (!in.read(reinterpret_cast<char*>(h), sizeof *h)) {
-    *err = "'" + path + "' is shorter than a trace header";
-    return false;
-  }
-  if (std::memcmp(h->magic, trace::kMagic, sizeof h->magic) != 0) {
-    *err = "'" + path + "' is not a Spillway trace (bad magic)";
-    return false;
-  }
-  if (h->version != trace::kVersion || h->header_size != sizeof(trace::Header) ||
-      h->record_size != sizeof(trace::Record)) {
-    *err = "'" + path + "' has trace version " + std::to_string(h->version) +
-           "; this spillway reads version " + std::to_string(trace::kVersion);
-    return false;
-  }
-  trace::Record r;
-  while (in.read(reinterpret_cast<char*>(&r), sizeof r)) recs->push_back(r);
-  if (in.gcount() != 0) {
-    *err = "'" + path + "' ends in a partial record (truncated file)";
-    return false;
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -88,13 +57,14 @@ int Replay(int argc, char** argv) {
     std::fprintf(stderr, "%s", kReplayUsage);
     return 2;
   }
-  trace::Header h;
-  std::vector<trace::Record> recs;
+  trace::Trace t;
   std::string err;
-  if (!ReadTrace(path, &h, &recs, &err)) {
+  if (!trace::ReadTrace(path, &t, &err)) {
     std::fprintf(stderr, "spillway replay: %s\n", err.c_str());
     return 1;
   }
+  const trace::Header& h = t.header;
+  const std::vector<trace::Record>& recs = t.records;
   int devices = 1;
   for (const auto& r : recs) devices = std::max(devices, r.device + 1);
   prim::SimOptions opt;
@@ -130,6 +100,7 @@ int Replay(int argc, char** argv) {
       const auto done_at = std::chrono::steady_clock::now() + lag;
       simp->enqueue(stream_of(r.stream), [done_at] { std::this_thread::sleep_until(done_at); });
     }
+    if (!trace::IsAlloc(r.kind) && !trace::IsFree(r.kind)) continue;  // not a call to replay
     if (r.status != SPILLWAY_OK) {  // failed or passed to CUDA: nothing to replay
       ++skipped;
       continue;

@@ -28,6 +28,7 @@ __all__ = [
     "trim",
     "device_count",
     "summary",
+    "mark",
     "library_path",
 ]
 
@@ -107,6 +108,14 @@ def trim(keep_bytes=0, device=0):
 def device_count():
     """Number of devices Spillway manages (CUDA devices, or simulated ones)."""
     return _LIB.spillway_device_count()
+
+
+def mark(label):
+    """A phase mark (e.g. "forward", "step 12") in the SPILLWAY_TRACE event log, shown on the
+    reports' timelines. A no-op when no trace is recorded; the label must be 1..4096 bytes."""
+    if not isinstance(label, str):
+        raise TypeError(f"spillway.mark: label must be a str, got {label!r}")
+    _check(_LIB.spillway_mark(label.encode("utf-8")), "spillway_mark")
 
 
 def summary():

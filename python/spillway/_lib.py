@@ -102,6 +102,7 @@ def _declare(lib):
         "spillway_trim": (status, [ctypes.c_int, ctypes.c_uint64]),
         "spillway_device_count": (ctypes.c_int, []),
         "spillway_print_summary": (status, [ctypes.c_int]),
+        "spillway_mark": (status, [ctypes.c_char_p]),
         "spillway_last_error": (ctypes.c_char_p, []),
         "spillway_status_string": (ctypes.c_char_p, [status]),
     }

@@ -54,6 +54,10 @@ TEST_F(ApiTest, StatusCodesAndMessages) {
   EXPECT_EQ(spillway_free_async(nullptr, nullptr), SPILLWAY_OK);
   EXPECT_STREQ(spillway_status_string(SPILLWAY_ERR_DOUBLE_FREE), "SPILLWAY_ERR_DOUBLE_FREE");
   EXPECT_EQ(spillway_get_stats(0, nullptr), SPILLWAY_ERR_INVALID_VALUE);
+  EXPECT_EQ(spillway_mark("step 1"), SPILLWAY_OK);  // no trace here: checked, not recorded
+  EXPECT_EQ(spillway_mark(""), SPILLWAY_ERR_INVALID_VALUE);
+  EXPECT_EQ(spillway_mark(nullptr), SPILLWAY_ERR_INVALID_VALUE);
+  EXPECT_NE(std::string(spillway_last_error()).find("label"), std::string::npos);
 }
 
 TEST_F(ApiTest, StatsBudgetTrimSummary) {

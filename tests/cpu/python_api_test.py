@@ -41,6 +41,14 @@ class PythonApi(unittest.TestCase):
             spillway.set_budget(1 << 20)  # below one physical chunk
         self.assertIn("SPILLWAY_ERR_INVALID_VALUE", str(cm.exception))
 
+    def test_mark(self):
+        spillway.mark("step 1")  # no trace in this process: checked, not recorded
+        with self.assertRaises(spillway.SpillwayError) as cm:
+            spillway.mark("")
+        self.assertIn("label", str(cm.exception))
+        with self.assertRaises(TypeError):
+            spillway.mark(3)
+
     def test_summary(self):
         text = spillway.summary()
         self.assertIn("spillway summary (backend sim)", text)
