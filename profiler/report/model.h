@@ -1,0 +1,98 @@
+// model.h — what a report knows, computed once from one or more event logs (analyze.cpp) and
+// rendered by each writer (text, JSON, Chrome trace, HTML, memory_viz snapshot). Times are ns
+// since the earliest log's start (logs of several processes are aligned on wall-clock time).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace spillway::report {
+
+// A process whose log was read.
+struct Process {
+  std::string path;  // the log file
+  std::uint32_t pid = 0;
+  std::int32_t rank = -1;
+  std::uint64_t offset_ns = 0;  // its t = 0 on the common time axis
+  std::uint64_t records = 0;
+};
+
+// One allocation, from its allocation record to its free (or the end of the log).
+struct Block {
+  std::uint64_t addr = 0;
+  std::uint64_t requested = 0;  // bytes asked for
+  std::uint64_t rounded = 0;    // block size after rounding (== requested when unknown, v1)
+  std::uint64_t alloc_ns = 0;
+  std::uint64_t free_ns = 0;    // end of the log if never freed (then live_at_end)
+  bool live_at_end = false;
+  std::uint64_t stream = 0;
+  std::int32_t device = 0;
+  std::uint32_t process = 0;    // index into Model::processes
+  std::uint16_t call = 0;       // trace::Kind of the allocation call
+};
+
+// The state of one device of one process at an instant.
+struct Sample {
+  std::uint64_t t_ns = 0;
+  std::uint64_t allocated = 0;  // requested bytes of live blocks
+  std::uint64_t rounded = 0;    // rounded bytes of live blocks
+  std::uint64_t reserved = 0;   // chunks created - released (v1 logs: equal to `rounded`)
+  std::uint64_t mapped = 0;     // bytes of mapped pages
+  // Fragmentation (docs/profiler.md): internal = (rounded - allocated) / reserved; external = 1 -
+  // largest free extent / total free, where free = mapped bytes outside live blocks (0 when
+  // nothing is free); overhead = reserved / allocated.
+  double internal = 0, external = 0, overhead = 0;
+};
+
+struct Series {  // one device of one process, in time order, at most ~4000 points
+  std::uint32_t process = 0;
+  std::int32_t device = 0;
+  std::vector<Sample> samples;
+};
+
+struct Mark {
+  std::uint64_t t_ns = 0;
+  std::uint32_t process = 0;
+  std::uint32_t phase = 0;  // 0 instant, 1 begin, 2 end
+  std::string label;
+};
+
+struct Oom {
+  std::uint64_t t_ns = 0;
+  std::uint32_t process = 0;
+  std::int32_t device = 0;
+  std::uint64_t bytes = 0;
+};
+
+// Peak figures of one device of one process.
+struct DeviceSummary {
+  std::uint32_t process = 0;
+  std::int32_t device = 0;
+  std::uint64_t allocs = 0, frees = 0, failed = 0, passed_through = 0;
+  std::uint64_t peak_allocated = 0, peak_allocated_ns = 0;
+  std::uint64_t peak_reserved = 0, peak_reserved_ns = 0;
+  Sample at_peak;                        // the state when allocated peaked
+  std::vector<std::uint32_t> largest_at_peak;  // indices into Model::blocks, largest first (10)
+  std::uint64_t maps = 0, unmaps = 0, chunk_creates = 0, chunk_releases = 0;
+};
+
+struct Histogram {  // sizes of all allocations, power-of-two buckets from 512 B
+  std::vector<std::uint64_t> bucket_floor;  // bytes
+  std::vector<std::uint64_t> count;
+  std::vector<std::uint64_t> bytes;
+};
+
+struct Model {
+  std::vector<Process> processes;
+  std::vector<Block> blocks;
+  std::vector<Series> series;
+  std::vector<Mark> marks;
+  std::vector<Oom> ooms;
+  std::vector<DeviceSummary> devices;
+  Histogram sizes;
+  std::uint64_t end_ns = 0;
+  std::uint64_t events = 0;
+};
+
+}  // namespace spillway::report
