@@ -104,7 +104,7 @@ class Arena {
   void release_extent(std::uintptr_t a, std::size_t n, std::uint64_t seq);  // + to extents
   bool all_mapped(std::uintptr_t a, std::size_t n) const;
   void note_free();  // counts a stream-ordered free; records a fence now and then
-  bool flush_quick();                                     // true if anything was flushed
+  void flush_quick();  // every cached block back to the extents (coalescing)
   void release_small(Slab* s, std::uint32_t i);
   void drop_slab(Slab* s);  // an empty slab on the partial list goes back to the extents
   void release_pending(const Pending& pd);
