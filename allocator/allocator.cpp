@@ -2,16 +2,21 @@
 #include "allocator/allocator.h"
 
 #include <pthread.h>
+#include <unistd.h>
 
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <system_error>
+#include <vector>
 
 #include "allocator/detail/size_class.h"
 #include "allocator/error.h"
 #include "allocator/prim/cuda_backend.h"
 #include "allocator/prim/sim_backend.h"
+#include "profiler/report/output.h"
 #include "profiler/trace_writer.h"
 
 namespace spillway {
@@ -36,6 +41,11 @@ Allocator* g_global = nullptr;
 std::string g_global_error;
 spillway_status g_global_status = SPILLWAY_OK;
 
+// SPILLWAY_REPORT: the log the reports are made from, and the process that writes them (a
+// forked child inherits the handler but logs to path.PID: its log stays for `spillway report`).
+std::string g_report_trace;
+pid_t g_report_pid = 0;
+
 void AtExit() {
   if (g_global == nullptr) return;
   if (g_global->config().print_stats) {
@@ -43,6 +53,16 @@ void AtExit() {
     std::fputs(s.c_str(), stderr);
   }
   g_global->trace_passthrough(trace::Kind{0}, -1, nullptr, nullptr, 0);  // flushes the trace
+  if (!g_global->config().report_dir.empty() && getpid() == g_report_pid) {
+    // Reports from the log just flushed; no CUDA call (the context may be gone at exit).
+    std::string summary, out, err;
+    if (report::ReportLog(g_report_trace, g_global->config().report_dir, &summary, &out, &err)) {
+      std::fputs(summary.c_str(), stderr);
+      std::fprintf(stderr, "spillway: reports written to %s/\n", out.c_str());
+    } else {
+      std::fprintf(stderr, "spillway: SPILLWAY_REPORT: %s\n", err.c_str());
+    }
+  }
 }
 
 }  // namespace
@@ -81,11 +101,24 @@ Allocator* Allocator::Global(spillway_status* status) {
         return;
       }
     }
+    if (!cfg.report_dir.empty()) {
+      std::error_code ec;
+      std::filesystem::create_directories(cfg.report_dir, ec);
+      if (ec) {
+        g_global_error = "spillway: cannot create the SPILLWAY_REPORT directory '" +
+                         cfg.report_dir + "': " + ec.message();
+        g_global_status = SPILLWAY_ERR_CONFIG;
+        return;
+      }
+      if (cfg.trace_path.empty())
+        cfg.trace_path = cfg.report_dir + "/spillway-" + std::to_string(getpid()) + ".trace";
+      g_report_trace = cfg.trace_path;
+      g_report_pid = getpid();
+    }
     auto* a = new Allocator(std::move(backend), cfg);  // never deleted: see allocator.h
     if (!cfg.trace_path.empty()) {
-      a->trace_ = std::make_unique<trace::TraceWriter>();
-      if (!a->trace_->open(cfg.trace_path, &err)) {
-        g_global_error = err;
+      if (a->open_trace(cfg.trace_path) != SPILLWAY_OK) {
+        g_global_error = LastError();
         g_global_status = SPILLWAY_ERR_CONFIG;
         return;
       }
@@ -104,6 +137,18 @@ Allocator* Allocator::Global(spillway_status* status) {
 }
 
 const std::string& Allocator::GlobalError() { return g_global_error; }
+
+spillway_status Allocator::open_trace(const std::string& path) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (trace_) return Fail(SPILLWAY_ERR_CONFIG, "spillway: a trace is already being recorded");
+  auto t = std::make_unique<trace::TraceWriter>();
+  std::string err;
+  if (!t->open(path, &err)) return Fail(SPILLWAY_ERR_CONFIG, err);
+  trace_ = std::move(t);
+  for (auto& h : owned_)  // heaps made before: their physical events go to the trace too
+    if (h) h->set_trace(trace_.get());
+  return SPILLWAY_OK;
+}
 
 spillway_status Allocator::heap(int device, DeviceHeap** out) {
   if (device < 0 || device >= kMaxDevices || device >= backend_->device_count())

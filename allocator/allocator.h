@@ -50,6 +50,9 @@ class Allocator {
   spillway_status trim(int device, std::uint64_t keep_bytes);
   int device_count() { return backend_->device_count(); }
   std::string summary();
+  // Starts recording the event log to `path` (SPILLWAY_TRACE does this for the global
+  // instance; `spillway replay --trace` for a replay).
+  spillway_status open_trace(const std::string& path);
   // A phase mark in the trace (no-op without SPILLWAY_TRACE, but the label is still checked).
   spillway_status mark(const char* label);
   void trace_passthrough(trace::Kind kind, int device, prim::Stream stream, const void* addr,

@@ -1,6 +1,8 @@
 // config.cpp — parsing of the SPILLWAY_* variables (see config.h).
 #include "allocator/config.h"
 
+#include <sys/stat.h>
+
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
@@ -73,6 +75,12 @@ bool ParseConfig(const GetEnv& getenv, Config* cfg, std::string* error) {
   if (const char* v = getenv("SPILLWAY_TRACE"); v) {
     if (!*v) return Bad(error, "SPILLWAY_TRACE", v, "a file path");
     cfg->trace_path = v;
+  }
+  if (const char* v = getenv("SPILLWAY_REPORT"); v) {
+    struct stat st {};
+    if (!*v || (stat(v, &st) == 0 && !S_ISDIR(st.st_mode)))
+      return Bad(error, "SPILLWAY_REPORT", v, "a directory path (created if missing)");
+    cfg->report_dir = v;
   }
   if (const char* v = getenv("SPILLWAY_STATS"); v && *v) {
     std::string s(v);

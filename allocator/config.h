@@ -19,6 +19,10 @@ struct Config {
   bool compact = false;
   // SPILLWAY_TRACE: path of the binary allocation trace (docs/trace-format.md).
   std::string trace_path;
+  // SPILLWAY_REPORT: directory of the reports written at exit (created if missing): the event
+  // log goes to DIR/spillway-PID.trace unless SPILLWAY_TRACE names one; at exit the text summary
+  // is printed on stderr and every format is written into DIR (docs/profiler.md).
+  std::string report_dir;
   // SPILLWAY_STATS=1: print the summary at exit.
   bool print_stats = false;
   // SPILLWAY_BACKEND=cuda|sim. sim runs on the CPU simulator (tests, replay).

@@ -4,7 +4,7 @@
 # the fuzzer). The CUDA 13 toolkit itself is expected under /usr/local/cuda.
 set -euo pipefail
 pkgs=(g++ cmake ninja-build pkg-config libgtest-dev libbenchmark-dev liburing-dev libhwloc-dev
-      clang libclang-rt-dev python3)
+      clang libclang-rt-dev python3 chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -17,13 +17,17 @@ namespace spillway::cli {
 const char kUsage[] =
     "usage: spillway <command> [args]\n"
     "  run [--budget BYTES|PCT%] [--reserve-policy fast|compact] [--stats] [--trace FILE]\n"
-    "      [--sim] -- CMD [ARGS...]\n"
+    "      [--report DIR] [--sim] -- CMD [ARGS...]\n"
     "      run CMD with Spillway's allocator preloaded. For PyTorch it sets\n"
     "      PYTORCH_CUDA_ALLOC_CONF=backend:cudaMallocAsync unless that variable is set.\n"
     "  info                     what this machine supports (GPUs, VMM, CUPTI, io_uring)\n"
-    "  replay TRACE [--device-memory BYTES] [--gpu-lag-ms L]\n"
+    "  replay TRACE [--device-memory BYTES] [--gpu-lag-ms L] [--trace OUT]\n"
     "      replay a SPILLWAY_TRACE file through the CPU simulator and print the summary;\n"
-    "      with L, at the recorded pace, streams finishing each operation L ms late\n"
+    "      with L, at the recorded pace, streams finishing each operation L ms late; with\n"
+    "      OUT, record the replayed allocator's own event log\n"
+    "  report LOG... [-o DIR] [--format text,json,chrome,html,memviz|all]\n"
+    "      reports from SPILLWAY_TRACE logs (one per process, merged): summary, JSON, Chrome\n"
+    "      trace (Perfetto), HTML, memory_viz snapshot; into DIR (default spillway-report)\n"
     "  version\n";
 
 namespace {
@@ -71,6 +75,8 @@ int Run(int argc, char** argv) {
       setenv("SPILLWAY_STATS", "1", 1);
     } else if (a == "--trace") {
       setenv("SPILLWAY_TRACE", value("--trace"), 1);
+    } else if (a == "--report") {
+      setenv("SPILLWAY_REPORT", value("--report"), 1);
     } else if (a == "--sim") {
       setenv("SPILLWAY_BACKEND", "sim", 1);
     } else {
@@ -119,6 +125,7 @@ int main(int argc, char** argv) {
   if (cmd == "run") return spillway::cli::Run(argc - 2, argv + 2);
   if (cmd == "info") return spillway::cli::Info(argc - 2, argv + 2);
   if (cmd == "replay") return spillway::cli::Replay(argc - 2, argv + 2);
+  if (cmd == "report") return spillway::cli::Report(argc - 2, argv + 2);
   if (cmd == "version" || cmd == "--version") {
     std::printf("spillway 0.1.0\n");
     return 0;

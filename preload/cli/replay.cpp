@@ -24,7 +24,7 @@ namespace spillway::cli {
 namespace {
 
 const char kReplayUsage[] =
-    "usage: spillway replay TRACE [--device-memory BYTES] [--gpu-lag-ms L]\n";
+    "usage: spillway replay TRACE [--device-memory BYTES] [--gpu-lag-ms L] [--trace OUT]\n";
 
 }  // namespace
 
@@ -32,8 +32,13 @@ int Replay(int argc, char** argv) {
   std::string path;
   std::uint64_t device_memory = std::uint64_t{192} << 30;
   double lag_ms = 0;
+  std::string out_trace;
   for (int i = 0; i < argc; ++i) {
     std::string a = argv[i];
+    if (a == "--trace" && i + 1 < argc) {
+      out_trace = argv[++i];
+      continue;
+    }
     if (a == "--gpu-lag-ms" && i + 1 < argc) {
       char* end = nullptr;
       lag_ms = std::strtod(argv[++i], &end);
@@ -81,6 +86,11 @@ int Replay(int argc, char** argv) {
   cfg.use_sim = true;
   cfg.trace_path.clear();
   Allocator alloc(std::move(sim), cfg);
+  // The replayed allocator's own event log (with its chunks and mappings), for `spillway report`.
+  if (!out_trace.empty() && alloc.open_trace(out_trace) != SPILLWAY_OK) {
+    std::fprintf(stderr, "spillway replay: %s\n", LastError());
+    return 1;
+  }
 
   std::map<std::uint64_t, prim::Stream> streams;  // recorded stream -> simulated stream
   auto stream_of = [&](std::uint64_t s) -> prim::Stream {

@@ -75,6 +75,10 @@ struct DeviceSummary {
   Sample at_peak;                        // the state when allocated peaked
   std::vector<std::uint32_t> largest_at_peak;  // indices into Model::blocks, largest first (10)
   std::uint64_t maps = 0, unmaps = 0, chunk_creates = 0, chunk_releases = 0;
+  // Added fields (defaults keep older writers valid):
+  std::uint64_t unknown_frees = 0;  // frees of addresses with no live block: counted, ignored
+  bool reserved_estimated = false;  // no chunk events (e.g. version 1 logs): reserved = rounded
+  std::uint64_t first_ns = 0, last_ns = 0;  // time of the device's first and last event
 };
 
 struct Histogram {  // sizes of all allocations, power-of-two buckets from 512 B
@@ -93,6 +97,7 @@ struct Model {
   Histogram sizes;
   std::uint64_t end_ns = 0;
   std::uint64_t events = 0;
+  std::vector<std::string> notes;  // caveats for readers (estimated figures, ignored records)
 };
 
 }  // namespace spillway::report

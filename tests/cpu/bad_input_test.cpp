@@ -244,6 +244,8 @@ TEST(Config, ParseConfigRejectsMalformed) {
     ExpectRejected("SPILLWAY_SIM_DEVICES", v, "1..64");
   ExpectRejected("SPILLWAY_SIM_DEVICE_MEMORY", "1M", "64M");
   ExpectRejected("SPILLWAY_RESERVE_POLICY", "tight", "fast or compact");
+  ExpectRejected("SPILLWAY_REPORT", "", "directory");
+  ExpectRejected("SPILLWAY_REPORT", "/dev/null", "directory");  // exists, not a directory
 }
 
 TEST(Config, ReservePolicy) {
@@ -261,7 +263,8 @@ TEST(Config, ParseConfigAccepts) {
   Env e;
   e.vars = {{"SPILLWAY_DEVICE_BUDGET", "40G"}, {"SPILLWAY_STATS", "1"},
             {"SPILLWAY_BACKEND", "sim"},       {"SPILLWAY_SIM_DEVICES", "3"},
-            {"SPILLWAY_SIM_DEVICE_MEMORY", "2G"}, {"SPILLWAY_TRACE", "/tmp/x.trace"}};
+            {"SPILLWAY_SIM_DEVICE_MEMORY", "2G"}, {"SPILLWAY_TRACE", "/tmp/x.trace"},
+            {"SPILLWAY_REPORT", "/tmp/spillway-report-not-yet-created"}};
   Config cfg;
   std::string err;
   ASSERT_TRUE(ParseConfig(e.fn(), &cfg, &err)) << err;
@@ -271,6 +274,7 @@ TEST(Config, ParseConfigAccepts) {
   EXPECT_EQ(cfg.sim_devices, 3);
   EXPECT_EQ(cfg.sim_device_memory, 2ull << 30);
   EXPECT_EQ(cfg.trace_path, "/tmp/x.trace");
+  EXPECT_EQ(cfg.report_dir, "/tmp/spillway-report-not-yet-created");
   Env empty;
   Config def;
   ASSERT_TRUE(ParseConfig(empty.fn(), &def, &err));

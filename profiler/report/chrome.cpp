@@ -1,0 +1,139 @@
+// chrome.cpp — trace.json in the Trace Event Format (opens in Perfetto and chrome://tracing):
+// one process per log (named by pid and rank), counter tracks per device (allocated, reserved,
+// mapped in MiB; fragmentation in %), phase slices from begin/end marks, instants for instant
+// marks and out-of-memory failures. Timestamps in microseconds.
+#include <set>
+
+#include "profiler/report/json_util.h"
+#include "profiler/report/render.h"
+
+namespace spillway::report {
+
+namespace {
+
+using json::Fixed;
+using json::Int;
+using json::String;
+using json::Uint;
+
+constexpr int kMarkTid = 1;
+
+void Us(std::string* o, std::uint64_t ns) { Fixed(o, static_cast<double>(ns) / 1e3, 3); }
+void MiB(std::string* o, std::uint64_t b) { json::Double(o, static_cast<double>(b) / 0x1p20, 9); }
+
+}  // namespace
+
+std::string RenderChromeTrace(const Model& m) {
+  // Real pids, unless two logs share one (several hosts): then the log's number.
+  std::set<std::uint32_t> pids;
+  for (const Process& p : m.processes) pids.insert(p.pid);
+  const bool unique = pids.size() == m.processes.size();
+  auto pid_of = [&](std::uint32_t process) -> std::uint64_t {
+    if (process >= m.processes.size()) return 0;
+    return unique ? m.processes[process].pid : process + 1;
+  };
+
+  std::string o;
+  std::size_t samples = 0;
+  for (const Series& s : m.series) samples += s.samples.size();
+  o.reserve(4096 + samples * 320 + m.marks.size() * 160);
+  o.append("{\"displayTimeUnit\":\"ms\",\"traceEvents\":[");
+  bool first = true;
+  auto begin = [&]() {
+    if (!first) o.append(",\n");
+    first = false;
+  };
+
+  for (std::size_t i = 0; i < m.processes.size(); ++i) {
+    const Process& p = m.processes[i];
+    std::string name = "pid " + std::to_string(p.pid);
+    if (p.rank >= 0) name += " rank " + std::to_string(p.rank);
+    begin();
+    o.append("{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":");
+    Uint(&o, pid_of(static_cast<std::uint32_t>(i)));
+    o.append(",\"tid\":0,\"args\":{\"name\":");
+    String(&o, name);
+    o.append("}}");
+    begin();
+    o.append("{\"name\":\"process_sort_index\",\"ph\":\"M\",\"pid\":");
+    Uint(&o, pid_of(static_cast<std::uint32_t>(i)));
+    o.append(",\"tid\":0,\"args\":{\"sort_index\":");
+    Int(&o, p.rank >= 0 ? p.rank : static_cast<std::int64_t>(i));
+    o.append("}}");
+    begin();
+    o.append("{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":");
+    Uint(&o, pid_of(static_cast<std::uint32_t>(i)));
+    o.append(",\"tid\":");
+    Int(&o, kMarkTid);
+    o.append(",\"args\":{\"name\":\"phases\"}}");
+  }
+
+  for (const Series& s : m.series) {
+    const std::string mem = "device " + std::to_string(s.device) + " memory (MiB)";
+    const std::string frag = "device " + std::to_string(s.device) + " fragmentation (%)";
+    for (const Sample& x : s.samples) {
+      begin();
+      o.append("{\"name\":");
+      String(&o, mem);
+      o.append(",\"ph\":\"C\",\"ts\":");
+      Us(&o, x.t_ns);
+      o.append(",\"pid\":");
+      Uint(&o, pid_of(s.process));
+      o.append(",\"tid\":0,\"args\":{\"allocated\":");
+      MiB(&o, x.allocated);
+      o.append(",\"reserved\":");
+      MiB(&o, x.reserved);
+      o.append(",\"mapped\":");
+      MiB(&o, x.mapped);
+      o.append("}}");
+      begin();
+      o.append("{\"name\":");
+      String(&o, frag);
+      o.append(",\"ph\":\"C\",\"ts\":");
+      Us(&o, x.t_ns);
+      o.append(",\"pid\":");
+      Uint(&o, pid_of(s.process));
+      o.append(",\"tid\":0,\"args\":{\"internal\":");
+      json::Double(&o, x.internal * 100);
+      o.append(",\"external\":");
+      json::Double(&o, x.external * 100);
+      o.append("}}");
+    }
+  }
+
+  for (const Mark& mk : m.marks) {
+    begin();
+    o.append("{\"name\":");
+    String(&o, mk.label);
+    o.append(",\"cat\":\"mark\",\"ph\":");
+    o.append(mk.phase == 1 ? "\"B\"" : mk.phase == 2 ? "\"E\"" : "\"i\",\"s\":\"p\"");
+    o.append(",\"ts\":");
+    Us(&o, mk.t_ns);
+    o.append(",\"pid\":");
+    Uint(&o, pid_of(mk.process));
+    o.append(",\"tid\":");
+    Int(&o, kMarkTid);
+    o.append("}");
+  }
+
+  for (const Oom& e : m.ooms) {
+    begin();
+    o.append("{\"name\":");
+    String(&o, "out of memory on device " + std::to_string(e.device));
+    o.append(",\"cat\":\"oom\",\"ph\":\"i\",\"s\":\"p\",\"ts\":");
+    Us(&o, e.t_ns);
+    o.append(",\"pid\":");
+    Uint(&o, pid_of(e.process));
+    o.append(",\"tid\":");
+    Int(&o, kMarkTid);
+    o.append(",\"args\":{\"device\":");
+    Int(&o, e.device);
+    o.append(",\"bytes\":");
+    Uint(&o, e.bytes);
+    o.append("}}");
+  }
+  o.append("]}\n");
+  return o;
+}
+
+}  // namespace spillway::report

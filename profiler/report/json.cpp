@@ -1,0 +1,212 @@
+// json.cpp — report.json: the summary figures, the time series, marks, OOMs, the size
+// histogram and the largest blocks at each device's peak. Times in ns on the common time axis,
+// sizes in bytes, fractions in 0..1.
+#include "profiler/report/json_util.h"
+#include "profiler/report/render.h"
+
+namespace spillway::report {
+
+namespace {
+
+using json::Double;
+using json::Int;
+using json::String;
+using json::Uint;
+
+void Key(std::string* o, const char* k) {
+  String(o, k);
+  o->push_back(':');
+}
+
+void SampleObj(std::string* o, const Sample& s) {
+  o->append("{\"t_ns\":");
+  Uint(o, s.t_ns);
+  o->append(",\"allocated\":");
+  Uint(o, s.allocated);
+  o->append(",\"rounded\":");
+  Uint(o, s.rounded);
+  o->append(",\"reserved\":");
+  Uint(o, s.reserved);
+  o->append(",\"mapped\":");
+  Uint(o, s.mapped);
+  o->append(",\"internal\":");
+  Double(o, s.internal);
+  o->append(",\"external\":");
+  Double(o, s.external);
+  o->append(",\"overhead\":");
+  Double(o, s.overhead);
+  o->push_back('}');
+}
+
+void BlockObj(std::string* o, const Block& b, std::uint32_t index) {
+  o->append("{\"index\":");
+  Uint(o, index);
+  o->append(",\"addr\":");
+  Uint(o, b.addr);
+  o->append(",\"requested\":");
+  Uint(o, b.requested);
+  o->append(",\"rounded\":");
+  Uint(o, b.rounded);
+  o->append(",\"alloc_ns\":");
+  Uint(o, b.alloc_ns);
+  o->append(",\"free_ns\":");
+  Uint(o, b.free_ns);
+  o->append(",\"live_at_end\":");
+  o->append(b.live_at_end ? "true" : "false");
+  o->append(",\"stream\":");
+  Uint(o, b.stream);
+  o->append(",\"device\":");
+  Int(o, b.device);
+  o->append(",\"process\":");
+  Uint(o, b.process);
+  o->append(",\"call\":");
+  Uint(o, b.call);
+  o->push_back('}');
+}
+
+}  // namespace
+
+std::string RenderJson(const Model& m) {
+  std::string o;
+  std::size_t samples = 0;
+  for (const Series& s : m.series) samples += s.samples.size();
+  o.reserve(4096 + samples * 200 + m.marks.size() * 128);
+  o.append("{\"format\":\"spillway-report\",\"version\":1,");
+  Key(&o, "events");
+  Uint(&o, m.events);
+  o.append(",");
+  Key(&o, "end_ns");
+  Uint(&o, m.end_ns);
+  o.append(",");
+  Key(&o, "blocks");
+  Uint(&o, m.blocks.size());
+
+  o.append(",\"processes\":[");
+  for (std::size_t i = 0; i < m.processes.size(); ++i) {
+    const Process& p = m.processes[i];
+    if (i) o.push_back(',');
+    o.append("{\"path\":");
+    String(&o, p.path);
+    o.append(",\"pid\":");
+    Uint(&o, p.pid);
+    o.append(",\"rank\":");
+    Int(&o, p.rank);
+    o.append(",\"offset_ns\":");
+    Uint(&o, p.offset_ns);
+    o.append(",\"records\":");
+    Uint(&o, p.records);
+    o.push_back('}');
+  }
+
+  o.append("],\"devices\":[");
+  for (std::size_t i = 0; i < m.devices.size(); ++i) {
+    const DeviceSummary& d = m.devices[i];
+    if (i) o.push_back(',');
+    o.append("{\"process\":");
+    Uint(&o, d.process);
+    o.append(",\"device\":");
+    Int(&o, d.device);
+    const std::pair<const char*, std::uint64_t> counts[] = {
+        {"allocs", d.allocs},
+        {"frees", d.frees},
+        {"failed", d.failed},
+        {"passed_through", d.passed_through},
+        {"unknown_frees", d.unknown_frees},
+        {"maps", d.maps},
+        {"unmaps", d.unmaps},
+        {"chunk_creates", d.chunk_creates},
+        {"chunk_releases", d.chunk_releases},
+        {"peak_allocated", d.peak_allocated},
+        {"peak_allocated_ns", d.peak_allocated_ns},
+        {"peak_reserved", d.peak_reserved},
+        {"peak_reserved_ns", d.peak_reserved_ns},
+        {"first_ns", d.first_ns},
+        {"last_ns", d.last_ns}};
+    for (const auto& [k, v] : counts) {
+      o.push_back(',');
+      Key(&o, k);
+      Uint(&o, v);
+    }
+    o.append(",\"reserved_estimated\":");
+    o.append(d.reserved_estimated ? "true" : "false");
+    o.append(",\"at_peak\":");
+    SampleObj(&o, d.at_peak);
+    o.append(",\"largest_at_peak\":[");
+    bool first = true;
+    for (std::uint32_t bi : d.largest_at_peak) {
+      if (bi >= m.blocks.size()) continue;
+      if (!first) o.push_back(',');
+      first = false;
+      BlockObj(&o, m.blocks[bi], bi);
+    }
+    o.append("]}");
+  }
+
+  o.append("],\"series\":[");
+  for (std::size_t i = 0; i < m.series.size(); ++i) {
+    const Series& s = m.series[i];
+    if (i) o.push_back(',');
+    o.append("{\"process\":");
+    Uint(&o, s.process);
+    o.append(",\"device\":");
+    Int(&o, s.device);
+    o.append(",\"samples\":[");
+    for (std::size_t j = 0; j < s.samples.size(); ++j) {
+      if (j) o.push_back(',');
+      SampleObj(&o, s.samples[j]);
+    }
+    o.append("]}");
+  }
+
+  o.append("],\"marks\":[");
+  for (std::size_t i = 0; i < m.marks.size(); ++i) {
+    const Mark& mk = m.marks[i];
+    if (i) o.push_back(',');
+    o.append("{\"t_ns\":");
+    Uint(&o, mk.t_ns);
+    o.append(",\"process\":");
+    Uint(&o, mk.process);
+    o.append(",\"phase\":");
+    String(&o, mk.phase == 1 ? "begin" : mk.phase == 2 ? "end" : "instant");
+    o.append(",\"label\":");
+    String(&o, mk.label);
+    o.push_back('}');
+  }
+
+  o.append("],\"ooms\":[");
+  for (std::size_t i = 0; i < m.ooms.size(); ++i) {
+    const Oom& e = m.ooms[i];
+    if (i) o.push_back(',');
+    o.append("{\"t_ns\":");
+    Uint(&o, e.t_ns);
+    o.append(",\"process\":");
+    Uint(&o, e.process);
+    o.append(",\"device\":");
+    Int(&o, e.device);
+    o.append(",\"bytes\":");
+    Uint(&o, e.bytes);
+    o.push_back('}');
+  }
+
+  o.append("],\"histogram\":[");
+  for (std::size_t i = 0; i < m.sizes.count.size(); ++i) {
+    if (i) o.push_back(',');
+    o.append("{\"floor\":");
+    Uint(&o, i < m.sizes.bucket_floor.size() ? m.sizes.bucket_floor[i] : 0);
+    o.append(",\"count\":");
+    Uint(&o, m.sizes.count[i]);
+    o.append(",\"bytes\":");
+    Uint(&o, i < m.sizes.bytes.size() ? m.sizes.bytes[i] : 0);
+    o.push_back('}');
+  }
+
+  o.append("],\"notes\":[");
+  for (std::size_t i = 0; i < m.notes.size(); ++i) {
+    if (i) o.push_back(',');
+    String(&o, m.notes[i]);
+  }
+  o.append("]}\n");
+  return o;
+}
+
+}  // namespace spillway::report

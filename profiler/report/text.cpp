@@ -1,0 +1,136 @@
+// text.cpp — the text summary (summary.txt, and stderr at exit with SPILLWAY_REPORT).
+#include <cinttypes>
+#include <cstdarg>
+#include <cstdio>
+#include <string>
+
+#include "profiler/report/render.h"
+#include "profiler/trace_format.h"
+
+namespace spillway::report {
+
+namespace {
+
+std::string Bytes(std::uint64_t b) {
+  char buf[64];
+  const double v = static_cast<double>(b);
+  if (b >= (std::uint64_t{1} << 30)) std::snprintf(buf, sizeof buf, "%.2f GiB", v / 0x1p30);
+  else if (b >= (std::uint64_t{1} << 20)) std::snprintf(buf, sizeof buf, "%.2f MiB", v / 0x1p20);
+  else if (b >= (std::uint64_t{1} << 10)) std::snprintf(buf, sizeof buf, "%.2f KiB", v / 0x1p10);
+  else std::snprintf(buf, sizeof buf, "%" PRIu64 " B", b);
+  return buf;
+}
+
+std::string Secs(std::uint64_t ns) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%.3f s", static_cast<double>(ns) / 1e9);
+  return buf;
+}
+
+std::string Pct(double f) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f%%", f * 100);
+  return buf;
+}
+
+const char* CallName(std::uint16_t k) {
+  switch (static_cast<trace::Kind>(k)) {
+    case trace::Kind::kCudaMalloc: return "cudaMalloc";
+    case trace::Kind::kCudaMallocAsync: return "cudaMallocAsync";
+    case trace::Kind::kCuMemAlloc: return "cuMemAlloc";
+    case trace::Kind::kCuMemAllocAsync: return "cuMemAllocAsync";
+    case trace::Kind::kApiMalloc: return "spillway_malloc";
+    case trace::Kind::kApiMallocSync: return "spillway_malloc_sync";
+    default: return "?";
+  }
+}
+
+__attribute__((format(printf, 2, 3))) void Add(std::string* out, const char* fmt, ...) {
+  char buf[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  out->append(buf);
+}
+
+std::string ProcessName(const Process& p) {
+  std::string s = "pid " + std::to_string(p.pid);
+  if (p.rank >= 0) s += " rank " + std::to_string(p.rank);
+  return s;
+}
+
+}  // namespace
+
+std::string RenderText(const Model& m) {
+  std::string o;
+  Add(&o, "spillway report: %zu process%s, %" PRIu64 " events, %s\n", m.processes.size(),
+      m.processes.size() == 1 ? "" : "es", m.events, Secs(m.end_ns).c_str());
+  for (std::size_t pi = 0; pi < m.processes.size(); ++pi) {
+    const Process& p = m.processes[pi];
+    Add(&o, "%s: %s (%" PRIu64 " records, starts at %s)\n", ProcessName(p).c_str(),
+        p.path.c_str(), p.records, Secs(p.offset_ns).c_str());
+    for (const DeviceSummary& d : m.devices) {
+      if (d.process != pi) continue;
+      Add(&o, "  device %d: %" PRIu64 " allocations, %" PRIu64 " frees, %" PRIu64
+              " failed, %" PRIu64 " passed to CUDA",
+          d.device, d.allocs, d.frees, d.failed, d.passed_through);
+      if (d.unknown_frees) Add(&o, ", %" PRIu64 " frees of unknown addresses", d.unknown_frees);
+      o += "\n";
+      Add(&o, "    peak allocated  %s at %s\n", Bytes(d.peak_allocated).c_str(),
+          Secs(d.peak_allocated_ns).c_str());
+      Add(&o, "    peak reserved   %s at %s%s\n", Bytes(d.peak_reserved).c_str(),
+          Secs(d.peak_reserved_ns).c_str(),
+          d.reserved_estimated ? " (estimated: no chunk events; reserved = rounded)" : "");
+      const Sample& s = d.at_peak;
+      Add(&o, "    at the peak: allocated %s, rounded %s, reserved %s, mapped %s\n",
+          Bytes(s.allocated).c_str(), Bytes(s.rounded).c_str(), Bytes(s.reserved).c_str(),
+          Bytes(s.mapped).c_str());
+      Add(&o, "    fragmentation at the peak: internal %s (rounding waste / reserved), external "
+              "%s (1 - largest free extent / free), reserved/allocated %.3f\n",
+          Pct(s.internal).c_str(), Pct(s.external).c_str(), s.overhead);
+      if (!d.largest_at_peak.empty()) {
+        o += "    largest live blocks at the peak:\n";
+        int rank = 0;
+        for (std::uint32_t bi : d.largest_at_peak) {
+          if (bi >= m.blocks.size()) continue;
+          const Block& b = m.blocks[bi];
+          Add(&o, "      %2d. %12s (rounded %s) at 0x%" PRIx64 ", allocated at %s by %s, stream 0x%" PRIx64 "%s\n",
+              ++rank, Bytes(b.requested).c_str(), Bytes(b.rounded).c_str(), b.addr,
+              Secs(b.alloc_ns).c_str(), CallName(b.call), b.stream,
+              b.live_at_end ? ", never freed" : "");
+        }
+      }
+    }
+  }
+  if (!m.marks.empty()) {
+    Add(&o, "marks: %zu\n", m.marks.size());
+    std::size_t shown = 0;
+    for (const Mark& mk : m.marks) {
+      if (++shown > 20) {
+        Add(&o, "  ... %zu more\n", m.marks.size() - 20);
+        break;
+      }
+      const char* phase = mk.phase == 1 ? "begin" : mk.phase == 2 ? "end" : "mark";
+      Add(&o, "  %s  %-5s %s (%s)\n", Secs(mk.t_ns).c_str(), phase, mk.label.c_str(),
+          mk.process < m.processes.size() ? ProcessName(m.processes[mk.process]).c_str() : "?");
+    }
+  }
+  if (!m.ooms.empty()) {
+    Add(&o, "out of memory: %zu\n", m.ooms.size());
+    std::size_t shown = 0;
+    for (const Oom& e : m.ooms) {
+      if (++shown > 10) {
+        Add(&o, "  ... %zu more\n", m.ooms.size() - 10);
+        break;
+      }
+      Add(&o, "  %s  device %d, %s requested (%s)\n", Secs(e.t_ns).c_str(), e.device,
+          Bytes(e.bytes).c_str(),
+          e.process < m.processes.size() ? ProcessName(m.processes[e.process]).c_str() : "?");
+    }
+  }
+  for (const std::string& n : m.notes) o += "note: " + n + "\n";
+  return o;
+}
+
+}  // namespace spillway::report

@@ -1,0 +1,630 @@
+// report_test.cpp — the profiler's reports from event logs: fragmentation figures against
+// hand-computed cases, peaks and their times, the largest blocks at the peak, the time series
+// bound, merging processes with different start times, version 1 logs (no chunk events), marks
+// with labels, OOMs, counting of failed / passed-through / unknown records, JSON and Chrome trace
+// output that parses, `spillway report` on written logs and on bad ones, and SPILLWAY_REPORT=DIR
+// at exit.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "profiler/report/analyze.h"
+#include "profiler/report/output.h"
+#include "profiler/report/render.h"
+#include "profiler/trace_format.h"
+#include "profiler/trace_reader.h"
+#include "profiler/trace_writer.h"
+#include "spillway/spillway.h"
+
+#ifndef SPILLWAY_CLI_PATH
+#error "SPILLWAY_CLI_PATH must name the spillway CLI"
+#endif
+
+namespace spillway::report {
+namespace {
+
+using trace::Kind;
+constexpr std::uint64_t kK = 1024, kM = 1024 * 1024;
+constexpr std::uint64_t kBase = std::uint64_t{1} << 32;  // addresses (0 means a failed call)
+
+// A log built in memory.
+struct Log {
+  trace::Trace t;
+  explicit Log(std::uint64_t start_unix_ns = 1'000'000'000'000, std::uint32_t pid = 100,
+               std::int32_t rank = -1) {
+    std::memcpy(t.header.magic, trace::kMagic, 8);
+    t.header.version = 2;
+    t.header.header_size = sizeof(trace::Header);
+    t.header.record_size = sizeof(trace::Record);
+    t.header.pid = pid;
+    t.header.rank = rank;
+    t.header.start_unix_ns = start_unix_ns;
+    t.path = "mem-" + std::to_string(pid);
+  }
+  trace::Record& Add(std::uint64_t t_ns, Kind kind, int device = 0) {
+    trace::Record r{};
+    r.t_ns = t_ns;
+    r.seq = t.records.size();
+    r.kind = static_cast<std::uint16_t>(kind);
+    r.device = device;
+    t.records.push_back(r);
+    return t.records.back();
+  }
+  void Alloc(std::uint64_t t_ns, std::uint64_t addr, std::uint64_t size, std::uint64_t rounded,
+             int device = 0, std::uint16_t status = 0) {
+    trace::Record& r = Add(t_ns, Kind::kCudaMalloc, device);
+    r.addr = addr;
+    r.size = size;
+    r.aux = rounded;
+    r.status = status;
+  }
+  void Free(std::uint64_t t_ns, std::uint64_t addr, int device = 0, std::uint16_t status = 0) {
+    trace::Record& r = Add(t_ns, Kind::kCudaFree, device);
+    r.addr = addr;
+    r.status = status;
+  }
+  void Phys(std::uint64_t t_ns, Kind k, std::uint64_t addr, std::uint64_t size, int device = 0) {
+    trace::Record& r = Add(t_ns, k, device);
+    r.addr = addr;
+    r.size = size;
+  }
+  void Mark(std::uint64_t t_ns, std::uint64_t label, std::uint32_t phase) {
+    trace::Record& r = Add(t_ns, Kind::kMark, -1);
+    r.addr = label;
+    r.aux2 = phase;
+  }
+};
+
+Model AnalyzeLogs(const std::vector<trace::Trace>& logs) {
+  Model m;
+  std::string err;
+  EXPECT_TRUE(Analyze(logs, &m, &err)) << err;
+  return m;
+}
+Model AnalyzeLogs(const Log& l) { return AnalyzeLogs(std::vector<trace::Trace>{l.t}); }
+
+// Two 2 MiB pages mapped at [0, 4M) (relative to kBase), one 4 MiB chunk.
+Log TwoPages() {
+  Log l;
+  l.Phys(1, Kind::kChunkCreate, 0, 4 * kM);
+  l.Phys(2, Kind::kMap, kBase, 2 * kM);
+  l.Phys(3, Kind::kMap, kBase + 2 * kM, 2 * kM);
+  return l;
+}
+
+TEST(ReportFragmentation, FreeSpaceInOneRunIsNotExternal) {
+  Log l = TwoPages();
+  l.Alloc(10, kBase, kM, kM);
+  l.Alloc(11, kBase + 3 * kM, kM, kM);
+  Model m = AnalyzeLogs(l);
+  ASSERT_EQ(m.devices.size(), 1u);
+  const Sample& s = m.devices[0].at_peak;
+  EXPECT_EQ(s.t_ns, 11u);
+  EXPECT_EQ(s.allocated, 2 * kM);
+  EXPECT_EQ(s.reserved, 4 * kM);
+  EXPECT_EQ(s.mapped, 4 * kM);
+  EXPECT_DOUBLE_EQ(s.external, 0.0);  // free [1M, 3M): one run across the page boundary
+  EXPECT_DOUBLE_EQ(s.internal, 0.0);
+  EXPECT_DOUBLE_EQ(s.overhead, 2.0);
+}
+
+TEST(ReportFragmentation, TwoEqualRunsAreHalfExternal) {
+  Log l = TwoPages();
+  l.Alloc(10, kBase, kM, kM);
+  l.Alloc(11, kBase + 2 * kM, kM, kM);
+  Model m = AnalyzeLogs(l);
+  const Sample& s = m.devices[0].at_peak;
+  EXPECT_DOUBLE_EQ(s.external, 0.5);  // free [1M, 2M) and [3M, 4M): 1 - 1M / 2M
+  EXPECT_DOUBLE_EQ(s.overhead, 2.0);
+}
+
+TEST(ReportFragmentation, UnevenRunsAndUnmappedGap) {
+  // Pages [0, 2M) and [4M, 6M) (not adjacent); a block at [0, 512K): free runs 1.5M and 2M.
+  Log l;
+  l.Phys(1, Kind::kChunkCreate, 0, 4 * kM);
+  l.Phys(2, Kind::kMap, kBase, 2 * kM);
+  l.Phys(3, Kind::kMap, kBase + 4 * kM, 2 * kM);
+  l.Alloc(10, kBase, 512 * kK, 512 * kK);
+  Model m = AnalyzeLogs(l);
+  const Sample& s = m.devices[0].at_peak;
+  EXPECT_NEAR(s.external, 1.0 - 2.0 / 3.5, 1e-12);
+  EXPECT_EQ(s.mapped, 4 * kM);
+}
+
+TEST(ReportFragmentation, NothingFreeIsZeroExternal) {
+  Log l = TwoPages();
+  l.Alloc(10, kBase, 4 * kM, 4 * kM);
+  Model m = AnalyzeLogs(l);
+  EXPECT_DOUBLE_EQ(m.devices[0].at_peak.external, 0.0);
+  EXPECT_DOUBLE_EQ(m.devices[0].at_peak.overhead, 1.0);
+}
+
+TEST(ReportFragmentation, InternalIsRoundingWasteOverReserved) {
+  // 768 KiB requested, rounded to 1 MiB, 2 MiB reserved: internal = 256K / 2M = 0.125.
+  Log l;
+  l.Phys(1, Kind::kChunkCreate, 0, 2 * kM);
+  l.Phys(2, Kind::kMap, kBase, 2 * kM);
+  l.Alloc(10, kBase, 768 * kK, kM);
+  Model m = AnalyzeLogs(l);
+  const Sample& s = m.devices[0].at_peak;
+  EXPECT_EQ(s.rounded, kM);
+  EXPECT_DOUBLE_EQ(s.internal, 0.125);
+  EXPECT_DOUBLE_EQ(s.overhead, 2.0 * kM / (768.0 * kK));
+  EXPECT_DOUBLE_EQ(s.external, 0.0);  // the free 1M at [1M, 2M) is one run
+  EXPECT_DOUBLE_EQ(InternalFragmentation(0, 0, 0), 0.0);
+  EXPECT_DOUBLE_EQ(ExternalFragmentation(0, 0), 0.0);
+  EXPECT_DOUBLE_EQ(Overhead(5, 0), 0.0);
+}
+
+TEST(ReportFragmentation, UnmapShrinksFreeSpace) {
+  Log l = TwoPages();
+  l.Alloc(10, kBase, kM, kM);
+  l.Phys(11, Kind::kUnmap, kBase + 2 * kM, 2 * kM);
+  l.Phys(12, Kind::kChunkRelease, 0, 2 * kM);
+  l.Alloc(13, kBase + kM, kM / 2, kM / 2);  // the peak: 1.5M allocated
+  Model m = AnalyzeLogs(l);
+  const Sample& s = m.devices[0].at_peak;
+  EXPECT_EQ(s.mapped, 2 * kM);
+  EXPECT_EQ(s.reserved, 2 * kM);
+  EXPECT_DOUBLE_EQ(s.external, 0.0);  // one run [1.5M, 2M)
+  EXPECT_EQ(m.devices[0].peak_reserved, 4 * kM);
+  EXPECT_EQ(m.devices[0].peak_reserved_ns, 1u);
+}
+
+TEST(ReportPeaks, PeaksTimesAndLargestBlocks) {
+  Log l;
+  l.Phys(5, Kind::kChunkCreate, 0, 4 * kM);
+  l.Alloc(10, kBase, kM, kM);                            // A
+  l.Alloc(20, kBase + 4 * kM, 2 * kM, 2 * kM);           // B: 3M
+  l.Free(30, kBase);                                     // 2M
+  l.Phys(35, Kind::kChunkCreate, 0, 4 * kM);             // reserved 8M
+  l.Alloc(40, kBase + 8 * kM, 3 * kM / 2, 3 * kM / 2);   // C: 3.5M, the peak
+  l.Free(50, kBase + 4 * kM);                            // 1.5M
+  l.Phys(60, Kind::kChunkRelease, 0, 4 * kM);
+  Model m = AnalyzeLogs(l);
+  ASSERT_EQ(m.devices.size(), 1u);
+  const DeviceSummary& d = m.devices[0];
+  EXPECT_EQ(d.peak_allocated, 7 * kM / 2);
+  EXPECT_EQ(d.peak_allocated_ns, 40u);
+  EXPECT_EQ(d.peak_reserved, 8 * kM);
+  EXPECT_EQ(d.peak_reserved_ns, 35u);
+  EXPECT_FALSE(d.reserved_estimated);
+  EXPECT_EQ(d.at_peak.t_ns, 40u);
+  EXPECT_EQ(d.at_peak.allocated, 7 * kM / 2);
+  EXPECT_EQ(d.at_peak.reserved, 8 * kM);
+  EXPECT_EQ(d.allocs, 3u);
+  EXPECT_EQ(d.frees, 2u);
+  ASSERT_EQ(d.largest_at_peak.size(), 2u);  // A was freed before the peak
+  EXPECT_EQ(m.blocks[d.largest_at_peak[0]].addr, kBase + 4 * kM);
+  EXPECT_EQ(m.blocks[d.largest_at_peak[1]].addr, kBase + 8 * kM);
+  // Blocks: free times, and live at end.
+  ASSERT_EQ(m.blocks.size(), 3u);
+  EXPECT_EQ(m.blocks[0].free_ns, 30u);
+  EXPECT_FALSE(m.blocks[0].live_at_end);
+  EXPECT_TRUE(m.blocks[2].live_at_end);
+  EXPECT_EQ(m.blocks[2].free_ns, 60u);  // the end of the log
+  EXPECT_EQ(m.end_ns, 60u);
+  // The series holds the peak instant, in time order.
+  const auto& ss = m.series.at(0).samples;
+  bool found = false;
+  for (std::size_t i = 0; i < ss.size(); ++i) {
+    if (i) {
+      EXPECT_LE(ss[i - 1].t_ns, ss[i].t_ns);
+    }
+    found = found || (ss[i].t_ns == 40 && ss[i].allocated == 7 * kM / 2);
+  }
+  EXPECT_TRUE(found);
+  EXPECT_EQ(ss.back().allocated, 3 * kM / 2);
+  EXPECT_EQ(ss.back().reserved, 4 * kM);
+}
+
+TEST(ReportPeaks, TenLargestAtThePeak) {
+  Log l;
+  for (std::uint64_t i = 0; i < 30; ++i) l.Alloc(i + 1, kBase + i * 64 * kM, (i + 1) * kM, (i + 1) * kM);
+  for (std::uint64_t i = 0; i < 30; ++i) l.Free(100 + i, kBase + i * 64 * kM);
+  Model m = AnalyzeLogs(l);
+  const DeviceSummary& d = m.devices[0];
+  EXPECT_EQ(d.peak_allocated_ns, 30u);
+  ASSERT_EQ(d.largest_at_peak.size(), 10u);
+  for (std::size_t i = 0; i < 10; ++i) EXPECT_EQ(m.blocks[d.largest_at_peak[i]].requested, (30 - i) * kM);
+}
+
+TEST(ReportSeries, BoundedAndHoldsTheExactPeak) {
+  Log l;
+  l.Phys(0, Kind::kChunkCreate, 0, 1024 * kM);
+  // 200k records over 1 s; a one-record spike in the middle.
+  std::uint64_t t = 1;
+  for (int i = 0; i < 50000; ++i) {
+    l.Alloc(t, kBase + 4096 * static_cast<std::uint64_t>(i % 100), 1000, 1024);
+    t += 5000;
+    l.Free(t, kBase + 4096 * static_cast<std::uint64_t>(i % 100));
+    t += 5000;
+    if (i == 25000) {
+      l.Alloc(t, kBase + 64 * kM, 100 * kM, 100 * kM);
+      l.Free(t + 1, kBase + 64 * kM);
+      t += 2;
+    }
+  }
+  Model m = AnalyzeLogs(l);
+  ASSERT_EQ(m.series.size(), 1u);
+  const auto& ss = m.series[0].samples;
+  EXPECT_LE(ss.size(), 4100u);
+  EXPECT_GE(ss.size(), 1000u);
+  const DeviceSummary& d = m.devices[0];
+  EXPECT_EQ(d.peak_allocated, 100 * kM);
+  bool found = false;
+  for (const Sample& s : ss) found = found || (s.t_ns == d.peak_allocated_ns && s.allocated == 100 * kM);
+  EXPECT_TRUE(found) << "the exact peak must be a sample";
+}
+
+TEST(ReportMerge, ProcessesAlignedOnWallClock) {
+  Log a(5'000'000'000, 11, 0), b(5'000'500'000, 22, 1);  // b starts 0.5 ms later
+  a.Alloc(100, kBase, kM, kM);
+  a.Free(2'000'000, kBase);
+  b.Alloc(100, kBase, 2 * kM, 2 * kM, 1);
+  b.Phys(200, Kind::kOom, 0, 64 * kM, 1);
+  // b listed first: the earliest start is still t = 0.
+  Model m = AnalyzeLogs(std::vector<trace::Trace>{b.t, a.t});
+  ASSERT_EQ(m.processes.size(), 2u);
+  EXPECT_EQ(m.processes[0].pid, 22u);
+  EXPECT_EQ(m.processes[0].offset_ns, 500'000u);
+  EXPECT_EQ(m.processes[0].rank, 1);
+  EXPECT_EQ(m.processes[1].offset_ns, 0u);
+  ASSERT_EQ(m.devices.size(), 2u);
+  EXPECT_EQ(m.devices[0].process, 0u);
+  EXPECT_EQ(m.devices[0].device, 1);
+  EXPECT_EQ(m.devices[0].peak_allocated_ns, 500'100u);
+  EXPECT_EQ(m.devices[1].peak_allocated_ns, 100u);
+  EXPECT_EQ(m.end_ns, 2'000'000u);
+  ASSERT_EQ(m.ooms.size(), 1u);
+  EXPECT_EQ(m.ooms[0].t_ns, 500'200u);
+  EXPECT_EQ(m.ooms[0].process, 0u);
+  EXPECT_EQ(m.ooms[0].device, 1);
+  EXPECT_EQ(m.ooms[0].bytes, 64 * kM);
+  EXPECT_EQ(m.events, 4u);
+  // Blocks of b end at b's end of log (its last record), on the common axis.
+  for (const Block& blk : m.blocks)
+    if (blk.process == 0) {
+      EXPECT_EQ(blk.free_ns, 500'200u);
+    }
+}
+
+TEST(ReportVersion1, NoChunkEventsReservedIsRounded) {
+  Log l;
+  l.t.header.version = 1;
+  l.Alloc(10, kBase, 1000, 0);  // v1: aux is 0, rounded = requested
+  l.Alloc(20, kBase + kM, 3000, 0);
+  l.Free(30, kBase);
+  Model m = AnalyzeLogs(l);
+  const DeviceSummary& d = m.devices[0];
+  EXPECT_TRUE(d.reserved_estimated);
+  EXPECT_EQ(d.peak_allocated, 4000u);
+  EXPECT_EQ(d.peak_reserved, 4000u);
+  EXPECT_EQ(d.peak_reserved_ns, 20u);
+  EXPECT_EQ(d.at_peak.reserved, 4000u);
+  EXPECT_EQ(d.at_peak.rounded, 4000u);
+  EXPECT_DOUBLE_EQ(d.at_peak.internal, 0.0);
+  EXPECT_DOUBLE_EQ(d.at_peak.overhead, 1.0);
+  EXPECT_EQ(m.blocks[0].rounded, 1000u);
+  ASSERT_FALSE(m.notes.empty());
+  EXPECT_NE(m.notes[0].find("no chunk events"), std::string::npos);
+  EXPECT_NE(RenderText(m).find("estimated"), std::string::npos);
+}
+
+TEST(ReportCounts, FailedPassedThroughAndUnknownFrees) {
+  Log l;
+  l.Alloc(1, 0, kM, 0, 0, 2);                        // failed (status 2)
+  l.Alloc(2, kBase + 8 * kM, kM, kM, 0, trace::kStatusPassedThrough);
+  l.Free(3, kBase + 8 * kM, 0, trace::kStatusPassedThrough);
+  l.Free(4, kBase + 99 * kM);                        // unknown address
+  l.Alloc(5, kBase, kM, kM);
+  l.Free(6, kBase);
+  l.Free(7, kBase);                                  // twice: the second is unknown
+  Model m = AnalyzeLogs(l);
+  const DeviceSummary& d = m.devices[0];
+  EXPECT_EQ(d.allocs, 1u);
+  EXPECT_EQ(d.frees, 1u);
+  EXPECT_EQ(d.failed, 1u);
+  EXPECT_EQ(d.passed_through, 2u);
+  EXPECT_EQ(d.unknown_frees, 2u);
+  EXPECT_EQ(d.peak_allocated, kM);
+  EXPECT_EQ(m.blocks.size(), 1u);
+  EXPECT_EQ(m.series[0].samples.back().allocated, 0u);
+}
+
+TEST(ReportMarks, LabelsPhasesAndHistogram) {
+  Log l;
+  l.t.labels[1] = "forward";
+  l.t.labels[2] = "step \"1\"\n\x01\xff";
+  l.Mark(10, 1, 1);
+  l.Alloc(11, kBase, 100, 512);
+  l.Alloc(12, kBase + kM, 512, 512);
+  l.Alloc(13, kBase + 2 * kM, 3000, 4096);
+  l.Mark(20, 1, 2);
+  l.Mark(30, 2, 0);
+  l.Mark(40, 7, 0);  // no label record
+  Model m = AnalyzeLogs(l);
+  ASSERT_EQ(m.marks.size(), 4u);
+  EXPECT_EQ(m.marks[0].label, "forward");
+  EXPECT_EQ(m.marks[0].phase, 1u);
+  EXPECT_EQ(m.marks[1].phase, 2u);
+  EXPECT_EQ(m.marks[2].label, l.t.labels[2]);
+  EXPECT_EQ(m.marks[3].label, "#7");
+  EXPECT_EQ(m.marks[3].t_ns, 40u);
+  // Histogram: <512: 1 (100), [512, 1K): 1, [2K, 4K): 1.
+  ASSERT_GE(m.sizes.count.size(), 4u);
+  EXPECT_EQ(m.sizes.bucket_floor[0], 0u);
+  EXPECT_EQ(m.sizes.bucket_floor[1], 512u);
+  EXPECT_EQ(m.sizes.bucket_floor[3], 2048u);
+  EXPECT_EQ(m.sizes.count[0], 1u);
+  EXPECT_EQ(m.sizes.count[1], 1u);
+  EXPECT_EQ(m.sizes.count[2], 0u);
+  EXPECT_EQ(m.sizes.count[3], 1u);
+  EXPECT_EQ(m.sizes.bytes[3], 3000u);
+  const std::string text = RenderText(m);
+  EXPECT_NE(text.find("forward"), std::string::npos);
+  EXPECT_NE(text.find("peak allocated"), std::string::npos);
+}
+
+TEST(ReportInput, UnsortedRecordsAreOrderedByTime) {
+  Log l;
+  l.Alloc(20, kBase + kM, kM, kM);
+  l.Alloc(10, kBase, kM, kM);
+  l.Free(15, kBase);
+  Model m = AnalyzeLogs(l);
+  EXPECT_EQ(m.devices[0].peak_allocated, kM);
+  EXPECT_EQ(m.devices[0].peak_allocated_ns, 10u);
+  Model empty;
+  std::string err;
+  EXPECT_FALSE(Analyze({}, &empty, &err));
+  EXPECT_FALSE(err.empty());
+}
+
+// ---- output files, JSON validity, the CLI --------------------------------------------------
+
+std::string TempDir(const std::string& name) {
+  std::string d = testing::TempDir() + "spillway_report_" + std::to_string(getpid()) + "_" + name;
+  std::filesystem::remove_all(d);
+  std::filesystem::create_directories(d);
+  return d;
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+void WriteAll(const std::string& path, const std::string& data) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(data.data(), static_cast<std::streamsize>(data.size()));
+}
+
+bool HavePython() { return std::system("python3 -c 'import json' >/dev/null 2>&1") == 0; }
+
+// Exit status of python's json.load on the file (0 = valid JSON).
+int JsonCheck(const std::string& path, const std::string& extra = "") {
+  const std::string cmd = "python3 -c 'import json,sys; d=json.load(open(sys.argv[1], encoding=\"utf-8\"))" +
+                          extra + "' '" + path + "'";
+  const int st = std::system(cmd.c_str());
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+Log Rich() {
+  Log a(7'000'000'000, 300, 0);
+  a.t.labels[1] = "train \"step\"\t\x02 \xc3\xa9\xff";
+  a.Phys(1, Kind::kChunkCreate, 0, 4 * kM);
+  a.Phys(2, Kind::kMap, kBase, 4 * kM);
+  a.Mark(3, 1, 1);
+  a.Alloc(4, kBase, 700 * kK, kM);
+  a.Alloc(5, kBase + 2 * kM, kM, kM);
+  a.Phys(6, Kind::kOom, 0, 1 << 30);
+  a.Mark(7, 1, 2);
+  a.Mark(8, 1, 0);
+  a.Free(9, kBase);
+  return a;
+}
+
+TEST(ReportOutput, JsonAndChromeTraceParse) {
+  if (!HavePython()) GTEST_SKIP() << "python3 not available";
+  Log b(7'000'100'000, 301, 1);
+  b.Alloc(10, kBase, kM, kM, 1);
+  Model m = AnalyzeLogs(std::vector<trace::Trace>{Rich().t, b.t});
+  const std::string dir = TempDir("json");
+  std::vector<std::string> written;
+  std::string err;
+  Formats f;
+  f.text = f.json = f.chrome = true;
+  ASSERT_TRUE(WriteReports(m, dir, f, &written, &err)) << err;
+  EXPECT_EQ(written.size(), 3u);
+  EXPECT_EQ(JsonCheck(dir + "/report.json",
+                      "; assert d[\"devices\"][0][\"peak_allocated\"] == 1765376;"
+                      " assert isinstance(d[\"series\"][0][\"samples\"][0][\"allocated\"], int);"
+                      " assert d[\"marks\"][0][\"label\"].startswith(\"train \\\"step\\\"\\t\\x02 \\xe9\");"
+                      " assert len(d[\"ooms\"]) == 1 and len(d[\"processes\"]) == 2;"
+                      " assert d[\"devices\"][0][\"largest_at_peak\"][0][\"requested\"] == 1048576;"
+                      " assert sum(h[\"count\"] for h in d[\"histogram\"]) == 3"),
+            0)
+      << ReadAll(dir + "/report.json");
+  EXPECT_EQ(JsonCheck(dir + "/trace.json",
+                      "; e=d[\"traceEvents\"]; ph=[x[\"ph\"] for x in e];"
+                      " assert d[\"displayTimeUnit\"] == \"ms\";"
+                      " assert \"M\" in ph and \"C\" in ph and \"B\" in ph and \"E\" in ph and \"i\" in ph;"
+                      " c=[x for x in e if x[\"ph\"] == \"C\" and \"allocated\" in x[\"args\"]];"
+                      " assert max(x[\"args\"][\"allocated\"] for x in c) > 1.6;"
+                      " names=[x[\"args\"][\"name\"] for x in e if x[\"name\"] == \"process_name\"];"
+                      " assert \"pid 300 rank 0\" in names and \"pid 301 rank 1\" in names;"
+                      " o=[x for x in e if x.get(\"cat\") == \"oom\"]; assert o[0][\"ts\"] == 0.006"),
+            0)
+      << ReadAll(dir + "/trace.json");
+  EXPECT_NE(ReadAll(dir + "/summary.txt").find("peak allocated"), std::string::npos);
+}
+
+struct RunResult {
+  int status;
+  std::string output;
+};
+
+RunResult RunCli(const std::string& args) {
+  std::string cmd = std::string(SPILLWAY_CLI_PATH) + " " + args + " 2>&1";
+  FILE* f = popen(cmd.c_str(), "r");
+  if (f == nullptr) return {-1, "popen failed"};
+  std::string out;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  int st = pclose(f);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : 128, out};
+}
+
+// A log written by the real writer: chunks, pages, blocks, a mark, an OOM.
+void WriteLog(const std::string& path) {
+  trace::TraceWriter w;
+  std::string err;
+  ASSERT_TRUE(w.open(path, &err)) << err;
+  w.physical(Kind::kChunkCreate, 0, 0, 4 * kM);
+  w.physical(Kind::kMap, 0, kBase, 4 * kM);
+  w.mark("warmup", 1);
+  w.record(Kind::kCudaMalloc, 0, nullptr, kBase, 3 * kM, 0, 3 * kM);
+  w.record(Kind::kCudaMalloc, 0, nullptr, kBase + 3 * kM, 1000, 0, 1024);
+  w.mark("warmup", 2);
+  w.physical(Kind::kOom, 0, 0, 8 * kM);
+  w.record(Kind::kCudaFree, 0, nullptr, kBase, 0, 0);
+  w.close();
+}
+
+TEST(ReportCli, WritesAllFormatsAndPrintsTheSummary) {
+  const std::string dir = TempDir("cli");
+  WriteLog(dir + "/a.trace");
+  WriteLog(dir + "/b.trace");
+  RunResult r = RunCli("report " + dir + "/a.trace " + dir + "/b.trace -o " + dir + "/out --format all");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("peak allocated  3.00 MiB"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("2 processes"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("warmup"), std::string::npos) << r.output;
+  for (const char* f : {"summary.txt", "report.json", "trace.json", "report.html", "snapshot.pickle"})
+    EXPECT_TRUE(std::filesystem::exists(dir + "/out/" + f)) << f;
+  EXPECT_NE(ReadAll(dir + "/out/summary.txt").find("peak allocated"), std::string::npos);
+  if (HavePython()) {
+    EXPECT_EQ(JsonCheck(dir + "/out/report.json"), 0);
+    EXPECT_EQ(JsonCheck(dir + "/out/trace.json"), 0);
+  }
+  // Default formats: no memviz snapshot.
+  r = RunCli("report " + dir + "/a.trace -o " + dir + "/def");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(std::filesystem::exists(dir + "/def/report.html"));
+  EXPECT_TRUE(std::filesystem::exists(dir + "/def/trace.json"));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/def/snapshot.pickle"));
+  // Only JSON.
+  r = RunCli("report " + dir + "/a.trace -o " + dir + "/j --format json");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(std::filesystem::exists(dir + "/j/report.json"));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/j/summary.txt"));
+  EXPECT_NE(r.output.find("peak allocated"), std::string::npos) << "always printed";
+}
+
+TEST(ReportCli, RejectsBadLogsWithTheReadersMessage) {
+  const std::string dir = TempDir("bad");
+  WriteLog(dir + "/good.trace");
+  const std::string good = ReadAll(dir + "/good.trace");
+  WriteAll(dir + "/truncated.trace", good.substr(0, good.size() - 10));
+  std::string wrong = good;
+  wrong[8] = 9;  // version 9
+  WriteAll(dir + "/version.trace", wrong);
+  WriteAll(dir + "/garbage.trace", std::string(300, 'x'));
+  WriteAll(dir + "/short.trace", "SPW");
+  struct Case {
+    const char* file;
+    const char* message;
+  } cases[] = {{"truncated.trace", "truncated"},
+               {"version.trace", "version 9"},
+               {"garbage.trace", "bad magic"},
+               {"short.trace", "shorter than a trace header"},
+               {"missing.trace", "cannot open"}};
+  for (const Case& c : cases) {
+    RunResult r = RunCli("report " + dir + "/good.trace " + dir + "/" + c.file + " -o " + dir + "/out");
+    EXPECT_EQ(r.status, 1) << c.file << ": " << r.output;
+    EXPECT_NE(r.output.find(c.message), std::string::npos) << c.file << ": " << r.output;
+    EXPECT_NE(r.output.find(c.file), std::string::npos) << r.output;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir + "/out"));
+}
+
+TEST(ReportCli, BadArgumentsExitTwo) {
+  const std::string dir = TempDir("args");
+  WriteLog(dir + "/a.trace");
+  EXPECT_EQ(RunCli("report").status, 2);
+  EXPECT_EQ(RunCli("report " + dir + "/a.trace --format pdf").status, 2);
+  EXPECT_EQ(RunCli("report " + dir + "/a.trace -o").status, 2);
+  EXPECT_EQ(RunCli("report " + dir + "/a.trace --bogus").status, 2);
+  RunResult r = RunCli("report " + dir + "/a.trace --format text,pdf");
+  EXPECT_NE(r.output.find("pdf"), std::string::npos) << r.output;
+}
+
+TEST(ReportCli, ProgressBarOnLargeInput) {
+  const std::string dir = TempDir("big");
+  {
+    trace::TraceWriter w;
+    std::string err;
+    ASSERT_TRUE(w.open(dir + "/big.trace", &err)) << err;
+    for (int i = 0; i < 110000; ++i) {
+      w.record(Kind::kCudaMalloc, 0, nullptr, kBase + static_cast<std::uint64_t>(i % 64) * kM, 4096, 0, 4096);
+      w.record(Kind::kCudaFree, 0, nullptr, kBase + static_cast<std::uint64_t>(i % 64) * kM, 0, 0);
+    }
+  }
+  RunResult r = RunCli("report " + dir + "/big.trace -o " + dir + "/out --format text");
+  ASSERT_EQ(r.status, 0) << r.output.substr(0, 2000);
+  EXPECT_NE(r.output.find("\rspillway report: analyzing"), std::string::npos);
+  EXPECT_NE(r.output.find("100%\n"), std::string::npos);
+  EXPECT_NE(r.output.find("220000 events"), std::string::npos);
+}
+
+TEST(ReportAtExit, SpillwayReportWritesEverythingAtExit) {
+  const std::string dir = TempDir("atexit") + "/sub";  // created by Spillway
+  const std::string log = TempDir("atexit_log");
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    // The child: a fresh process-wide allocator on the simulator, reports at exit.
+    std::freopen((log + "/stderr.txt").c_str(), "w", stderr);
+    setenv("SPILLWAY_BACKEND", "sim", 1);
+    setenv("SPILLWAY_SIM_DEVICE_MEMORY", "256M", 1);
+    setenv("SPILLWAY_REPORT", dir.c_str(), 1);
+    unsetenv("SPILLWAY_TRACE");
+    unsetenv("RANK");
+    unsetenv("LOCAL_RANK");
+    unsetenv("OMPI_COMM_WORLD_RANK");
+    unsetenv("SLURM_PROCID");
+    spillway_mark("phase one");
+    void* p = spillway_malloc(3 << 20, 0, nullptr);
+    void* q = spillway_malloc(1000, 0, nullptr);
+    if (p == nullptr || q == nullptr) _exit(3);
+    spillway_free(p, 3 << 20, 0, nullptr);
+    std::exit(0);
+  }
+  int st = 0;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  const std::string err = ReadAll(log + "/stderr.txt");
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << err;
+  EXPECT_NE(err.find("peak allocated"), std::string::npos) << err;
+  EXPECT_TRUE(std::filesystem::exists(dir + "/spillway-" + std::to_string(pid) + ".trace"));
+  for (const char* f : {"summary.txt", "report.json", "trace.json", "report.html", "snapshot.pickle"})
+    EXPECT_TRUE(std::filesystem::exists(dir + "/" + f)) << f << "\n" << err;
+  const std::string text = ReadAll(dir + "/summary.txt");
+  EXPECT_NE(text.find("peak allocated  3.00 MiB"), std::string::npos) << text;
+  EXPECT_NE(text.find("phase one"), std::string::npos) << text;
+  if (HavePython()) {
+    EXPECT_EQ(JsonCheck(dir + "/report.json"), 0);
+  }
+}
+
+}  // namespace
+}  // namespace spillway::report
