@@ -21,17 +21,20 @@
 #include "profiler/report/analyze.h"
 #include "profiler/report/output.h"
 #include "profiler/report/render.h"
+#include "cli_util.h"
 #include "profiler/trace_format.h"
 #include "profiler/trace_reader.h"
 #include "profiler/trace_writer.h"
 #include "spillway/spillway.h"
 
-#ifndef SPILLWAY_CLI_PATH
-#error "SPILLWAY_CLI_PATH must name the spillway CLI"
-#endif
 
 namespace spillway::report {
 namespace {
+
+using spillway::test::ReadAll;
+using spillway::test::RunCli;
+using spillway::test::RunResult;
+using spillway::test::WriteAll;
 
 using trace::Kind;
 constexpr std::uint64_t kK = 1024, kM = 1024 * 1024;
@@ -399,14 +402,6 @@ std::string TempDir(const std::string& name) {
   return d;
 }
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-void WriteAll(const std::string& path, const std::string& data) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(data.data(), static_cast<std::streamsize>(data.size()));
-}
 
 bool HavePython() { return std::system("python3 -c 'import json' >/dev/null 2>&1") == 0; }
 
@@ -466,23 +461,6 @@ TEST(ReportOutput, JsonAndChromeTraceParse) {
             0)
       << ReadAll(dir + "/trace.json");
   EXPECT_NE(ReadAll(dir + "/summary.txt").find("peak allocated"), std::string::npos);
-}
-
-struct RunResult {
-  int status;
-  std::string output;
-};
-
-RunResult RunCli(const std::string& args) {
-  std::string cmd = std::string(SPILLWAY_CLI_PATH) + " " + args + " 2>&1";
-  FILE* f = popen(cmd.c_str(), "r");
-  if (f == nullptr) return {-1, "popen failed"};
-  std::string out;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-  int st = pclose(f);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : 128, out};
 }
 
 // A log written by the real writer: chunks, pages, blocks, a mark, an OOM.

@@ -14,47 +14,25 @@
 #include <string>
 #include <vector>
 
+#include "cli_util.h"
 #include "profiler/trace_format.h"
 #include "profiler/trace_reader.h"
 #include "profiler/trace_writer.h"
 #include "spillway/spillway.h"
 
-#ifndef SPILLWAY_CLI_PATH
-#error "SPILLWAY_CLI_PATH must name the spillway CLI"
-#endif
 
 namespace spillway::trace {
 namespace {
 
-struct RunResult {
-  int status;
-  std::string output;
-};
-
-RunResult RunCli(const std::string& args) {
-  std::string cmd = std::string(SPILLWAY_CLI_PATH) + " " + args + " 2>&1";
-  FILE* f = popen(cmd.c_str(), "r");
-  if (f == nullptr) return {-1, "popen failed"};
-  std::string out;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-  int st = pclose(f);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : 128, out};
-}
+using spillway::test::ReadAll;
+using spillway::test::RunCli;
+using spillway::test::RunResult;
+using spillway::test::WriteAll;
 
 std::string TempPath(const char* name) {
   return testing::TempDir() + "spillway_" + std::to_string(getpid()) + "_" + name;
 }
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-void WriteAll(const std::string& path, const std::string& data) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(data.data(), static_cast<std::streamsize>(data.size()));
-}
 
 // A small trace: 3 allocations (one sync, one on a stream), 2 frees, 1 failed allocation,
 // 1 pass-through, 1 free of an unknown address.
