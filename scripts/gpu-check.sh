@@ -2,14 +2,16 @@
 # gpu-check.sh — every GPU check and benchmark of Spillway, run on the GPU machine over a build
 # folder made elsewhere (carried) or here. Writes full results under OUTDIR and prints a short
 # table last.
-#   scripts/gpu-check.sh STAGE OUTDIR [BUILD]      STAGE: tests | torch | bench | all
+#   scripts/gpu-check.sh STAGE OUTDIR [BUILD]      STAGE: tests | torch | bench | profiler | all
 # tests: ctest -L gpu (CudaBackend with kernels, the preload under a CUDA program), `spillway
 #        info`, and a SPILLWAY_TRACE recording of examples/train_gpt.py (the bundled trace).
 # torch: tests/gpu/torch_checks.py (losses in 4 modes, fragmentation, step time).
 # bench: pair and random-allocation benchmarks, the libtorch anchor, then bench/collect.py.
+# profiler: a training run with SPILLWAY_REPORT (all report formats), and the memory_viz snapshot
+#        read back by PyTorch's torch.cuda._memory_viz (segsum, trace_plot).
 set -uo pipefail
-stage=${1:?usage: gpu-check.sh tests|torch|bench|all OUTDIR [BUILD]}
-out=${2:?usage: gpu-check.sh tests|torch|bench|all OUTDIR [BUILD]}
+stage=${1:?usage: gpu-check.sh tests|torch|bench|profiler|all OUTDIR [BUILD]}
+out=${2:?usage: gpu-check.sh tests|torch|bench|profiler|all OUTDIR [BUILD]}
 build=${3:-build}
 mkdir -p "$out"
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,6 +45,11 @@ fi
 if [[ $stage == torch || $stage == all ]]; then
   step torch_checks python3 tests/gpu/torch_checks.py --out "$out/torch" --frag --steptime
   cp -f "$out/torch/torch_checks.json" "$out/torch_checks.json" 2>/dev/null
+fi
+if [[ $stage == profiler || $stage == all ]]; then
+  step report_run "$build/spillway" run --report "$out/report" -- \
+    python3 examples/train_gpt.py --preset small --steps 10 --warmup 2
+  step memviz python3 scripts/check_memviz.py "$out/report/snapshot.pickle"
 fi
 if [[ $stage == bench || $stage == all ]]; then
   step pair_bench "$build/bench/pair_bench" --benchmark_min_time=0.05 --benchmark_repetitions=5 \
