@@ -18,6 +18,8 @@
 #include "allocator/prim/sim_backend.h"
 #include "profiler/report/output.h"
 #include "profiler/trace_writer.h"
+#include "profiler/tracker/block_index.h"
+#include "profiler/tracker/tracker.h"
 
 namespace spillway {
 
@@ -52,6 +54,7 @@ void AtExit() {
     std::string s = g_global->summary();
     std::fputs(s.c_str(), stderr);
   }
+  g_global->write_access_summaries();  // before the flush: they go into the same log
   g_global->trace_passthrough(trace::Kind{0}, -1, nullptr, nullptr, 0);  // flushes the trace
   if (!g_global->config().report_dir.empty() && getpid() == g_report_pid) {
     // Reports from the log just flushed; no CUDA call (the context may be gone at exit).
@@ -73,6 +76,7 @@ Allocator::Allocator(std::unique_ptr<prim::Backend> backend, Config cfg)
 }
 
 Allocator::~Allocator() {
+  write_access_summaries();
   if (trace_) trace_->close();
   for (auto& h : owned_) h.reset();
 }
@@ -132,6 +136,14 @@ Allocator* Allocator::Global(spillway_status* status) {
   if (g_global == nullptr) {
     *status = Fail(g_global_status, g_global_error);
     return nullptr;
+  }
+  // Tracking starts after the one-time set-up, so that an allocation made by CUPTI's own
+  // start-up (through our hooks) finds the allocator ready instead of re-entering the set-up;
+  // such a re-entrant call, or one from another thread meanwhile, runs untracked.
+  static std::atomic<int> tracking{0};  // 0 not started, 1 starting or done
+  if (g_global->cfg_.track && tracking.load(std::memory_order_acquire) == 0) {
+    int expected = 0;
+    if (tracking.compare_exchange_strong(expected, 1)) g_global->start_tracking();
   }
   return g_global;
 }
@@ -211,6 +223,9 @@ spillway_status Allocator::allocate(void** out, std::size_t n, int device, prim:
       s = c.arena->allocate(n, out);
     }
   }
+  if (tracker::BlockIndex* ix = index_.load(std::memory_order_acquire); ix && s == SPILLWAY_OK)
+      [[unlikely]]
+    ix->add(reinterpret_cast<std::uintptr_t>(*out), n, device);
   if (trace_)
     trace_->record(kind, device, stream, reinterpret_cast<std::uintptr_t>(*out), n,
                    static_cast<std::uint16_t>(s), s == SPILLWAY_OK ? detail::BlockSize(n) : 0);
@@ -240,11 +255,45 @@ spillway_status Allocator::free(void* p, FreeMode mode, prim::Stream stream, tra
     std::snprintf(buf, sizeof buf, "spillway: %p was not allocated by Spillway", p);
     s = Fail(SPILLWAY_ERR_NOT_OWNED, buf);
   } else {
+    // Out of the index before the block can be reused (by another thread, at once); an address
+    // that is not a live block's start has no entry, and free_block fails for it.
+    if (tracker::BlockIndex* ix = index_.load(std::memory_order_acquire)) [[unlikely]] {
+      if (auto sum = ix->remove(addr); sum && trace_)
+        trace_->access(device, addr, sum->count, sum->first_t_ns, sum->last_t_ns,
+                       sum->nstreams + (sum->more_streams ? 1u : 0u));
+    }
     s = a->free_block(addr, mode, stream);
   }
   if (trace_ && s != SPILLWAY_ERR_NOT_OWNED)
     trace_->record(kind, device, stream, addr, 0, static_cast<std::uint16_t>(s));
   return s;
+}
+
+void Allocator::enable_access_tracking() {
+  if (index_.load(std::memory_order_acquire) != nullptr) return;
+  index_owner_ = std::make_unique<tracker::BlockIndex>();
+  index_.store(index_owner_.get(), std::memory_order_release);
+}
+
+void Allocator::start_tracking() {
+  if (cfg_.use_sim) {
+    std::fputs("spillway: SPILLWAY_TRACK=1 needs the CUDA backend: running without tracking\n",
+               stderr);
+    return;
+  }
+  auto index = std::make_unique<tracker::BlockIndex>();
+  // Prints why once and returns false when CUPTI cannot be had: then no index at all.
+  if (!tracker::StartTracking(index.get())) return;
+  index_owner_ = std::move(index);
+  index_.store(index_owner_.get(), std::memory_order_release);
+}
+
+void Allocator::write_access_summaries() {
+  tracker::BlockIndex* ix = index_.load(std::memory_order_acquire);
+  if (!ix || !trace_ || summaries_written_.exchange(true)) return;
+  for (const tracker::BlockSummary& b : ix->snapshot())
+    trace_->access(b.device, b.addr, b.count, b.first_t_ns, b.last_t_ns,
+                   b.nstreams + (b.more_streams ? 1u : 0u));
 }
 
 bool Allocator::owns_range(const void* p) const {
@@ -340,6 +389,7 @@ std::string Allocator::summary() {
         s.budget_bytes ? (std::to_string(s.budget_bytes >> 20) + " MiB").c_str() : "none");
     r += buf;
   }
+  if (index_.load(std::memory_order_acquire)) r += tracker::TrackingSummary();
   return r;
 }
 

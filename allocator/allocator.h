@@ -21,6 +21,9 @@ namespace spillway {
 namespace trace {
 class TraceWriter;
 }
+namespace tracker {
+class BlockIndex;
+}
 
 class Allocator {
  public:
@@ -58,6 +61,15 @@ class Allocator {
   void trace_passthrough(trace::Kind kind, int device, prim::Stream stream, const void* addr,
                          std::size_t size);
 
+  // Access tracking (SPILLWAY_TRACK=1 starts it, with CUPTI, for the global instance on the
+  // CUDA backend). enable_access_tracking() makes the index of live blocks that allocate/free
+  // feed from then on; call it before the first allocation (not concurrently with allocate or
+  // free). With a trace, every free of a block writes its access summary (kAccess).
+  void enable_access_tracking();
+  tracker::BlockIndex* block_index() { return index_.load(std::memory_order_acquire); }
+  // kAccess records for the blocks still live (once; at exit and in the destructor).
+  void write_access_summaries();
+
   prim::Backend& backend() { return *backend_; }
   const Config& config() const { return cfg_; }
   // The heap of a device, created on first use.
@@ -70,6 +82,12 @@ class Allocator {
   std::unique_ptr<prim::Backend> backend_;
   Config cfg_;
   std::unique_ptr<trace::TraceWriter> trace_;
+  void start_tracking();  // CUPTI and the index (SPILLWAY_TRACK=1); once, from Global()
+  // The index of live blocks: null unless tracking (one branch on the hot path when off);
+  // published once, never withdrawn while the allocator lives.
+  std::atomic<tracker::BlockIndex*> index_{nullptr};
+  std::unique_ptr<tracker::BlockIndex> index_owner_;
+  std::atomic<bool> summaries_written_{false};
   std::mutex mu_;
   std::array<std::atomic<DeviceHeap*>, kMaxDevices> heaps_{};
   std::array<std::unique_ptr<DeviceHeap>, kMaxDevices> owned_;

@@ -88,6 +88,12 @@ bool ParseConfig(const GetEnv& getenv, Config* cfg, std::string* error) {
     else if (s == "0") cfg->print_stats = false;
     else return Bad(error, "SPILLWAY_STATS", v, "0 or 1");
   }
+  if (const char* v = getenv("SPILLWAY_TRACK"); v && *v) {
+    std::string s(v);
+    if (s == "1") cfg->track = true;
+    else if (s == "0") cfg->track = false;
+    else return Bad(error, "SPILLWAY_TRACK", v, "0 or 1");
+  }
   if (const char* v = getenv("SPILLWAY_BACKEND"); v && *v) {
     std::string s(v);
     if (s == "cuda") cfg->use_sim = false;

@@ -25,6 +25,9 @@ struct Config {
   std::string report_dir;
   // SPILLWAY_STATS=1: print the summary at exit.
   bool print_stats = false;
+  // SPILLWAY_TRACK=1: the CUPTI tracker (CUDA backend only): which live blocks each launch,
+  // copy and set touches; with a trace, one access summary per block (docs/trace-format.md).
+  bool track = false;
   // SPILLWAY_BACKEND=cuda|sim. sim runs on the CPU simulator (tests, replay).
   bool use_sim = false;
   // SPILLWAY_SIM_DEVICES, SPILLWAY_SIM_DEVICE_MEMORY: shape of the simulator.

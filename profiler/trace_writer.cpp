@@ -72,6 +72,19 @@ Record& TraceWriter::next_locked(Kind kind, int device) {
   return r;
 }
 
+void TraceWriter::access(int device, std::uint64_t addr, std::uint64_t count,
+                         std::uint64_t first_ns, std::uint64_t last_ns, std::uint32_t streams) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (fd_ < 0) return;
+  Record& r = next_locked(Kind::kAccess, device);
+  auto rel = [this](std::uint64_t t) { return t > start_ns_ ? t - start_ns_ : 0; };
+  r.addr = addr;
+  r.size = count;
+  r.aux = count != 0 ? rel(first_ns) : 0;
+  r.stream = count != 0 ? rel(last_ns) : 0;
+  r.aux2 = streams;
+}
+
 void TraceWriter::record(Kind kind, int device, const void* stream, std::uint64_t addr,
                          std::uint64_t size, std::uint16_t status, std::uint64_t rounded) {
   std::lock_guard<std::mutex> lk(mu_);

@@ -22,6 +22,10 @@ class TraceWriter {
               std::uint16_t status, std::uint64_t rounded = 0);
   // Physical memory (kMap, kUnmap, kChunkCreate, kChunkRelease) and kOom.
   void physical(Kind kind, int device, std::uint64_t addr, std::uint64_t size);
+  // A block's access summary (kAccess). `first_ns`, `last_ns`: CLOCK_MONOTONIC ns (converted
+  // to the trace's t_ns); ignored when `count` is 0.
+  void access(int device, std::uint64_t addr, std::uint64_t count, std::uint64_t first_ns,
+              std::uint64_t last_ns, std::uint32_t streams);
   // A mark: phase 0 instant, 1 begin, 2 end. The label is written once, as kString records.
   void mark(const std::string& label, std::uint32_t phase);
   void flush();

@@ -99,6 +99,10 @@ bool Load() {
   SPW_RESOLVE(cuMemFreeAsync, "cuMemFreeAsync", v);
 #undef SPW_RESOLVE
   if (!ok) return false;
+  // Optional entries: nullptr when missing.
+  Resolve(reinterpret_cast<void**>(&g_driver.cuKernelGetParamInfo), "cuKernelGetParamInfo", v,
+          true);
+  Resolve(reinterpret_cast<void**>(&g_driver.cuFuncGetParamInfo), "cuFuncGetParamInfo", v, true);
   // Per-thread-default-stream flavours, resolved by their exported names.
   g_driver.cuMemAllocAsync_ptsz = reinterpret_cast<decltype(g_driver.cuMemAllocAsync_ptsz)>(
       RealDlsym(lib, "cuMemAllocAsync_ptsz"));

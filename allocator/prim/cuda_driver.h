@@ -54,6 +54,11 @@ struct CudaDriver {
   CUresult (*cuMemFreeAsync_ptsz)(CUdeviceptr, CUstream);
   CUresult (*cuGetProcAddress)(const char*, void**, int, cuuint64_t,
                                CUdriverProcAddressQueryResult*);
+  // Optional (nullptr when the driver lacks them; CUDA 12.4+): parameter layouts of kernels,
+  // for the profiler's tracker. In CUPTI launch callbacks the handle is a CUkernel (use
+  // cuKernelGetParamInfo); cuFuncGetParamInfo is for real CUfunctions.
+  CUresult (*cuKernelGetParamInfo)(CUkernel, size_t, size_t*, size_t*);
+  CUresult (*cuFuncGetParamInfo)(CUfunction, size_t, size_t*, size_t*);
 };
 
 // Loads the driver once (thread-safe). Returns nullptr and sets *error if libcuda.so.1 cannot be

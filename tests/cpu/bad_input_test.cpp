@@ -240,6 +240,7 @@ TEST(Config, ParseConfigRejectsMalformed) {
   ExpectRejected("SPILLWAY_STATS", "yes", "0 or 1");
   ExpectRejected("SPILLWAY_STATS", "2", "0 or 1");
   ExpectRejected("SPILLWAY_BACKEND", "opencl", "cuda or sim");
+  ExpectRejected("SPILLWAY_TRACK", "yes", "0 or 1");
   for (const char* v : {"0", "x", "65", "-1", "1x"})
     ExpectRejected("SPILLWAY_SIM_DEVICES", v, "1..64");
   ExpectRejected("SPILLWAY_SIM_DEVICE_MEMORY", "1M", "64M");

@@ -1,0 +1,477 @@
+// tracker_test.cpp — the tracker's CPU-testable parts: the live-block index (lookups, removal,
+// concurrency), argument scanning (kernelParams, extra buffers), the access bookkeeping, the
+// launch decoding with its counters, the "CUPTI unavailable" path, and the kAccess records an
+// Allocator writes at free and at exit. No CUPTI callback runs here (no GPU).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "profiler/trace_reader.h"
+#include "profiler/tracker/arg_scan.h"
+#include "profiler/tracker/block_index.h"
+#include "profiler/tracker/tracker.h"
+#include "test_util.h"
+
+namespace spillway {
+namespace {
+
+using tracker::Access;
+using tracker::BlockIndex;
+using tracker::Counters;
+using tracker::Decoded;
+using tracker::ParamLayout;
+
+std::uint64_t P(const void* p) { return reinterpret_cast<std::uintptr_t>(p); }
+
+TEST(BlockIndex, InteriorPointersAndBoundaries) {
+  BlockIndex ix;
+  ASSERT_TRUE(ix.add(0x10000, 256, 0));
+  ASSERT_TRUE(ix.add(0x20000, 1, 1));
+  EXPECT_EQ(ix.find(0x10000)->addr(), 0x10000u);
+  EXPECT_EQ(ix.find(0x10000 + 100)->addr(), 0x10000u);  // interior
+  EXPECT_EQ(ix.find(0x10000 + 255)->addr(), 0x10000u);  // last byte
+  EXPECT_EQ(ix.find(0x10000 + 256), nullptr);           // one past the end
+  EXPECT_EQ(ix.find(0x10000 - 1), nullptr);
+  EXPECT_EQ(ix.find(0x20000)->device(), 1);
+  EXPECT_EQ(ix.find(0x20001), nullptr);
+  EXPECT_EQ(ix.find(0), nullptr);
+  EXPECT_EQ(ix.find(~std::uint64_t{0}), nullptr);
+  EXPECT_EQ(ix.find(0x18000), nullptr);  // the gap between blocks
+}
+
+TEST(BlockIndex, AddRejectsOverlapAndEmpty) {
+  BlockIndex ix;
+  ASSERT_TRUE(ix.add(1000, 100, 0));
+  EXPECT_FALSE(ix.add(1000, 10, 0));
+  EXPECT_FALSE(ix.add(1099, 10, 0));
+  EXPECT_FALSE(ix.add(990, 11, 0));
+  EXPECT_FALSE(ix.add(2000, 0, 0));
+  EXPECT_FALSE(ix.add(~std::uint64_t{0} - 3, 10, 0));  // wraps
+  EXPECT_TRUE(ix.add(990, 10, 0));    // ends exactly where the next begins
+  EXPECT_TRUE(ix.add(1100, 10, 0));   // begins exactly where the previous ends
+  EXPECT_EQ(ix.live(), 3u);
+}
+
+TEST(BlockIndex, Removal) {
+  BlockIndex ix;
+  ASSERT_TRUE(ix.add(0x1000, 0x100, 0));
+  ASSERT_TRUE(ix.add(0x2000, 0x100, 0));
+  EXPECT_FALSE(ix.remove(0x1001).has_value());  // not a block's start
+  auto s = ix.remove(0x1000);
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->addr, 0x1000u);
+  EXPECT_EQ(s->size, 0x100u);
+  EXPECT_EQ(ix.find(0x1000), nullptr);
+  EXPECT_EQ(ix.find(0x10ff), nullptr);
+  EXPECT_NE(ix.find(0x2000), nullptr);
+  EXPECT_FALSE(ix.remove(0x1000).has_value());  // twice
+  ASSERT_TRUE(ix.remove(0x2000).has_value());
+  EXPECT_EQ(ix.live(), 0u);
+  EXPECT_EQ(ix.find(0x2000), nullptr);  // empty index: the range check rejects everything
+  EXPECT_EQ(ix.find(0), nullptr);
+  ASSERT_TRUE(ix.add(0x1000, 0x100, 0));  // the same address again
+  EXPECT_NE(ix.find(0x1080), nullptr);
+}
+
+TEST(BlockIndex, ManyBlocksMatchBruteForce) {
+  BlockIndex ix;
+  std::mt19937_64 rng(7);
+  struct B {
+    std::uint64_t a, n;
+  };
+  std::vector<B> live;
+  std::uint64_t next = 0x7f0000000000;
+  for (int i = 0; i < 5000; ++i) {
+    next += 1 + rng() % 512;  // gaps, sometimes of one byte
+    const std::uint64_t n = 1 + rng() % 4096;
+    ASSERT_TRUE(ix.add(next, n, 0));
+    live.push_back({next, n});
+    next += n;
+  }
+  std::shuffle(live.begin(), live.end(), rng);
+  for (std::size_t i = 0; i < live.size() / 2; ++i) ASSERT_TRUE(ix.remove(live[i].a));
+  live.erase(live.begin(), live.begin() + static_cast<std::ptrdiff_t>(live.size() / 2));
+  std::sort(live.begin(), live.end(), [](const B& x, const B& y) { return x.a < y.a; });
+  EXPECT_EQ(ix.live(), live.size());
+  const std::uint64_t lo = 0x7f0000000000 - 10, hi = next + 10;
+  for (int i = 0; i < 200000; ++i) {
+    const std::uint64_t w = lo + rng() % (hi - lo);
+    auto it = std::upper_bound(live.begin(), live.end(), w,
+                               [](std::uint64_t v, const B& b) { return v < b.a; });
+    const B* want = (it != live.begin() && w < std::prev(it)->a + std::prev(it)->n)
+                        ? &*std::prev(it) : nullptr;
+    tracker::Block* got = ix.find(w);
+    ASSERT_EQ(got == nullptr, want == nullptr) << std::hex << w;
+    if (got) {
+      ASSERT_EQ(got->addr(), want->a);
+    }
+  }
+}
+
+TEST(BlockIndex, AccessBookkeeping) {
+  BlockIndex ix;
+  ASSERT_TRUE(ix.add(0x1000, 64, 2));
+  auto none = ix.snapshot();
+  ASSERT_EQ(none.size(), 1u);
+  EXPECT_EQ(none[0].count, 0u);
+  EXPECT_EQ(none[0].first_t_ns, 0u);
+  EXPECT_EQ(none[0].nstreams, 0u);
+  const std::uint64_t w[] = {0x1000, 0x1008, 0x2000, 7};  // two hits, two misses
+  EXPECT_EQ(ix.record(w, 4, Access{500, 5, 0}), 2u);          // legacy stream 0 counts
+  EXPECT_EQ(ix.record(w, 1, Access{300, 3, 0x11}), 1u);       // earlier time, other stream
+  EXPECT_EQ(ix.record(w, 1, Access{900, 9, 0x11}), 1u);
+  auto s = ix.snapshot()[0];
+  EXPECT_EQ(s.count, 4u);
+  EXPECT_EQ(s.first_t_ns, 300u);
+  EXPECT_EQ(s.last_t_ns, 900u);
+  EXPECT_EQ(s.first_seq, 3u);
+  EXPECT_EQ(s.last_seq, 9u);
+  EXPECT_EQ(s.device, 2);
+  ASSERT_EQ(s.nstreams, 2u);
+  EXPECT_EQ(s.streams[0], 0u);
+  EXPECT_EQ(s.streams[1], 0x11u);
+  EXPECT_FALSE(s.more_streams);
+  for (std::uint64_t st : {0x22, 0x33, 0x44, 0x55})
+    ix.record(w, 1, Access{1000, 10, st});
+  s = *ix.remove(0x1000);
+  EXPECT_EQ(s.nstreams, 4u);  // 0, 0x11, 0x22, 0x33 remembered
+  EXPECT_TRUE(s.more_streams);  // 0x44, 0x55 seen
+  EXPECT_EQ(s.count, 8u);
+  EXPECT_EQ(s.last_t_ns, 1000u);
+}
+
+// Readers (launch threads) record accesses while writers (alloc/free threads) add and remove
+// blocks: run under TSan by scripts/test.sh (the name matches its "Thread" filter).
+TEST(BlockIndex, ThreadedReadersAndWriters) {
+  BlockIndex ix;
+  constexpr int kWriters = 2, kReaders = 4, kPerWriter = 64;
+  constexpr std::uint64_t kBase = 0x100000, kStride = 0x1000, kSize = 0x800;
+  // A stable block every reader hits (never removed).
+  ASSERT_TRUE(ix.add(kBase - kStride, kSize, 0));
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> stable_hits{0};
+  std::vector<std::thread> ts;
+  for (int w = 0; w < kWriters; ++w) {
+    ts.emplace_back([&, w] {
+      for (int round = 0; round < 300; ++round) {
+        for (int i = 0; i < kPerWriter; ++i)
+          EXPECT_TRUE(ix.add(kBase + (static_cast<std::uint64_t>(w * kPerWriter + i)) * kStride,
+                             kSize, w));
+        for (int i = 0; i < kPerWriter; ++i) {
+          auto s = ix.remove(kBase + (static_cast<std::uint64_t>(w * kPerWriter + i)) * kStride);
+          EXPECT_TRUE(s.has_value());
+        }
+      }
+    });
+  }
+  for (int r = 0; r < kReaders; ++r) {
+    ts.emplace_back([&, r] {
+      std::vector<std::uint64_t> words;
+      for (int i = 0; i < kWriters * kPerWriter; ++i)
+        words.push_back(kBase + static_cast<std::uint64_t>(i) * kStride + 8);
+      words.push_back(kBase - kStride + 16);
+      std::uint64_t seq = 0;
+      while (!stop.load()) {
+        ix.record(words.data(), words.size(),
+                  Access{++seq, seq, static_cast<std::uint64_t>(r)});
+        auto lk = ix.read_lock();
+        if (tracker::Block* b = ix.find(kBase - kStride + 1)) {
+          b->record(Access{seq, seq, static_cast<std::uint64_t>(r)});
+          stable_hits.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (int w = 0; w < kWriters; ++w) ts[static_cast<std::size_t>(w)].join();
+  stop.store(true);
+  for (std::size_t i = kWriters; i < ts.size(); ++i) ts[i].join();
+  EXPECT_EQ(ix.live(), 1u);
+  auto s = ix.snapshot();
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].count, 2 * stable_hits.load());
+  EXPECT_EQ(s[0].nstreams, static_cast<std::uint32_t>(kReaders));
+}
+
+TEST(ArgScan, KernelParamsMixedSizes) {
+  int i32 = 7;
+  void* ptr = reinterpret_cast<void*>(0xA000);
+  struct Two {
+    void* a;
+    void* b;
+  } two{reinterpret_cast<void*>(0xB000), reinterpret_cast<void*>(0xC000)};
+  int small = 3;
+  void* after = reinterpret_cast<void*>(0xD000);
+  double d = 1.5;
+  void* params[] = {&i32, &ptr, &two, &small, &after, &d};
+  // Device-side layout: int@0, ptr@8, struct@16 (16 bytes), int@32, ptr@40, double@48.
+  const ParamLayout layout = {{0, 4}, {8, 8}, {16, 16}, {32, 4}, {40, 8}, {48, 8}};
+  std::vector<std::uint64_t> w;
+  EXPECT_EQ(tracker::CollectKernelParams(layout, params, &w), 5u);
+  std::uint64_t dbits;
+  std::memcpy(&dbits, &d, 8);
+  EXPECT_EQ(w, (std::vector<std::uint64_t>{0xA000, 0xB000, 0xC000, 0xD000, dbits}));
+  // A null params array, a null entry.
+  EXPECT_EQ(tracker::CollectKernelParams(layout, nullptr, &w), 0u);
+  void* with_null[] = {&i32, nullptr, &two, &small, &after, &d};
+  w.clear();
+  EXPECT_EQ(tracker::CollectKernelParams(layout, with_null, &w), 4u);
+}
+
+TEST(ArgScan, LargeStructScannedWordByWord) {
+  struct Big {
+    int n;          // 0..3 (+4 padding)
+    void* p[3];     // 8, 16, 24
+    char tail[5];   // 32..36: the word at 32 is 8 bytes, fits in 40
+  } big{};
+  big.p[0] = reinterpret_cast<void*>(0x1);
+  big.p[1] = reinterpret_cast<void*>(0x2);
+  big.p[2] = reinterpret_cast<void*>(0x3);
+  static_assert(sizeof(Big) == 40);
+  void* params[] = {&big};
+  std::vector<std::uint64_t> w;
+  EXPECT_EQ(tracker::CollectKernelParams({{0, sizeof(Big)}}, params, &w), 5u);
+  EXPECT_EQ(w[1], 1u);
+  EXPECT_EQ(w[2], 2u);
+  EXPECT_EQ(w[3], 3u);
+  w.clear();
+  EXPECT_EQ(tracker::CollectKernelParams({{0, 15}}, params, &w), 1u);  // 15 bytes: one word
+}
+
+TEST(ArgScan, ExtraBuffer) {
+  // Packed like the device layout: int@0, ptr@8, int@16, ptr@24.
+  alignas(8) unsigned char buf[32] = {};
+  const std::uint32_t a = 42, c = 43;
+  const std::uint64_t b = 0xAAA0, d = 0xDDD0;
+  std::memcpy(buf + 0, &a, 4);
+  std::memcpy(buf + 8, &b, 8);
+  std::memcpy(buf + 16, &c, 4);
+  std::memcpy(buf + 24, &d, 8);
+  std::size_t size = sizeof buf;
+  void* extra[] = {reinterpret_cast<void*>(std::uintptr_t{1}), buf,
+                   reinterpret_cast<void*>(std::uintptr_t{2}), &size, nullptr};
+  const void* got = nullptr;
+  std::size_t got_size = 0;
+  ASSERT_TRUE(tracker::ParseExtra(extra, &got, &got_size));
+  EXPECT_EQ(got, buf);
+  EXPECT_EQ(got_size, 32u);
+  const ParamLayout layout = {{0, 4}, {8, 8}, {16, 4}, {24, 8}};
+  std::vector<std::uint64_t> w;
+  EXPECT_EQ(tracker::CollectPacked(&layout, got, got_size, &w), 2u);
+  EXPECT_EQ(w, (std::vector<std::uint64_t>{0xAAA0, 0xDDD0}));
+  w.clear();  // no layout: every word of the buffer
+  EXPECT_EQ(tracker::CollectPacked(nullptr, got, got_size, &w), 4u);
+  EXPECT_EQ(w[1], 0xAAA0u);
+  EXPECT_EQ(w[3], 0xDDD0u);
+  w.clear();  // a layout reaching past the buffer is cut
+  EXPECT_EQ(tracker::CollectPacked(&layout, got, 28, &w), 1u);
+  // Keys in the other order work too.
+  void* extra2[] = {reinterpret_cast<void*>(std::uintptr_t{2}), &size,
+                    reinterpret_cast<void*>(std::uintptr_t{1}), buf, nullptr};
+  EXPECT_TRUE(tracker::ParseExtra(extra2, &got, &got_size));
+}
+
+TEST(ArgScan, ParseExtraRejects) {
+  const void* b = nullptr;
+  std::size_t n = 0;
+  std::size_t size = 8;
+  unsigned char buf[8] = {};
+  EXPECT_FALSE(tracker::ParseExtra(nullptr, &b, &n));
+  void* no_size[] = {reinterpret_cast<void*>(std::uintptr_t{1}), buf, nullptr};
+  EXPECT_FALSE(tracker::ParseExtra(no_size, &b, &n));
+  void* no_ptr[] = {reinterpret_cast<void*>(std::uintptr_t{2}), &size, nullptr};
+  EXPECT_FALSE(tracker::ParseExtra(no_ptr, &b, &n));
+  void* unknown[] = {reinterpret_cast<void*>(std::uintptr_t{9}), buf, nullptr};
+  EXPECT_FALSE(tracker::ParseExtra(unknown, &b, &n));
+}
+
+TEST(ArgScan, UnalignedOffset) {
+  // A 4-aligned argument of 8 bytes (e.g. struct {int x, y;}) at offset 4 of the packed buffer,
+  // in a buffer that is itself misaligned: read with memcpy (UBSan checks this).
+  alignas(8) unsigned char storage[40] = {};
+  unsigned char* buf = storage + 1;
+  const std::uint64_t v = 0x123456789A, p = 0xF000;
+  std::memcpy(buf + 4, &v, 8);
+  std::memcpy(buf + 16, &p, 8);
+  const ParamLayout layout = {{0, 4}, {4, 8}, {12, 4}, {16, 8}};
+  std::vector<std::uint64_t> w;
+  EXPECT_EQ(tracker::CollectPacked(&layout, buf, 24, &w), 2u);
+  EXPECT_EQ(w, (std::vector<std::uint64_t>{v, p}));
+  // The same argument in kernelParams form, from an unaligned host copy.
+  void* params[] = {buf, buf + 4, buf + 12, buf + 16};
+  w.clear();
+  EXPECT_EQ(tracker::CollectKernelParams(layout, params, &w), 2u);
+  EXPECT_EQ(w, (std::vector<std::uint64_t>{v, p}));
+}
+
+TEST(Tracker, ScanLaunchDecodesAndCounts) {
+  BlockIndex ix;
+  ASSERT_TRUE(ix.add(0x5000, 0x100, 0));
+  Counters c;
+  void* in = reinterpret_cast<void*>(0x5010);   // interior pointer
+  void* out = reinterpret_cast<void*>(0x9000);  // not ours
+  int n = 4;
+  void* params[] = {&in, &out, &n};
+  const ParamLayout layout = {{0, 8}, {8, 8}, {16, 4}};
+  EXPECT_EQ(tracker::ScanLaunch(ix, &layout, params, nullptr, Access{10, 1, 0x7}, c),
+            Decoded::kParamInfo);
+  alignas(8) unsigned char buf[24] = {};
+  const std::uint64_t inv = 0x50ff;  // last byte
+  std::memcpy(buf, &inv, 8);
+  std::size_t size = sizeof buf;
+  void* extra[] = {reinterpret_cast<void*>(std::uintptr_t{1}), buf,
+                   reinterpret_cast<void*>(std::uintptr_t{2}), &size, nullptr};
+  EXPECT_EQ(tracker::ScanLaunch(ix, &layout, nullptr, extra, Access{20, 2, 0x8}, c),
+            Decoded::kExtra);
+  EXPECT_EQ(tracker::ScanLaunch(ix, nullptr, params, nullptr, Access{30, 3, 0x7}, c),
+            Decoded::kUndecodable);  // kernelParams without a layout: sizes unknown
+  const ParamLayout empty;
+  EXPECT_EQ(tracker::ScanLaunch(ix, &empty, nullptr, nullptr, Access{40, 4, 0x7}, c),
+            Decoded::kParamInfo);  // no arguments
+  EXPECT_EQ(tracker::ScanLaunch(ix, nullptr, nullptr, nullptr, Access{50, 5, 0x7}, c),
+            Decoded::kUndecodable);
+  const std::uint64_t copy[] = {0x5080, 0};
+  tracker::ScanDirect(ix, copy, 2, Access{60, 6, 0x9}, c);
+  const tracker::CounterValues v = tracker::Read(c);
+  EXPECT_EQ(v.launches, 5u);
+  EXPECT_EQ(v.by_param_info, 2u);
+  EXPECT_EQ(v.by_extra, 1u);
+  EXPECT_EQ(v.undecodable, 2u);
+  EXPECT_EQ(v.copies, 1u);
+  EXPECT_EQ(v.words, 2u + 2u + 2u);  // params: 2 (the int skipped); extra by layout: 2; copy: 2
+  EXPECT_EQ(v.hits, 3u);
+  auto s = *ix.remove(0x5000);
+  EXPECT_EQ(s.count, 3u);
+  EXPECT_EQ(s.first_t_ns, 10u);
+  EXPECT_EQ(s.last_t_ns, 60u);
+  EXPECT_EQ(s.first_seq, 1u);
+  EXPECT_EQ(s.last_seq, 6u);
+  EXPECT_EQ(s.nstreams, 3u);
+}
+
+TEST(Tracker, CuptiUnavailablePrintsOnceAndReturnsFalse) {
+  ASSERT_EQ(setenv("SPILLWAY_CUPTI_LIB", "/nonexistent/libcupti-for-test.so", 1), 0);
+  BlockIndex ix;
+  testing::internal::CaptureStderr();
+  const bool first = tracker::StartTracking(&ix);
+  const bool second = tracker::StartTracking(&ix);
+  const std::string err = testing::internal::GetCapturedStderr();
+  unsetenv("SPILLWAY_CUPTI_LIB");
+  EXPECT_FALSE(first);
+  EXPECT_FALSE(second);
+  EXPECT_FALSE(tracker::TrackingActive());
+  EXPECT_EQ(tracker::TrackingSummary(), "");
+  const std::string msg = "spillway: CUPTI unavailable (";
+  const auto at = err.find(msg);
+  ASSERT_NE(at, std::string::npos) << err;
+  EXPECT_EQ(err.find(msg, at + 1), std::string::npos) << "printed twice: " << err;
+  EXPECT_NE(err.find("libcupti-for-test.so"), std::string::npos) << err;
+  EXPECT_NE(err.find("running without tracking"), std::string::npos) << err;
+}
+
+std::string TempTrace(const char* name) {
+  return ::testing::TempDir() + "/" + name + "-" + std::to_string(getpid()) + ".trace";
+}
+
+TEST(Tracker, AccessRecordWrittenAtFreeAndExit) {
+  const std::string path = TempTrace("tracker-access");
+  std::uint64_t a_addr = 0, b_addr = 0;
+  {
+    test::SimAlloc sa;
+    ASSERT_EQ(sa.alloc->open_trace(path), SPILLWAY_OK);
+    sa.alloc->enable_access_tracking();
+    BlockIndex* ix = sa.alloc->block_index();
+    ASSERT_NE(ix, nullptr);
+    void* a = nullptr;
+    void* b = nullptr;
+    void* untouched = nullptr;
+    ASSERT_EQ(sa.alloc_on(&a, 1000, nullptr), SPILLWAY_OK);
+    ASSERT_EQ(sa.alloc_on(&b, 3 * test::kMiB, nullptr), SPILLWAY_OK);
+    ASSERT_EQ(sa.alloc_on(&untouched, 64, nullptr), SPILLWAY_OK);
+    a_addr = P(a);
+    b_addr = P(b);
+    EXPECT_EQ(ix->live(), 3u);
+    // Launches as the CUPTI callback would record them (times in CLOCK_MONOTONIC ns).
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    const std::uint64_t now = static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull +
+                              static_cast<std::uint64_t>(ts.tv_nsec);
+    const std::uint64_t w1[] = {a_addr + 999, b_addr + 16};  // last byte of a, inside b
+    ix->record(w1, 2, Access{now + 1000, 1, 0x70});
+    const std::uint64_t w2[] = {a_addr};
+    ix->record(w2, 1, Access{now + 5000, 2, 0x71});
+    const std::uint64_t miss[] = {a_addr + 1000};  // one past a's requested end
+    ix->record(miss, 1, Access{now + 6000, 3, 0x72});
+    ASSERT_EQ(sa.free_on(a, nullptr), SPILLWAY_OK);
+    EXPECT_EQ(ix->live(), 2u);
+    EXPECT_EQ(ix->find(a_addr), nullptr);
+    EXPECT_EQ(sa.free_on(a, nullptr), SPILLWAY_ERR_DOUBLE_FREE);  // no second summary
+    ASSERT_EQ(sa.free_on(untouched, nullptr), SPILLWAY_OK);
+    // b stays live: its summary is written when the allocator goes away (at exit).
+  }
+  trace::Trace t;
+  std::string err;
+  ASSERT_TRUE(trace::ReadTrace(path, &t, &err)) << err;
+  std::vector<trace::Record> acc;
+  std::size_t free_of_a = 0, access_of_a = 0;
+  for (std::size_t i = 0; i < t.records.size(); ++i) {
+    const trace::Record& r = t.records[i];
+    if (r.kind == static_cast<std::uint16_t>(trace::Kind::kAccess)) acc.push_back(r);
+    if (r.kind == static_cast<std::uint16_t>(trace::Kind::kAccess) && r.addr == a_addr)
+      access_of_a = i;
+    if (r.kind == static_cast<std::uint16_t>(trace::Kind::kApiFree) && r.addr == a_addr &&
+        r.status == 0)
+      free_of_a = i;
+  }
+  ASSERT_EQ(acc.size(), 3u);
+  EXPECT_LT(access_of_a, free_of_a) << "the summary comes just before the free record";
+  const trace::Record& ra = acc[0];
+  EXPECT_EQ(ra.addr, a_addr);
+  EXPECT_EQ(ra.size, 2u);  // accesses
+  EXPECT_EQ(ra.aux2, 2u);  // streams 0x70, 0x71
+  EXPECT_EQ(ra.device, 0);
+  EXPECT_GT(ra.aux, 0u);                  // first access, trace time
+  EXPECT_EQ(ra.stream - ra.aux, 4000u);   // last - first
+  const trace::Record& ru = acc[1];       // freed untouched: zero accesses
+  EXPECT_EQ(ru.size, 0u);
+  EXPECT_EQ(ru.aux, 0u);
+  EXPECT_EQ(ru.stream, 0u);
+  EXPECT_EQ(ru.aux2, 0u);
+  const trace::Record& rb = acc[2];  // live at exit
+  EXPECT_EQ(rb.addr, b_addr);
+  EXPECT_EQ(rb.size, 1u);
+  EXPECT_EQ(rb.aux, rb.stream);
+  EXPECT_EQ(rb.aux2, 1u);
+  std::remove(path.c_str());
+}
+
+TEST(Tracker, ConfigSpillwayTrack) {
+  Config cfg;
+  std::string err;
+  ASSERT_TRUE(ParseConfig([](const char*) -> const char* { return nullptr; }, &cfg, &err));
+  EXPECT_FALSE(cfg.track) << "off by default";
+  ASSERT_TRUE(ParseConfig(
+      [](const char* n) -> const char* {
+        return std::string(n) == "SPILLWAY_TRACK" ? "1" : nullptr;
+      },
+      &cfg, &err)) << err;
+  EXPECT_TRUE(cfg.track);
+}
+
+TEST(Tracker, OffByDefault) {
+  test::SimAlloc sa;
+  EXPECT_EQ(sa.alloc->block_index(), nullptr);
+  void* p = nullptr;
+  ASSERT_EQ(sa.alloc_on(&p, 100, nullptr), SPILLWAY_OK);
+  ASSERT_EQ(sa.free_on(p, nullptr), SPILLWAY_OK);
+}
+
+}  // namespace
+}  // namespace spillway
