@@ -5,7 +5,8 @@
 #   scripts/gpu-check.sh STAGE OUTDIR [BUILD]      STAGE: tests | torch | bench | profiler | all
 # tests: ctest -L gpu (CudaBackend with kernels, the preload under a CUDA program), `spillway
 #        info`, and a SPILLWAY_TRACE recording of examples/train_gpt.py (the bundled trace).
-# torch: tests/gpu/torch_checks.py (losses in 4 modes, fragmentation, step time).
+# torch: tests/gpu/torch_checks.py (losses in 4 modes, fragmentation, step time), and the
+#        fragmentation run again with SPILLWAY_RESERVE_POLICY=compact.
 # bench: pair and random-allocation benchmarks, the libtorch anchor, then bench/collect.py.
 # profiler: a training run with SPILLWAY_REPORT (all report formats), and the memory_viz snapshot
 #        read back by PyTorch's torch.cuda._memory_viz (segsum, trace_plot).
@@ -45,6 +46,10 @@ fi
 if [[ $stage == torch || $stage == all ]]; then
   step torch_checks python3 tests/gpu/torch_checks.py --out "$out/torch" --frag --steptime
   cp -f "$out/torch/torch_checks.json" "$out/torch_checks.json" 2>/dev/null
+  # The compact reserve policy on the fragmentation workload (compare with torch_checks' spillway
+  # figure, which uses the default `fast`): ratio in the JSON's spillway stats, and step time.
+  step frag_compact env SPILLWAY_RESERVE_POLICY=compact "$build/spillway" run -- \
+    python3 examples/train_gpt.py --preset gpt2 --steps 30 --json "$out/frag_compact.json"
 fi
 if [[ $stage == profiler || $stage == all ]]; then
   step report_run "$build/spillway" run --report "$out/report" -- \
