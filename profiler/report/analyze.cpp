@@ -341,6 +341,17 @@ class Analyzer {
         case Kind::kOom:
           m_.ooms.push_back(Oom{ns, p, r.device, r.size});
           break;
+        case Kind::kAccess: {  // written just before the block's free, or at exit if live
+          auto it = by_addr.find(r.addr);
+          if (it == by_addr.end()) break;
+          Block& blk = m_.blocks[it->second];
+          blk.tracked = true;
+          blk.accesses = r.size;
+          blk.first_access_ns = off + r.aux;
+          blk.last_access_ns = off + r.stream;
+          blk.access_streams = r.aux2;
+          break;
+        }
         default: break;  // kString (labels, already read) and unknown kinds
       }
     }
@@ -531,6 +542,16 @@ class Analyzer {
       h.count.push_back(hist_count_[i]);
       h.bytes.push_back(hist_bytes_[i]);
     }
+    // Idle byte-seconds of tracked blocks: the ten largest.
+    std::vector<std::pair<double, std::uint32_t>> idle;
+    for (std::uint32_t b = 0; b < m_.blocks.size(); ++b)
+      if (m_.blocks[b].tracked)
+        idle.emplace_back(static_cast<double>(m_.blocks[b].requested) *
+                              static_cast<double>(IdleNs(m_.blocks[b])), b);
+    const std::size_t keep = std::min<std::size_t>(10, idle.size());
+    std::partial_sort(idle.begin(), idle.begin() + static_cast<std::ptrdiff_t>(keep), idle.end(),
+                      [](const auto& x, const auto& y) { return x.first > y.first; });
+    for (std::size_t i = 0; i < keep; ++i) m_.idle_longest.push_back(idle[i].second);
     std::stable_sort(m_.marks.begin(), m_.marks.end(),
                      [](const Mark& a, const Mark& b) { return a.t_ns < b.t_ns; });
     std::stable_sort(m_.ooms.begin(), m_.ooms.end(),

@@ -821,6 +821,34 @@ void LargestAtPeak(std::string& s, const Model& m) {
   s += "</section>";
 }
 
+void IdleLongest(std::string& s, const Model& m) {
+  if (m.idle_longest.empty()) return;  // no access summaries: SPILLWAY_TRACK was off
+  s += "<section><h2>Idle longest</h2><p class=\"note\">Blocks the tracker saw, ranked by size "
+       "\xc3\x97 time from their last access (or allocation, if never touched) to their free or "
+       "the end of the run: memory that could have been elsewhere.</p>"
+       "<div class=\"scroll\"><table class=\"sortable\"><thead><tr><th>#</th>"
+       "<th class=\"l\">address</th><th>requested</th><th>idle</th><th>accesses</th>"
+       "<th>last access</th><th>allocated at</th><th>freed at</th><th class=\"l\">device</th>"
+       "</tr></thead><tbody>";
+  std::size_t k = 0;
+  for (std::uint32_t i : m.idle_longest) {
+    const Block& b = m.blocks[i];
+    const std::uint64_t idle = IdleNs(b);
+    ++k;
+    s += "<tr>" + Td(U(k), static_cast<double>(k)) + TdL(Hex(b.addr), "l mono") +
+         Td(Bytes(b.requested), static_cast<double>(b.requested)) +
+         Td(Dur(idle), static_cast<double>(idle)) +
+         Td(U(b.accesses), static_cast<double>(b.accesses)) +
+         (b.accesses ? Td(Dur(b.last_access_ns), static_cast<double>(b.last_access_ns))
+                     : Td("never", -1.0)) +
+         Td(Dur(b.alloc_ns), static_cast<double>(b.alloc_ns)) +
+         (b.live_at_end ? Td("live at end", 1e300)
+                        : Td(Dur(b.free_ns), static_cast<double>(b.free_ns))) +
+         TdL(DevName(m, b.process, b.device)) + "</tr>";
+  }
+  s += "</tbody></table></div></section>";
+}
+
 }  // namespace
 
 std::string RenderHtml(const Model& m) {
@@ -890,6 +918,7 @@ std::string RenderHtml(const Model& m) {
   s += "</section>";
 
   LargestAtPeak(s, m);
+  IdleLongest(s, m);
   ProcessTable(s, m);
   s += "</main><script>";
   s += kScript;

@@ -61,6 +61,18 @@ void BlockObj(std::string* o, const Block& b, std::uint32_t index) {
   Uint(o, b.process);
   o->append(",\"call\":");
   Uint(o, b.call);
+  if (b.tracked) {  // the tracker's access summary
+    o->append(",\"accesses\":");
+    Uint(o, b.accesses);
+    o->append(",\"first_access_ns\":");
+    Uint(o, b.first_access_ns);
+    o->append(",\"last_access_ns\":");
+    Uint(o, b.last_access_ns);
+    o->append(",\"access_streams\":");
+    Uint(o, b.access_streams);
+    o->append(",\"idle_ns\":");
+    Uint(o, IdleNs(b));
+  }
   o->push_back('}');
 }
 
@@ -200,6 +212,11 @@ std::string RenderJson(const Model& m) {
     o.push_back('}');
   }
 
+  o.append("],\"idle_longest\":[");
+  for (std::size_t i = 0; i < m.idle_longest.size(); ++i) {
+    if (i) o.push_back(',');
+    BlockObj(&o, m.blocks[m.idle_longest[i]], m.idle_longest[i]);
+  }
   o.append("],\"notes\":[");
   for (std::size_t i = 0; i < m.notes.size(); ++i) {
     if (i) o.push_back(',');

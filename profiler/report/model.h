@@ -30,7 +30,19 @@ struct Block {
   std::int32_t device = 0;
   std::uint32_t process = 0;    // index into Model::processes
   std::uint16_t call = 0;       // trace::Kind of the allocation call
+  // From the tracker's access summary (kAccess), when the log has one for this block.
+  bool tracked = false;
+  std::uint64_t accesses = 0;   // launches, copies and sets that referenced the block
+  std::uint64_t first_access_ns = 0, last_access_ns = 0;  // valid when accesses > 0
+  std::uint32_t access_streams = 0;
 };
+
+// How long a tracked block sat unused before its free (or the end): from its last access, or
+// from its allocation when nothing touched it.
+inline std::uint64_t IdleNs(const Block& b) {
+  const std::uint64_t from = b.accesses ? b.last_access_ns : b.alloc_ns;
+  return b.free_ns > from ? b.free_ns - from : 0;
+}
 
 // The state of one device of one process at an instant.
 struct Sample {
@@ -97,6 +109,9 @@ struct Model {
   Histogram sizes;
   std::uint64_t end_ns = 0;
   std::uint64_t events = 0;
+  // Tracked blocks that held the most idle byte-seconds (size x IdleNs), largest first (10);
+  // empty when the logs have no access summaries (SPILLWAY_TRACK was off).
+  std::vector<std::uint32_t> idle_longest;
   std::vector<std::string> notes;  // caveats for readers (estimated figures, ignored records)
 };
 

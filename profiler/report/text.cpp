@@ -129,6 +129,17 @@ std::string RenderText(const Model& m) {
           e.process < m.processes.size() ? ProcessName(m.processes[e.process]).c_str() : "?");
     }
   }
+  if (!m.idle_longest.empty()) {
+    o += "idle longest (tracked blocks, by size x time since last access until free or end):\n";
+    int rank = 0;
+    for (std::uint32_t bi : m.idle_longest) {
+      const Block& b = m.blocks[bi];
+      Add(&o, "  %2d. %12s idle %s (%s), %" PRIu64 " accesses, at 0x%" PRIx64 " on device %d\n",
+          ++rank, Bytes(b.requested).c_str(), Secs(IdleNs(b)).c_str(),
+          b.accesses ? ("last used at " + Secs(b.last_access_ns)).c_str() : "never used",
+          b.accesses, b.addr, b.device);
+    }
+  }
   for (const std::string& n : m.notes) o += "note: " + n + "\n";
   return o;
 }

@@ -604,5 +604,54 @@ TEST(ReportAtExit, SpillwayReportWritesEverythingAtExit) {
   }
 }
 
+// Access summaries (kAccess, from the tracker) attach to their blocks; "idle longest" ranks
+// tracked blocks by size x (free - last access), a block never touched counting from its
+// allocation; untracked blocks are left out.
+TEST(ReportIdle, RanksTrackedBlocksByIdleByteTime) {
+  Log l = TwoPages();
+  auto access = [&](std::uint64_t t_ns, std::uint64_t addr, std::uint64_t count,
+                    std::uint64_t first, std::uint64_t last) {
+    trace::Record& r = l.Add(t_ns, Kind::kAccess);
+    r.addr = addr;
+    r.size = count;
+    r.aux = first;
+    r.stream = last;
+    r.aux2 = 1;
+  };
+  l.Alloc(10, kBase, 1 * kM, 1 * kM);           // A: 1 MiB, used until 20, freed at 1000
+  l.Alloc(11, kBase + kM, 1 * kM, 1 * kM);      // B: 1 MiB, used until 900, freed at 1000
+  l.Alloc(12, kBase + 2 * kM, 2 * kM, 2 * kM);  // C: 2 MiB, never used, freed at 500
+  l.Alloc(13, kBase + 3 * kM + kM / 2, kK, kK); // D: untracked
+  access(999, kBase, 5, 15, 20);
+  l.Free(1000, kBase);
+  access(999, kBase + kM, 7, 15, 900);
+  l.Free(1000, kBase + kM);
+  access(499, kBase + 2 * kM, 0, 0, 0);
+  l.Free(500, kBase + 2 * kM);
+  l.Free(1001, kBase + 3 * kM + kM / 2);
+  Model m = AnalyzeLogs(l);
+  ASSERT_EQ(m.idle_longest.size(), 3u);  // D has no summary
+  // Idle byte-time: A 1M x 980, C 2M x 488, B 1M x 100.
+  EXPECT_EQ(m.blocks[m.idle_longest[0]].addr, kBase);
+  EXPECT_EQ(m.blocks[m.idle_longest[1]].addr, kBase + 2 * kM);
+  EXPECT_EQ(m.blocks[m.idle_longest[2]].addr, kBase + kM);
+  const Block& a = m.blocks[m.idle_longest[0]];
+  EXPECT_TRUE(a.tracked);
+  EXPECT_EQ(a.accesses, 5u);
+  EXPECT_EQ(IdleNs(a), 980u);
+  EXPECT_EQ(IdleNs(m.blocks[m.idle_longest[1]]), 488u);
+  const std::string text = RenderText(m);
+  EXPECT_NE(text.find("idle longest"), std::string::npos) << text;
+  EXPECT_NE(text.find("never used"), std::string::npos) << text;
+  const std::string json = RenderJson(m);
+  EXPECT_NE(json.find("\"idle_longest\":[{"), std::string::npos);
+  EXPECT_NE(json.find("\"idle_ns\":980"), std::string::npos);
+  EXPECT_NE(RenderHtml(m).find("Idle longest"), std::string::npos);
+  // Without access summaries there is no such list (and no section).
+  Model plain = AnalyzeLogs(TwoPages());
+  EXPECT_TRUE(plain.idle_longest.empty());
+  EXPECT_EQ(RenderHtml(plain).find("Idle longest"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace spillway::report
