@@ -47,6 +47,18 @@ bool Bad(std::string* error, const char* var, const char* value, const char* for
   *error = std::string("spillway: invalid ") + var + "='" + value + "': expected " + form;
   return false;
 }
+// A variable with two spellings: `off` sets *out false, `on` true, anything else is an error.
+bool Switch(const GetEnv& getenv, const char* var, const char* off, const char* on, bool* out,
+            std::string* error) {
+  const char* v = getenv(var);
+  if (v == nullptr || *v == '\0') return true;
+  if (std::string(v) == off) *out = false;
+  else if (std::string(v) == on) *out = true;
+  else return Bad(error, var, v, (std::string(off) + " or " + on).c_str());
+  return true;
+}
+constexpr const char kBudgetForm[] =
+    "bytes with an optional K/M/G/T suffix (e.g. 40G) or a percentage in (0,100] (e.g. 80%)";
 }  // namespace
 
 bool ParseConfig(const GetEnv& getenv, Config* cfg, std::string* error) {
@@ -56,22 +68,13 @@ bool ParseConfig(const GetEnv& getenv, Config* cfg, std::string* error) {
       char* end = nullptr;
       double p = std::strtod(s.c_str(), &end);
       if (end != s.c_str() + s.size() - 1 || !(p > 0 && p <= 100))
-        return Bad(error, "SPILLWAY_DEVICE_BUDGET", v,
-                   "bytes with an optional K/M/G/T suffix (e.g. 40G) or a percentage in (0,100] "
-                   "(e.g. 80%)");
+        return Bad(error, "SPILLWAY_DEVICE_BUDGET", v, kBudgetForm);
       cfg->budget_percent = p;
     } else if (!ParseBytes(s, &cfg->budget_bytes)) {
-      return Bad(error, "SPILLWAY_DEVICE_BUDGET", v,
-                 "bytes with an optional K/M/G/T suffix (e.g. 40G) or a percentage in (0,100] "
-                 "(e.g. 80%)");
+      return Bad(error, "SPILLWAY_DEVICE_BUDGET", v, kBudgetForm);
     }
   }
-  if (const char* v = getenv("SPILLWAY_RESERVE_POLICY"); v && *v) {
-    std::string s(v);
-    if (s == "fast") cfg->compact = false;
-    else if (s == "compact") cfg->compact = true;
-    else return Bad(error, "SPILLWAY_RESERVE_POLICY", v, "fast or compact");
-  }
+  if (!Switch(getenv, "SPILLWAY_RESERVE_POLICY", "fast", "compact", &cfg->compact, error)) return false;
   if (const char* v = getenv("SPILLWAY_TRACE"); v) {
     if (!*v) return Bad(error, "SPILLWAY_TRACE", v, "a file path");
     cfg->trace_path = v;
@@ -82,24 +85,9 @@ bool ParseConfig(const GetEnv& getenv, Config* cfg, std::string* error) {
       return Bad(error, "SPILLWAY_REPORT", v, "a directory path (created if missing)");
     cfg->report_dir = v;
   }
-  if (const char* v = getenv("SPILLWAY_STATS"); v && *v) {
-    std::string s(v);
-    if (s == "1") cfg->print_stats = true;
-    else if (s == "0") cfg->print_stats = false;
-    else return Bad(error, "SPILLWAY_STATS", v, "0 or 1");
-  }
-  if (const char* v = getenv("SPILLWAY_TRACK"); v && *v) {
-    std::string s(v);
-    if (s == "1") cfg->track = true;
-    else if (s == "0") cfg->track = false;
-    else return Bad(error, "SPILLWAY_TRACK", v, "0 or 1");
-  }
-  if (const char* v = getenv("SPILLWAY_BACKEND"); v && *v) {
-    std::string s(v);
-    if (s == "cuda") cfg->use_sim = false;
-    else if (s == "sim") cfg->use_sim = true;
-    else return Bad(error, "SPILLWAY_BACKEND", v, "cuda or sim");
-  }
+  if (!Switch(getenv, "SPILLWAY_STATS", "0", "1", &cfg->print_stats, error)) return false;
+  if (!Switch(getenv, "SPILLWAY_TRACK", "0", "1", &cfg->track, error)) return false;
+  if (!Switch(getenv, "SPILLWAY_BACKEND", "cuda", "sim", &cfg->use_sim, error)) return false;
   if (const char* v = getenv("SPILLWAY_SIM_DEVICES"); v && *v) {
     long n = 0;
     if (!ParseInt(v, 1, 64, &n)) return Bad(error, "SPILLWAY_SIM_DEVICES", v, "an integer in 1..64");

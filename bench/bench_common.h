@@ -4,6 +4,7 @@
 #ifndef SPILLWAY_BENCH_COMMON_H_
 #define SPILLWAY_BENCH_COMMON_H_
 
+#include <benchmark/benchmark.h>
 #include <cuda_runtime_api.h>
 #include <spillway/spillway.h>
 
@@ -131,6 +132,22 @@ inline void warm_up_process(double seconds) {
 inline cudaStream_t stream_for(int thread_index) {
   Globals& g = globals();
   return g.streams[static_cast<std::size_t>(thread_index) % g.streams.size()];
+}
+
+// The main() of a benchmark program: flags, device set-up, warm-up, `register_all()` (which
+// registers the benchmarks), the run, teardown. Returns the process exit code.
+template <class Register>
+int run_main(const char* prog, int argc, char** argv, Register register_all) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  int exit_code = 0;
+  if (!setup(prog, &exit_code)) return exit_code;
+  warm_up_process(0.5);
+  register_all();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  teardown();
+  return 0;
 }
 
 }  // namespace spillway_bench

@@ -135,18 +135,9 @@ void register_kind(const char* name, void (*fn)(benchmark::State&)) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  int exit_code = 0;
-  if (!spillway_bench::setup("pair_bench", &exit_code)) return exit_code;
-  spillway_bench::warm_up_process(0.5);
-
-  register_kind("spillway", &BM_pair<Kind::kSpillway>);
-  register_kind("cudaMallocAsync", &BM_pair<Kind::kCudaMallocAsync>);
-  register_kind("cudaMalloc", &BM_pair<Kind::kCudaMalloc>);
-
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  spillway_bench::teardown();
-  return 0;
+  return spillway_bench::run_main("pair_bench", argc, argv, [] {
+    register_kind("spillway", &BM_pair<Kind::kSpillway>);
+    register_kind("cudaMallocAsync", &BM_pair<Kind::kCudaMallocAsync>);
+    register_kind("cudaMalloc", &BM_pair<Kind::kCudaMalloc>);
+  });
 }

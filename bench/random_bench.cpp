@@ -234,17 +234,8 @@ void register_kind(const char* name, void (*fn)(benchmark::State&)) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  int exit_code = 0;
-  if (!spillway_bench::setup("random_bench", &exit_code)) return exit_code;
-  spillway_bench::warm_up_process(0.5);
-
-  register_kind("spillway", &BM_random<Kind::kSpillway>);
-  register_kind("cudaMallocAsync", &BM_random<Kind::kCudaMallocAsync>);
-
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  spillway_bench::teardown();
-  return 0;
+  return spillway_bench::run_main("random_bench", argc, argv, [] {
+    register_kind("spillway", &BM_random<Kind::kSpillway>);
+    register_kind("cudaMallocAsync", &BM_random<Kind::kCudaMallocAsync>);
+  });
 }

@@ -1,11 +1,13 @@
-// real_cuda.cpp — finds the real CUDA runtime functions behind our interposers: in the global
-// libcudart already loaded (Python loads it RTLD_LOCAL, so RTLD_NEXT alone would miss it),
-// else in the global scope after us.
+// real_cuda.cpp — finds the real CUDA runtime functions behind our interposers: in a libcudart
+// already loaded (Python loads it RTLD_LOCAL, so RTLD_NEXT alone would miss it), else in the
+// global scope after us; each name is resolved once.
 #include <dlfcn.h>
 #include <link.h>
 
 #include <cstring>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include "preload/preload.h"
 
@@ -20,9 +22,8 @@ int FindCudart(dl_phdr_info* info, size_t, void* data) {
   }
   return 0;
 }
-}  // namespace
 
-void* RealRuntime(const char* name) {
+void* Resolve(const char* name) {
   std::string path;
   dl_iterate_phdr(FindCudart, &path);
   if (!path.empty()) {
@@ -31,6 +32,21 @@ void* RealRuntime(const char* name) {
     }
   }
   return prim::RealDlsym(RTLD_NEXT, name);
+}
+
+}  // namespace
+
+void* RealRuntime(const char* name) {
+  // Resolved once per name (walking the loaded objects costs microseconds); a miss is not
+  // cached, since libcudart may be loaded later.
+  static std::mutex mu;
+  static std::unordered_map<std::string, void*> cache;
+  std::lock_guard<std::mutex> lk(mu);
+  auto it = cache.find(name);
+  if (it != cache.end()) return it->second;
+  void* f = Resolve(name);
+  if (f != nullptr) cache.emplace(name, f);
+  return f;
 }
 
 }  // namespace spillway::preload

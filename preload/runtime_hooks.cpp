@@ -29,20 +29,19 @@ cudaError_t Complain(spillway_status s) {
 
 cudaError_t MallocAsync(void** p, size_t n, cudaStream_t s, const char* real_name) {
   Allocator* a = pl::Instance();
-  if (a == nullptr || p == nullptr || a->backend().stream_is_capturing(pl::CurrentDevice(), s)) {
+  const int dev = pl::CurrentDevice();
+  if (a == nullptr || p == nullptr || a->backend().stream_is_capturing(dev, s)) {
     // Capturing: CUDA makes this a graph memory node, whose lifetime the graph owns.
     auto real = pl::Real<cudaError_t (*)(void**, size_t, cudaStream_t)>(real_name);
     cudaError_t r = real ? real(p, n, s) : cudaErrorNotSupported;
-    if (a && r == cudaSuccess)
-      a->trace_passthrough(trace::Kind::kCudaMallocAsync, pl::CurrentDevice(), s, *p, n);
+    if (a && r == cudaSuccess) a->trace_passthrough(trace::Kind::kCudaMallocAsync, dev, s, *p, n);
     return r;
   }
   if (n == 0) {  // as CUDA: success and no memory
     *p = nullptr;
     return cudaSuccess;
   }
-  spillway_status st = a->allocate(p, n, pl::CurrentDevice(), s, false,
-                                   trace::Kind::kCudaMallocAsync);
+  spillway_status st = a->allocate(p, n, dev, s, false, trace::Kind::kCudaMallocAsync);
   return st == SPILLWAY_OK ? cudaSuccess : Complain(st);
 }
 
