@@ -2,7 +2,7 @@
 # gpu-check.sh — every GPU check and benchmark of Spillway, run on the GPU machine over a build
 # folder made elsewhere (carried) or here. Writes full results under OUTDIR and prints a short
 # table last.
-#   scripts/gpu-check.sh STAGE OUTDIR [BUILD]      STAGE: tests | torch | bench | profiler | all
+#   scripts/gpu-check.sh STAGE OUTDIR [BUILD]      STAGE: tests | torch | bench | profiler | tracker | all (or several, comma-separated)
 # tests: ctest -L gpu (CudaBackend with kernels, the preload under a CUDA program), `spillway
 #        info`, and a SPILLWAY_TRACE recording of examples/train_gpt.py (the bundled trace).
 # torch: tests/gpu/torch_checks.py (losses in 4 modes, fragmentation, step time), and the
@@ -11,8 +11,8 @@
 # profiler: a training run with SPILLWAY_REPORT (all report formats), and the memory_viz snapshot
 #        read back by PyTorch's torch.cuda._memory_viz (segsum, trace_plot).
 set -uo pipefail
-stage=${1:?usage: gpu-check.sh tests|torch|bench|profiler|all OUTDIR [BUILD]}
-out=${2:?usage: gpu-check.sh tests|torch|bench|profiler|all OUTDIR [BUILD]}
+stage=${1:?usage: gpu-check.sh STAGE[,STAGE...] OUTDIR [BUILD]}
+out=${2:?usage: gpu-check.sh STAGE[,STAGE...] OUTDIR [BUILD]}
 build=${3:-build}
 mkdir -p "$out"
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,6 +26,7 @@ export PYTHONUNBUFFERED=1 SPILLWAY_BUILD="$root/$build"
 commit=${SPILLWAY_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)
 summary=()
+want() { [[ ,$stage, == *,$1,* || $stage == all ]]; }  # want STAGE: was it asked for?
 step() {  # step NAME CMD... : runs, logs to OUTDIR/NAME.log, records pass/fail
   local name=$1; shift
   local t0=$SECONDS
@@ -36,14 +37,14 @@ step() {  # step NAME CMD... : runs, logs to OUTDIR/NAME.log, records pass/fail
   return $rc
 }
 
-if [[ $stage == tests || $stage == all ]]; then
+if want tests; then
   step info "$build/spillway" info
   step ctest_gpu ctest --test-dir "$build" -L gpu --output-on-failure --timeout 300
   step record_trace env SPILLWAY_TRACE="$out/train_gpt_h200.trace" SPILLWAY_STATS=1 \
     "$build/spillway" run -- python3 examples/train_gpt.py --preset small --steps 6 --warmup 1
   step replay_trace "$build/spillway" replay "$out/train_gpt_h200.trace"
 fi
-if [[ $stage == torch || $stage == all ]]; then
+if want torch; then
   step torch_checks python3 tests/gpu/torch_checks.py --out "$out/torch" --frag --steptime
   cp -f "$out/torch/torch_checks.json" "$out/torch_checks.json" 2>/dev/null
   # The compact reserve policy on the fragmentation workload (compare with torch_checks' spillway
@@ -51,12 +52,19 @@ if [[ $stage == torch || $stage == all ]]; then
   step frag_compact env SPILLWAY_RESERVE_POLICY=compact "$build/spillway" run -- \
     python3 examples/train_gpt.py --preset gpt2 --steps 30 --json "$out/frag_compact.json"
 fi
-if [[ $stage == profiler || $stage == all ]]; then
+if want profiler; then
   step report_run "$build/spillway" run --report "$out/report" -- \
     python3 examples/train_gpt.py --preset small --steps 10 --warmup 2
   step memviz python3 scripts/check_memviz.py "$out/report/snapshot.pickle"
 fi
-if [[ $stage == bench || $stage == all ]]; then
+if want tracker; then
+  # The CUPTI tracker under the PyTorch example: its counters (launches decoded, argument words
+  # in live blocks) on stderr, and a report whose access summaries give the coverage.
+  step track_run env SPILLWAY_TRACK=1 SPILLWAY_STATS=1 "$build/spillway" run \
+    --report "$out/track_report" -- python3 examples/train_gpt.py --preset small --steps 8 \
+    --warmup 2 --json "$out/track_run.json"
+fi
+if want bench; then
   step pair_bench "$build/bench/pair_bench" --benchmark_min_time=0.05 --benchmark_repetitions=5 \
     --benchmark_out="$out/pair_bench.json" --benchmark_out_format=json
   step random_bench "$build/bench/random_bench" --benchmark_out="$out/random_bench.json" \
