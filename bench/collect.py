@@ -9,6 +9,10 @@ Inputs (all optional; what is missing becomes null):
                                bench/torch/build_and_run.sh
   --checks  torch_checks.json  {"fragmentation": {...}, "step_time_ratio": x} from the PyTorch
                                checks script
+  --compact frag_compact.json  train_gpt.py's JSON of the fragmentation workload under
+                               SPILLWAY_RESERVE_POLICY=compact: reported as
+                               "fragmentation_compact_policy" (not part of the targets, which
+                               judge the default policy)
 Output: --out allocator.json (default), with --commit and --gpu recorded as given.
 
 Benchmark names (set by pair_bench.cpp / random_bench.cpp; Google Benchmark appends
@@ -264,6 +268,7 @@ def main(argv=None):
     ap.add_argument("--random", default="random_bench.json")
     ap.add_argument("--torch", default="torch_pair.json")
     ap.add_argument("--checks", default="torch_checks.json")
+    ap.add_argument("--compact", default=None)
     ap.add_argument("--out", default="allocator.json")
     ap.add_argument("--commit", default=None)
     ap.add_argument("--gpu", default=None)
@@ -282,6 +287,13 @@ def main(argv=None):
     if isinstance(step_time_ratio, float) and math.isnan(step_time_ratio):
         step_time_ratio = None
 
+    compact = None
+    if (doc := load_json(args.compact, "compact", notes)) is not None:
+        stats = doc.get("spillway") or {}
+        pa, pr = stats.get("peak_allocated_bytes"), stats.get("peak_reserved_bytes")
+        compact = {"ratio": pr / pa if pa and pr else None, "peak_reserved": pr,
+                   "peak_allocated": pa, "median_step_s": doc.get("median_step_s")}
+
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
         "commit": args.commit,
@@ -289,7 +301,9 @@ def main(argv=None):
         "pair_ns": pair,
         "random_allocations": rnd,
         "fragmentation": fragmentation,
+        "fragmentation_compact_policy": compact,
         "step_time_ratio": step_time_ratio,
+        "step_time": checks.get("step_time"),
         "targets": compute_targets(pair, fragmentation, step_time_ratio),
         "notes": notes,
     }

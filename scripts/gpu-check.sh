@@ -72,7 +72,7 @@ if want bench; then
   step torch_pair bench/torch/build_and_run.sh "$out"
   checks=()
   [ -f "$out/torch_checks.json" ] && checks=(--checks "$out/torch_checks.json")
-  [ -n "${SPILLWAY_TORCH_CHECKS:-}" ] && checks=(--checks "$SPILLWAY_TORCH_CHECKS")
+  [ -f "$out/frag_compact.json" ] && checks+=(--compact "$out/frag_compact.json")
   step collect python3 bench/collect.py --pair "$out/pair_bench.json" \
     --random "$out/random_bench.json" --torch "$out/torch_pair.json" "${checks[@]}" \
     --out "$out/allocator.json" --commit "$commit" --gpu "$gpu"
