@@ -16,6 +16,7 @@
 #include "allocator/error.h"
 #include "allocator/prim/cuda_backend.h"
 #include "allocator/prim/sim_backend.h"
+#include "profiler/callsite/capture.h"
 #include "profiler/report/output.h"
 #include "profiler/trace_writer.h"
 #include "profiler/tracker/block_index.h"
@@ -229,6 +230,10 @@ spillway_status Allocator::allocate(void** out, std::size_t n, int device, prim:
   if (trace_)
     trace_->record(kind, device, stream, reinterpret_cast<std::uintptr_t>(*out), n,
                    static_cast<std::uint16_t>(s), s == SPILLWAY_OK ? detail::BlockSize(n) : 0);
+  // The call site (SPILLWAY_CALLSITE_MIN): after the record, for large blocks only.
+  if (trace_ && s == SPILLWAY_OK && cfg_.callsite_min != 0 && n >= cfg_.callsite_min)
+    if (const std::string* site = callsite::Capture())
+      trace_->callsite(device, reinterpret_cast<std::uintptr_t>(*out), site);
   return s;
 }
 
@@ -272,7 +277,19 @@ spillway_status Allocator::free(void* p, FreeMode mode, prim::Stream stream, tra
 void Allocator::enable_access_tracking() {
   if (index_.load(std::memory_order_acquire) != nullptr) return;
   index_owner_ = std::make_unique<tracker::BlockIndex>();
+  install_touch_sink(*index_owner_);
   index_.store(index_owner_.get(), std::memory_order_release);
+}
+
+// Touches (a block's first access in each epoch of 32 tracked operations) go to the event log.
+void Allocator::install_touch_sink(tracker::BlockIndex& index) {
+  if (!trace_) return;
+  index.set_touch_sink(
+      [](void* self, const tracker::Block& b, const tracker::Access& a) {
+        static_cast<Allocator*>(self)->trace_->touch(b.device(), b.addr(), a.t_ns, a.seq,
+                                                     a.stream);
+      },
+      this);
 }
 
 void Allocator::start_tracking() {
@@ -282,8 +299,14 @@ void Allocator::start_tracking() {
     return;
   }
   auto index = std::make_unique<tracker::BlockIndex>();
+  install_touch_sink(*index);  // before CUPTI can call back
+  // NVTX ranges and marks reach the trace through the same path as spillway_mark.
+  auto nvtx_mark = [](void* self, const char* label, std::size_t n, std::uint32_t phase) {
+    auto* a = static_cast<Allocator*>(self);
+    if (a->trace_) a->trace_->mark(std::string(label, n), phase);
+  };
   // Prints why once and returns false when CUPTI cannot be had: then no index at all.
-  if (!tracker::StartTracking(index.get())) return;
+  if (!tracker::StartTracking(index.get(), nvtx_mark, this)) return;
   index_owner_ = std::move(index);
   index_.store(index_owner_.get(), std::memory_order_release);
 }

@@ -82,7 +82,8 @@ class Allocator {
   std::unique_ptr<prim::Backend> backend_;
   Config cfg_;
   std::unique_ptr<trace::TraceWriter> trace_;
-  void start_tracking();  // CUPTI and the index (SPILLWAY_TRACK=1); once, from Global()
+  void start_tracking();
+  void install_touch_sink(tracker::BlockIndex& index);  // CUPTI and the index (SPILLWAY_TRACK=1); once, from Global()
   // The index of live blocks: null unless tracking (one branch on the hot path when off);
   // published once, never withdrawn while the allocator lives.
   std::atomic<tracker::BlockIndex*> index_{nullptr};

@@ -85,6 +85,12 @@ bool ParseConfig(const GetEnv& getenv, Config* cfg, std::string* error) {
       return Bad(error, "SPILLWAY_REPORT", v, "a directory path (created if missing)");
     cfg->report_dir = v;
   }
+  if (const char* v = getenv("SPILLWAY_CALLSITE_MIN"); v && *v) {
+    if (std::string(v) == "0") cfg->callsite_min = 0;
+    else if (!ParseBytes(v, &cfg->callsite_min))
+      return Bad(error, "SPILLWAY_CALLSITE_MIN", v,
+                 "bytes with an optional K/M/G suffix (e.g. 1M), or 0 for no call sites");
+  }
   if (!Switch(getenv, "SPILLWAY_STATS", "0", "1", &cfg->print_stats, error)) return false;
   if (!Switch(getenv, "SPILLWAY_TRACK", "0", "1", &cfg->track, error)) return false;
   if (!Switch(getenv, "SPILLWAY_BACKEND", "cuda", "sim", &cfg->use_sim, error)) return false;

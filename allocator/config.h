@@ -23,6 +23,10 @@ struct Config {
   // log goes to DIR/spillway-PID.trace unless SPILLWAY_TRACE names one; at exit the text summary
   // is printed on stderr and every format is written into DIR (docs/profiler.md).
   std::string report_dir;
+  // SPILLWAY_CALLSITE_MIN: with an event log, allocations of at least this many bytes record
+  // their call site (C++ frames, and Python frames when the caller holds the GIL); bytes with an
+  // optional K/M/G/T suffix; 0 records none.
+  std::uint64_t callsite_min = std::uint64_t{1} << 20;
   // SPILLWAY_STATS=1: print the summary at exit.
   bool print_stats = false;
   // SPILLWAY_TRACK=1: the CUPTI tracker (CUDA backend only): which live blocks each launch,

@@ -7,6 +7,7 @@
 #   spillway run -- python3 examples/train_gpt.py --preset gpt2 --steps 30
 #   python3 examples/train_gpt.py --spillway-install      # PyTorch allocates through Spillway
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -97,6 +98,9 @@ def parse_args():
                    help="make Spillway PyTorch's allocator (spillway.torch.install()) first")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--kinds-truth", type=Path, default=None,
+                   help="write what PyTorch knows of each tensor's kind here (JSON lines: "
+                        "wall-clock ns, kind, storage address), to score Spillway's inferred kinds")
     args = p.parse_args()
     if args.steps <= args.warmup:
         p.error(f"--steps ({args.steps}) must be larger than --warmup ({args.warmup})")
@@ -159,6 +163,20 @@ def main():
           f"PYTORCH_NO_CUDA_MEMORY_CACHING={os.environ.get('PYTORCH_NO_CUDA_MEMORY_CACHING')}",
           flush=True)
 
+    truth = open(args.kinds_truth, "w") if args.kinds_truth else None
+
+    def note(kind, tensor):
+        if truth is not None and tensor is not None and tensor.is_cuda:
+            truth.write(json.dumps({"t": time.time_ns(), "kind": kind,
+                                    "ptr": tensor.untyped_storage().data_ptr()}) + "\n")
+
+    param_ptrs = {p.untyped_storage().data_ptr() for p in model.parameters()}
+
+    def pack(t):  # tensors autograd saves for backward: activations (parameters excluded)
+        if t.is_cuda and t.untyped_storage().data_ptr() not in param_ptrs:
+            note("activation", t)
+        return t
+
     len_rng = random.Random(args.seed)
     tok_gen = torch.Generator().manual_seed(args.seed)  # CPU: same tokens on any device
     losses, step_s = [], []
@@ -168,11 +186,20 @@ def main():
         batch = torch.randint(cfg["vocab"], (cfg["batch"], length + 1), generator=tok_gen)
         batch = batch.to(device)
         x, y = batch[:, :-1], batch[:, 1:]
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.bf16):
-            logits = model(x)
-            loss = F.cross_entropy(logits.reshape(-1, cfg["vocab"]), y.reshape(-1))
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t) if truth else \
+                contextlib.nullcontext():
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.bf16):
+                logits = model(x)
+                loss = F.cross_entropy(logits.reshape(-1, cfg["vocab"]), y.reshape(-1))
         loss.backward()
         opt.step()
+        if truth is not None:  # after the step, before zero_grad frees the gradients
+            for prm in model.parameters():
+                note("parameter", prm)
+                note("gradient", prm.grad)
+                for v in opt.state[prm].values():
+                    if torch.is_tensor(v):
+                        note("optimizer_state", v)
         opt.zero_grad(set_to_none=True)
         loss_value = loss.item()
         torch.cuda.synchronize()
@@ -181,6 +208,8 @@ def main():
         step_s.append(dt)
         print(f"step {step} loss {loss_value:.6f} {dt * 1e3:.1f} ms", flush=True)
 
+    if truth is not None:
+        truth.close()
     results = {
         "preset": args.preset,
         "steps": args.steps,

@@ -1,7 +1,8 @@
 // init.cpp — start-up of the preload: configuration is checked when the library is loaded (a
 // malformed SPILLWAY_* variable stops the process with a message); the allocator itself starts
 // lazily on the first intercepted call, never in a constructor (processes fork and set
-// CUDA_VISIBLE_DEVICES before they touch CUDA).
+// CUDA_VISIBLE_DEVICES before they touch CUDA). With SPILLWAY_TRACK=1 the constructor also sets
+// NVTX_INJECTION64_PATH to libcupti (when unset) so that NVTX ranges reach the tracker.
 #include <dlfcn.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 
 #include "allocator/config.h"
 #include "preload/preload.h"
+#include "profiler/tracker/tracker.h"
 
 namespace spillway::preload {
 
@@ -26,6 +28,9 @@ __attribute__((constructor)) void CheckConfig() {
     std::fflush(stderr);
     _exit(2);
   }
+  // NVTX reaches CUPTI (and the tracker's marks) only through its injection variable, read at
+  // the process's first NVTX call: name libcupti now, unless the user named a library.
+  if (cfg.track) tracker::SetNvtxInjectionForTracking();
 }
 
 }  // namespace

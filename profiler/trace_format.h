@@ -46,9 +46,14 @@ enum class Kind : std::uint16_t {
   kOom = 31,     // size: bytes requested
   kString = 40,  // addr: label id; device: label length; aux2: chunk number; the 24 text
                  // bytes of the chunk are stored in size, stream, aux (in that order)
+  kCallSite = 41,  // the call site of the block just allocated at addr: aux: id of its text (a
+                   // kString defines it: one frame a line, innermost first, docs/trace-format.md)
   // Tracker (SPILLWAY_TRACK=1), written when a block is freed and at exit for live blocks.
   kAccess = 50,  // addr: block; size: accesses; aux: first access t_ns; stream: last access
                  // t_ns (both 0 when size is 0); aux2: distinct streams (5 = more than 4)
+  kTouch = 51,   // t_ns: when the operation was issued; addr: block; aux: the tracker's
+                 // operation number (launches, copies, sets counted together); stream: its
+                 // stream. At most one per block per 32 operations (tracker/block_index.h).
 };
 
 inline constexpr std::uint16_t kStatusPassedThrough = 100;  // handed to CUDA (foreign/capture)

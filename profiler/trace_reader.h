@@ -1,5 +1,5 @@
 // trace_reader.h — reads a SPILLWAY_TRACE file (version 1 or 2) into memory, checking the header
-// and the length, and resolves the labels of marks.
+// and the length, and resolves the labels of marks and the texts of call sites (kString).
 #pragma once
 
 #include <cstdint>
@@ -16,7 +16,7 @@ struct Trace {
   std::string path;
   Header header{};
   std::vector<Record> records;  // version 1 records are widened (aux = aux2 = 0)
-  std::unordered_map<std::uint64_t, std::string> labels;  // from kString records
+  std::unordered_map<std::uint64_t, std::string> labels;  // from kString: marks, call sites
 };
 
 // Reads `path`. False with *error ("'path' ...": missing, too short, bad magic, unknown version

@@ -72,6 +72,17 @@ Record& TraceWriter::next_locked(Kind kind, int device) {
   return r;
 }
 
+void TraceWriter::touch(int device, std::uint64_t addr, std::uint64_t t_ns, std::uint64_t op,
+                        std::uint64_t stream) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (fd_ < 0) return;
+  Record& r = next_locked(Kind::kTouch, device);
+  r.t_ns = t_ns > start_ns_ ? t_ns - start_ns_ : 0;  // the operation's time, not the write's
+  r.addr = addr;
+  r.aux = op;
+  r.stream = stream;
+}
+
 void TraceWriter::access(int device, std::uint64_t addr, std::uint64_t count,
                          std::uint64_t first_ns, std::uint64_t last_ns, std::uint32_t streams) {
   std::lock_guard<std::mutex> lk(mu_);
@@ -108,22 +119,36 @@ void TraceWriter::physical(Kind kind, int device, std::uint64_t addr, std::uint6
 void TraceWriter::mark(const std::string& label, std::uint32_t phase) {
   std::lock_guard<std::mutex> lk(mu_);
   if (fd_ < 0) return;
-  auto [it, fresh] = label_ids_.emplace(label, label_ids_.size() + 1);
-  if (fresh) {
-    for (std::size_t off = 0, chunk = 0; off < label.size(); off += 24, ++chunk) {
-      char text[24] = {};
-      std::memcpy(text, label.data() + off, std::min<std::size_t>(24, label.size() - off));
-      Record& r = next_locked(Kind::kString, static_cast<int>(label.size()));
-      r.addr = it->second;
-      r.aux2 = static_cast<std::uint32_t>(chunk);
-      std::memcpy(&r.size, text, 8);
-      std::memcpy(&r.stream, text + 8, 8);
-      std::memcpy(&r.aux, text + 16, 8);
-    }
-  }
+  auto it = label_ids_.find(label);
+  if (it == label_ids_.end()) it = label_ids_.emplace(label, intern_locked(label)).first;
   Record& r = next_locked(Kind::kMark, -1);
   r.addr = it->second;
   r.aux2 = phase;
+}
+
+void TraceWriter::callsite(int device, std::uint64_t addr, const std::string* text) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (fd_ < 0 || text->empty() || text->size() > 4096) return;
+  auto it = callsite_ids_.find(text);
+  if (it == callsite_ids_.end()) it = callsite_ids_.emplace(text, intern_locked(*text)).first;
+  Record& r = next_locked(Kind::kCallSite, device);
+  r.addr = addr;
+  r.aux = it->second;
+}
+
+std::uint64_t TraceWriter::intern_locked(const std::string& label) {
+  const std::uint64_t id = next_string_id_++;
+  for (std::size_t off = 0, chunk = 0; off < label.size(); off += 24, ++chunk) {
+    char text[24] = {};
+    std::memcpy(text, label.data() + off, std::min<std::size_t>(24, label.size() - off));
+    Record& r = next_locked(Kind::kString, static_cast<int>(label.size()));
+    r.addr = id;
+    r.aux2 = static_cast<std::uint32_t>(chunk);
+    std::memcpy(&r.size, text, 8);
+    std::memcpy(&r.stream, text + 8, 8);
+    std::memcpy(&r.aux, text + 16, 8);
+  }
+  return id;
 }
 
 void TraceWriter::flush_locked() {
@@ -164,7 +189,9 @@ void TraceWriter::atfork_child() {
   mu_.unlock();
   std::lock_guard<std::mutex> lk(mu_);
   buf_.clear();
-  label_ids_.clear();  // the child's file defines its labels again
+  label_ids_.clear();  // the child's file defines its labels and call sites again
+  callsite_ids_.clear();
+  next_string_id_ = 1;
   if (fd_ < 0) return;
   ::close(fd_);
   path_ += "." + std::to_string(getpid());

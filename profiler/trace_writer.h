@@ -1,5 +1,5 @@
 // trace_writer.h — appends events to the SPILLWAY_TRACE file (allocation calls, physical memory,
-// marks, out-of-memory): buffered, thread-safe, bounded in memory (flushed every 4096 records
+// marks, out-of-memory, call sites): buffered, thread-safe, bounded in memory (flushed every 4096 records
 // and at exit); a forked child writes its own file (path.PID).
 #pragma once
 
@@ -26,8 +26,14 @@ class TraceWriter {
   // to the trace's t_ns); ignored when `count` is 0.
   void access(int device, std::uint64_t addr, std::uint64_t count, std::uint64_t first_ns,
               std::uint64_t last_ns, std::uint32_t streams);
+  // A tracked access that starts a touch epoch (kTouch): `t_ns` CLOCK_MONOTONIC ns.
+  void touch(int device, std::uint64_t addr, std::uint64_t t_ns, std::uint64_t op,
+             std::uint64_t stream);
   // A mark: phase 0 instant, 1 begin, 2 end. The label is written once, as kString records.
   void mark(const std::string& label, std::uint32_t phase);
+  // The call site of the block just allocated at `addr` (kCallSite). `text` (at most 4096 bytes)
+  // must outlive the writer: it is interned by address, written as kString records once.
+  void callsite(int device, std::uint64_t addr, const std::string* text);
   void flush();
   void close();
   ~TraceWriter() { close(); }
@@ -46,7 +52,10 @@ class TraceWriter {
   std::uint64_t start_ns_ = 0;
   std::uint64_t seq_ = 0;
   std::vector<Record> buf_;
+  std::uint64_t intern_locked(const std::string& text);  // writes kString records, returns id
   std::unordered_map<std::string, std::uint64_t> label_ids_;
+  std::unordered_map<const std::string*, std::uint64_t> callsite_ids_;
+  std::uint64_t next_string_id_ = 1;  // ids of labels and call sites share one space
 };
 
 }  // namespace spillway::trace

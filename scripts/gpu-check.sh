@@ -10,6 +10,7 @@
 # bench: pair and random-allocation benchmarks, the libtorch anchor, then bench/collect.py.
 # profiler: a training run with SPILLWAY_REPORT (all report formats), and the memory_viz snapshot
 #        read back by PyTorch's torch.cuda._memory_viz (segsum, trace_plot).
+# tracker: a SPILLWAY_TRACK=1 training run, and tests/gpu/graph_check.py (CUDA graphs, NVTX marks).
 set -uo pipefail
 stage=${1:?usage: gpu-check.sh STAGE[,STAGE...] OUTDIR [BUILD]}
 out=${2:?usage: gpu-check.sh STAGE[,STAGE...] OUTDIR [BUILD]}
@@ -59,10 +60,28 @@ if want profiler; then
 fi
 if want tracker; then
   # The CUPTI tracker under the PyTorch example: its counters (launches decoded, argument words
-  # in live blocks) on stderr, and a report whose access summaries give the coverage.
+  # in live blocks) on stderr, a report with the inferred kinds of tensor, and what PyTorch knew
+  # of each tensor (--kinds-truth), scored by scripts/kinds_accuracy.py (with the coverage).
   step track_run env SPILLWAY_TRACK=1 SPILLWAY_STATS=1 "$build/spillway" run \
-    --report "$out/track_report" -- python3 examples/train_gpt.py --preset small --steps 8 \
-    --warmup 2 --json "$out/track_run.json"
+    --report "$out/track_report" -- python3 examples/train_gpt.py --preset small --steps 12 \
+    --warmup 2 --json "$out/track_run.json" --kinds-truth "$out/kinds_truth.jsonl"
+  step kinds python3 scripts/kinds_accuracy.py "$out/track_report/report.json" \
+    "$out/kinds_truth.jsonl" --out "$out/kinds.json"
+  cat "$out/kinds.log"
+  # The tracker's cost: step time with tracking and the event log on / the preload alone
+  # (GPT-2 at length 1024, two interleaved runs each).
+  for rep in 1 2; do
+    step overhead_plain_$rep "$build/spillway" run -- python3 examples/train_gpt.py \
+      --preset gpt2 --fixed-len 1024 --steps 40 --warmup 10 --json "$out/overhead_plain_$rep.json"
+    step overhead_tracked_$rep env SPILLWAY_TRACK=1 SPILLWAY_TRACE="$out/overhead_$rep.trace" \
+      "$build/spillway" run -- python3 examples/train_gpt.py --preset gpt2 --fixed-len 1024 \
+      --steps 40 --warmup 10 --json "$out/overhead_tracked_$rep.json"
+    rm -f "$out/overhead_$rep.trace"
+  done
+  # CUDA graphs and NVTX: a captured and an explicit graph launched N times under the preload;
+  # per-buffer access counts and the NVTX marks checked in the event log.
+  step graph_tracking python3 tests/gpu/graph_check.py "$build/spillway_graph_program" \
+    "$build/libspillway_preload.so" "$out/graph_tracking" 5
 fi
 if want bench; then
   step pair_bench "$build/bench/pair_bench" --benchmark_min_time=0.05 --benchmark_repetitions=5 \

@@ -11,6 +11,7 @@
 
 #include "allocator/config.h"
 #include "preload/cli/commands.h"
+#include "profiler/tracker/tracker.h"
 
 namespace spillway::cli {
 
@@ -19,7 +20,9 @@ const char kUsage[] =
     "  run [--budget BYTES|PCT%] [--reserve-policy fast|compact] [--stats] [--trace FILE]\n"
     "      [--report DIR] [--sim] -- CMD [ARGS...]\n"
     "      run CMD with Spillway's allocator preloaded. For PyTorch it sets\n"
-    "      PYTORCH_CUDA_ALLOC_CONF=backend:cudaMallocAsync unless that variable is set.\n"
+    "      PYTORCH_CUDA_ALLOC_CONF=backend:cudaMallocAsync unless that variable is set. With\n"
+    "      SPILLWAY_TRACK=1 it sets NVTX_INJECTION64_PATH to libcupti unless that is set\n"
+    "      (NVTX ranges then become marks in the trace).\n"
     "  info                     what this machine supports (GPUs, VMM, CUPTI, io_uring)\n"
     "  replay TRACE [--device-memory BYTES] [--gpu-lag-ms L] [--trace OUT]\n"
     "      replay a SPILLWAY_TRACE file through the CPU simulator and print the summary;\n"
@@ -95,6 +98,8 @@ int Run(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", err.c_str());
     return 2;
   }
+  // NVTX ranges reach the tracker only through libcupti as NVTX's injection library.
+  if (cfg.track) tracker::SetNvtxInjectionForTracking();
   const std::string preload = FindPreload();
   if (preload.empty()) {
     std::fprintf(stderr, "spillway run: libspillway_preload.so not found beside %s\n",

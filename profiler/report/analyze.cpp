@@ -8,6 +8,7 @@
 //     holding the value across a run of empty buckets, and one at the exact peak-allocated
 //     record. Only samples sweep the intervals (external fragmentation).
 #include "profiler/report/analyze.h"
+#include "profiler/report/kinds.h"
 
 #include <algorithm>
 #include <bit>
@@ -15,6 +16,7 @@
 #include <map>
 #include <unordered_map>
 
+#include "profiler/report/callsites.h"
 #include "profiler/trace_format.h"
 
 namespace spillway::report {
@@ -125,7 +127,8 @@ struct Dev {
 
 // Records that belong to no device's state (marks, labels, OOMs are kept apart).
 bool NoDevice(std::uint16_t k) {
-  return k == K(Kind::kMark) || k == K(Kind::kString) || k == K(Kind::kOom);
+  return k == K(Kind::kMark) || k == K(Kind::kString) || k == K(Kind::kOom) ||
+         k == K(Kind::kCallSite);
 }
 
 class Analyzer {
@@ -142,6 +145,7 @@ class Analyzer {
     }
     m_ = Model{};
     m_.events = total_records_;
+    m_.origin_unix_ns = base;
     for (std::size_t p = 0; p < logs_.size(); ++p) {
       const trace::Trace& t = logs_[p];
       Process proc;
@@ -352,6 +356,15 @@ class Analyzer {
           blk.access_streams = r.aux2;
           break;
         }
+        case Kind::kTouch:  // a tracked access starting a touch epoch (kinds.cpp reads them)
+          if (auto it = by_addr.find(r.addr); it != by_addr.end())
+            m_.touches.push_back(Touch{it->second, ns, r.aux});
+          break;
+        case Kind::kCallSite:  // written just after its block's allocation record
+          if (auto it = by_addr.find(r.addr); it != by_addr.end())
+            if (auto l = t.labels.find(r.aux); l != t.labels.end())
+              m_.blocks[it->second].callsite = callsites_.Intern(&m_, l->second);
+          break;
         default: break;  // kString (labels, already read) and unknown kinds
       }
     }
@@ -580,6 +593,7 @@ class Analyzer {
   std::vector<BlockIdx> idx_;
   std::size_t idx_base_ = 0;
   std::vector<std::uint64_t> hist_count_, hist_bytes_;
+  CallSiteTable callsites_;
 };
 
 }  // namespace
@@ -591,6 +605,7 @@ bool Analyze(const std::vector<trace::Trace>& logs, Model* out, std::string* err
     return false;
   }
   Analyzer(logs, out, progress).Run();
+  InferKinds(out);
   return true;
 }
 

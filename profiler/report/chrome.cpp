@@ -1,6 +1,6 @@
 // chrome.cpp — trace.json in the Trace Event Format (opens in Perfetto and chrome://tracing):
 // one process per log (named by pid and rank), counter tracks per device (allocated, reserved,
-// mapped in MiB; fragmentation in %), phase slices from begin/end marks, instants for instant
+// mapped in MiB; fragmentation in %; bytes of each kind of tensor when known), phase slices from begin/end marks, instants for instant
 // marks and out-of-memory failures. Timestamps in microseconds.
 #include <set>
 
@@ -68,10 +68,31 @@ std::string RenderChromeTrace(const Model& m) {
     o.append(",\"args\":{\"name\":\"phases\"}}");
   }
 
-  for (const Series& s : m.series) {
+  for (std::size_t si = 0; si < m.series.size(); ++si) {
+    const Series& s = m.series[si];
     const std::string mem = "device " + std::to_string(s.device) + " memory (MiB)";
+    const std::string kinds = "device " + std::to_string(s.device) + " bytes by kind (MiB)";
+    const auto* ks = si < m.kind_series.size() ? &m.kind_series[si] : nullptr;
     const std::string frag = "device " + std::to_string(s.device) + " fragmentation (%)";
-    for (const Sample& x : s.samples) {
+    for (std::size_t j = 0; j < s.samples.size(); ++j) {
+      const Sample& x = s.samples[j];
+      if (ks != nullptr && j < ks->size()) {  // a stacked counter track, one series per kind
+        begin();
+        o.append("{\"name\":");
+        String(&o, kinds);
+        o.append(",\"ph\":\"C\",\"ts\":");
+        Us(&o, x.t_ns);
+        o.append(",\"pid\":");
+        Uint(&o, pid_of(s.process));
+        o.append(",\"tid\":0,\"args\":{");
+        for (int k = 1; k < kTensorKinds; ++k) {
+          if (k > 1) o.push_back(',');
+          String(&o, KindName(static_cast<TensorKind>(k)));
+          o.push_back(':');
+          MiB(&o, (*ks)[j][static_cast<std::size_t>(k)]);
+        }
+        o.append("}}");
+      }
       begin();
       o.append("{\"name\":");
       String(&o, mem);

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "profiler/report/callsites.h"
 #include "profiler/report/model.h"
 #include "profiler/report/render.h"
 
@@ -270,6 +271,38 @@ void StepLine(std::string& s, const Plot& p, const std::vector<Sample>& v, Get g
   s += pts + "\"/>";
 }
 
+// Bytes of each kind of tensor, stacked as filled step areas (parameter at the bottom).
+const char* kKindColors[kTensorKinds] = {"#cccccc", "#4c72b0", "#dd8452", "#8172b3",
+                                         "#55a868", "#c7c7c7"};
+void KindAreas(std::string& s, const Plot& p, const std::vector<Sample>& v,
+               const std::vector<std::array<std::uint64_t, kTensorKinds>>& ks) {
+  const std::size_t n = std::min(v.size(), ks.size());
+  if (n == 0) return;
+  std::vector<double> below(n, 0.0);
+  for (int k = 1; k < kTensorKinds; ++k) {
+    std::vector<double> top(n);
+    for (std::size_t i = 0; i < n; ++i)
+      top[i] = below[i] + static_cast<double>(ks[i][static_cast<std::size_t>(k)]);
+    std::string pts;
+    auto edge = [&](const std::vector<double>& y, bool forward) {
+      for (std::size_t j = 0; j < n; ++j) {
+        const std::size_t i = forward ? j : n - 1 - j;
+        const double x0 = p.X(static_cast<double>(v[i].t_ns));
+        const double x1 = i + 1 < n ? p.X(static_cast<double>(v[i + 1].t_ns)) : p.Right();
+        const double yy = p.Y(std::min(y[i], p.ymax));
+        pts += forward ? F("%.1f,%.1f %.1f,%.1f ", x0, yy, x1, yy)
+                       : F("%.1f,%.1f %.1f,%.1f ", x1, yy, x0, yy);
+      }
+    };
+    edge(top, true);
+    edge(below, false);
+    s += F("<polygon fill=\"%s\" fill-opacity=\"0.55\" stroke=\"none\" points=\"",
+           kKindColors[k]);
+    s += pts + "\"><title>" + KindName(static_cast<TensorKind>(k)) + "</title></polygon>";
+    below = std::move(top);
+  }
+}
+
 bool HasMarks(const Model& m, std::uint32_t process) {
   return std::any_of(m.marks.begin(), m.marks.end(),
                      [&](const Mark& mk) { return mk.process == process; });
@@ -363,6 +396,9 @@ void MemoryPlot(std::string& s, const Model& m, const Series& se) {
   SvgOpen(s, p, "memory over time, " + DevName(m, se.process, se.device));
   Axes(s, p, xu, yu, std::string("time (") + xu.name + ")", std::string("memory (") + yu.name + ")");
   Marks(s, p, m, se.process);
+  const auto si = static_cast<std::size_t>(&se - m.series.data());
+  const bool kinds = si < m.kind_series.size() && !m.kind_series[si].empty();
+  if (kinds) KindAreas(s, p, se.samples, m.kind_series[si]);
   StepLine(s, p, se.samples, [](const Sample& x) { return static_cast<double>(x.mapped); },
            "#2ca02c", " stroke-dasharray=\"5 3\"");
   StepLine(s, p, se.samples, [](const Sample& x) { return static_cast<double>(x.reserved); },
@@ -405,6 +441,9 @@ void MemoryPlot(std::string& s, const Model& m, const Series& se) {
                            {"reserved", "#ff7f0e", "", false},
                            {"mapped", "#2ca02c", "5 3", false}};
   if (any_oom) keys.push_back({"out of memory", "#d62728", "", true});
+  if (kinds)
+    for (int k = 1; k < kTensorKinds; ++k)
+      keys.push_back({KindName(static_cast<TensorKind>(k)), kKindColors[k], "", true});
   Legend(s, p, keys);
   s += "</svg>";
 }
@@ -798,7 +837,7 @@ void LargestAtPeak(std::string& s, const Model& m) {
     s += "<div class=\"scroll\"><table class=\"sortable\"><thead><tr><th>#</th><th class=\"l\">address</th>"
          "<th>requested</th><th>block</th><th>share of peak</th><th>allocated at</th>"
          "<th>freed at</th><th>lifetime</th><th class=\"l\">stream</th><th class=\"l\">call</th>"
-         "</tr></thead><tbody>";
+         "<th class=\"l\">call site</th></tr></thead><tbody>";
     std::size_t k = 0;
     for (std::uint32_t i : d.largest_at_peak) {
       if (i >= m.blocks.size()) continue;
@@ -814,7 +853,7 @@ void LargestAtPeak(std::string& s, const Model& m) {
            Td(Dur(b.alloc_ns), static_cast<double>(b.alloc_ns)) +
            (b.live_at_end ? Td("live at end", 1e300) : Td(Dur(b.free_ns), static_cast<double>(b.free_ns))) +
            Td(b.live_at_end ? "\xe2\x89\xa5 " + Dur(life) : Dur(life), static_cast<double>(life)) +
-           TdL(Hex(b.stream), "l mono") + TdL(CallName(b.call)) + "</tr>";
+           TdL(Hex(b.stream), "l mono") + TdL(CallName(b.call)) + CallSiteCell(m, b) + "</tr>";
     }
     s += "</tbody></table></div>";
   }

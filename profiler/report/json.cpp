@@ -1,6 +1,7 @@
 // json.cpp — report.json: the summary figures, the time series, marks, OOMs, the size
-// histogram and the largest blocks at each device's peak. Times in ns on the common time axis,
+// histogram and the largest blocks at each device's peak (with their call sites). Times in ns on the common time axis,
 // sizes in bytes, fractions in 0..1.
+#include "profiler/report/callsites.h"
 #include "profiler/report/json_util.h"
 #include "profiler/report/render.h"
 
@@ -38,7 +39,7 @@ void SampleObj(std::string* o, const Sample& s) {
   o->push_back('}');
 }
 
-void BlockObj(std::string* o, const Block& b, std::uint32_t index) {
+void BlockObj(std::string* o, const Model& m, const Block& b, std::uint32_t index) {
   o->append("{\"index\":");
   Uint(o, index);
   o->append(",\"addr\":");
@@ -73,6 +74,11 @@ void BlockObj(std::string* o, const Block& b, std::uint32_t index) {
     o->append(",\"idle_ns\":");
     Uint(o, IdleNs(b));
   }
+  if (b.kind != TensorKind::kUnknown) {
+    o->append(",\"kind\":");
+    String(o, KindName(b.kind));
+  }
+  CallSiteJson(o, m, b);  // ,"callsite":{...} when recorded
   o->push_back('}');
 }
 
@@ -143,13 +149,22 @@ std::string RenderJson(const Model& m) {
     o.append(d.reserved_estimated ? "true" : "false");
     o.append(",\"at_peak\":");
     SampleObj(&o, d.at_peak);
+    if (!m.kinds_method.empty()) {  // requested bytes of each kind at the peak
+      o.append(",\"kinds_at_peak\":{");
+      for (int k = 1; k < kTensorKinds; ++k) {
+        if (k > 1) o.push_back(',');
+        Key(&o, KindName(static_cast<TensorKind>(k)));
+        Uint(&o, d.kinds_at_peak[static_cast<std::size_t>(k)]);
+      }
+      o.push_back('}');
+    }
     o.append(",\"largest_at_peak\":[");
     bool first = true;
     for (std::uint32_t bi : d.largest_at_peak) {
       if (bi >= m.blocks.size()) continue;
       if (!first) o.push_back(',');
       first = false;
-      BlockObj(&o, m.blocks[bi], bi);
+      BlockObj(&o, m, m.blocks[bi], bi);
     }
     o.append("]}");
   }
@@ -167,7 +182,22 @@ std::string RenderJson(const Model& m) {
       if (j) o.push_back(',');
       SampleObj(&o, s.samples[j]);
     }
-    o.append("]}");
+    o.push_back(']');
+    if (i < m.kind_series.size()) {  // per sample: bytes of each kind, in "kinds" order
+      o.append(",\"kind_bytes\":[");
+      const auto& ks = m.kind_series[i];
+      for (std::size_t j = 0; j < ks.size(); ++j) {
+        if (j) o.push_back(',');
+        o.push_back('[');
+        for (int k = 1; k < kTensorKinds; ++k) {
+          if (k > 1) o.push_back(',');
+          Uint(&o, ks[j][static_cast<std::size_t>(k)]);
+        }
+        o.push_back(']');
+      }
+      o.push_back(']');
+    }
+    o.push_back('}');
   }
 
   o.append("],\"marks\":[");
@@ -215,9 +245,51 @@ std::string RenderJson(const Model& m) {
   o.append("],\"idle_longest\":[");
   for (std::size_t i = 0; i < m.idle_longest.size(); ++i) {
     if (i) o.push_back(',');
-    BlockObj(&o, m.blocks[m.idle_longest[i]], m.idle_longest[i]);
+    BlockObj(&o, m, m.blocks[m.idle_longest[i]], m.idle_longest[i]);
   }
-  o.append("],\"notes\":[");
+  o.append("],\"kinds\":");
+  if (m.kinds_method.empty()) {
+    o.append("null");
+  } else {
+    // How kinds were inferred, their names, and every tracked block as
+    // [process, addr, requested, alloc_ns, free_ns, kind index, accesses] (alloc/free on
+    // this report's time axis; add origin_unix_ns for wall-clock time).
+    o.append("{\"method\":");
+    String(&o, m.kinds_method);
+    o.append(",\"optimizer_steps\":");
+    Uint(&o, m.iterations);
+    o.append(",\"names\":[");
+    for (int k = 1; k < kTensorKinds; ++k) {
+      if (k > 1) o.push_back(',');
+      String(&o, KindName(static_cast<TensorKind>(k)));
+    }
+    o.append("],\"blocks\":[");
+    bool first_block = true;
+    for (const Block& b : m.blocks) {
+      if (b.kind == TensorKind::kUnknown) continue;
+      if (!first_block) o.push_back(',');
+      first_block = false;
+      o.push_back('[');
+      Uint(&o, b.process);
+      o.push_back(',');
+      Uint(&o, b.addr);
+      o.push_back(',');
+      Uint(&o, b.requested);
+      o.push_back(',');
+      Uint(&o, b.alloc_ns);
+      o.push_back(',');
+      Uint(&o, b.free_ns);
+      o.push_back(',');
+      Uint(&o, static_cast<std::uint64_t>(b.kind) - 1);
+      o.push_back(',');
+      Uint(&o, b.accesses);
+      o.push_back(']');
+    }
+    o.append("]}");
+  }
+  o.append(",\"origin_unix_ns\":");
+  Uint(&o, m.origin_unix_ns);
+  o.append(",\"notes\":[");
   for (std::size_t i = 0; i < m.notes.size(); ++i) {
     if (i) o.push_back(',');
     String(&o, m.notes[i]);

@@ -3,6 +3,7 @@
 // since the earliest log's start (logs of several processes are aligned on wall-clock time).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -16,6 +17,25 @@ struct Process {
   std::int32_t rank = -1;
   std::uint64_t offset_ns = 0;  // its t = 0 on the common time axis
   std::uint64_t records = 0;
+};
+
+// What a block holds, inferred from its lifetime and accesses (kinds.cpp; docs/profiler.md).
+enum class TensorKind : std::uint8_t {
+  kUnknown = 0,  // no access information (SPILLWAY_TRACK was off)
+  kParameter,
+  kGradient,
+  kOptimizerState,
+  kActivation,
+  kTemporary,    // temporaries and workspaces: everything else that was tracked
+};
+inline constexpr int kTensorKinds = 6;
+const char* KindName(TensorKind k);  // "parameter", ..., "unknown"
+
+// A tracked access that started one of the block's touch epochs (kTouch).
+struct Touch {
+  std::uint32_t block = 0;  // index into Model::blocks
+  std::uint64_t t_ns = 0;
+  std::uint64_t op = 0;     // the tracker's operation number within the process
 };
 
 // One allocation, from its allocation record to its free (or the end of the log).
@@ -35,6 +55,8 @@ struct Block {
   std::uint64_t accesses = 0;   // launches, copies and sets that referenced the block
   std::uint64_t first_access_ns = 0, last_access_ns = 0;  // valid when accesses > 0
   std::uint32_t access_streams = 0;
+  TensorKind kind = TensorKind::kUnknown;
+  std::uint32_t callsite = 0;   // 1 + index into Model::callsites; 0: none recorded (kCallSite)
 };
 
 // How long a tracked block sat unused before its free (or the end): from its last access, or
@@ -91,6 +113,8 @@ struct DeviceSummary {
   std::uint64_t unknown_frees = 0;  // frees of addresses with no live block: counted, ignored
   bool reserved_estimated = false;  // no chunk events (e.g. version 1 logs): reserved = rounded
   std::uint64_t first_ns = 0, last_ns = 0;  // time of the device's first and last event
+  // Requested bytes of each kind (TensorKind order) when allocated peaked (kinds.cpp).
+  std::array<std::uint64_t, kTensorKinds> kinds_at_peak{};
 };
 
 struct Histogram {  // sizes of all allocations, power-of-two buckets from 512 B
@@ -108,11 +132,21 @@ struct Model {
   std::vector<DeviceSummary> devices;
   Histogram sizes;
   std::uint64_t end_ns = 0;
+  std::uint64_t origin_unix_ns = 0;  // wall clock (ns since 1970) of t = 0
   std::uint64_t events = 0;
   // Tracked blocks that held the most idle byte-seconds (size x IdleNs), largest first (10);
   // empty when the logs have no access summaries (SPILLWAY_TRACK was off).
   std::vector<std::uint32_t> idle_longest;
   std::vector<std::string> notes;  // caveats for readers (estimated figures, ignored records)
+  // Touches of all processes, in each process's time order (empty without SPILLWAY_TRACK).
+  std::vector<Touch> touches;
+  // Kinds of tensor (kinds.cpp): how iterations were found, and per device series the bytes of
+  // each kind at each sample (kind_series[i] matches series[i]; empty when no kinds).
+  std::string kinds_method;  // "" when no kinds were inferred
+  std::uint32_t iterations = 0;  // optimizer steps found
+  std::vector<std::vector<std::array<std::uint64_t, kTensorKinds>>> kind_series;
+  // Distinct call-site texts (one frame a line, innermost first; callsites.h parses them).
+  std::vector<std::string> callsites;
 };
 
 }  // namespace spillway::report

@@ -7,4 +7,6 @@ set(SPILLWAY_REPORT_SOURCES
   output.cpp
   html.cpp
   memviz.cpp
+  callsites.cpp
+  kinds.cpp
 )

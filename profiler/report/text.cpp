@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <string>
 
+#include "profiler/report/callsites.h"
 #include "profiler/report/render.h"
 #include "profiler/trace_format.h"
 
@@ -89,20 +90,32 @@ std::string RenderText(const Model& m) {
       Add(&o, "    fragmentation at the peak: internal %s (rounding waste / reserved), external "
               "%s (1 - largest free extent / free), reserved/allocated %.3f\n",
           Pct(s.internal).c_str(), Pct(s.external).c_str(), s.overhead);
+      if (!m.kinds_method.empty()) {
+        o += "    kinds at the peak:";
+        for (int k = 1; k < kTensorKinds; ++k)
+          Add(&o, "%s %s %s", k > 1 ? "," : "", KindName(static_cast<TensorKind>(k)),
+              Bytes(d.kinds_at_peak[static_cast<std::size_t>(k)]).c_str());
+        o += "\n";
+      }
       if (!d.largest_at_peak.empty()) {
         o += "    largest live blocks at the peak:\n";
         int rank = 0;
         for (std::uint32_t bi : d.largest_at_peak) {
           if (bi >= m.blocks.size()) continue;
           const Block& b = m.blocks[bi];
-          Add(&o, "      %2d. %12s (rounded %s) at 0x%" PRIx64 ", allocated at %s by %s, stream 0x%" PRIx64 "%s\n",
+          Add(&o, "      %2d. %12s (rounded %s) at 0x%" PRIx64 ", allocated at %s by %s, stream 0x%" PRIx64 "%s%s%s\n",
               ++rank, Bytes(b.requested).c_str(), Bytes(b.rounded).c_str(), b.addr,
               Secs(b.alloc_ns).c_str(), CallName(b.call), b.stream,
-              b.live_at_end ? ", never freed" : "");
+              b.live_at_end ? ", never freed" : "", b.kind != TensorKind::kUnknown ? ", " : "",
+              b.kind != TensorKind::kUnknown ? KindName(b.kind) : "");
+          if (const std::string site = CallSiteLine(m, b); !site.empty())
+            o += "          at " + site + "\n";
         }
       }
     }
   }
+  if (!m.kinds_method.empty())
+    Add(&o, "kinds of tensor: %s (rules: docs/profiler.md)\n", m.kinds_method.c_str());
   if (!m.marks.empty()) {
     Add(&o, "marks: %zu\n", m.marks.size());
     std::size_t shown = 0;

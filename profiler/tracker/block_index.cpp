@@ -27,21 +27,25 @@ RwLock::RwLock() {
   pthread_rwlockattr_destroy(&a);
 }
 
-void Block::record(const Access& a) {
+bool Block::record(const Access& a) {
   count_.fetch_add(1, std::memory_order_relaxed);
+  const std::uint64_t epoch = a.seq >> kTouchEpochShift;
+  const bool touch = touch_epoch_.load(std::memory_order_relaxed) != epoch &&
+                     touch_epoch_.exchange(epoch, std::memory_order_relaxed) != epoch;
   AtomicMin(first_t_, a.t_ns);
   AtomicMax(last_t_, a.t_ns);
   AtomicMin(first_seq_, a.seq);
   AtomicMax(last_seq_, a.seq);
   for (auto& slot : streams_) {
     std::uint64_t cur = slot.load(std::memory_order_relaxed);
-    if (cur == a.stream) return;
+    if (cur == a.stream) return touch;
     if (cur == kNoStream) {
-      if (slot.compare_exchange_strong(cur, a.stream, std::memory_order_relaxed)) return;
-      if (cur == a.stream) return;  // another thread put the same stream there
+      if (slot.compare_exchange_strong(cur, a.stream, std::memory_order_relaxed)) return touch;
+      if (cur == a.stream) return touch;  // another thread put the same stream there
     }
   }
   if (a.stream != kNoStream) more_streams_.store(true, std::memory_order_relaxed);
+  return touch;
 }
 
 BlockSummary Block::summary() const {
@@ -114,9 +118,10 @@ std::optional<BlockSummary> BlockIndex::remove(std::uint64_t addr) {
 std::size_t BlockIndex::record(const std::uint64_t* words, std::size_t n, const Access& a) {
   std::size_t hits = 0;
   std::shared_lock<RwLock> lk(mu_);
+  const TouchSink sink = touch_sink_.load(std::memory_order_acquire);
   for (std::size_t i = 0; i < n; ++i) {
     if (Block* b = find(words[i])) {
-      b->record(a);
+      if (b->record(a) && sink != nullptr) sink(touch_ctx_, *b, a);
       ++hits;
     }
   }

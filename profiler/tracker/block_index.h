@@ -55,6 +55,10 @@ class RwLock {
 };
 
 inline constexpr int kMaxStreams = 4;  // distinct streams remembered per block
+// Touches: a block reports at most one access per epoch of 32 tracked operations (launches,
+// copies, sets), so that the event log holds each block's access pattern over an iteration
+// (forward, backward, optimizer) at a bounded cost: a few records per block per iteration.
+inline constexpr int kTouchEpochShift = 5;
 
 // A plain copy of a block's bookkeeping.
 struct BlockSummary {
@@ -77,8 +81,9 @@ class Block {
   std::uint64_t addr() const { return addr_; }
   std::uint64_t size() const { return size_; }
   int device() const { return device_; }
-  // Thread-safe (lock-free).
-  void record(const Access& a);
+  // Thread-safe (lock-free). True when `a` is the block's first access in its touch epoch
+  // (a.seq >> kTouchEpochShift): the caller then reports a touch (BlockIndex::TouchSink).
+  bool record(const Access& a);
   BlockSummary summary() const;
 
  private:
@@ -90,10 +95,19 @@ class Block {
   std::atomic<std::uint64_t> first_seq_{~std::uint64_t{0}}, last_seq_{0};
   std::atomic<std::uint64_t> streams_[kMaxStreams];
   std::atomic<bool> more_streams_{false};
+  std::atomic<std::uint64_t> touch_epoch_{~std::uint64_t{0}};  // epoch of the last touch
 };
 
 class BlockIndex {
  public:
+  // Called, under the index's shared lock, for a block's first access in each touch epoch.
+  // Must not call back into the index. Set once, before any access is recorded.
+  using TouchSink = void (*)(void* ctx, const Block& block, const Access& a);
+  void set_touch_sink(TouchSink sink, void* ctx) {
+    touch_ctx_ = ctx;
+    touch_sink_.store(sink, std::memory_order_release);
+  }
+
   // A live block [addr, addr + size). False (nothing changed) for size 0 or an overlap with a
   // live block.
   bool add(std::uint64_t addr, std::uint64_t size, int device);
@@ -107,6 +121,12 @@ class BlockIndex {
     return find_slow(word);
   }
   std::shared_lock<RwLock> read_lock() const { return std::shared_lock<RwLock>(mu_); }
+  // Records `a` on a block found under read_lock() (still held), reporting a touch as
+  // record() does.
+  void record_on(Block& b, const Access& a) const {
+    if (b.record(a))
+      if (const TouchSink sink = touch_sink_.load(std::memory_order_acquire)) sink(touch_ctx_, b, a);
+  }
   // Looks up each word under one shared lock and records `a` on every block hit (a block named
   // by several words of one launch is recorded once per word). Returns the number of hits.
   std::size_t record(const std::uint64_t* words, std::size_t n, const Access& a);
@@ -124,6 +144,8 @@ class BlockIndex {
   mutable RwLock mu_;
   std::vector<Entry> entries_;  // sorted by addr, non-overlapping
   std::uint64_t lo_ = 1, hi_ = 0;  // [lo_, hi_) covers every block; empty when hi_ <= lo_
+  std::atomic<TouchSink> touch_sink_{nullptr};
+  void* touch_ctx_ = nullptr;
 };
 
 }  // namespace spillway::tracker

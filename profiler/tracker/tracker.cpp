@@ -5,10 +5,13 @@
 #include <cuda.h>
 #include <cupti.h>  // callbacks, driver cbids and the parameter structs (generated_cuda_meta.h)
 #include <dlfcn.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <mutex>
 #include <shared_mutex>
@@ -16,6 +19,11 @@
 #include <vector>
 
 #include "allocator/prim/cuda_driver.h"
+#include "profiler/tracker/graph_map.h"
+
+// NVTX parameter structs (types only: NVTX_NO_IMPL keeps NVTX's own implementation out).
+#define NVTX_NO_IMPL
+#include <generated_nvtx_meta.h>
 
 namespace spillway::tracker {
 
@@ -30,6 +38,10 @@ CounterValues Read(const Counters& c) {
   v.copies = c.copies.load(std::memory_order_relaxed);
   v.graph_launches = c.graph_launches.load(std::memory_order_relaxed);
   v.streams_created = c.streams_created.load(std::memory_order_relaxed);
+  v.captured = c.captured.load(std::memory_order_relaxed);
+  v.uncaptured = c.uncaptured.load(std::memory_order_relaxed);
+  v.graph_nodes = c.graph_nodes.load(std::memory_order_relaxed);
+  v.graph_hits = c.graph_hits.load(std::memory_order_relaxed);
   return v;
 }
 
@@ -46,11 +58,10 @@ void Lookup(BlockIndex& index, const std::uint64_t* w, std::size_t n, const Acce
 }
 }  // namespace
 
-Decoded ScanLaunch(BlockIndex& index, const ParamLayout* layout, void* const* params,
-                   void* const* extra, const Access& a, Counters& c) {
+Decoded DecodeLaunch(const ParamLayout* layout, void* const* params, void* const* extra,
+                     std::vector<std::uint64_t>* words, Counters& c) {
   c.launches.fetch_add(1, std::memory_order_relaxed);
-  std::vector<std::uint64_t>& w = t_words;
-  w.clear();
+  std::vector<std::uint64_t>& w = *words;
   Decoded how = Decoded::kUndecodable;
   const void* buf = nullptr;
   std::size_t size = 0;
@@ -72,8 +83,51 @@ Decoded ScanLaunch(BlockIndex& index, const ParamLayout* layout, void* const* pa
     case Decoded::kExtra: c.by_extra.fetch_add(1, std::memory_order_relaxed); break;
     case Decoded::kUndecodable: c.undecodable.fetch_add(1, std::memory_order_relaxed); break;
   }
+  return how;
+}
+
+Decoded ScanLaunch(BlockIndex& index, const ParamLayout* layout, void* const* params,
+                   void* const* extra, const Access& a, Counters& c) {
+  std::vector<std::uint64_t>& w = t_words;
+  w.clear();
+  const Decoded how = DecodeLaunch(layout, params, extra, &w, c);
   Lookup(index, w.data(), w.size(), a, c);
   return how;
+}
+
+std::size_t CollectHits(BlockIndex& index, const std::uint64_t* w, std::size_t n,
+                        std::vector<std::uint64_t>* out, Counters& c) {
+  c.words.fetch_add(n, std::memory_order_relaxed);
+  std::size_t added = 0;
+  if (n == 0) return 0;
+  auto lk = index.read_lock();
+  for (std::size_t i = 0; i < n; ++i) {
+    if (index.find(w[i]) != nullptr) {
+      out->push_back(w[i]);
+      ++added;
+    }
+  }
+  return added;
+}
+
+std::size_t RecordGraphLaunch(BlockIndex& index, const std::vector<std::uint64_t>* addrs,
+                              const Access& a, Counters& c) {
+  c.graph_launches.fetch_add(1, std::memory_order_relaxed);
+  if (addrs == nullptr || addrs->empty()) return 0;
+  thread_local std::vector<Block*> blocks;  // reused: no allocation per launch once warm
+  blocks.clear();
+  std::size_t n = 0;
+  {
+    auto lk = index.read_lock();
+    for (std::uint64_t w : *addrs)
+      if (Block* b = index.find(w)) blocks.push_back(b);
+    std::sort(blocks.begin(), blocks.end());
+    blocks.erase(std::unique(blocks.begin(), blocks.end()), blocks.end());
+    for (Block* b : blocks) index.record_on(*b, a);  // under the lock that found them
+    n = blocks.size();
+  }
+  if (n != 0) c.graph_hits.fetch_add(n, std::memory_order_relaxed);
+  return n;
 }
 
 void ScanDirect(BlockIndex& index, const std::uint64_t* ptrs, std::size_t n, const Access& a,
@@ -108,6 +162,8 @@ struct State {
   std::atomic<std::uint64_t> seq{0};
   std::shared_mutex layouts_mu;
   std::unordered_map<CUfunction, Layout> layouts;  // node-based: values never move
+  GraphMap graphs;
+  NvtxMarks* nvtx = nullptr;  // null: NVTX callbacks not enabled
 };
 
 State* g_state = nullptr;  // set once, before any callback is enabled; never freed
@@ -180,22 +236,266 @@ Access Next(State& st, CUstream s, bool per_thread) {
                 StreamOf(s, per_thread)};
 }
 
+std::uint64_t Key(const void* handle) { return reinterpret_cast<std::uintptr_t>(handle); }
+
+// Whether an operation on `stream` is being captured into a graph: kKnown, a stream seen to
+// begin capturing; kJoined, another stream the driver says is capturing (joined to a capture
+// through an event). Costs one relaxed load when no capture is in progress.
+enum class Capture { kNo, kKnown, kJoined };
+Capture CaptureOf(State& st, std::uint64_t stream) {
+  if (!st.graphs.any_capturing()) return Capture::kNo;
+  if (st.graphs.capturing(stream)) return Capture::kKnown;
+  // Not the legacy stream (0, CU_STREAM_LEGACY): asking about it during a capture in a
+  // non-relaxed mode is an error; work on it could not be captured anyway.
+  if (stream <= 1 || st.drv->cuStreamIsCapturing == nullptr) return Capture::kNo;
+  CUstreamCaptureStatus cs = CU_STREAM_CAPTURE_STATUS_NONE;
+  if (st.drv->cuStreamIsCapturing(reinterpret_cast<CUstream>(stream), &cs) == CUDA_SUCCESS &&
+      cs == CU_STREAM_CAPTURE_STATUS_ACTIVE)
+    return Capture::kJoined;
+  return Capture::kNo;
+}
+
+// Keeps the words of w[0, n) inside live blocks for the capture (not recorded as accesses).
+void Keep(State& st, Capture c, std::uint64_t stream, const std::uint64_t* w, std::size_t n) {
+  thread_local std::vector<std::uint64_t> hits;
+  hits.clear();
+  CollectHits(*st.index, w, n, &hits, st.counters);
+  const bool kept = c == Capture::kKnown ? st.graphs.capture(stream, hits.data(), hits.size())
+                                         : st.graphs.capture_sole(hits.data(), hits.size());
+  (kept ? st.counters.captured : st.counters.uncaptured).fetch_add(1, std::memory_order_relaxed);
+}
+
 void OnLaunch(State& st, CUfunction f, CUstream s, bool pt, void** params, void** extra) {
   const ParamLayout* layout = LayoutOf(st, f);
+  const std::uint64_t stream = StreamOf(s, pt);
+  if (const Capture c = CaptureOf(st, stream); c != Capture::kNo) [[unlikely]] {
+    std::vector<std::uint64_t>& w = t_words;
+    w.clear();
+    DecodeLaunch(layout, params, extra, &w, st.counters);
+    Keep(st, c, stream, w.data(), w.size());
+    return;
+  }
   ScanLaunch(*st.index, layout, params, extra, Next(st, s, pt), st.counters);
 }
 
 void OnDirect(State& st, CUdeviceptr a, CUdeviceptr b, CUstream s, bool pt) {
   const std::uint64_t w[2] = {a, b};
-  ScanDirect(*st.index, w, b != 0 ? 2 : 1, Next(st, s, pt), st.counters);
+  const std::size_t n = b != 0 ? 2 : 1;
+  const std::uint64_t stream = StreamOf(s, pt);
+  if (const Capture c = CaptureOf(st, stream); c != Capture::kNo) [[unlikely]] {
+    st.counters.copies.fetch_add(1, std::memory_order_relaxed);
+    Keep(st, c, stream, w, n);
+    return;
+  }
+  ScanDirect(*st.index, w, n, Next(st, s, pt), st.counters);
+}
+
+void OnGraphLaunch(State& st, CUgraphExec e, CUstream s, bool pt) {
+  const GraphMap::Addrs addrs = st.graphs.exec_addrs(Key(e));
+  const std::uint64_t stream = StreamOf(s, pt);
+  if (const Capture c = CaptureOf(st, stream); c != Capture::kNo) [[unlikely]] {
+    // Launched into a capture: a child graph of the graph being captured.
+    st.counters.graph_launches.fetch_add(1, std::memory_order_relaxed);
+    if (addrs) Keep(st, c, stream, addrs->data(), addrs->size());
+    return;
+  }
+  RecordGraphLaunch(*st.index, addrs.get(), Next(st, s, pt), st.counters);
+}
+
+// An explicit kernel node added to `g` (cuGraphAddKernelNode, cuGraphAddNode): its argument
+// words inside live blocks, kept for the graph. `f` may be null with `k` set (node params v2).
+void OnKernelNode(State& st, CUgraph g, CUfunction f, CUkernel k, void** params, void** extra) {
+  CUfunction h = f != nullptr ? f : reinterpret_cast<CUfunction>(k);
+  if (h == nullptr) return;
+  const ParamLayout* layout = LayoutOf(st, h);
+  Counters scratch;  // a node is not a launch: only graph_nodes is counted
+  std::vector<std::uint64_t>& w = t_words;
+  w.clear();
+  if (DecodeLaunch(layout, params, extra, &w, scratch) == Decoded::kUndecodable) return;
+  thread_local std::vector<std::uint64_t> hits;
+  hits.clear();
+  CollectHits(*st.index, w.data(), w.size(), &hits, st.counters);
+  st.graphs.add_to_graph(Key(g), hits.data(), hits.size());
+  st.counters.graph_nodes.fetch_add(1, std::memory_order_relaxed);
+}
+
+void OnMemsetNode(State& st, CUgraph g, CUdeviceptr dst) {
+  thread_local std::vector<std::uint64_t> hits;
+  hits.clear();
+  const std::uint64_t w = dst;
+  CollectHits(*st.index, &w, 1, &hits, st.counters);
+  st.graphs.add_to_graph(Key(g), hits.data(), hits.size());
+  st.counters.graph_nodes.fetch_add(1, std::memory_order_relaxed);
+}
+
+void OnAddNode(State& st, CUgraph g, const CUgraphNodeParams* p) {
+  if (p == nullptr) return;
+  switch (p->type) {
+    case CU_GRAPH_NODE_TYPE_KERNEL:
+      OnKernelNode(st, g, p->kernel.func, p->kernel.kern, p->kernel.kernelParams,
+                   p->kernel.extra);
+      break;
+    case CU_GRAPH_NODE_TYPE_MEMSET: OnMemsetNode(st, g, p->memset.dst); break;
+    case CU_GRAPH_NODE_TYPE_GRAPH:
+      st.graphs.add_graph_to_graph(Key(p->graph.graph), Key(g));
+      st.counters.graph_nodes.fetch_add(1, std::memory_order_relaxed);
+      break;
+    default: break;  // memcpy and the other kinds: not decoded
+  }
+}
+
+// Callbacks at API exit (results are known): capture, graph building, instantiation.
+void OnExit(State& st, CUpti_CallbackId cbid, const CUpti_CallbackData* cb) {
+  const void* fp = cb->functionParams;
+  const bool ok = cb->functionReturnValue != nullptr &&
+                  *static_cast<const CUresult*>(cb->functionReturnValue) == CUDA_SUCCESS;
+#define SPW_P(name) (*static_cast<const name##_params*>(fp))
+#define SPW_CASE(name) case CUPTI_DRIVER_TRACE_CBID_##name:
+// An instantiation: the exec gets the graph's addresses. (These paste `name` directly: cuda.h
+// defines some names as macros, e.g. cuGraphInstantiate as cuGraphInstantiateWithFlags.)
+#define SPW_INSTANTIATE(name)                                            \
+  case CUPTI_DRIVER_TRACE_CBID_##name: {                                 \
+    const auto& p = *static_cast<const name##_params*>(fp);              \
+    if (ok && p.phGraphExec != nullptr)                                  \
+      st.graphs.instantiate(Key(p.hGraph), Key(*p.phGraphExec));         \
+    break;                                                               \
+  }
+// A capture begins on the call's stream.
+#define SPW_BEGIN(name, pt)                                              \
+  case CUPTI_DRIVER_TRACE_CBID_##name: {                                 \
+    const auto& p = *static_cast<const name##_params*>(fp);              \
+    if (ok) st.graphs.begin_capture(StreamOf(p.hStream, pt));            \
+    break;                                                               \
+  }
+  switch (cbid) {
+    SPW_BEGIN(cuStreamBeginCapture, false)
+    SPW_BEGIN(cuStreamBeginCapture_ptsz, true)
+    SPW_BEGIN(cuStreamBeginCapture_v2, false)
+    SPW_BEGIN(cuStreamBeginCapture_v2_ptsz, true)
+    SPW_BEGIN(cuStreamBeginCaptureToGraph, false)
+    SPW_BEGIN(cuStreamBeginCaptureToGraph_ptsz, true)
+    // The capture ends whatever the result; a failed one (invalidated) gives no graph.
+    SPW_CASE(cuStreamEndCapture) {
+      const auto& p = SPW_P(cuStreamEndCapture);
+      st.graphs.end_capture(StreamOf(p.hStream, false),
+                            ok && p.phGraph != nullptr ? Key(*p.phGraph) : 0);
+      break;
+    }
+    SPW_CASE(cuStreamEndCapture_ptsz) {
+      const auto& p = SPW_P(cuStreamEndCapture_ptsz);
+      st.graphs.end_capture(StreamOf(p.hStream, true),
+                            ok && p.phGraph != nullptr ? Key(*p.phGraph) : 0);
+      break;
+    }
+    SPW_INSTANTIATE(cuGraphInstantiate)
+    SPW_INSTANTIATE(cuGraphInstantiate_v2)
+    SPW_INSTANTIATE(cuGraphInstantiateWithFlags)
+    SPW_INSTANTIATE(cuGraphInstantiateWithParams)
+    SPW_INSTANTIATE(cuGraphInstantiateWithParams_ptsz)
+    SPW_CASE(cuGraphClone) {
+      const auto& p = SPW_P(cuGraphClone);
+      if (ok && p.phGraphClone != nullptr)
+        st.graphs.add_graph_to_graph(Key(p.originalGraph), Key(*p.phGraphClone));
+      break;
+    }
+    SPW_CASE(cuGraphAddKernelNode) {
+      const auto& p = SPW_P(cuGraphAddKernelNode);
+      if (ok && p.nodeParams != nullptr)
+        OnKernelNode(st, p.hGraph, p.nodeParams->func, nullptr, p.nodeParams->kernelParams,
+                     p.nodeParams->extra);
+      break;
+    }
+    SPW_CASE(cuGraphAddKernelNode_v2) {
+      const auto& p = SPW_P(cuGraphAddKernelNode_v2);
+      if (ok && p.nodeParams != nullptr)
+        OnKernelNode(st, p.hGraph, p.nodeParams->func, p.nodeParams->kern,
+                     p.nodeParams->kernelParams, p.nodeParams->extra);
+      break;
+    }
+    SPW_CASE(cuGraphAddMemsetNode) {
+      const auto& p = SPW_P(cuGraphAddMemsetNode);
+      if (ok && p.memsetParams != nullptr) OnMemsetNode(st, p.hGraph, p.memsetParams->dst);
+      break;
+    }
+    SPW_CASE(cuGraphAddChildGraphNode) {
+      const auto& p = SPW_P(cuGraphAddChildGraphNode);
+      if (ok) {
+        st.graphs.add_graph_to_graph(Key(p.childGraph), Key(p.hGraph));
+        st.counters.graph_nodes.fetch_add(1, std::memory_order_relaxed);
+      }
+      break;
+    }
+    SPW_CASE(cuGraphAddNode) {
+      const auto& p = SPW_P(cuGraphAddNode);
+      if (ok) OnAddNode(st, p.hGraph, p.nodeParams);
+      break;
+    }
+    SPW_CASE(cuGraphAddNode_v2) {
+      const auto& p = SPW_P(cuGraphAddNode_v2);
+      if (ok) OnAddNode(st, p.hGraph, p.nodeParams);
+      break;
+    }
+    default: break;
+  }
+#undef SPW_BEGIN
+#undef SPW_INSTANTIATE
+#undef SPW_CASE
+#undef SPW_P
+}
+
+// The label of an NVTX event's attributes: ASCII text, else "" (NvtxMarks writes "nvtx").
+const char* LabelOf(const nvtxEventAttributes_t* a) {
+  if (a == nullptr || a->messageType != NVTX_MESSAGE_TYPE_ASCII) return "";
+  return a->message.ascii;
+}
+
+void OnNvtx(State& st, CUpti_CallbackId cbid, const CUpti_NvtxData* d) {
+  NvtxMarks* m = st.nvtx;
+  if (m == nullptr) return;
+  if (cbid == CUPTI_CBID_NVTX_nvtxRangePop) {  // no arguments: its parameters may be null
+    m->pop();
+    return;
+  }
+  const void* fp = d->functionParams;
+  if (fp == nullptr) return;
+  // nvtxRangeStart* return the range id (its end names it).
+  const auto* id = static_cast<const nvtxRangeId_t*>(d->functionReturnValue);
+#define SPW_P(name) (*static_cast<const name##_params*>(fp))
+  switch (cbid) {
+    case CUPTI_CBID_NVTX_nvtxMarkA: m->mark(SPW_P(nvtxMarkA).message); break;
+    case CUPTI_CBID_NVTX_nvtxMarkEx: m->mark(LabelOf(SPW_P(nvtxMarkEx).eventAttrib)); break;
+    case CUPTI_CBID_NVTX_nvtxRangePushA: m->push(SPW_P(nvtxRangePushA).message); break;
+    case CUPTI_CBID_NVTX_nvtxRangePushEx:
+      m->push(LabelOf(SPW_P(nvtxRangePushEx).eventAttrib));
+      break;
+    case CUPTI_CBID_NVTX_nvtxRangeStartA:
+      if (id != nullptr) m->start(*id, SPW_P(nvtxRangeStartA).message);
+      break;
+    case CUPTI_CBID_NVTX_nvtxRangeStartEx:
+      if (id != nullptr) m->start(*id, LabelOf(SPW_P(nvtxRangeStartEx).eventAttrib));
+      break;
+    case CUPTI_CBID_NVTX_nvtxRangeEnd: m->end(SPW_P(nvtxRangeEnd).id); break;
+    default: break;
+  }
+#undef SPW_P
 }
 
 void CUPTIAPI Callback(void* userdata, CUpti_CallbackDomain domain, CUpti_CallbackId cbid,
                        const void* cbdata) {
-  if (domain != CUPTI_CB_DOMAIN_DRIVER_API || userdata == nullptr || cbdata == nullptr) return;
-  const auto* cb = static_cast<const CUpti_CallbackData*>(cbdata);
-  if (cb->callbackSite != CUPTI_API_ENTER || cb->functionParams == nullptr) return;
+  if (userdata == nullptr || cbdata == nullptr) return;
   State& st = *static_cast<State*>(userdata);
+  if (domain == CUPTI_CB_DOMAIN_NVTX) {
+    OnNvtx(st, cbid, static_cast<const CUpti_NvtxData*>(cbdata));
+    return;
+  }
+  if (domain != CUPTI_CB_DOMAIN_DRIVER_API) return;
+  const auto* cb = static_cast<const CUpti_CallbackData*>(cbdata);
+  if (cb->functionParams == nullptr) return;
+  if (cb->callbackSite == CUPTI_API_EXIT) {
+    OnExit(st, cbid, cb);
+    return;
+  }
+  if (cb->callbackSite != CUPTI_API_ENTER) return;
   const void* fp = cb->functionParams;
 #define SPW_P(name) (*static_cast<const name##_params*>(fp))
 #define SPW_CASE(name) case CUPTI_DRIVER_TRACE_CBID_##name:
@@ -261,10 +561,20 @@ void CUPTIAPI Callback(void* userdata, CUpti_CallbackDomain domain, CUpti_Callba
     SPW_CASE(cuMemsetD8Async_ptsz) { const auto& p = SPW_P(cuMemsetD8Async_ptsz); OnDirect(st, p.dstDevice, 0, p.hStream, true); break; }
     SPW_CASE(cuMemsetD16Async_ptsz) { const auto& p = SPW_P(cuMemsetD16Async_ptsz); OnDirect(st, p.dstDevice, 0, p.hStream, true); break; }
     SPW_CASE(cuMemsetD32Async_ptsz) { const auto& p = SPW_P(cuMemsetD32Async_ptsz); OnDirect(st, p.dstDevice, 0, p.hStream, true); break; }
-    // Graphs: counted only (the kernels inside are not decoded yet).
-    SPW_CASE(cuGraphLaunch)
+    // Graphs: each launch records an access on the blocks its exec's addresses are in.
+    SPW_CASE(cuGraphLaunch) {
+      const auto& p = SPW_P(cuGraphLaunch);
+      OnGraphLaunch(st, p.hGraph, p.hStream, false);
+      break;
+    }
     SPW_CASE(cuGraphLaunch_ptsz) {
-      st.counters.graph_launches.fetch_add(1, std::memory_order_relaxed);
+      const auto& p = SPW_P(cuGraphLaunch_ptsz);
+      OnGraphLaunch(st, p.hGraphExec, p.hStream, true);
+      break;
+    }
+    SPW_CASE(cuGraphDestroy) { st.graphs.destroy_graph(Key(SPW_P(cuGraphDestroy).hGraph)); break; }
+    SPW_CASE(cuGraphExecDestroy) {
+      st.graphs.destroy_exec(Key(SPW_P(cuGraphExecDestroy).hGraphExec));
       break;
     }
     SPW_CASE(cuStreamCreate)
@@ -303,16 +613,41 @@ constexpr CUpti_CallbackId kCallbacks[] = {
     CUPTI_DRIVER_TRACE_CBID_cuMemsetD16Async_ptsz, CUPTI_DRIVER_TRACE_CBID_cuMemsetD32Async_ptsz,
     CUPTI_DRIVER_TRACE_CBID_cuGraphLaunch, CUPTI_DRIVER_TRACE_CBID_cuGraphLaunch_ptsz,
     CUPTI_DRIVER_TRACE_CBID_cuStreamCreate, CUPTI_DRIVER_TRACE_CBID_cuStreamCreateWithPriority,
+    // Graphs (graph_map.h): destruction at entry, the rest at exit (OnExit).
+    CUPTI_DRIVER_TRACE_CBID_cuGraphDestroy, CUPTI_DRIVER_TRACE_CBID_cuGraphExecDestroy,
+    CUPTI_DRIVER_TRACE_CBID_cuStreamBeginCapture, CUPTI_DRIVER_TRACE_CBID_cuStreamBeginCapture_ptsz,
+    CUPTI_DRIVER_TRACE_CBID_cuStreamBeginCapture_v2,
+    CUPTI_DRIVER_TRACE_CBID_cuStreamBeginCapture_v2_ptsz,
+    CUPTI_DRIVER_TRACE_CBID_cuStreamBeginCaptureToGraph,
+    CUPTI_DRIVER_TRACE_CBID_cuStreamBeginCaptureToGraph_ptsz,
+    CUPTI_DRIVER_TRACE_CBID_cuStreamEndCapture, CUPTI_DRIVER_TRACE_CBID_cuStreamEndCapture_ptsz,
+    CUPTI_DRIVER_TRACE_CBID_cuGraphInstantiate, CUPTI_DRIVER_TRACE_CBID_cuGraphInstantiate_v2,
+    CUPTI_DRIVER_TRACE_CBID_cuGraphInstantiateWithFlags,
+    CUPTI_DRIVER_TRACE_CBID_cuGraphInstantiateWithParams,
+    CUPTI_DRIVER_TRACE_CBID_cuGraphInstantiateWithParams_ptsz,
+    CUPTI_DRIVER_TRACE_CBID_cuGraphClone, CUPTI_DRIVER_TRACE_CBID_cuGraphAddKernelNode,
+    CUPTI_DRIVER_TRACE_CBID_cuGraphAddKernelNode_v2, CUPTI_DRIVER_TRACE_CBID_cuGraphAddMemsetNode,
+    CUPTI_DRIVER_TRACE_CBID_cuGraphAddChildGraphNode, CUPTI_DRIVER_TRACE_CBID_cuGraphAddNode,
+    CUPTI_DRIVER_TRACE_CBID_cuGraphAddNode_v2,
 };
 
+// The NVTX calls handled in OnNvtx (enabled only with a mark sink).
+constexpr CUpti_CallbackId kNvtxCallbacks[] = {
+    CUPTI_CBID_NVTX_nvtxMarkA,       CUPTI_CBID_NVTX_nvtxMarkEx,
+    CUPTI_CBID_NVTX_nvtxRangePushA,  CUPTI_CBID_NVTX_nvtxRangePushEx,
+    CUPTI_CBID_NVTX_nvtxRangePop,    CUPTI_CBID_NVTX_nvtxRangeStartA,
+    CUPTI_CBID_NVTX_nvtxRangeStartEx, CUPTI_CBID_NVTX_nvtxRangeEnd,
+};
+
+// The libraries tried, in order (SPILLWAY_CUPTI_LIB alone when set).
+std::vector<std::string> CuptiCandidates() {
+  if (const char* p = std::getenv("SPILLWAY_CUPTI_LIB"); p != nullptr && *p != '\0') return {p};
+  return {"libcupti.so.13", "libcupti.so", "/usr/local/cuda/lib64/libcupti.so.13",
+          "/usr/local/cuda/extras/CUPTI/lib64/libcupti.so.13"};
+}
+
 void* OpenCupti(std::string* why) {
-  std::vector<std::string> names;
-  if (const char* p = std::getenv("SPILLWAY_CUPTI_LIB"); p != nullptr && *p != '\0') {
-    names.emplace_back(p);
-  } else {
-    names = {"libcupti.so.13", "libcupti.so", "/usr/local/cuda/lib64/libcupti.so.13",
-             "/usr/local/cuda/extras/CUPTI/lib64/libcupti.so.13"};
-  }
+  const std::vector<std::string> names = CuptiCandidates();
   std::string errors;
   for (const std::string& n : names) {
     if (void* h = dlopen(n.c_str(), RTLD_NOW | RTLD_LOCAL)) return h;
@@ -331,7 +666,7 @@ std::string CuptiError(GetResultStringFn str, CUptiResult r) {
 }
 
 // Subscribes and enables the callbacks. False with *why.
-bool Start(BlockIndex* index, std::string* why) {
+bool Start(BlockIndex* index, MarkSink marks, void* ctx, std::string* why) {
   void* lib = OpenCupti(why);
   if (lib == nullptr) return false;
   auto sym = [lib](const char* name) { return prim::RealDlsym(lib, name); };
@@ -384,17 +719,31 @@ bool Start(BlockIndex* index, std::string* why) {
       return false;
     }
   }
+  if (marks != nullptr) {  // NVTX is optional: without it, tracking goes on
+    auto* nvtx = new NvtxMarks(marks, ctx);  // never freed, like st
+    st->nvtx = nvtx;
+    for (CUpti_CallbackId cbid : kNvtxCallbacks) {
+      r = enable(1, sub, CUPTI_CB_DOMAIN_NVTX, cbid);
+      if (r != CUPTI_SUCCESS) {
+        std::fprintf(stderr,
+                     "spillway: NVTX marks unavailable (cuptiEnableCallback(nvtx cbid %u): %s)\n",
+                     static_cast<unsigned>(cbid), CuptiError(result_string, r).c_str());
+        for (CUpti_CallbackId c : kNvtxCallbacks) enable(0, sub, CUPTI_CB_DOMAIN_NVTX, c);
+        break;
+      }
+    }
+  }
   g_state = st;
   return true;
 }
 
 }  // namespace
 
-bool StartTracking(BlockIndex* index) {
+bool StartTracking(BlockIndex* index, MarkSink marks, void* ctx) {
   std::lock_guard<std::mutex> lk(g_start_mu);
   if (g_start_result < 0) {
     std::string why;
-    g_start_result = index != nullptr && Start(index, &why) ? 1 : 0;
+    g_start_result = index != nullptr && Start(index, marks, ctx, &why) ? 1 : 0;
     if (g_start_result == 0) {
       if (index == nullptr) why = "no block index";
       std::fprintf(stderr, "spillway: CUPTI unavailable (%s): running without tracking\n",
@@ -417,17 +766,85 @@ CounterValues TrackingCounters() {
 std::string TrackingSummary() {
   if (!TrackingActive()) return "";
   const CounterValues v = TrackingCounters();
-  char buf[512];
+  std::uint64_t nvtx_marks = 0, nvtx_unmatched = 0;
+  bool nvtx = false;
+  {
+    std::lock_guard<std::mutex> lk(g_start_mu);
+    if (g_state != nullptr && g_state->nvtx != nullptr) {
+      nvtx = true;
+      nvtx_marks = g_state->nvtx->written();
+      nvtx_unmatched = g_state->nvtx->unmatched();
+    }
+  }
+  char buf[1024];
   std::snprintf(buf, sizeof buf,
                 "  tracker (CUPTI)\n"
                 "    launches          %" PRIu64 " (decoded: %" PRIu64 " by parameter info, %" PRIu64
                 " by extra buffer; %" PRIu64 " undecodable)\n"
                 "    copies and sets   %" PRIu64 "\n"
-                "    graph launches    %" PRIu64 " (kernels inside graphs are not decoded)\n"
+                "    graph launches    %" PRIu64 " (%" PRIu64 " block accesses; captured: %" PRIu64
+                " operations, %" PRIu64 " with no capture to join; explicit nodes %" PRIu64 ")\n"
                 "    argument words    %" PRIu64 " looked up, %" PRIu64 " in live blocks\n",
                 v.launches, v.by_param_info, v.by_extra, v.undecodable, v.copies,
-                v.graph_launches, v.words, v.hits);
-  return buf;
+                v.graph_launches, v.graph_hits, v.captured, v.uncaptured, v.graph_nodes, v.words,
+                v.hits);
+  std::string r = buf;
+  if (nvtx) {
+    std::snprintf(buf, sizeof buf,
+                  "    NVTX marks        %" PRIu64 " written (%" PRIu64
+                  " pops/ends with no open range)\n",
+                  nvtx_marks, nvtx_unmatched);
+    r += buf;
+  }
+  return r;
+}
+
+namespace {
+bool InLibraryPath(const std::string& name) {
+  if (const char* lp = std::getenv("LD_LIBRARY_PATH"); lp != nullptr) {
+    std::string dirs = lp;
+    for (std::size_t b = 0; b <= dirs.size();) {
+      std::size_t e = dirs.find(':', b);
+      if (e == std::string::npos) e = dirs.size();
+      if (e > b && access((dirs.substr(b, e - b) + "/" + name).c_str(), R_OK) == 0) return true;
+      b = e + 1;
+    }
+  }
+  // The loader's cache (ldconfig): the name appears in it when the loader can find it.
+  FILE* f = std::fopen("/etc/ld.so.cache", "rb");
+  if (f == nullptr) return false;
+  std::string data;
+  char chunk[65536];
+  for (std::size_t n; (n = std::fread(chunk, 1, sizeof chunk, f)) > 0;) data.append(chunk, n);
+  std::fclose(f);
+  return data.find(name + std::string(1, '\0')) != std::string::npos;
+}
+}  // namespace
+
+std::string CuptiLibraryPath() {
+  for (const std::string& n : CuptiCandidates()) {
+    if (n.find('/') != std::string::npos) {
+      if (access(n.c_str(), R_OK) == 0) return n;
+      continue;
+    }
+    // A bare name: NVTX's dlopen resolves it as ours does (and reuses a copy already loaded
+    // under that name, such as PyTorch's), so the same library gets both.
+    if (void* h = dlopen(n.c_str(), RTLD_LAZY | RTLD_LOCAL | RTLD_NOLOAD)) {
+      dlclose(h);
+      return n;
+    }
+    if (InLibraryPath(n)) return n;
+  }
+  return "";
+}
+
+bool SetNvtxInjectionForTracking() {
+  if (const char* cur = std::getenv("NVTX_INJECTION64_PATH"); cur != nullptr && *cur != '\0')
+    return true;
+  const char* track = std::getenv("SPILLWAY_TRACK");
+  if (track == nullptr || std::strcmp(track, "1") != 0) return false;
+  const std::string path = CuptiLibraryPath();
+  return !path.empty() && setenv("NVTX_INJECTION64_PATH", path.c_str(), 1) == 0;
 }
 
 }  // namespace spillway::tracker

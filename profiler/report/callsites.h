@@ -1,0 +1,47 @@
+// callsites.h — call sites in the reports: kCallSite records attached to their blocks
+// (analyze.cpp), the recorded text parsed into frames, and its renderings: one line for the
+// text summary (the innermost Python frame and the nearest C++ frame outside Spillway and the
+// framework's internals), every frame for JSON and HTML.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "profiler/report/model.h"
+
+namespace spillway::report {
+
+struct CallFrame {
+  bool python = false;
+  std::string text;    // "FILE:LINE FUNCTION", or "SYMBOL+0xOFF (MODULE)" / "MODULE+0xOFF"
+  std::string module;  // C++ frames: the module's file name ("" if unknown)
+};
+
+// The frames of a recorded call site, innermost first (unknown lines are skipped).
+std::vector<CallFrame> ParseCallSite(std::string_view text);
+
+// A C++ frame of Spillway, PyTorch/c10, CUDA, Python, the C/C++ runtime or an unknown module:
+// not the user's code.
+bool InternalFrame(const CallFrame& f);
+
+// Call-site texts interned into Model::callsites; Intern returns 1 + the index.
+class CallSiteTable {
+ public:
+  std::uint32_t Intern(Model* m, const std::string& text);
+
+ private:
+  std::unordered_map<std::string, std::uint32_t> ids_;
+};
+
+// "train.py:42 forward [C++ main+0x1a (app)]": the innermost Python frame and the nearest C++
+// frame outside the internals (either may be missing); "" when the block has no call site.
+std::string CallSiteLine(const Model& m, const Block& b);
+// Appends `,"callsite":{"summary":...,"frames":[...]}`, or nothing when there is none.
+void CallSiteJson(std::string* o, const Model& m, const Block& b);
+// A table cell: the summary line, every frame under it (folded); an empty cell when none.
+std::string CallSiteCell(const Model& m, const Block& b);
+
+}  // namespace spillway::report
