@@ -1,9 +1,10 @@
 // kinds.cpp — the kinds of tensor (see kinds.h and docs/profiler.md, "Kinds of tensor").
 //
 // Per process: (1) optimizer steps are the bursts of the touch pattern, epochs of 32 tracked
-// operations in which at least half as many long-lived blocks (live at the end of the log) are
+// operations in which at least half as many long-lived blocks (live for at least half of the
+// process's log: a process may free everything at exit) are
 // touched as in the busiest epoch (a foreach/fused optimizer updates every parameter and state
-// within a few launches); bursts closer than 3 epochs merge. (2) Between two bursts lies one
+// within a few launches); bursts up to 4 epochs apart merge. (2) Between two bursts lies one
 // forward and backward pass; its turning point is the moment allocated bytes peak there.
 // (3) Each tracked block is labelled from its lifetime against bursts and turning points.
 #include "profiler/report/kinds.h"
@@ -33,6 +34,9 @@ const char* KindName(TensorKind k) {
 namespace {
 
 constexpr int kEpochShift = 5;  // matches tracker::kTouchEpochShift (32 operations)
+// Busy epochs this close belong to one optimizer step (a foreach AdamW step makes several
+// passes over its tensor lists, with quieter epochs between them).
+constexpr std::uint64_t kMergeEpochs = 4;
 constexpr std::uint64_t kInf = std::numeric_limits<std::uint64_t>::max();
 
 struct Burst {
@@ -69,6 +73,17 @@ class ProcessKinds {
         hi_ = b + 1;
       }
     if (hi_ <= lo_) return;
+    std::uint64_t start = kInf, stop = 0;
+    for (std::uint32_t b = lo_; b < hi_; ++b)
+      if (m_.blocks[b].process == p_) {
+        start = std::min(start, m_.blocks[b].alloc_ns);
+        stop = std::max(stop, m_.blocks[b].free_ns);
+      }
+    long_.assign(hi_ - lo_, 0);
+    for (std::uint32_t b = lo_; b < hi_; ++b) {
+      const Block& blk = m_.blocks[b];
+      long_[b - lo_] = blk.process == p_ && 2 * (blk.free_ns - blk.alloc_ns) >= stop - start;
+    }
     for (std::uint32_t i = 0; i < m_.touches.size(); ++i) {
       const Touch& t = m_.touches[i];
       if (t.block >= lo_ && t.block < hi_ && m_.blocks[t.block].process == p_)
@@ -103,14 +118,14 @@ class ProcessKinds {
     std::vector<std::uint32_t> count(max_epoch + 1, 0);
     for (std::uint32_t i : touches_) {
       const Touch& t = m_.touches[i];
-      if (m_.blocks[t.block].live_at_end) ++count[t.op >> kEpochShift];
+      if (long_[t.block - lo_]) ++count[t.op >> kEpochShift];
     }
     const std::uint32_t peak = *std::max_element(count.begin(), count.end());
     if (peak < 4) return;  // too few long-lived blocks to see an optimizer
     const std::uint32_t threshold = (peak + 1) / 2;
     for (std::uint64_t e = 0; e <= max_epoch; ++e) {
       if (count[e] < threshold) continue;
-      if (!bursts_.empty() && e <= bursts_.back().e1 + 3) {
+      if (!bursts_.empty() && e <= bursts_.back().e1 + kMergeEpochs) {
         bursts_.back().e1 = e;
       } else {
         Burst b;
@@ -123,7 +138,7 @@ class ProcessKinds {
       if (Burst* b = BurstOfEpoch(t.op >> kEpochShift)) {
         b->t0 = std::min(b->t0, t.t_ns);
         b->t1 = std::max(b->t1, t.t_ns);
-        if (m_.blocks[t.block].live_at_end) {
+        if (long_[t.block - lo_]) {
           b->op0 = std::min(b->op0, t.op);
           b->op1 = std::max(b->op1, t.op);
         }
@@ -138,7 +153,7 @@ class ProcessKinds {
   void RefineBursts() {
     std::vector<char> state(hi_ - lo_, 0);
     for (std::uint32_t b = lo_; b < hi_; ++b) {
-      if (!m_.blocks[b].live_at_end || m_.blocks[b].process != p_) continue;
+      if (!long_[b - lo_]) continue;
       auto [x, y] = Range(b);
       bool all = x != y;
       for (auto it = x; it != y && all; ++it)
@@ -217,17 +232,22 @@ class ProcessKinds {
     auto [tb, te] = Range(b);
     if (tb == te) return TensorKind::kTemporary;  // never touched: a workspace at best
     if (bursts_.empty()) {  // no optimizer seen: long-lived blocks are parameters
-      if (blk.live_at_end && blk.alloc_ns <= m_.end_ns / 2) return TensorKind::kParameter;
+      if (long_[b - lo_]) return TensorKind::kParameter;
       return TensorKind::kTemporary;
     }
     std::size_t overlapped = 0;
     for (const Burst& u : bursts_)
       if (u.t1 >= blk.alloc_ns && u.t0 <= blk.free_ns) ++overlapped;
-    if (overlapped >= 2) {  // long-lived
+    // Long-lived (parameters, states, kept gradients): across three optimizer steps or more, or
+    // two when the log has only two. (A block across two steps can be a batch kept one
+    // iteration too long.)
+    if (overlapped >= std::min<std::size_t>(3, bursts_.size())) {
+      // Touches before the first optimizer step are left out: they include initialization
+      // (an optimizer fills its state with zeros before its first update).
       bool all_in_bursts = true, forward = false;
       for (auto it = tb; it != te; ++it) {
         const Touch& t = m_.touches[*it];
-        if (InBurst(t)) continue;
+        if (t.op <= bursts_.front().op1 || InBurst(t)) continue;
         all_in_bursts = false;
         const long k = GapOf(t.t_ns);
         if (k >= 0 && t.t_ns <= turn_[static_cast<std::size_t>(k)]) forward = true;
@@ -257,6 +277,7 @@ class ProcessKinds {
   const std::uint32_t p_;
   std::uint32_t lo_ = 0, hi_ = 0;
   std::vector<std::uint32_t> touches_;   // this process's, indices into m_.touches
+  std::vector<char> long_;               // per block (from lo_): live half the log or more
   std::vector<std::uint32_t> first_;     // per block (from lo_): start in by_block_
   std::vector<std::uint32_t> by_block_;
   std::vector<Burst> bursts_;

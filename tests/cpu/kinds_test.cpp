@@ -117,10 +117,13 @@ class Loop {
     Idle(40);  // data loading, logging
   }
 
-  void Run(int iterations, int layers) {
+  void Run(int iterations, int layers, bool free_at_exit = false) {
     for (int l = 0; l < layers; ++l) params_.push_back(Alloc(2 << 20, TensorKind::kParameter));
     Idle(10);
     for (int i = 0; i < iterations; ++i) Iteration(layers);
+    if (free_at_exit)  // Python frees the model and the optimizer at interpreter shutdown
+      for (std::uint32_t b = 0; b < m_.blocks.size(); ++b)
+        if (m_.blocks[b].live_at_end) Free(b);
     m_.end_ns = Tick();
     for (Block& b : m_.blocks)
       if (b.live_at_end) b.free_ns = m_.end_ns;
@@ -183,6 +186,13 @@ TEST(Kinds, TrainingLoopWithSetToNone) {
   loop.ExpectAccuracy(0.95);
   EXPECT_EQ(loop.m_.iterations, 6u);
   EXPECT_NE(loop.m_.kinds_method.find("6 optimizer steps"), std::string::npos);
+}
+
+TEST(Kinds, EverythingFreedAtExit) {
+  Loop loop;
+  loop.Run(6, 8, /*free_at_exit=*/true);
+  loop.ExpectAccuracy(0.95);
+  EXPECT_EQ(loop.m_.iterations, 6u);
 }
 
 TEST(Kinds, PersistentGradients) {
