@@ -69,6 +69,15 @@ const char* BaseName(const char* path) {
   return slash != nullptr ? slash + 1 : path;
 }
 
+// A sanitizer runtime intercepts backtrace(), adding its own frame innermost (ASan builds).
+bool SanitizerRuntime(std::uintptr_t pc) {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(pc), &info) == 0 || info.dli_fname == nullptr) return false;
+  const char* base = BaseName(info.dli_fname);
+  return std::strncmp(base, "libasan", 7) == 0 || std::strncmp(base, "libtsan", 7) == 0 ||
+         std::strncmp(base, "libubsan", 8) == 0 || std::strncmp(base, "libclang_rt", 11) == 0;
+}
+
 }  // namespace
 
 std::size_t CppFrames(std::uintptr_t* out, std::size_t max) {
@@ -76,6 +85,7 @@ std::size_t CppFrames(std::uintptr_t* out, std::size_t max) {
   void* raw[kRaw];
   const int n = backtrace(raw, kRaw);
   int i = 0;
+  if (n > 0 && SanitizerRuntime(reinterpret_cast<std::uintptr_t>(raw[0]))) ++i;
   while (i < n && Ours(reinterpret_cast<std::uintptr_t>(raw[i]))) ++i;
   std::size_t k = 0;
   for (; i < n && k < max; ++i) out[k++] = reinterpret_cast<std::uintptr_t>(raw[i]);
