@@ -269,8 +269,12 @@ TEST(CallSiteReport, EndToEndFromTheAllocator) {
   const std::string text = report::RenderText(m);
   const std::size_t at = text.find("          at [C++ ");
   ASSERT_NE(at, std::string::npos) << text;
-  EXPECT_NE(text.find("AllocateHere", at), std::string::npos) << text;
+  // The summary line names the nearest frame outside Spillway: the test's own code (which of
+  // its frames depends on inlining: SimAlloc::alloc_on in a sanitizer build, AllocateHere in
+  // Release). The full frame list holds AllocateHere either way.
   EXPECT_NE(text.find("(callsite_test)]", at), std::string::npos) << text;
+  ASSERT_EQ(m.callsites.size(), 1u);
+  EXPECT_NE(m.callsites[0].find("AllocateHere"), std::string::npos) << m.callsites[0];
 }
 
 TEST(CallSiteReport, ParseFramesAndInternals) {
