@@ -43,6 +43,17 @@ std::string RenderChromeTrace(const Model& m) {
     if (!first) o.append(",\n");
     first = false;
   };
+  // Opens one counter event, up to its args object: {"name":..,"ph":"C",..,"args":{
+  auto counter = [&](const std::string& name, std::uint64_t t_ns, std::uint32_t process) {
+    begin();
+    o.append("{\"name\":");
+    String(&o, name);
+    o.append(",\"ph\":\"C\",\"ts\":");
+    Us(&o, t_ns);
+    o.append(",\"pid\":");
+    Uint(&o, pid_of(process));
+    o.append(",\"tid\":0,\"args\":{");
+  };
 
   for (std::size_t i = 0; i < m.processes.size(); ++i) {
     const Process& p = m.processes[i];
@@ -77,14 +88,7 @@ std::string RenderChromeTrace(const Model& m) {
     for (std::size_t j = 0; j < s.samples.size(); ++j) {
       const Sample& x = s.samples[j];
       if (ks != nullptr && j < ks->size()) {  // a stacked counter track, one series per kind
-        begin();
-        o.append("{\"name\":");
-        String(&o, kinds);
-        o.append(",\"ph\":\"C\",\"ts\":");
-        Us(&o, x.t_ns);
-        o.append(",\"pid\":");
-        Uint(&o, pid_of(s.process));
-        o.append(",\"tid\":0,\"args\":{");
+        counter(kinds, x.t_ns, s.process);
         for (int k = 1; k < kTensorKinds; ++k) {
           if (k > 1) o.push_back(',');
           String(&o, KindName(static_cast<TensorKind>(k)));
@@ -93,28 +97,16 @@ std::string RenderChromeTrace(const Model& m) {
         }
         o.append("}}");
       }
-      begin();
-      o.append("{\"name\":");
-      String(&o, mem);
-      o.append(",\"ph\":\"C\",\"ts\":");
-      Us(&o, x.t_ns);
-      o.append(",\"pid\":");
-      Uint(&o, pid_of(s.process));
-      o.append(",\"tid\":0,\"args\":{\"allocated\":");
+      counter(mem, x.t_ns, s.process);
+      o.append("\"allocated\":");
       MiB(&o, x.allocated);
       o.append(",\"reserved\":");
       MiB(&o, x.reserved);
       o.append(",\"mapped\":");
       MiB(&o, x.mapped);
       o.append("}}");
-      begin();
-      o.append("{\"name\":");
-      String(&o, frag);
-      o.append(",\"ph\":\"C\",\"ts\":");
-      Us(&o, x.t_ns);
-      o.append(",\"pid\":");
-      Uint(&o, pid_of(s.process));
-      o.append(",\"tid\":0,\"args\":{\"internal\":");
+      counter(frag, x.t_ns, s.process);
+      o.append("\"internal\":");
       json::Double(&o, x.internal * 100);
       o.append(",\"external\":");
       json::Double(&o, x.external * 100);

@@ -57,7 +57,7 @@ class ProcessKinds {
     RefineBursts();
     FindTurningPoints();
     for (std::uint32_t b = lo_; b < hi_; ++b)
-      if (m_.blocks[b].process == p_ && (m_.blocks[b].tracked || !TouchesOf(b).empty()))
+      if (m_.blocks[b].process == p_ && (m_.blocks[b].tracked || Range(b).first != Range(b).second))
         m_.blocks[b].kind = Classify(b);
     return true;
   }
@@ -107,11 +107,6 @@ class ProcessKinds {
     const std::uint32_t* base = by_block_.data();
     return {base + first_[b - lo_], base + first_[b - lo_ + 1]};
   }
-  std::vector<std::uint32_t> TouchesOf(std::uint32_t b) const {
-    auto [x, y] = Range(b);
-    return {x, y};
-  }
-
   void FindBursts() {
     std::uint64_t max_epoch = 0;
     for (std::uint32_t i : touches_) max_epoch = std::max(max_epoch, m_.touches[i].op >> kEpochShift);
@@ -188,19 +183,19 @@ class ProcessKinds {
     --it;
     return e <= it->e1 ? &*it : nullptr;
   }
+  // Bursts are in order and do not overlap, in operations and in time: both lookups search.
   bool InBurst(const Touch& t) const {
-    for (const Burst& b : bursts_)
-      if (t.op >= b.op0 && t.op <= b.op1) return true;
-    return false;
+    auto it = std::lower_bound(bursts_.begin(), bursts_.end(), t.op,
+                               [](const Burst& b, std::uint64_t op) { return b.op1 < op; });
+    return it != bursts_.end() && t.op >= it->op0;
   }
   // Index k of the gap between bursts k-1 and k holding time t (bursts().size() after the
   // last), or -1 when t lies inside a burst.
   long GapOf(std::uint64_t t) const {
-    for (std::size_t k = 0; k < bursts_.size(); ++k) {
-      if (t < bursts_[k].t0) return static_cast<long>(k);
-      if (t <= bursts_[k].t1) return -1;
-    }
-    return static_cast<long>(bursts_.size());
+    auto it = std::lower_bound(bursts_.begin(), bursts_.end(), t,
+                               [](const Burst& b, std::uint64_t v) { return b.t1 < v; });
+    if (it == bursts_.end()) return static_cast<long>(bursts_.size());
+    return t < it->t0 ? static_cast<long>(it - bursts_.begin()) : -1;
   }
 
   // Turning point of each gap: when the process's allocated bytes peak inside it.
