@@ -54,6 +54,24 @@ enum class Kind : std::uint16_t {
   kTouch = 51,   // t_ns: when the operation was issued; addr: block; aux: the tracker's
                  // operation number (launches, copies, sets counted together); stream: its
                  // stream. At most one per block per 32 operations (tracker/block_index.h).
+  // Offload (offload/, issue 4). Tiers: 0 device, 1 host, 2 NVMe (enum Tier).
+  kEvict = 60,  // a block's bytes left a tier: t_ns when the move finished; addr: block; size:
+                // bytes moved (the block's whole pages); aux: ns the move took; stream: the copy
+                // stream; aux2: (from << 8) | to
+  kFetch = 61,  // a block came back toward the device: fields as kEvict; aux2 also has bit 16
+                // (kFetchDemand) set when a launch or an access waited for it (a stall: aux is
+                // then the time it waited); otherwise it was a prefetch
+  kOffloadError = 62,  // a move that did not happen: addr, size; aux2: OffloadErrorReason;
+                       // status: the spillway_status; the data stayed where it was
+};
+enum Tier : std::uint32_t { kTierDevice = 0, kTierHost = 1, kTierNvme = 2 };
+inline constexpr std::uint32_t kFetchDemand = 1u << 16;
+enum OffloadErrorReason : std::uint32_t {
+  kErrHostLimit = 1,  // SPILLWAY_HOST_LIMIT reached (or pinned host memory could not be made)
+  kErrNvmeFull = 2,   // the disk is full or SPILLWAY_NVME_LIMIT reached
+  kErrNvmeIo = 3,     // an I/O error (the data stayed on the host)
+  kErrChecksum = 4,   // SPILLWAY_NVME_VERIFY found a mismatch on a read
+  kErrDeviceFull = 5  // no device memory to bring a block back
 };
 
 inline constexpr std::uint16_t kStatusPassedThrough = 100;  // handed to CUDA (foreign/capture)

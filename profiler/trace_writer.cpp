@@ -83,6 +83,20 @@ void TraceWriter::touch(int device, std::uint64_t addr, std::uint64_t t_ns, std:
   r.stream = stream;
 }
 
+void TraceWriter::offload(Kind kind, int device, std::uint64_t addr, std::uint64_t size,
+                          std::uint64_t aux, std::uint64_t stream, std::uint32_t aux2,
+                          std::uint16_t status) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (fd_ < 0) return;
+  Record& r = next_locked(kind, device);
+  r.addr = addr;
+  r.size = size;
+  r.aux = aux;
+  r.stream = stream;
+  r.aux2 = aux2;
+  r.status = status;
+}
+
 void TraceWriter::access(int device, std::uint64_t addr, std::uint64_t count,
                          std::uint64_t first_ns, std::uint64_t last_ns, std::uint32_t streams) {
   std::lock_guard<std::mutex> lk(mu_);

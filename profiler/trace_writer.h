@@ -29,6 +29,9 @@ class TraceWriter {
   // A tracked access that starts a touch epoch (kTouch): `t_ns` CLOCK_MONOTONIC ns.
   void touch(int device, std::uint64_t addr, std::uint64_t t_ns, std::uint64_t op,
              std::uint64_t stream);
+  // An offload event (kEvict, kFetch, kOffloadError): fields as trace_format.h lays out.
+  void offload(Kind kind, int device, std::uint64_t addr, std::uint64_t size, std::uint64_t aux,
+               std::uint64_t stream, std::uint32_t aux2, std::uint16_t status = 0);
   // A mark: phase 0 instant, 1 begin, 2 end. The label is written once, as kString records.
   void mark(const std::string& label, std::uint32_t phase);
   // The call site of the block just allocated at `addr` (kCallSite). `text` (at most 4096 bytes)

@@ -1,0 +1,1 @@
+// host_pool.cpp — placeholder (being written).

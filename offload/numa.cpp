@@ -1,0 +1,1 @@
+// numa.cpp — placeholder (being written).

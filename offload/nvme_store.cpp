@@ -1,0 +1,1 @@
+// nvme_store.cpp — placeholder (being written).

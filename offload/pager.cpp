@@ -1,0 +1,1 @@
+// pager.cpp — placeholder (being written).

@@ -1,0 +1,8 @@
+# Sources of the pager (offload/, DESIGN.md "Offload"), compiled into libspillway (one per line).
+set(SPILLWAY_OFFLOAD_SOURCES
+  host_pool.cpp
+  numa.cpp
+  pager.cpp
+  nvme_store.cpp
+  crc32c.cpp
+)

@@ -1,0 +1,2 @@
+// pager_test.cpp — placeholder (being written).
+#include <gtest/gtest.h>
