@@ -16,6 +16,8 @@
 #include "allocator/error.h"
 #include "allocator/prim/cuda_backend.h"
 #include "allocator/prim/sim_backend.h"
+#include "offload/nvme_store.h"
+#include "offload/pager.h"
 #include "profiler/callsite/capture.h"
 #include "profiler/report/output.h"
 #include "profiler/trace_writer.h"
@@ -78,6 +80,7 @@ Allocator::Allocator(std::unique_ptr<prim::Backend> backend, Config cfg)
 
 Allocator::~Allocator() {
   write_access_summaries();
+  for (auto& pg : pagers_owned_) pg.reset();
   if (trace_) trace_->close();
   for (auto& h : owned_) h.reset();
 }
@@ -220,6 +223,16 @@ spillway_status Allocator::allocate(void** out, std::size_t n, int device, prim:
                    std::to_string(device) + " exceeds the " +
                    (h->budget() ? "device budget" : "device memory") + " of " +
                    std::to_string(cap) + " bytes");
+    } else if (cfg_.offload) {
+      // Offload on: running out evicts cold blocks first, then tries once more.
+      SetQuietOom(true);
+      s = c.arena->allocate(n, out);
+      SetQuietOom(false);
+      offload::Pager* pg = nullptr;
+      if (s == SPILLWAY_ERR_OUT_OF_MEMORY && pager(device, &pg) == SPILLWAY_OK) {
+        pg->make_room(n + h->granularity(), 0);
+        s = c.arena->allocate(n, out);
+      }
     } else {
       s = c.arena->allocate(n, out);
     }
@@ -235,6 +248,55 @@ spillway_status Allocator::allocate(void** out, std::size_t n, int device, prim:
     if (const std::string* site = callsite::Capture())
       trace_->callsite(device, reinterpret_cast<std::uintptr_t>(*out), site);
   return s;
+}
+
+int Allocator::device_of(const void* p) const {
+  int device = -1;
+  return find_arena(reinterpret_cast<std::uintptr_t>(p), &device) ? device : -1;
+}
+
+spillway_status Allocator::pager(int device, offload::Pager** out) {
+  if (offload::Pager* pg = pager_if_any(device)) {
+    *out = pg;
+    return SPILLWAY_OK;
+  }
+  DeviceHeap* h = nullptr;
+  if (spillway_status s = heap(device, &h); s != SPILLWAY_OK) return s;
+  std::lock_guard<std::mutex> lk(mu_);
+  if (offload::Pager* pg = pager_if_any(device)) {
+    *out = pg;
+    return SPILLWAY_OK;
+  }
+  std::string err;
+  if (!cfg_.nvme_path.empty() && nvme_ == nullptr) {
+    offload::NvmeOptions o;
+    o.dir = cfg_.nvme_path;
+    o.limit = cfg_.nvme_limit;
+    o.verify = cfg_.nvme_verify;
+    nvme_ = offload::NvmeStore::Open(o, &err);
+    if (nvme_ == nullptr) return Fail(SPILLWAY_ERR_CONFIG, "spillway: SPILLWAY_NVME_PATH: " + err);
+  }
+  offload::PagerOptions po;
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  po.host_limit = ResolveHostLimit(cfg_, pages > 0 && page > 0
+                                             ? static_cast<std::uint64_t>(pages) *
+                                                   static_cast<std::uint64_t>(page)
+                                             : std::uint64_t{16} << 30);
+  po.nvme = nvme_.get();
+  po.index = index_.load(std::memory_order_acquire);
+  po.safety = cfg_.offload_safety == Config::Safety::kStrict ||
+                      (cfg_.offload_safety == Config::Safety::kAuto && po.index == nullptr)
+                  ? offload::Safety::kStrict
+                  : offload::Safety::kTracked;
+  if (cfg_.offload_safety == Config::Safety::kTracked && po.index == nullptr)
+    return Fail(SPILLWAY_ERR_CONFIG, "spillway: SPILLWAY_OFFLOAD_SAFETY=tracked needs the tracker "
+                                     "(SPILLWAY_TRACK=1); use strict or auto");
+  auto pg = std::make_unique<offload::Pager>(*h, po);
+  if (spillway_status s = pg->init(&err); s != SPILLWAY_OK) return Fail(s, err);
+  *out = pg.get();
+  pagers_owned_[static_cast<std::size_t>(device)] = std::move(pg);
+  pagers_[static_cast<std::size_t>(device)].store(*out, std::memory_order_release);
+  return SPILLWAY_OK;
 }
 
 Arena* Allocator::find_arena(std::uintptr_t p, int* device) const {
@@ -267,7 +329,10 @@ spillway_status Allocator::free(void* p, FreeMode mode, prim::Stream stream, tra
         trace_->access(device, addr, sum->count, sum->first_t_ns, sum->last_t_ns,
                        sum->nstreams + (sum->more_streams ? 1u : 0u));
     }
-    s = a->free_block(addr, mode, stream);
+    s = SPILLWAY_OK;
+    if (offload::Pager* pg = pager_if_any(device); pg && pg->active()) [[unlikely]]
+      s = pg->before_free(addr, mode, stream);
+    if (s == SPILLWAY_OK) s = a->free_block(addr, mode, stream);
   }
   if (trace_ && s != SPILLWAY_ERR_NOT_OWNED)
     trace_->record(kind, device, stream, addr, 0, static_cast<std::uint16_t>(s));
@@ -411,6 +476,25 @@ std::string Allocator::summary() {
         s.chunk_release_count, s.map_count, s.unmap_count,
         s.budget_bytes ? (std::to_string(s.budget_bytes >> 20) + " MiB").c_str() : "none");
     r += buf;
+    if (offload::Pager* pg = pager_if_any(d)) {
+      const offload::PagerCounters& k = pg->counters();
+      auto ld = [](const std::atomic<std::uint64_t>& v) { return v.load(std::memory_order_relaxed); };
+      std::snprintf(buf, sizeof buf,
+                    "    offload           host %.1f MiB, nvme %.1f MiB now; %" PRIu64
+                    " evictions, %" PRIu64 " fetches (%" PRIu64 " prefetches, %" PRIu64
+                    " stalls, %.1f ms stalled), %" PRIu64 " cancelled, %" PRIu64 " errors\n"
+                    "    traffic           to host %.1f MiB, from host %.1f MiB, to nvme %.1f "
+                    "MiB, from nvme %.1f MiB; safety %s\n",
+                    static_cast<double>(pg->host_bytes()) / mib,
+                    static_cast<double>(pg->nvme_bytes()) / mib, ld(k.evictions), ld(k.fetches),
+                    ld(k.prefetches), ld(k.stalls), static_cast<double>(ld(k.stall_ns)) / 1e6,
+                    ld(k.cancelled), ld(k.errors), static_cast<double>(ld(k.bytes_to_host)) / mib,
+                    static_cast<double>(ld(k.bytes_from_host)) / mib,
+                    static_cast<double>(ld(k.bytes_to_nvme)) / mib,
+                    static_cast<double>(ld(k.bytes_from_nvme)) / mib,
+                    pg->safety() == offload::Safety::kTracked ? "tracked" : "strict");
+      r += buf;
+    }
   }
   if (index_.load(std::memory_order_acquire)) r += tracker::TrackingSummary();
   return r;

@@ -24,6 +24,10 @@ class TraceWriter;
 namespace tracker {
 class BlockIndex;
 }
+namespace offload {
+class Pager;
+class NvmeStore;
+}  // namespace offload
 
 class Allocator {
  public:
@@ -70,6 +74,18 @@ class Allocator {
   // kAccess records for the blocks still live (once; at exit and in the destructor).
   void write_access_summaries();
 
+  // The pager of a device (offload/pager.h), created on first use with the host tier and, when
+  // SPILLWAY_NVME_PATH is set, the NVMe tier. The device of a pointer Spillway owns, or -1.
+  spillway_status pager(int device, offload::Pager** out);
+  offload::Pager* pager_if_any(int device) const {
+    return device >= 0 && device < kMaxDevices
+               ? pagers_[static_cast<std::size_t>(device)].load(std::memory_order_acquire)
+               : nullptr;
+  }
+  int device_of(const void* p) const;
+  offload::NvmeStore* nvme_store() { return nvme_.get(); }  // tests
+  std::string offload_summary();
+
   prim::Backend& backend() { return *backend_; }
   const Config& config() const { return cfg_; }
   // The heap of a device, created on first use.
@@ -92,6 +108,10 @@ class Allocator {
   std::mutex mu_;
   std::array<std::atomic<DeviceHeap*>, kMaxDevices> heaps_{};
   std::array<std::unique_ptr<DeviceHeap>, kMaxDevices> owned_;
+  // Declared after the heaps: destroyed first (a pager refers to its heap's arenas).
+  std::unique_ptr<offload::NvmeStore> nvme_;
+  std::array<std::atomic<offload::Pager*>, kMaxDevices> pagers_{};
+  std::array<std::unique_ptr<offload::Pager>, kMaxDevices> pagers_owned_;
 };
 
 }  // namespace spillway

@@ -41,7 +41,7 @@ Arena::~Arena() {
     if (pg.slab != nullptr && static_cast<std::size_t>(page_of(pg.slab->base)) == i) delete pg.slab;
     if (pg.handle != 0) {
       backend_.unmap(base_ + i * gran_, gran_);
-      backend_.release(pg.handle);
+      if (!pg.host) backend_.release(pg.handle);  // host chunks belong to the pager's pool
     }
   }
   for (auto& f : fences_)
@@ -392,11 +392,15 @@ spillway_status Arena::free_large(std::uintptr_t p, FreeMode mode, prim::Stream 
   counters_.on_free(b.size - b.requested);
   if (mode == FreeMode::kStreamOrdered && stream == stream_ && !sync_) {
     note_free();
+    if (b.holes) {  // pages the pager left unmapped: the extents map them again when needed
+      release_extent(p, b.size, free_seq_);
+      return SPILLWAY_OK;
+    }
     quick_[b.size].push_back({p, free_seq_});
     quick_bytes_ += b.size;
     return SPILLWAY_OK;
   }
-  return defer(p, b.size, mode, stream);
+  return defer(p, b.size, mode, stream, b.holes);
 }
 
 
@@ -427,6 +431,10 @@ void Arena::drop_slab(Slab* s) {
 }
 
 void Arena::release_pending(const Pending& pd) {
+  if (pd.large_size != 0 && pd.holes) {
+    release_extent(pd.p, pd.large_size, 0);
+    return;
+  }
   if (pd.large_size != 0) {
     quick_[pd.large_size].push_back({pd.p, 0});  // its fence has completed
     quick_bytes_ += pd.large_size;
@@ -437,7 +445,7 @@ void Arena::release_pending(const Pending& pd) {
 }
 
 spillway_status Arena::defer(std::uintptr_t p, std::size_t large_size, FreeMode mode,
-                             prim::Stream stream) {
+                             prim::Stream stream, bool holes) {
   Fence f{{}, next_group_++};
   std::array<prim::Stream, DeviceHeap::kMaxArenas + 1> streams;
   int n = 1;
@@ -457,7 +465,7 @@ spillway_status Arena::defer(std::uintptr_t p, std::size_t large_size, FreeMode 
     }
     f.events.push_back(e);
   }
-  pending_.push_back({p, large_size, f.group});
+  pending_.push_back({p, large_size, f.group, holes});
   fences_.push_back(std::move(f));
   return SPILLWAY_OK;
 }
@@ -486,6 +494,67 @@ void Arena::wait_pending() {
   poll_pending();
 }
 
+// ---------------------------------------------------------------- the pager's access
+
+std::size_t Arena::large_size_locked(std::uintptr_t p) {
+  if (!contains(p) || pages_[page_of(p)].slab != nullptr) return 0;
+  const LargeBlock* b = large_.find(p);
+  return b ? b->size : 0;
+}
+
+spillway_status Arena::swap_pages_locked(std::uintptr_t block, std::uintptr_t a, std::size_t n,
+                                         const prim::PhysHandle* in, bool host, int numa,
+                                         std::vector<prim::PhysHandle>* out) {
+  if (large_.find(block) == nullptr)
+    return Fail(SPILLWAY_ERR_INVALID_VALUE, "spillway: " + describe(block) + " is not a live block");
+  const std::int32_t first = page_of(a);
+  // Maps handle h (or nothing) at page i with the access its kind needs.
+  auto put = [&](std::int32_t i, prim::PhysHandle h, bool h_host) -> prim::Status {
+    const std::uintptr_t va = base_ + (std::uintptr_t{static_cast<std::uint32_t>(i)} << page_shift_);
+    if (h == 0) return prim::Status::Ok();
+    prim::Status s = backend_.map(va, gran_, h);
+    if (!s.ok()) return s;
+    s = h_host ? backend_.set_access_host(device_, numa, va, gran_)
+               : backend_.set_access(device_, va, gran_);
+    if (!s.ok()) backend_.unmap(va, gran_);
+    return s;
+  };
+  auto take = [&](std::int32_t i) -> prim::Status {
+    const std::uintptr_t va = base_ + (std::uintptr_t{static_cast<std::uint32_t>(i)} << page_shift_);
+    return pages_[i].handle == 0 ? prim::Status::Ok() : backend_.unmap(va, gran_);
+  };
+  std::vector<std::pair<prim::PhysHandle, bool>> old(n);
+  for (std::size_t k = 0; k < n; ++k) {
+    const std::int32_t i = first + static_cast<std::int32_t>(k);
+    Page& pg = pages_[i];
+    old[k] = {pg.handle, pg.host};
+    prim::Status s = take(i);
+    if (s.ok()) {
+      s = put(i, in[k], host);
+      if (!s.ok()) put(i, old[k].first, old[k].second);  // restore this page
+    }
+    if (!s.ok()) {
+      for (std::size_t j = 0; j < k; ++j) {  // restore the pages already swapped
+        const std::int32_t pi = first + static_cast<std::int32_t>(j);
+        take(pi);
+        put(pi, old[j].first, old[j].second);
+        pages_[pi].handle = old[j].first;
+        pages_[pi].host = old[j].second;
+      }
+      return Fail(SPILLWAY_ERR_BACKEND, "spillway: remapping " + describe(a) + " failed: " + s.message);
+    }
+    pg.handle = in[k];
+    pg.host = in[k] != 0 && host;
+  }
+  for (std::size_t k = 0; k < n; ++k) out->push_back(old[k].first);
+  LargeBlock* b = large_.find(block);
+  bool holes = false;
+  for (std::int32_t i = page_of(block), e = page_of(block + b->size - 1); i <= e; ++i)
+    holes = holes || pages_[i].handle == 0;
+  b->holes = holes;
+  return SPILLWAY_OK;
+}
+
 Arena::Summary Arena::summary() {
   std::lock_guard<detail::SpinLock> lk(mu_);
   return summary_locked();
@@ -494,7 +563,7 @@ Arena::Summary Arena::summary() {
 Arena::Summary Arena::summary_locked() {
   Summary s{};
   for (std::size_t i = 0; i < size_ / gran_; ++i) {
-    if (pages_[i].handle == 0) continue;
+    if (pages_[i].handle == 0 || pages_[i].host) continue;
     s.mapped_bytes += gran_;
     if (pages_[i].live == 0) s.idle_bytes += gran_;
   }

@@ -66,6 +66,24 @@ class Arena {
   Summary summary();         // takes mu()
   Summary summary_locked();  // caller holds mu()
 
+  // ---- for the pager (offload/pager.h); the caller holds mu() ----
+  // The rounded size of the live large block that starts at p, or 0.
+  std::size_t large_size_locked(std::uintptr_t p);
+  // Replaces the physical memory of the whole pages [a, a + n * granularity) of the live large
+  // block that starts at `block` with in[0..n) (0: leave the page unmapped; the block then has "holes" and goes back
+  // to the free extents, not the quick bins, when freed). Device access always; CPU access too
+  // when `host` (host chunks of NUMA node `numa`). The old handles (0 for a page that was
+  // unmapped) are appended to *out. All or nothing: on failure the pages are as before.
+  spillway_status swap_pages_locked(std::uintptr_t block, std::uintptr_t a, std::size_t n,
+                                    const prim::PhysHandle* in,
+                                    bool host, int numa, std::vector<prim::PhysHandle>* out);
+  std::size_t page_bytes() const { return gran_; }
+  // Calls fn(address, rounded size) for every live large block.
+  template <class F>
+  void for_each_large_locked(F&& fn) {
+    large_.for_each([&](std::uint64_t p, LargeBlock& b) { fn(static_cast<std::uintptr_t>(p), b.size); });
+  }
+
  private:
   struct Page {
     prim::PhysHandle handle = 0;  // 0 = unmapped
@@ -73,15 +91,18 @@ class Arena {
     std::uint32_t live = 0;       // bytes of non-free blocks overlapping the page
     std::int32_t prev = -1, next = -1;  // idle list links
     std::uint64_t free_seq = 0;  // latest stream-ordered free of bytes of this page
+    bool host = false;           // handle is a host chunk of the pager (never idle, never ours)
   };
   struct LargeBlock {
     std::size_t size = 0;       // rounded
     std::size_t requested = 0;  // asked for
+    bool holes = false;         // the pager left some of its pages unmapped
   };
   struct Pending {
     std::uintptr_t p;
     std::size_t large_size;  // 0 for a slab block
     std::uint64_t group;     // fence group that must complete first
+    bool holes;              // a large block with unmapped pages: to the extents, not quick bins
   };
   struct Fence {
     std::vector<prim::Event> events;
@@ -110,7 +131,7 @@ class Arena {
   void release_pending(const Pending& pd);
   void poll_pending();
   spillway_status defer(std::uintptr_t p, std::size_t large_size, FreeMode mode,
-                        prim::Stream stream);
+                        prim::Stream stream, bool holes = false);
   void poll_page_fences();
   void ensure_page_fence();
   prim::Event get_event();

@@ -1,8 +1,12 @@
 // capi.cpp — the C API of include/spillway/spillway.h over the process-wide Allocator.
 #include <unistd.h>
 
+#include <cstdio>
+#include <string>
+
 #include "allocator/allocator.h"
 #include "allocator/error.h"
+#include "offload/pager.h"
 #include "spillway/spillway.h"
 
 using spillway::Allocator;
@@ -128,6 +132,101 @@ spillway_status spillway_mark(const char* label) {
   return a ? a->mark(label) : s;
 }
 
+namespace {
+// The device and pager of a pointer Spillway owns.
+spillway_status PagerOf(const void* ptr, spillway::offload::Pager** out) {
+  spillway_status s;
+  Allocator* a = Get(&s);
+  if (a == nullptr) return s;
+  if (ptr == nullptr) return spillway::Fail(SPILLWAY_ERR_INVALID_VALUE, "spillway: NULL pointer");
+  const int device = a->device_of(ptr);
+  if (device < 0) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "spillway: %p was not allocated by Spillway", ptr);
+    return spillway::Fail(SPILLWAY_ERR_NOT_OWNED, buf);
+  }
+  return a->pager(device, out);
+}
+}  // namespace
+
+spillway_status spillway_offload(void* ptr, spillway_tier tier) {
+  spillway::offload::Pager* pg = nullptr;
+  spillway_status s = PagerOf(ptr, &pg);
+  if (s != SPILLWAY_OK) return s;
+  if (tier != SPILLWAY_TIER_DEVICE && tier != SPILLWAY_TIER_HOST && tier != SPILLWAY_TIER_NVME)
+    return spillway::Fail(SPILLWAY_ERR_INVALID_VALUE,
+                          "spillway: unknown tier " + std::to_string(static_cast<int>(tier)));
+  return pg->offload(reinterpret_cast<std::uintptr_t>(ptr), static_cast<spillway::trace::Tier>(tier),
+                     false);
+}
+
+spillway_status spillway_prefetch(void* ptr, void* stream) {
+  spillway::offload::Pager* pg = nullptr;
+  spillway_status s = PagerOf(ptr, &pg);
+  return s != SPILLWAY_OK ? s : pg->prefetch(reinterpret_cast<std::uintptr_t>(ptr), stream);
+}
+
+spillway_status spillway_advise(void* ptr, spillway_hint hint) {
+  spillway::offload::Pager* pg = nullptr;
+  spillway_status s = PagerOf(ptr, &pg);
+  return s != SPILLWAY_OK ? s
+                          : pg->advise(reinterpret_cast<std::uintptr_t>(ptr),
+                                       static_cast<spillway::offload::Advice>(hint));
+}
+
+spillway_status spillway_residency(const void* ptr, spillway_tier* out) {
+  if (out == nullptr) return spillway::Fail(SPILLWAY_ERR_INVALID_VALUE, "spillway: NULL output pointer");
+  spillway::offload::Pager* pg = nullptr;
+  spillway_status s = PagerOf(ptr, &pg);
+  if (s != SPILLWAY_OK) return s;
+  switch (pg->residency(reinterpret_cast<std::uintptr_t>(ptr))) {
+    case spillway::offload::Residency::kHost: *out = SPILLWAY_TIER_HOST; break;
+    case spillway::offload::Residency::kNvme: *out = SPILLWAY_TIER_NVME; break;
+    default: *out = SPILLWAY_TIER_DEVICE;
+  }
+  return SPILLWAY_OK;
+}
+
+spillway_status spillway_offload_synchronize(int device) {
+  spillway_status s;
+  Allocator* a = Get(&s);
+  if (a == nullptr) return s;
+  if (device < 0 || device >= a->device_count())
+    return spillway::Fail(SPILLWAY_ERR_INVALID_VALUE, "spillway: no device " + std::to_string(device));
+  spillway::offload::Pager* pg = a->pager_if_any(device);
+  return pg ? pg->synchronize() : SPILLWAY_OK;
+}
+
+spillway_status spillway_get_offload_stats(int device, spillway_offload_stats* out) {
+  spillway_status s;
+  Allocator* a = Get(&s);
+  if (a == nullptr) return s;
+  if (out == nullptr) return spillway::Fail(SPILLWAY_ERR_INVALID_VALUE, "spillway: NULL output pointer");
+  if (device < 0 || device >= a->device_count())
+    return spillway::Fail(SPILLWAY_ERR_INVALID_VALUE, "spillway: no device " + std::to_string(device));
+  *out = {};
+  spillway::offload::Pager* pg = a->pager_if_any(device);
+  if (pg == nullptr) return SPILLWAY_OK;
+  pg->poll();
+  const auto& k = pg->counters();
+  auto ld = [](const std::atomic<std::uint64_t>& v) { return v.load(std::memory_order_relaxed); };
+  out->host_bytes = pg->host_bytes();
+  out->nvme_bytes = pg->nvme_bytes();
+  out->host_pool_bytes = pg->host_pool().created_bytes();
+  out->evictions = ld(k.evictions);
+  out->fetches = ld(k.fetches);
+  out->prefetches = ld(k.prefetches);
+  out->stalls = ld(k.stalls);
+  out->stall_ns = ld(k.stall_ns);
+  out->cancelled = ld(k.cancelled);
+  out->errors = ld(k.errors);
+  out->bytes_to_host = ld(k.bytes_to_host);
+  out->bytes_from_host = ld(k.bytes_from_host);
+  out->bytes_to_nvme = ld(k.bytes_to_nvme);
+  out->bytes_from_nvme = ld(k.bytes_from_nvme);
+  return SPILLWAY_OK;
+}
+
 const char* spillway_last_error(void) { return spillway::LastError(); }
 
 const char* spillway_status_string(spillway_status status) {
@@ -140,6 +239,8 @@ const char* spillway_status_string(spillway_status status) {
     case SPILLWAY_ERR_BACKEND: return "SPILLWAY_ERR_BACKEND";
     case SPILLWAY_ERR_CONFIG: return "SPILLWAY_ERR_CONFIG";
     case SPILLWAY_ERR_NO_DEVICE: return "SPILLWAY_ERR_NO_DEVICE";
+    case SPILLWAY_ERR_IO: return "SPILLWAY_ERR_IO";
+    case SPILLWAY_ERR_BUSY: return "SPILLWAY_ERR_BUSY";
   }
   return "SPILLWAY_ERR_UNKNOWN";
 }

@@ -93,6 +93,39 @@ bool ParseConfig(const GetEnv& getenv, Config* cfg, std::string* error) {
   }
   if (!Switch(getenv, "SPILLWAY_STATS", "0", "1", &cfg->print_stats, error)) return false;
   if (!Switch(getenv, "SPILLWAY_TRACK", "0", "1", &cfg->track, error)) return false;
+  if (!Switch(getenv, "SPILLWAY_OFFLOAD", "0", "1", &cfg->offload, error)) return false;
+  if (const char* v = getenv("SPILLWAY_HOST_LIMIT"); v && *v) {
+    std::string s(v);
+    constexpr const char kForm[] =
+        "bytes with an optional K/M/G/T suffix (e.g. 64G) or a percentage of RAM in (0,100]";
+    if (s.back() == '%') {
+      char* end = nullptr;
+      double p = std::strtod(s.c_str(), &end);
+      if (end != s.c_str() + s.size() - 1 || !(p > 0 && p <= 100))
+        return Bad(error, "SPILLWAY_HOST_LIMIT", v, kForm);
+      cfg->host_limit_percent = p;
+    } else if (!ParseBytes(s, &cfg->host_limit_bytes) || cfg->host_limit_bytes == 0) {
+      return Bad(error, "SPILLWAY_HOST_LIMIT", v, kForm);
+    }
+  }
+  if (const char* v = getenv("SPILLWAY_NVME_PATH"); v) {
+    struct stat st {};
+    if (!*v || stat(v, &st) != 0 || !S_ISDIR(st.st_mode))
+      return Bad(error, "SPILLWAY_NVME_PATH", v, "an existing directory on the disk to page to");
+    cfg->nvme_path = v;
+  }
+  if (const char* v = getenv("SPILLWAY_NVME_LIMIT"); v && *v) {
+    if (!ParseBytes(v, &cfg->nvme_limit) || cfg->nvme_limit == 0)
+      return Bad(error, "SPILLWAY_NVME_LIMIT", v, "bytes with an optional K/M/G/T suffix (e.g. 500G)");
+  }
+  if (!Switch(getenv, "SPILLWAY_NVME_VERIFY", "0", "1", &cfg->nvme_verify, error)) return false;
+  if (const char* v = getenv("SPILLWAY_OFFLOAD_SAFETY"); v && *v) {
+    const std::string s(v);
+    if (s == "auto") cfg->offload_safety = Config::Safety::kAuto;
+    else if (s == "tracked") cfg->offload_safety = Config::Safety::kTracked;
+    else if (s == "strict") cfg->offload_safety = Config::Safety::kStrict;
+    else return Bad(error, "SPILLWAY_OFFLOAD_SAFETY", v, "tracked, strict or auto");
+  }
   if (!Switch(getenv, "SPILLWAY_BACKEND", "cuda", "sim", &cfg->use_sim, error)) return false;
   if (const char* v = getenv("SPILLWAY_SIM_DEVICES"); v && *v) {
     long n = 0;
@@ -104,6 +137,11 @@ bool ParseConfig(const GetEnv& getenv, Config* cfg, std::string* error) {
       return Bad(error, "SPILLWAY_SIM_DEVICE_MEMORY", v, "bytes, at least 64M (e.g. 16G)");
   }
   return true;
+}
+
+std::uint64_t ResolveHostLimit(const Config& cfg, std::uint64_t ram) {
+  if (cfg.host_limit_bytes != 0) return cfg.host_limit_bytes;
+  return static_cast<std::uint64_t>(static_cast<double>(ram) * cfg.host_limit_percent / 100.0);
 }
 
 std::uint64_t ResolveBudget(const Config& cfg, std::uint64_t total) {

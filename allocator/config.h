@@ -32,6 +32,23 @@ struct Config {
   // SPILLWAY_TRACK=1: the CUPTI tracker (CUDA backend only): which live blocks each launch,
   // copy and set touches; with a trace, one access summary per block (docs/trace-format.md).
   bool track = false;
+  // Offload (offload/pager.h, docs/offload.md).
+  // SPILLWAY_OFFLOAD=0|1: when device memory (or the budget) runs out, evict cold blocks to the
+  // host instead of failing. The explicit calls (spillway_offload, ...) work either way.
+  bool offload = false;
+  // SPILLWAY_HOST_LIMIT: pinned host memory the host tier may hold: bytes (K/M/G/T) or a
+  // percentage of the machine's RAM. Default 50%.
+  std::uint64_t host_limit_bytes = 0;
+  double host_limit_percent = 50;
+  // SPILLWAY_NVME_PATH: a directory on the disk for the NVMe tier (off when absent);
+  // SPILLWAY_NVME_LIMIT: bytes it may hold (0 = the disk's free space); SPILLWAY_NVME_VERIFY=1:
+  // a CRC32C of every page checked on every read.
+  std::string nvme_path;
+  std::uint64_t nvme_limit = 0;
+  bool nvme_verify = false;
+  // SPILLWAY_OFFLOAD_SAFETY=tracked|strict|auto (default auto: tracked when the tracker runs,
+  // SPILLWAY_TRACK=1, else strict). See docs/offload.md.
+  enum class Safety { kAuto, kTracked, kStrict } offload_safety = Safety::kAuto;
   // SPILLWAY_BACKEND=cuda|sim. sim runs on the CPU simulator (tests, replay).
   bool use_sim = false;
   // SPILLWAY_SIM_DEVICES, SPILLWAY_SIM_DEVICE_MEMORY: shape of the simulator.
@@ -46,6 +63,9 @@ bool ParseConfig(const GetEnv& getenv, Config* cfg, std::string* error);
 
 // "4096", "64K", "1.5G", "2T" -> bytes. False on anything else (empty, negative, junk, overflow).
 bool ParseBytes(const std::string& s, std::uint64_t* out);
+
+// The host tier's limit in bytes on a machine with `ram` bytes.
+std::uint64_t ResolveHostLimit(const Config& cfg, std::uint64_t ram);
 
 // Budget in bytes for a device of `total` bytes (0 = none).
 std::uint64_t ResolveBudget(const Config& cfg, std::uint64_t total);

@@ -12,6 +12,11 @@
 namespace spillway {
 
 namespace {
+thread_local bool t_quiet_oom = false;
+}
+void SetQuietOom(bool quiet) { t_quiet_oom = quiet; }
+
+namespace {
 // Key of the synchronous arena: never a real stream handle.
 prim::Stream const kSyncKey = reinterpret_cast<prim::Stream>(~std::uintptr_t{0});
 
@@ -182,6 +187,7 @@ spillway_status DeviceHeap::acquire_chunks(Arena* self, std::size_t k,
   if (need() == 0) return SPILLWAY_OK;
   return_chunks(*out);
   out->clear();
+  if (t_quiet_oom) return Fail(SPILLWAY_ERR_OUT_OF_MEMORY, "spillway: out of device memory: " + why);
   stats_.on_oom();
   if (trace_) trace_->physical(trace::Kind::kOom, device_, 0, request_bytes);
   std::string msg = "spillway: out of memory on device " + std::to_string(device_) +

@@ -20,6 +20,10 @@ namespace trace {
 class TraceWriter;
 }
 
+// While set on a thread, running out of memory in acquire_chunks neither prints the state
+// report nor counts an OOM: the pager asks first and evicts before the allocation fails.
+void SetQuietOom(bool quiet);
+
 class DeviceHeap {
  public:
   static constexpr int kMaxArenas = 64;
@@ -45,6 +49,17 @@ class DeviceHeap {
   spillway_status acquire_chunks(Arena* self, std::size_t k, std::vector<prim::PhysHandle>* out,
                                  std::size_t request_bytes);
   void return_chunks(const std::vector<prim::PhysHandle>& chunks);
+  // fn(address, rounded size) for every live large block of every arena (each arena's lock is
+  // taken in turn; the pager's choice of victims).
+  template <class F>
+  void for_each_large_block(F&& fn) {
+    const int n = n_arenas_.load(std::memory_order_acquire);
+    for (int i = 0; i < n; ++i) {
+      Arena* a = arenas_[static_cast<std::size_t>(i)].get();
+      std::lock_guard<detail::SpinLock> lk(a->mu());
+      a->for_each_large_locked(fn);
+    }
+  }
   // Streams to fence for cudaFree semantics (legacy stream first). Returns the count.
   int fence_streams(std::array<prim::Stream, kMaxArenas + 1>* out) const;
 

@@ -1,1 +1,708 @@
-// pager.cpp — placeholder (being written).
+// pager.cpp — residency and moves of one device's blocks (see pager.h for the model).
+#include "offload/pager.h"
+
+#include <algorithm>
+#include <array>
+#include <cinttypes>
+#include <cstdio>
+#include <ctime>
+
+#include "allocator/device_heap.h"
+#include "allocator/error.h"
+#include "offload/numa.h"
+#include "profiler/trace_writer.h"
+#include "profiler/tracker/block_index.h"
+
+namespace spillway::offload {
+
+namespace {
+std::uint64_t NowNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+std::string Hex(std::uintptr_t p) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "0x%" PRIxPTR, p);
+  return buf;
+}
+}  // namespace
+
+Pager::Pager(DeviceHeap& heap, PagerOptions opt)
+    : heap_(heap),
+      backend_(heap.backend()),
+      device_(heap.device()),
+      gran_(heap.granularity()),
+      opt_(opt) {
+  if (opt_.index == nullptr) opt_.safety = Safety::kStrict;
+}
+
+spillway_status Pager::init(std::string* error) {
+  const int numa = NearestNumaNode(backend_.pci_bus_id(device_), &numa_note_);
+  host_ = std::make_unique<HostPool>(backend_, device_, numa, gran_, opt_.host_limit);
+  prim::Status s = backend_.stream_create(device_, &copy_);
+  if (!s.ok()) {
+    *error = "spillway: the pager's copy stream could not be created: " + s.message;
+    return SPILLWAY_ERR_BACKEND;
+  }
+  return SPILLWAY_OK;
+}
+
+Pager::~Pager() {
+  std::lock_guard<std::mutex> lk(mu_);
+  poll_locked(true);
+  // Live blocks keep their VA; their host pages go (the pool is about to release them).
+  for (auto& [p, e] : entries_) {
+    if (e.state != Residency::kHost) continue;
+    std::lock_guard<detail::SpinLock> al(e.arena->mu());
+    std::vector<prim::PhysHandle> zeros(e.pages, 0), old;
+    e.arena->swap_pages_locked(p, e.first, e.pages, zeros.data(), false, 0, &old);
+  }
+  for (auto& [p, e] : entries_)
+    if (e.state == Residency::kNvme && opt_.nvme) opt_.nvme->release(e.slot);
+  entries_.clear();
+  for (prim::Event ev : events_) backend_.event_destroy(ev);
+  if (copy_ != nullptr) backend_.stream_destroy(device_, copy_);
+}
+
+// ---------------------------------------------------------------- helpers
+
+prim::Event Pager::get_event() {
+  if (!events_.empty()) {
+    prim::Event e = events_.back();
+    events_.pop_back();
+    return e;
+  }
+  prim::Event e = nullptr;
+  if (!backend_.event_create(device_, &e).ok()) return nullptr;
+  return e;
+}
+
+void Pager::put_event(prim::Event e) {
+  if (e != nullptr) events_.push_back(e);
+}
+
+void Pager::set_active_locked() {
+  active_.store(entries_.empty() && moves_.empty() ? 0 : 1, std::memory_order_release);
+}
+
+void Pager::trace_move(trace::Kind k, std::uintptr_t p, std::uint64_t bytes, std::uint64_t ns,
+                       std::uint32_t from, std::uint32_t to, bool demand) {
+  if (auto* t = heap_.trace())
+    t->offload(k, device_, p, bytes, ns, reinterpret_cast<std::uint64_t>(copy_),
+               (from << 8) | to | (demand ? trace::kFetchDemand : 0));
+}
+
+void Pager::error_locked(std::uintptr_t p, std::uint64_t bytes, std::uint32_t reason,
+                         spillway_status st, const std::string& msg) {
+  counters_.errors.fetch_add(1, std::memory_order_relaxed);
+  if (auto* t = heap_.trace())
+    t->offload(trace::Kind::kOffloadError, device_, p, bytes, 0, 0, reason,
+               static_cast<std::uint16_t>(st));
+  if ((reason == trace::kErrNvmeFull || reason == trace::kErrNvmeIo) && !warned_nvme_) {
+    warned_nvme_ = true;  // said once: the data stays on the host
+    std::fprintf(stderr, "%s (the data stays on the host; further NVMe errors are counted)\n",
+                 msg.c_str());
+  }
+}
+
+spillway_status Pager::geometry(std::uintptr_t p, Geometry* g) {
+  Arena* a = heap_.find(p);
+  if (a == nullptr)
+    return Fail(SPILLWAY_ERR_NOT_OWNED, "spillway: " + Hex(p) + " is not memory Spillway "
+                                        "allocated on device " + std::to_string(device_));
+  std::size_t size = 0;
+  {
+    std::lock_guard<detail::SpinLock> lk(a->mu());
+    size = a->large_size_locked(p);
+  }
+  if (size == 0) {
+    if (a->is_live(p))
+      return Fail(SPILLWAY_ERR_INVALID_VALUE,
+                  "spillway: " + Hex(p) + " is a small block (it shares its page with others); "
+                  "only blocks that span a whole " + std::to_string(gran_ >> 20) +
+                  " MiB page can move");
+    return Fail(SPILLWAY_ERR_INVALID_VALUE,
+                "spillway: " + Hex(p) + " is not the start of a live block");
+  }
+  const std::uintptr_t first = (p + gran_ - 1) / gran_ * gran_;
+  const std::uintptr_t last = (p + size) / gran_ * gran_;
+  if (last <= first)
+    return Fail(SPILLWAY_ERR_INVALID_VALUE,
+                "spillway: the block at " + Hex(p) + " (" + std::to_string(size) +
+                    " bytes) spans no whole page of " + std::to_string(gran_ >> 20) +
+                    " MiB: nothing of it can move");
+  *g = {a, first, (last - first) / gran_};
+  return SPILLWAY_OK;
+}
+
+std::uint64_t Pager::access_count(std::uintptr_t p) const {
+  if (opt_.index == nullptr) return 0;
+  auto lk = opt_.index->read_lock();
+  const tracker::Block* b = opt_.index->find(p);
+  return b ? b->summary().count : 0;
+}
+
+int Pager::block_streams(std::uintptr_t p, Arena* arena, prim::Stream* out, int cap) const {
+  // Strict (or unknown): every stream the heap knows, the legacy stream first.
+  std::array<prim::Stream, DeviceHeap::kMaxArenas + 1> all;
+  if (opt_.safety == Safety::kStrict || opt_.index == nullptr) {
+    const int n = std::min(heap_.fence_streams(&all), cap);
+    std::copy(all.begin(), all.begin() + n, out);
+    return n;
+  }
+  tracker::BlockSummary s;
+  {
+    auto lk = opt_.index->read_lock();
+    const tracker::Block* b = opt_.index->find(p);
+    if (b == nullptr || b->summary().more_streams) {  // cannot say: every stream
+      const int n = std::min(heap_.fence_streams(&all), cap);
+      std::copy(all.begin(), all.begin() + n, out);
+      return n;
+    }
+    s = b->summary();
+  }
+  int n = 0;
+  out[n++] = arena->is_sync() ? nullptr : arena->stream();  // where it was allocated
+  for (std::uint32_t i = 0; i < s.nstreams && n < cap; ++i) {
+    auto st = reinterpret_cast<prim::Stream>(s.streams[i]);
+    if (std::find(out, out + n, st) == out + n) out[n++] = st;
+  }
+  return n;
+}
+
+spillway_status Pager::order_after_users_locked(std::uintptr_t p, Arena* arena, prim::Stream s) {
+  std::array<prim::Stream, DeviceHeap::kMaxArenas + 1> streams;
+  const int n = block_streams(p, arena, streams.data(), static_cast<int>(streams.size()));
+  for (int i = 0; i < n; ++i) {
+    if (streams[static_cast<std::size_t>(i)] == s) continue;
+    prim::Event ev = get_event();
+    if (ev == nullptr) return Fail(SPILLWAY_ERR_BACKEND, "spillway: no event for the pager");
+    prim::Status st = backend_.event_record(device_, ev, streams[static_cast<std::size_t>(i)]);
+    if (st.ok()) st = backend_.stream_wait_event(device_, s, ev);
+    put_event(ev);  // reusable at once: a later record does not disturb the wait enqueued
+    if (!st.ok()) return Fail(SPILLWAY_ERR_BACKEND, "spillway: ordering a move: " + st.message);
+  }
+  return SPILLWAY_OK;
+}
+
+spillway_status Pager::fence_cpu_locked(const Entry& e, prim::Stream extra, bool all) {
+  std::array<prim::Stream, DeviceHeap::kMaxArenas + 1> all_streams;
+  std::array<prim::Stream, DeviceHeap::kMaxArenas + 2> streams;
+  int n = 0;
+  if (all || opt_.safety == Safety::kStrict) {
+    n = heap_.fence_streams(&all_streams);
+    std::copy(all_streams.begin(), all_streams.begin() + n, streams.begin());
+  } else {
+    // Tracked: only if the tracker saw the block used since its data was copied out.
+    if (access_count(e.p) != e.access_mark)
+      n = block_streams(e.p, e.arena, streams.data(), DeviceHeap::kMaxArenas + 1);
+  }
+  if (extra != nullptr || n == 0) streams[static_cast<std::size_t>(n++)] = extra;
+  const std::uint64_t t0 = NowNs();
+  for (int i = 0; i < n; ++i) {
+    prim::Event ev = get_event();
+    if (ev == nullptr) return Fail(SPILLWAY_ERR_BACKEND, "spillway: no event for the pager");
+    prim::Status st = backend_.event_record(device_, ev, streams[static_cast<std::size_t>(i)]);
+    if (st.ok()) st = backend_.event_synchronize(ev);
+    put_event(ev);
+    if (!st.ok()) return Fail(SPILLWAY_ERR_BACKEND, "spillway: fencing a block: " + st.message);
+  }
+  counters_.fence_waits.fetch_add(1, std::memory_order_relaxed);
+  counters_.fence_wait_ns.fetch_add(NowNs() - t0, std::memory_order_relaxed);
+  return SPILLWAY_OK;
+}
+
+// ---------------------------------------------------------------- moves
+
+spillway_status Pager::evict_host_locked(std::uintptr_t p, Entry* e) {
+  std::string why;
+  std::vector<HostChunk> chunks;
+  if (spillway_status s = host_->acquire(e->pages, &chunks, &why); s != SPILLWAY_OK) {
+    error_locked(p, e->pages * gran_, trace::kErrHostLimit, s, why);
+    return Fail(s, why);
+  }
+  // The copy runs after every use of the block enqueued so far.
+  if (spillway_status s = order_after_users_locked(p, e->arena, copy_); s != SPILLWAY_OK) {
+    host_->release(chunks);
+    return s;
+  }
+  prim::Event done = get_event();
+  if (done == nullptr) {
+    host_->release(chunks);
+    return Fail(SPILLWAY_ERR_BACKEND, "spillway: no event for the pager");
+  }
+  e->access_mark = access_count(p);
+  prim::Status st = prim::Status::Ok();
+  for (std::size_t i = 0; i < e->pages && st.ok();) {  // runs of neighbouring chunks: one copy
+    std::size_t j = i + 1;
+    while (j < e->pages && chunks[j].window == chunks[j - 1].window + gran_) ++j;
+    st = backend_.copy_async(device_, reinterpret_cast<void*>(chunks[i].window),
+                             reinterpret_cast<void*>(e->first + i * gran_), (j - i) * gran_,
+                             copy_);
+    i = j;
+  }
+  if (st.ok()) st = backend_.event_record(device_, done, copy_);
+  if (!st.ok()) {  // copies may be queued: the chunks cannot be reused safely; keep them out
+    put_event(done);
+    return Fail(SPILLWAY_ERR_BACKEND, "spillway: eviction copy failed: " + st.message);
+  }
+  Move m;
+  m.id = next_move_++;
+  m.out = true;
+  m.p = p;
+  m.bytes = e->pages * gran_;
+  m.t0 = NowNs();
+  m.done = done;
+  e->host = std::move(chunks);
+  e->state = Residency::kMovingOut;
+  e->move = m.id;
+  moves_.push_back(std::move(m));
+  return SPILLWAY_OK;
+}
+
+void Pager::complete_locked(Move& m) {
+  const std::uint64_t ns = NowNs() - m.t0;
+  if (!m.out) {  // a fetch: its host chunks are free now
+    host_->release(m.host);
+    counters_.bytes_from_host.fetch_add(m.bytes, std::memory_order_relaxed);
+    trace_move(trace::Kind::kFetch, m.p, m.bytes, ns, trace::kTierHost, trace::kTierDevice,
+               m.demand);
+    return;
+  }
+  auto it = entries_.find(m.p);
+  Entry* e = it != entries_.end() && it->second.move == m.id ? &it->second : nullptr;
+  if (m.cancelled || e == nullptr || e->state != Residency::kMovingOut) {
+    if (e == nullptr || e->state != Residency::kMovingOut) host_->release(m.host);
+    counters_.cancelled.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  // Used again after the copy started (tracker)? The copy may be stale: the block stays.
+  if (opt_.safety == Safety::kTracked && access_count(m.p) != e->access_mark) {
+    host_->release(e->host);
+    entries_.erase(it);
+    counters_.cancelled.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  if (opt_.safety == Safety::kStrict) fence_cpu_locked(*e, nullptr, true);
+  std::vector<prim::PhysHandle> in, old;
+  for (const HostChunk& c : e->host) in.push_back(c.handle);
+  spillway_status s;
+  {
+    std::lock_guard<detail::SpinLock> lk(e->arena->mu());
+    s = e->arena->swap_pages_locked(m.p, e->first, e->pages, in.data(), true, host_->numa(), &old);
+  }
+  if (s != SPILLWAY_OK) {
+    const std::string msg = LastError();
+    host_->release(e->host);
+    entries_.erase(it);
+    error_locked(m.p, m.bytes, trace::kErrHostLimit, s, msg);
+    return;
+  }
+  heap_.return_chunks(old);
+  e->state = Residency::kHost;
+  host_bytes_.fetch_add(m.bytes, std::memory_order_relaxed);
+  counters_.evictions.fetch_add(1, std::memory_order_relaxed);
+  counters_.bytes_to_host.fetch_add(m.bytes, std::memory_order_relaxed);
+  trace_move(trace::Kind::kEvict, m.p, m.bytes, ns, trace::kTierDevice, trace::kTierHost, false);
+}
+
+void Pager::poll_locked(bool block) {
+  while (!moves_.empty()) {
+    Move& m = moves_.front();
+    if (block) {
+      backend_.event_synchronize(m.done);
+    } else {
+      bool done = false;
+      if (!backend_.event_query(m.done, &done).ok() || !done) break;
+    }
+    Move done = std::move(m);
+    moves_.pop_front();
+    put_event(done.done);
+    complete_locked(done);
+  }
+  set_active_locked();
+}
+
+spillway_status Pager::host_to_device_locked(Entry& e, prim::Stream s, bool demand,
+                                             bool retried) {
+  const std::uint64_t t0 = NowNs();
+  // The host pages are about to be unmapped: no queued work may still read them.
+  if (!retried)
+    if (spillway_status st = fence_cpu_locked(e, nullptr, false); st != SPILLWAY_OK) return st;
+  std::vector<prim::PhysHandle> dev, old;
+  spillway_status st;
+  {
+    std::lock_guard<detail::SpinLock> lk(e.arena->mu());
+    SetQuietOom(true);
+    st = heap_.acquire_chunks(e.arena, e.pages, &dev, e.pages * gran_);
+    SetQuietOom(false);
+    if (st == SPILLWAY_OK) {
+      st = e.arena->swap_pages_locked(e.p, e.first, e.pages, dev.data(), false, 0, &old);
+      if (st != SPILLWAY_OK) heap_.return_chunks(dev);
+    }
+  }
+  if (st == SPILLWAY_ERR_OUT_OF_MEMORY && !retried) {  // make room, once
+    make_room_locked(e.pages * gran_, e.p);
+    return host_to_device_locked(e, s, demand, true);
+  }
+  if (st == SPILLWAY_ERR_OUT_OF_MEMORY) {
+    const std::string msg = "spillway: no device memory to bring " + Hex(e.p) + " back (" +
+                            std::to_string(e.pages * gran_ >> 20) + " MiB): it stays on the host";
+    error_locked(e.p, e.pages * gran_, trace::kErrDeviceFull, st, msg);
+    return Fail(st, msg);
+  }
+  if (st != SPILLWAY_OK) return st;
+  // Copy the data in (the host chunks keep it in the pool's window) on the copy stream.
+  Move m;
+  m.id = next_move_++;
+  m.p = e.p;
+  m.bytes = e.pages * gran_;
+  m.demand = demand;
+  m.t0 = t0;
+  for (std::size_t i = 0; i < e.pages;) {
+    std::size_t j = i + 1;
+    while (j < e.pages && e.host[j].window == e.host[j - 1].window + gran_) ++j;
+    prim::Status cs = backend_.copy_async(device_, reinterpret_cast<void*>(e.first + i * gran_),
+                                          reinterpret_cast<void*>(e.host[i].window),
+                                          (j - i) * gran_, copy_);
+    if (!cs.ok()) {  // the block is mapped to device memory whose content is wrong: say so
+      std::fprintf(stderr, "spillway: copying %s back to the device failed: %s\n",
+                   Hex(e.p).c_str(), cs.message.c_str());
+      return Fail(SPILLWAY_ERR_BACKEND, "spillway: prefetch copy failed: " + cs.message);
+    }
+    i = j;
+  }
+  m.done = get_event();
+  prim::Status es = m.done ? backend_.event_record(device_, m.done, copy_)
+                           : prim::Status{1, "no event could be created"};
+  if (!es.ok()) return Fail(SPILLWAY_ERR_BACKEND, "spillway: prefetch event: " + es.message);
+  // The users wait for the data: `s`, and the block's streams (tracked) or all (strict).
+  std::array<prim::Stream, DeviceHeap::kMaxArenas + 2> streams;
+  int n = block_streams(e.p, e.arena, streams.data(), DeviceHeap::kMaxArenas + 1);
+  if (std::find(streams.begin(), streams.begin() + n, s) == streams.begin() + n)
+    streams[static_cast<std::size_t>(n++)] = s;
+  for (int i = 0; i < n; ++i)
+    backend_.stream_wait_event(device_, streams[static_cast<std::size_t>(i)], m.done);
+  m.host = std::move(e.host);
+  host_bytes_.fetch_sub(m.bytes, std::memory_order_relaxed);
+  counters_.fetches.fetch_add(1, std::memory_order_relaxed);
+  if (demand) counters_.stalls.fetch_add(1, std::memory_order_relaxed);
+  else counters_.prefetches.fetch_add(1, std::memory_order_relaxed);
+  moves_.push_back(std::move(m));
+  return SPILLWAY_OK;
+}
+
+spillway_status Pager::host_to_nvme_locked(Entry& e) {
+  if (opt_.nvme == nullptr)
+    return Fail(SPILLWAY_ERR_CONFIG,
+                "spillway: the NVMe tier is off: set SPILLWAY_NVME_PATH to a directory on the disk");
+  const std::uint64_t t0 = NowNs();
+  if (spillway_status st = fence_cpu_locked(e, nullptr, false); st != SPILLWAY_OK) return st;
+  std::vector<NvmeSegment> segs;
+  for (const HostChunk& c : e.host) segs.push_back({reinterpret_cast<void*>(c.window), gran_});
+  NvmeStore::Slot slot = 0;
+  std::string why;
+  spillway_status st = opt_.nvme->write(segs.data(), segs.size(), &slot, &why);
+  if (st != SPILLWAY_OK) {
+    error_locked(e.p, e.pages * gran_,
+                 st == SPILLWAY_ERR_IO && why.find("disk full:") == std::string::npos
+                     ? trace::kErrNvmeIo
+                     : trace::kErrNvmeFull,
+                 st, why);
+    return Fail(st, why);
+  }
+  std::vector<prim::PhysHandle> zeros(e.pages, 0), old;
+  {
+    std::lock_guard<detail::SpinLock> lk(e.arena->mu());
+    st = e.arena->swap_pages_locked(e.p, e.first, e.pages, zeros.data(), false, 0, &old);
+  }
+  if (st != SPILLWAY_OK) {
+    opt_.nvme->release(slot);
+    return st;
+  }
+  host_->release(e.host);
+  e.host.clear();
+  e.slot = slot;
+  e.state = Residency::kNvme;
+  const std::uint64_t bytes = e.pages * gran_;
+  host_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+  nvme_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  counters_.bytes_to_nvme.fetch_add(bytes, std::memory_order_relaxed);
+  trace_move(trace::Kind::kEvict, e.p, bytes, NowNs() - t0, trace::kTierHost, trace::kTierNvme,
+             false);
+  return SPILLWAY_OK;
+}
+
+spillway_status Pager::nvme_to_host_locked(Entry& e) {
+  const std::uint64_t t0 = NowNs();
+  std::string why;
+  std::vector<HostChunk> chunks;
+  if (spillway_status s = host_->acquire(e.pages, &chunks, &why); s != SPILLWAY_OK) {
+    error_locked(e.p, e.pages * gran_, trace::kErrHostLimit, s, why);
+    return Fail(s, why);
+  }
+  std::vector<NvmeSegment> segs;
+  for (const HostChunk& c : chunks) segs.push_back({reinterpret_cast<void*>(c.window), gran_});
+  spillway_status st = opt_.nvme->read(e.slot, segs.data(), segs.size(), &why);
+  if (st != SPILLWAY_OK) {
+    host_->release(chunks);
+    error_locked(e.p, e.pages * gran_,
+                 why.find("checksum") != std::string::npos ? trace::kErrChecksum
+                                                           : trace::kErrNvmeIo,
+                 st, why);
+    return Fail(st, why + " (the block stays on NVMe)");
+  }
+  std::vector<prim::PhysHandle> in, old;
+  for (const HostChunk& c : chunks) in.push_back(c.handle);
+  {
+    std::lock_guard<detail::SpinLock> lk(e.arena->mu());
+    st = e.arena->swap_pages_locked(e.p, e.first, e.pages, in.data(), true, host_->numa(), &old);
+  }
+  if (st != SPILLWAY_OK) {
+    host_->release(chunks);
+    return st;
+  }
+  opt_.nvme->release(e.slot);
+  e.slot = 0;
+  e.host = std::move(chunks);
+  e.state = Residency::kHost;
+  e.access_mark = access_count(e.p);
+  const std::uint64_t bytes = e.pages * gran_;
+  nvme_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+  host_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  counters_.bytes_from_nvme.fetch_add(bytes, std::memory_order_relaxed);
+  trace_move(trace::Kind::kFetch, e.p, bytes, NowNs() - t0, trace::kTierNvme, trace::kTierHost,
+             false);
+  return SPILLWAY_OK;
+}
+
+// ---------------------------------------------------------------- public operations
+
+spillway_status Pager::offload(std::uintptr_t p, trace::Tier to, bool wait) {
+  if (to == trace::kTierDevice) {
+    spillway_status s = prefetch(p, nullptr);
+    if (s == SPILLWAY_OK && wait) s = synchronize();
+    return s;
+  }
+  if (to != trace::kTierHost && to != trace::kTierNvme)
+    return Fail(SPILLWAY_ERR_INVALID_VALUE, "spillway: unknown tier " + std::to_string(to));
+  if (to == trace::kTierNvme && opt_.nvme == nullptr)
+    return Fail(SPILLWAY_ERR_CONFIG,
+                "spillway: the NVMe tier is off: set SPILLWAY_NVME_PATH to a directory on the disk");
+  Geometry g{};
+  if (spillway_status s = geometry(p, &g); s != SPILLWAY_OK) return s;
+  std::lock_guard<std::mutex> lk(mu_);
+  poll_locked(false);
+  return offload_locked(p, g, to, wait);
+}
+
+spillway_status Pager::offload_locked(std::uintptr_t p, const Geometry& g, trace::Tier to,
+                                      bool wait) {
+  auto it = entries_.find(p);
+  if (it != entries_.end() && it->second.advice == Advice::kKeepOnDevice &&
+      it->second.state == Residency::kDevice)
+    return Fail(SPILLWAY_ERR_INVALID_VALUE, "spillway: " + Hex(p) +
+                                                " was advised to stay on the device");
+  if (it == entries_.end()) it = entries_.emplace(p, Entry{}).first;
+  Entry& e = it->second;
+  e.p = p;
+  e.arena = g.arena;
+  e.first = g.first;
+  e.pages = g.pages;
+  spillway_status s = SPILLWAY_OK;
+  if (e.state == Residency::kDevice) s = evict_host_locked(p, &e);
+  if (s == SPILLWAY_OK && e.state == Residency::kMovingOut && (wait || to == trace::kTierNvme)) {
+    // Complete this eviction now (and those queued before it).
+    while (e.state == Residency::kMovingOut && !moves_.empty()) {
+      Move m = std::move(moves_.front());
+      moves_.pop_front();
+      backend_.event_synchronize(m.done);
+      put_event(m.done);
+      complete_locked(m);
+      if (entries_.find(p) == entries_.end()) break;  // cancelled (used meanwhile)
+    }
+    if (entries_.find(p) == entries_.end()) {
+      set_active_locked();
+      return Fail(SPILLWAY_ERR_BUSY, "spillway: " + Hex(p) + " was used while it was being "
+                                     "evicted; it stays on the device");
+    }
+  }
+  if (s == SPILLWAY_OK && to == trace::kTierNvme && e.state == Residency::kHost)
+    s = host_to_nvme_locked(e);
+  if (e.state == Residency::kDevice && e.advice == Advice::kNone) entries_.erase(p);
+  set_active_locked();
+  return s;
+}
+
+spillway_status Pager::prefetch(std::uintptr_t p, prim::Stream stream, bool demand) {
+  std::lock_guard<std::mutex> lk(mu_);
+  poll_locked(false);
+  auto it = entries_.find(p);
+  if (it == entries_.end() || it->second.state == Residency::kDevice) {
+    if (heap_.find(p) == nullptr)
+      return Fail(SPILLWAY_ERR_NOT_OWNED, "spillway: " + Hex(p) + " is not memory Spillway "
+                                          "allocated on device " + std::to_string(device_));
+    return SPILLWAY_OK;  // already there
+  }
+  Entry& e = it->second;
+  const std::uint64_t t0 = NowNs();
+  spillway_status s = SPILLWAY_OK;
+  if (e.state == Residency::kMovingOut) {  // not gone yet: cancel the eviction
+    for (Move& m : moves_)
+      if (m.id == e.move) {
+        m.cancelled = true;
+        m.host = std::move(e.host);
+      }
+    e.host.clear();
+    e.state = Residency::kDevice;
+  }
+  if (e.state == Residency::kNvme) s = nvme_to_host_locked(e);
+  if (s == SPILLWAY_OK && e.state == Residency::kHost) {
+    s = host_to_device_locked(e, stream, demand);
+    if (s == SPILLWAY_OK) e.state = Residency::kDevice;
+  }
+  if (demand && s == SPILLWAY_OK)
+    counters_.stall_ns.fetch_add(NowNs() - t0, std::memory_order_relaxed);
+  if (e.state == Residency::kDevice && e.advice == Advice::kNone) entries_.erase(p);
+  set_active_locked();
+  return s;
+}
+
+spillway_status Pager::advise(std::uintptr_t p, Advice a) {
+  if (a != Advice::kNone && a != Advice::kKeepOnDevice && a != Advice::kEvictFirst)
+    return Fail(SPILLWAY_ERR_INVALID_VALUE,
+                "spillway: unknown advice " + std::to_string(static_cast<int>(a)));
+  Geometry g{};
+  if (spillway_status s = geometry(p, &g); s != SPILLWAY_OK) return s;
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = entries_.find(p);
+  if (it == entries_.end()) {
+    if (a == Advice::kNone) return SPILLWAY_OK;
+    Entry e;
+    e.p = p;
+    e.arena = g.arena;
+    e.first = g.first;
+    e.pages = g.pages;
+    it = entries_.emplace(p, std::move(e)).first;
+  }
+  it->second.advice = a;
+  if (a == Advice::kNone && it->second.state == Residency::kDevice) entries_.erase(it);
+  set_active_locked();
+  return SPILLWAY_OK;
+}
+
+Residency Pager::residency(std::uintptr_t p) {
+  std::lock_guard<std::mutex> lk(mu_);
+  poll_locked(false);
+  auto it = entries_.find(p);
+  return it == entries_.end() ? Residency::kDevice : it->second.state;
+}
+
+spillway_status Pager::before_free(std::uintptr_t p, FreeMode mode, prim::Stream stream) {
+  std::lock_guard<std::mutex> lk(mu_);
+  // A copy back still writing the block: the free (and so any reuse) comes after it.
+  for (Move& m : moves_) {
+    if (m.out || m.p != p) continue;
+    if (mode == FreeMode::kStreamOrdered) backend_.stream_wait_event(device_, stream, m.done);
+    else backend_.event_synchronize(m.done);
+  }
+  auto it = entries_.find(p);
+  if (it == entries_.end()) return SPILLWAY_OK;
+  Entry& e = it->second;
+  const std::uint64_t bytes = e.pages * gran_;
+  switch (e.state) {
+    case Residency::kDevice:
+      break;
+    case Residency::kMovingOut:  // the copy's result is not wanted
+      for (Move& m : moves_)
+        if (m.id == e.move) {
+          m.cancelled = true;
+          m.host = std::move(e.host);
+        }
+      break;
+    case Residency::kHost: {
+      // Work enqueued before the free may still read the host pages: wait for it.
+      Entry fence = e;
+      fence.access_mark = ~std::uint64_t{0};  // tracked: always fence the block's streams
+      fence_cpu_locked(fence, mode == FreeMode::kStreamOrdered ? stream : nullptr,
+                       mode == FreeMode::kSynchronous);
+      std::vector<prim::PhysHandle> zeros(e.pages, 0), old;
+      spillway_status s;
+      {
+        std::lock_guard<detail::SpinLock> al(e.arena->mu());
+        s = e.arena->swap_pages_locked(p, e.first, e.pages, zeros.data(), false, 0, &old);
+      }
+      if (s != SPILLWAY_OK) return s;  // the block stays allocated: nothing is lost
+      host_->release(e.host);
+      host_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+      break;
+    }
+    case Residency::kNvme:
+      opt_.nvme->release(e.slot);
+      nvme_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+      break;
+  }
+  entries_.erase(it);
+  set_active_locked();
+  return SPILLWAY_OK;
+}
+
+spillway_status Pager::synchronize() {
+  std::lock_guard<std::mutex> lk(mu_);
+  poll_locked(true);
+  return SPILLWAY_OK;
+}
+
+void Pager::poll() {
+  std::lock_guard<std::mutex> lk(mu_);
+  poll_locked(false);
+}
+
+std::uint64_t Pager::make_room(std::uint64_t bytes, std::uintptr_t except) {
+  std::lock_guard<std::mutex> lk(mu_);
+  poll_locked(false);
+  return make_room_locked(bytes, except);
+}
+
+std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except) {
+  struct Cand {
+    std::uintptr_t p;
+    std::uint64_t size;
+    std::uint64_t last;  // last access (tracker's operation number); 0 = never / unknown
+    bool first;          // advised kEvictFirst
+  };
+  std::vector<Cand> cands;
+  heap_.for_each_large_block([&](std::uintptr_t p, std::size_t size) {
+    if (p != except && size >= 2 * gran_) cands.push_back({p, size, 0, false});
+  });
+  if (opt_.index != nullptr) {
+    auto lk = opt_.index->read_lock();
+    for (Cand& c : cands)
+      if (const tracker::Block* b = opt_.index->find(c.p)) c.last = b->summary().last_seq;
+  }
+  for (Cand& c : cands)
+    if (auto it = entries_.find(c.p); it != entries_.end()) c.first = it->second.advice == Advice::kEvictFirst;
+  std::erase_if(cands, [&](const Cand& c) {
+    auto it = entries_.find(c.p);
+    return it != entries_.end() && (it->second.state != Residency::kDevice ||
+                                    it->second.advice == Advice::kKeepOnDevice);
+  });
+  // Advised first; then least recently used (tracker) or, without one, largest first.
+  std::sort(cands.begin(), cands.end(), [](const Cand& a, const Cand& b) {
+    if (a.first != b.first) return a.first;
+    if (a.last != b.last) return a.last < b.last;
+    return a.size > b.size;
+  });
+  std::uint64_t freed = 0;
+  for (const Cand& c : cands) {
+    if (freed >= bytes) break;
+    Geometry g{};
+    if (geometry(c.p, &g) != SPILLWAY_OK) continue;
+    if (offload_locked(c.p, g, trace::kTierHost, true) == SPILLWAY_OK) freed += g.pages * gran_;
+  }
+  return freed;
+}
+
+}  // namespace spillway::offload

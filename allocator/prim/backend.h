@@ -53,6 +53,11 @@ class Backend {
   virtual Status map(std::uintptr_t va, std::size_t size, PhysHandle h) = 0;
   virtual Status set_access(int device, std::uintptr_t va, std::size_t size) = 0;
   virtual Status unmap(std::uintptr_t va, std::size_t size) = 0;
+  // Grants read/write to `device` and to the CPU over [va, va+size), a range mapped to host
+  // memory of NUMA node `numa` (the pager's host tier: the CPU reads it for NVMe writes).
+  virtual Status set_access_host(int device, int numa, std::uintptr_t va, std::size_t size) = 0;
+  // PCI bus id of a device ("0000:3b:00.0"), to find its nearest NUMA node; "" for the sim.
+  virtual std::string pci_bus_id(int device) = 0;
 
   // Streams and events (events are pooled by the caller).
   virtual Status copy_async(int device, void* dst, const void* src, std::size_t n, Stream s) = 0;
@@ -63,6 +68,9 @@ class Backend {
   virtual Status event_query(Event e, bool* done) = 0;
   virtual Status event_synchronize(Event e) = 0;
   virtual Status stream_wait_event(int device, Stream s, Event e) = 0;
+  // A non-blocking stream of the backend's own (the pager's copy streams).
+  virtual Status stream_create(int device, Stream* out) = 0;
+  virtual Status stream_destroy(int device, Stream s) = 0;
   // True if `s` is capturing a CUDA graph (allocations then belong to the graph).
   virtual bool stream_is_capturing(int device, Stream s) = 0;
 };

@@ -132,6 +132,40 @@ Status CudaBackend::set_access(int device, std::uintptr_t va, std::size_t size) 
   return check(d_->cuMemSetAccess(static_cast<CUdeviceptr>(va), size, &a, 1), "cuMemSetAccess");
 }
 
+Status CudaBackend::set_access_host(int device, int numa, std::uintptr_t va,
+                                    std::size_t size) {
+  CUmemAccessDesc a[2] = {};
+  a[0].location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  a[0].location.id = device;
+  a[0].flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+  a[1].location.type = CU_MEM_LOCATION_TYPE_HOST_NUMA;
+  a[1].location.id = numa;
+  a[1].flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+  return check(d_->cuMemSetAccess(static_cast<CUdeviceptr>(va), size, a, 2),
+               "cuMemSetAccess (device and host)");
+}
+
+std::string CudaBackend::pci_bus_id(int device) {
+  char buf[32] = {};
+  if (device < 0 || static_cast<std::size_t>(device) >= dev_.size() ||
+      d_->cuDeviceGetPCIBusId(buf, sizeof buf, dev_[device]) != CUDA_SUCCESS)
+    return {};
+  return buf;
+}
+
+Status CudaBackend::stream_create(int device, Stream* out) {
+  CtxScope scope(this, device);
+  CUstream s = nullptr;
+  Status st = check(d_->cuStreamCreate(&s, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+  *out = s;
+  return st;
+}
+
+Status CudaBackend::stream_destroy(int device, Stream s) {
+  CtxScope scope(this, device);
+  return check(d_->cuStreamDestroy(static_cast<CUstream>(s)), "cuStreamDestroy");
+}
+
 Status CudaBackend::unmap(std::uintptr_t va, std::size_t size) {
   return check(d_->cuMemUnmap(static_cast<CUdeviceptr>(va), size), "cuMemUnmap");
 }

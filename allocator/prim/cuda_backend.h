@@ -27,6 +27,10 @@ class CudaBackend final : public Backend {
   Status map(std::uintptr_t va, std::size_t size, PhysHandle h) override;
   Status set_access(int device, std::uintptr_t va, std::size_t size) override;
   Status unmap(std::uintptr_t va, std::size_t size) override;
+  Status set_access_host(int device, int numa, std::uintptr_t va, std::size_t size) override;
+  std::string pci_bus_id(int device) override;
+  Status stream_create(int device, Stream* out) override;
+  Status stream_destroy(int device, Stream s) override;
   Status copy_async(int device, void* dst, const void* src, std::size_t n, Stream s) override;
   Status event_create(int device, Event* out) override;
   Status event_destroy(Event e) override;

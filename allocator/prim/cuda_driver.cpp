@@ -92,6 +92,9 @@ bool Load() {
   SPW_RESOLVE(cuEventSynchronize, "cuEventSynchronize", v);
   SPW_RESOLVE(cuStreamWaitEvent, "cuStreamWaitEvent", v);
   SPW_RESOLVE(cuStreamIsCapturing, "cuStreamIsCapturing", v);
+  SPW_RESOLVE(cuStreamCreate, "cuStreamCreate", v);
+  SPW_RESOLVE(cuStreamDestroy, "cuStreamDestroy", v);
+  SPW_RESOLVE(cuDeviceGetPCIBusId, "cuDeviceGetPCIBusId", v);
   SPW_RESOLVE(cuGetErrorString, "cuGetErrorString", v);
   SPW_RESOLVE(cuMemAlloc, "cuMemAlloc", v);
   SPW_RESOLVE(cuMemFree, "cuMemFree", v);

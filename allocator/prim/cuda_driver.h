@@ -44,6 +44,9 @@ struct CudaDriver {
   CUresult (*cuEventSynchronize)(CUevent);
   CUresult (*cuStreamWaitEvent)(CUstream, CUevent, unsigned int);
   CUresult (*cuStreamIsCapturing)(CUstream, CUstreamCaptureStatus*);
+  CUresult (*cuStreamCreate)(CUstream*, unsigned int);
+  CUresult (*cuStreamDestroy)(CUstream);
+  CUresult (*cuDeviceGetPCIBusId)(char*, int, CUdevice);
   CUresult (*cuGetErrorString)(CUresult, const char**);
   // Real versions of the calls the preload interposes (pass-through for foreign pointers).
   CUresult (*cuMemAlloc)(CUdeviceptr*, size_t);

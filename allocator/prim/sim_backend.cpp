@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <set>
 #include <thread>
 
 namespace spillway::prim {
@@ -71,22 +72,30 @@ class SimStream {
   std::thread worker_;  // last: starts after the members it uses exist
 };
 
-// An event: `recorded` counts records, `completed` the highest record that has run.
 struct SimEvent {
+  // Records are numbered; each completes on its own stream, so they may complete out of order
+  // (an event re-recorded on another stream). As in CUDA, a wait or query refers to one record:
+  // `done_upto` covers every record up to it, `done_above` the ones completed early.
   std::mutex mu;
   std::condition_variable cv;
   std::uint64_t recorded = 0;
-  std::uint64_t completed = 0;
+  std::uint64_t done_upto = 0;
+  std::set<std::uint64_t> done_above;
+  bool is_done(std::uint64_t v) const { return v <= done_upto || done_above.count(v) != 0; }
   void complete(std::uint64_t v) {
     {
       std::lock_guard<std::mutex> lk(mu);
-      if (v > completed) completed = v;
+      done_above.insert(v);
+      while (!done_above.empty() && *done_above.begin() == done_upto + 1) {
+        ++done_upto;
+        done_above.erase(done_above.begin());
+      }
     }
     cv.notify_all();
   }
   void wait_for(std::uint64_t v) {
     std::unique_lock<std::mutex> lk(mu);
-    cv.wait(lk, [&] { return completed >= v; });
+    cv.wait(lk, [&] { return is_done(v); });
   }
 };
 
@@ -234,7 +243,7 @@ Status SimBackend::event_record(int, Event e, Stream s) {
 Status SimBackend::event_query(Event e, bool* done) {
   auto* ev = static_cast<SimEvent*>(e);
   std::lock_guard<std::mutex> lk(ev->mu);
-  *done = ev->completed >= ev->recorded;
+  *done = ev->is_done(ev->recorded);
   return Status::Ok();
 }
 

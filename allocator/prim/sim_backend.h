@@ -40,6 +40,18 @@ class SimBackend final : public Backend {
   Status map(std::uintptr_t va, std::size_t size, PhysHandle h) override;
   Status set_access(int device, std::uintptr_t va, std::size_t size) override;
   Status unmap(std::uintptr_t va, std::size_t size) override;
+  Status set_access_host(int device, int, std::uintptr_t va, std::size_t size) override {
+    return set_access(device, va, size);
+  }
+  std::string pci_bus_id(int) override { return {}; }
+  Status stream_create(int, Stream* out) override {
+    *out = create_stream();
+    return Status::Ok();
+  }
+  Status stream_destroy(int, Stream s) override {
+    destroy_stream(s);
+    return Status::Ok();
+  }
   Status copy_async(int device, void* dst, const void* src, std::size_t n, Stream s) override;
   Status event_create(int device, Event* out) override;
   Status event_destroy(Event e) override;

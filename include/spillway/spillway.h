@@ -26,7 +26,9 @@ typedef enum spillway_status {
   SPILLWAY_ERR_DOUBLE_FREE = 4,   /* pointer inside Spillway's memory but not a live block */
   SPILLWAY_ERR_BACKEND = 5,       /* the CUDA driver (or the simulator) failed */
   SPILLWAY_ERR_CONFIG = 6,        /* a SPILLWAY_* variable or an argument is malformed */
-  SPILLWAY_ERR_NO_DEVICE = 7      /* no CUDA driver / device, and no simulator selected */
+  SPILLWAY_ERR_NO_DEVICE = 7,     /* no CUDA driver / device, and no simulator selected */
+  SPILLWAY_ERR_IO = 8,            /* the NVMe tier failed (disk full, I/O error, checksum) */
+  SPILLWAY_ERR_BUSY = 9           /* the block is being moved or is in use; try again */
 } spillway_status;
 
 typedef struct spillway_stats {
@@ -82,6 +84,50 @@ spillway_status spillway_print_summary(int fd);
 /* A phase mark ("forward", "step 12"...) in the SPILLWAY_TRACE event log; reports show marks
  * on their timelines. 1..4096 bytes of text; a no-op when no trace is recorded. */
 spillway_status spillway_mark(const char* label);
+
+/* ---- Offload (docs/offload.md) ------------------------------------------------------------
+ * A block moves by its whole pages (2 MiB on H200; the first and last page, shared with
+ * neighbours, stay on the device). Only blocks spanning at least one whole page can move. */
+typedef enum spillway_tier {
+  SPILLWAY_TIER_DEVICE = 0,
+  SPILLWAY_TIER_HOST = 1, /* pinned host memory; kernels still read the block, over PCIe */
+  SPILLWAY_TIER_NVME = 2  /* SPILLWAY_NVME_PATH; the block must be prefetched before use */
+} spillway_tier;
+typedef enum spillway_hint {
+  SPILLWAY_ADVISE_NONE = 0,
+  SPILLWAY_ADVISE_KEEP_ON_DEVICE = 1, /* never evicted automatically, refused by offload */
+  SPILLWAY_ADVISE_EVICT_FIRST = 2     /* evicted before any other block when room is needed */
+} spillway_hint;
+/* Moves the block that starts at `ptr` to `tier`, after all work that may use it (see the safety
+ * modes). To the host: queued, completes in the background (spillway_offload_synchronize
+ * waits). To NVMe: returns once written. To the device: as spillway_prefetch on the legacy
+ * stream. Errors: NOT_OWNED, INVALID_VALUE (not a block start, a block too small to move),
+ * OUT_OF_MEMORY (SPILLWAY_HOST_LIMIT), IO (disk full, I/O error: the data stays on the host),
+ * CONFIG (NVMe tier off). */
+spillway_status spillway_offload(void* ptr, spillway_tier tier);
+/* Brings the block back to the device; work enqueued on `stream` afterwards sees its data (the
+ * CPU does not wait for the copy). On the device already: nothing to do. */
+spillway_status spillway_prefetch(void* ptr, void* stream);
+spillway_status spillway_advise(void* ptr, spillway_hint hint);
+/* Where the block is now (a block moving out counts as on the device). */
+spillway_status spillway_residency(const void* ptr, spillway_tier* out);
+/* Completes every move in flight on `device`. */
+spillway_status spillway_offload_synchronize(int device);
+
+typedef struct spillway_offload_stats {
+  uint64_t host_bytes;         /* bytes of blocks on the host tier now */
+  uint64_t nvme_bytes;         /* bytes of blocks on the NVMe tier now */
+  uint64_t host_pool_bytes;    /* pinned host memory created by the host tier */
+  uint64_t evictions;          /* device -> host moves completed */
+  uint64_t fetches;            /* host -> device moves (prefetches + stalls) */
+  uint64_t prefetches;         /* fetches made ahead of use */
+  uint64_t stalls;             /* fetches a launch or access waited for */
+  uint64_t stall_ns;           /* time spent in stalls */
+  uint64_t cancelled;          /* evictions abandoned (block used or freed meanwhile) */
+  uint64_t errors;             /* moves that failed (data kept where it was) */
+  uint64_t bytes_to_host, bytes_from_host, bytes_to_nvme, bytes_from_nvme;
+} spillway_offload_stats;
+spillway_status spillway_get_offload_stats(int device, spillway_offload_stats* out);
 
 /* The message of the last failure on this thread ("" if none). */
 const char* spillway_last_error(void);

@@ -43,12 +43,30 @@ class DeviceResource {
     return s;
   }
   void set_budget(std::uint64_t bytes) const { check(spillway_set_budget(device_, bytes)); }
+  spillway_offload_stats offload_stats() const {
+    spillway_offload_stats s{};
+    check(spillway_get_offload_stats(device_, &s));
+    return s;
+  }
+  void offload_synchronize() const { check(spillway_offload_synchronize(device_)); }
   void trim(std::uint64_t keep_bytes = 0) const { check(spillway_trim(device_, keep_bytes)); }
   int device() const noexcept { return device_; }
 
  private:
   int device_;
 };
+
+// Offload of one block (docs/offload.md); errors throw spillway::Error.
+inline void offload(void* p, spillway_tier tier = SPILLWAY_TIER_HOST) {
+  check(spillway_offload(p, tier));
+}
+inline void prefetch(void* p, void* stream = nullptr) { check(spillway_prefetch(p, stream)); }
+inline void advise(void* p, spillway_hint hint) { check(spillway_advise(p, hint)); }
+inline spillway_tier residency(const void* p) {
+  spillway_tier t = SPILLWAY_TIER_DEVICE;
+  check(spillway_residency(p, &t));
+  return t;
+}
 
 // A device block that is freed (stream-ordered, on its stream) when it goes out of scope.
 class DeviceBuffer {

@@ -18,11 +18,14 @@ namespace spillway::cli {
 const char kUsage[] =
     "usage: spillway <command> [args]\n"
     "  run [--budget BYTES|PCT%] [--reserve-policy fast|compact] [--stats] [--trace FILE]\n"
-    "      [--report DIR] [--sim] -- CMD [ARGS...]\n"
+    "      [--report DIR] [--offload] [--host-limit BYTES|PCT%] [--nvme DIR] [--track]\n"
+    "      [--sim] -- CMD [ARGS...]\n"
     "      run CMD with Spillway's allocator preloaded. For PyTorch it sets\n"
     "      PYTORCH_CUDA_ALLOC_CONF=backend:cudaMallocAsync unless that variable is set. With\n"
     "      SPILLWAY_TRACK=1 it sets NVTX_INJECTION64_PATH to libcupti unless that is set\n"
-    "      (NVTX ranges then become marks in the trace).\n"
+    "      (NVTX ranges then become marks in the trace). --offload: past the budget, evict cold\n"
+    "      blocks to pinned host memory (SPILLWAY_OFFLOAD=1); --nvme DIR: the NVMe tier;\n"
+    "      --track: the CUPTI tracker (SPILLWAY_TRACK=1; offload safety becomes `tracked`).\n"
     "  info                     what this machine supports (GPUs, VMM, CUPTI, io_uring)\n"
     "  replay TRACE [--device-memory BYTES] [--gpu-lag-ms L] [--trace OUT]\n"
     "      replay a SPILLWAY_TRACE file through the CPU simulator and print the summary;\n"
@@ -80,6 +83,14 @@ int Run(int argc, char** argv) {
       setenv("SPILLWAY_TRACE", value("--trace"), 1);
     } else if (a == "--report") {
       setenv("SPILLWAY_REPORT", value("--report"), 1);
+    } else if (a == "--offload") {
+      setenv("SPILLWAY_OFFLOAD", "1", 1);
+    } else if (a == "--host-limit") {
+      setenv("SPILLWAY_HOST_LIMIT", value("--host-limit"), 1);
+    } else if (a == "--nvme") {
+      setenv("SPILLWAY_NVME_PATH", value("--nvme"), 1);
+    } else if (a == "--track") {
+      setenv("SPILLWAY_TRACK", "1", 1);
     } else if (a == "--sim") {
       setenv("SPILLWAY_BACKEND", "sim", 1);
     } else {

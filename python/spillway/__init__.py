@@ -30,6 +30,12 @@ __all__ = [
     "summary",
     "mark",
     "library_path",
+    "offload",
+    "prefetch",
+    "advise",
+    "residency",
+    "offload_synchronize",
+    "offload_stats",
 ]
 
 _LIB, _PATH = _lib.load()
@@ -116,6 +122,65 @@ def mark(label):
     if not isinstance(label, str):
         raise TypeError(f"spillway.mark: label must be a str, got {label!r}")
     _check(_LIB.spillway_mark(label.encode("utf-8")), "spillway_mark")
+
+
+_TIERS = {"device": 0, "host": 1, "nvme": 2}
+_HINTS = {None: 0, "none": 0, "keep_on_device": 1, "evict_first": 2}
+
+
+def _ptr(obj, what):
+    """The device address of an int, or of anything with data_ptr() (a torch.Tensor)."""
+    if hasattr(obj, "data_ptr"):
+        obj = obj.data_ptr()
+    if isinstance(obj, bool) or not isinstance(obj, int) or obj <= 0:
+        raise TypeError(f"spillway.{what}: expected a device address or a tensor, got {obj!r}")
+    return obj
+
+
+def offload(block, tier="host"):
+    """Move a block (its address, or a tensor whose storage starts a Spillway block) to
+    ``tier``: "host" (queued; kernels can still read it), "nvme" (written before returning;
+    prefetch before use) or "device". Only blocks spanning a whole 2 MiB page can move."""
+    if tier not in _TIERS:
+        raise ValueError(f"spillway.offload: tier must be one of {sorted(_TIERS)}, got {tier!r}")
+    _check(_LIB.spillway_offload(_ptr(block, "offload"), _TIERS[tier]), f"spillway_offload({tier})")
+
+
+def prefetch(block, stream=0):
+    """Bring a block back to the device; work enqueued on ``stream`` (an int handle, or a
+    torch.cuda.Stream) afterwards sees its data. The CPU does not wait."""
+    if hasattr(stream, "cuda_stream"):
+        stream = stream.cuda_stream
+    _check(_LIB.spillway_prefetch(_ptr(block, "prefetch"), stream or None), "spillway_prefetch")
+
+
+def advise(block, hint):
+    """``hint``: "keep_on_device", "evict_first" or None (clear)."""
+    if hint not in _HINTS:
+        raise ValueError(f"spillway.advise: hint must be one of keep_on_device, evict_first, None; "
+                         f"got {hint!r}")
+    _check(_LIB.spillway_advise(_ptr(block, "advise"), _HINTS[hint]), "spillway_advise")
+
+
+def residency(block):
+    """Where a block is now: "device", "host" or "nvme"."""
+    out = ctypes.c_int(-1)
+    _check(_LIB.spillway_residency(_ptr(block, "residency"), ctypes.byref(out)),
+           "spillway_residency")
+    return {v: k for k, v in _TIERS.items()}[out.value]
+
+
+def offload_synchronize(device=0):
+    """Wait for every move in flight on ``device``."""
+    _check(_LIB.spillway_offload_synchronize(_device(device)), "spillway_offload_synchronize")
+
+
+def offload_stats(device=0):
+    """``spillway_offload_stats`` of ``device`` as a dict (host_bytes, evictions, stalls...)."""
+    out = _lib.SpillwayOffloadStats()
+    _check(_LIB.spillway_get_offload_stats(_device(device), ctypes.byref(out)),
+           f"spillway_get_offload_stats(device={device})")
+    return {name: getattr(out, name) for name, _ in _lib.SpillwayOffloadStats._fields_}
 
 
 def summary():

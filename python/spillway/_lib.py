@@ -26,6 +26,14 @@ class SpillwayStats(ctypes.Structure):
     ]
 
 
+# Mirrors `struct spillway_offload_stats` in include/spillway/spillway.h, in order.
+class SpillwayOffloadStats(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "host_bytes", "nvme_bytes", "host_pool_bytes", "evictions", "fetches", "prefetches",
+        "stalls", "stall_ns", "cancelled", "errors", "bytes_to_host", "bytes_from_host",
+        "bytes_to_nvme", "bytes_from_nvme")]
+
+
 # libspillway.so, or a versioned name of it (libspillway.so.0, libspillway.so.0.1).
 _CORE_RE = re.compile(r"libspillway\.so(\.\d+)*")
 _PRELOAD_RE = re.compile(r"libspillway_preload\.so(\.\d+)*")
@@ -103,6 +111,13 @@ def _declare(lib):
         "spillway_device_count": (ctypes.c_int, []),
         "spillway_print_summary": (status, [ctypes.c_int]),
         "spillway_mark": (status, [ctypes.c_char_p]),
+        "spillway_offload": (status, [ctypes.c_void_p, ctypes.c_int]),
+        "spillway_prefetch": (status, [ctypes.c_void_p, ctypes.c_void_p]),
+        "spillway_advise": (status, [ctypes.c_void_p, ctypes.c_int]),
+        "spillway_residency": (status, [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)]),
+        "spillway_offload_synchronize": (status, [ctypes.c_int]),
+        "spillway_get_offload_stats": (status, [ctypes.c_int,
+                                                ctypes.POINTER(SpillwayOffloadStats)]),
         "spillway_last_error": (ctypes.c_char_p, []),
         "spillway_status_string": (ctypes.c_char_p, [status]),
     }

@@ -60,6 +60,44 @@ TEST_F(ApiTest, StatusCodesAndMessages) {
   EXPECT_NE(std::string(spillway_last_error()).find("label"), std::string::npos);
 }
 
+TEST_F(ApiTest, OffloadCalls) {
+  void* p = nullptr;
+  ASSERT_EQ(spillway_malloc_async(&p, 12 << 20, 0, nullptr), SPILLWAY_OK);
+  std::memset(p, 0x5a, 12 << 20);  // sim device memory is host memory
+  spillway_tier t = SPILLWAY_TIER_NVME;
+  ASSERT_EQ(spillway_residency(p, &t), SPILLWAY_OK);
+  EXPECT_EQ(t, SPILLWAY_TIER_DEVICE);
+  ASSERT_EQ(spillway_offload(p, SPILLWAY_TIER_HOST), SPILLWAY_OK) << spillway_last_error();
+  ASSERT_EQ(spillway_offload_synchronize(0), SPILLWAY_OK);
+  ASSERT_EQ(spillway_residency(p, &t), SPILLWAY_OK);
+  EXPECT_EQ(t, SPILLWAY_TIER_HOST);
+  spillway_offload_stats os{};
+  ASSERT_EQ(spillway_get_offload_stats(0, &os), SPILLWAY_OK);
+  EXPECT_GE(os.evictions, 1u);
+  EXPECT_GE(os.host_bytes, 10u << 20);
+  EXPECT_GE(os.host_pool_bytes, os.host_bytes);
+  for (int i = 0; i < (12 << 20); i += 4096) ASSERT_EQ(static_cast<unsigned char*>(p)[i], 0x5a);
+  ASSERT_EQ(spillway_prefetch(p, nullptr), SPILLWAY_OK);
+  ASSERT_EQ(spillway_offload_synchronize(0), SPILLWAY_OK);
+  ASSERT_EQ(spillway_residency(p, &t), SPILLWAY_OK);
+  EXPECT_EQ(t, SPILLWAY_TIER_DEVICE);
+  for (int i = 0; i < (12 << 20); i += 4096) ASSERT_EQ(static_cast<unsigned char*>(p)[i], 0x5a);
+  EXPECT_EQ(spillway_advise(p, SPILLWAY_ADVISE_KEEP_ON_DEVICE), SPILLWAY_OK);
+  EXPECT_EQ(spillway_offload(p, SPILLWAY_TIER_HOST), SPILLWAY_ERR_INVALID_VALUE);
+  EXPECT_EQ(spillway_advise(p, static_cast<spillway_hint>(5)), SPILLWAY_ERR_INVALID_VALUE);
+  EXPECT_EQ(spillway_advise(p, SPILLWAY_ADVISE_NONE), SPILLWAY_OK);
+  EXPECT_EQ(spillway_offload(p, static_cast<spillway_tier>(3)), SPILLWAY_ERR_INVALID_VALUE);
+  EXPECT_EQ(spillway_offload(p, SPILLWAY_TIER_NVME), SPILLWAY_ERR_CONFIG);
+  int on_stack = 0;
+  EXPECT_EQ(spillway_offload(&on_stack, SPILLWAY_TIER_HOST), SPILLWAY_ERR_NOT_OWNED);
+  EXPECT_EQ(spillway_prefetch(nullptr, nullptr), SPILLWAY_ERR_INVALID_VALUE);
+  EXPECT_EQ(spillway_residency(p, nullptr), SPILLWAY_ERR_INVALID_VALUE);
+  EXPECT_EQ(spillway_get_offload_stats(0, nullptr), SPILLWAY_ERR_INVALID_VALUE);
+  EXPECT_EQ(spillway_get_offload_stats(99, &os), SPILLWAY_ERR_INVALID_VALUE);
+  EXPECT_EQ(spillway_offload_synchronize(-1), SPILLWAY_ERR_INVALID_VALUE);
+  ASSERT_EQ(spillway_free_async(p, nullptr), SPILLWAY_OK);
+}
+
 TEST_F(ApiTest, StatsBudgetTrimSummary) {
   spillway_stats before{};
   ASSERT_EQ(spillway_get_stats(0, &before), SPILLWAY_OK);

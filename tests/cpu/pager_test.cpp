@@ -1,2 +1,434 @@
-// pager_test.cpp — placeholder (being written).
+// pager_test.cpp — the pager (offload/pager.h) on the SimBackend: blocks evicted to the host
+// tier and to NVMe files and brought back, every byte checked; the budget held by automatic
+// eviction; a randomized run over several streams; and the bad cases (host limit, NVMe full, an
+// injected I/O error, a block freed while it moves, foreign and small blocks).
+#include <dirent.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "offload/nvme_store.h"
+#include "offload/pager.h"
+#include "test_util.h"
+
+namespace spillway::test {
+namespace {
+
+using offload::Pager;
+using offload::Residency;
+
+// Checks every byte of [p, p+n) against tag; returns the number of mismatches.
+std::size_t Mismatches(const void* p, std::size_t n, std::uint64_t tag) {
+  const auto* c = static_cast<const unsigned char*>(p);
+  std::size_t bad = 0;
+  for (std::size_t i = 0; i < n; ++i) bad += c[i] != PatternByte(tag, i);
+  return bad;
+}
+
+// A directory for NVMe files: SPILLWAY_TEST_NVME_DIR, else a fresh one under the build folder
+// (the current directory of ctest), removed at the end.
+struct NvmeDir {
+  NvmeDir() {
+    const char* env = std::getenv("SPILLWAY_TEST_NVME_DIR");
+    std::string tmpl = std::string(env && *env ? env : ".") + "/spillway-pager-test-XXXXXX";
+    std::vector<char> b(tmpl.begin(), tmpl.end());
+    b.push_back('\0');
+    if (mkdtemp(b.data()) != nullptr) path = b.data();
+  }
+  ~NvmeDir() {
+    if (!path.empty()) rmdir(path.c_str());
+  }
+  int entries() const {
+    int n = 0;
+    if (DIR* d = opendir(path.c_str())) {
+      while (dirent* e = readdir(d)) n += e->d_name[0] != '.';
+      closedir(d);
+    }
+    return n;
+  }
+  std::string path;
+};
+
+Config OffloadConfig(std::uint64_t budget, std::uint64_t host_limit, const std::string& nvme = {},
+                     std::uint64_t nvme_limit = 0) {
+  Config c;
+  c.budget_bytes = budget;
+  c.offload = true;
+  c.host_limit_bytes = host_limit;
+  c.nvme_path = nvme;
+  c.nvme_limit = nvme_limit;
+  c.nvme_verify = true;
+  return c;
+}
+
+Pager* PagerOf(SimAlloc& a) {
+  offload::Pager* pg = nullptr;
+  EXPECT_EQ(a.alloc->pager(0, &pg), SPILLWAY_OK) << LastError();
+  return pg;
+}
+
+std::uintptr_t U(void* p) { return reinterpret_cast<std::uintptr_t>(p); }
+
+// A block that does not start on a page boundary: its first and last pages stay on the device.
+TEST(Pager, HostRoundTripKeepsEveryByte) {
+  SimAlloc a(256 * kMiB, 1, OffloadConfig(0, 256 * kMiB));
+  prim::Stream s = a.stream();
+  void* small = nullptr;
+  ASSERT_EQ(a.alloc_on(&small, 3 * kMiB + 512, s), SPILLWAY_OK);  // shifts what follows
+  void* p = nullptr;
+  const std::size_t n = 11 * kMiB + 4096;
+  ASSERT_EQ(a.alloc_on(&p, n, s), SPILLWAY_OK);
+  ASSERT_NE(U(p) % kGran, 0u) << "the test wants an unaligned block";
+  Fill(p, n, 7);
+  Pager* pg = PagerOf(a);
+  ASSERT_NE(pg, nullptr);
+  ASSERT_EQ(pg->offload(U(p), trace::kTierHost, true), SPILLWAY_OK) << LastError();
+  EXPECT_EQ(pg->residency(U(p)), Residency::kHost);
+  const std::uint64_t moved = pg->host_bytes();
+  EXPECT_GE(moved, 8 * kMiB);
+  EXPECT_LE(moved, n);
+  EXPECT_EQ(moved % kGran, 0u);
+  // A "kernel" reads the evicted block through its own address: the right data.
+  std::atomic<std::size_t> bad{1};
+  a.sim->enqueue(s, [&] { bad = Mismatches(p, n, 7); });
+  a.sim->synchronize(s);
+  EXPECT_EQ(bad.load(), 0u);
+  // Back on the device, ordered before the stream's next work.
+  ASSERT_EQ(pg->prefetch(U(p), s), SPILLWAY_OK) << LastError();
+  EXPECT_EQ(pg->residency(U(p)), Residency::kDevice);
+  bad = 1;
+  a.sim->enqueue(s, [&] { bad = Mismatches(p, n, 7); });
+  a.sim->synchronize(s);
+  EXPECT_EQ(bad.load(), 0u);
+  EXPECT_EQ(pg->host_bytes(), 0u);
+  ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
+  EXPECT_EQ(pg->host_pool().in_use_bytes(), 0u);
+  EXPECT_EQ(pg->counters().evictions.load(), 1u);
+  EXPECT_EQ(pg->counters().prefetches.load(), 1u);
+  EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
+  EXPECT_EQ(a.free_on(small, s), SPILLWAY_OK);
+}
+
+TEST(Pager, EvictedBlockGivesItsDeviceMemoryBack) {
+  // Budget 32 MiB: a 24 MiB block evicted makes room for another 24 MiB block.
+  SimAlloc a(256 * kMiB, 1, OffloadConfig(32 * kMiB, 256 * kMiB));
+  prim::Stream s = a.stream();
+  void* x = nullptr;
+  void* y = nullptr;
+  ASSERT_EQ(a.alloc_on(&x, 24 * kMiB, s), SPILLWAY_OK);
+  Fill(x, 24 * kMiB, 1);
+  Pager* pg = PagerOf(a);
+  ASSERT_EQ(pg->offload(U(x), trace::kTierHost, true), SPILLWAY_OK) << LastError();
+  ASSERT_EQ(a.alloc_on(&y, 24 * kMiB, s), SPILLWAY_OK) << LastError();
+  Fill(y, 24 * kMiB, 2);
+  EXPECT_LE(a.stats().reserved_bytes, 32 * kMiB);
+  a.sim->synchronize(s);
+  EXPECT_EQ(Mismatches(x, 24 * kMiB, 1), 0u);  // the CPU reads the host copy through x too
+  EXPECT_EQ(a.free_on(x, s), SPILLWAY_OK);       // freed while on the host
+  EXPECT_EQ(pg->host_bytes(), 0u);
+  EXPECT_EQ(pg->host_pool().in_use_bytes(), 0u);
+  // x's address range (now with unmapped pages) is usable again.
+  void* z = nullptr;
+  ASSERT_EQ(a.alloc_on(&z, 6 * kMiB, s), SPILLWAY_OK) << LastError();
+  Fill(z, 6 * kMiB, 3);
+  EXPECT_EQ(Mismatches(z, 6 * kMiB, 3), 0u);
+  EXPECT_EQ(Mismatches(y, 24 * kMiB, 2), 0u);
+  EXPECT_EQ(a.free_on(y, s), SPILLWAY_OK);
+  EXPECT_EQ(a.free_on(z, s), SPILLWAY_OK);
+}
+
+// SPILLWAY_OFFLOAD=1: allocations past the budget evict the least useful blocks instead of
+// failing; the budget holds at every step and no byte is lost.
+TEST(Pager, BudgetHeldByAutomaticEviction) {
+  const std::size_t budget = 64 * kMiB, blk = 12 * kMiB;
+  SimAlloc a(512 * kMiB, 1, OffloadConfig(budget, 512 * kMiB));
+  prim::Stream s = a.stream();
+  std::vector<void*> blocks;
+  for (int i = 0; i < 16; ++i) {  // 192 MiB in all: three times the budget
+    void* p = nullptr;
+    ASSERT_EQ(a.alloc_on(&p, blk, s), SPILLWAY_OK) << "block " << i << ": " << LastError();
+    Fill(p, blk, 100 + static_cast<std::uint64_t>(i));
+    blocks.push_back(p);
+    EXPECT_LE(a.stats().reserved_bytes, budget) << "after block " << i;
+  }
+  Pager* pg = a.alloc->pager_if_any(0);
+  ASSERT_NE(pg, nullptr);
+  EXPECT_GT(pg->counters().evictions.load(), 0u);
+  // Every block reads back right, wherever it is; then each is brought back in turn.
+  for (std::size_t i = 0; i < blocks.size(); ++i)
+    EXPECT_EQ(Mismatches(blocks[i], blk, 100 + i), 0u) << "block " << i;
+  for (std::size_t i = 0; i < blocks.size(); ++i) {
+    ASSERT_EQ(pg->prefetch(U(blocks[i]), s), SPILLWAY_OK) << LastError();
+    a.sim->synchronize(s);
+    EXPECT_EQ(pg->residency(U(blocks[i])), Residency::kDevice);
+    EXPECT_EQ(Mismatches(blocks[i], blk, 100 + i), 0u) << "block " << i;
+    EXPECT_LE(a.stats().reserved_bytes, budget);
+  }
+  for (void* p : blocks) EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
+  ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
+  EXPECT_EQ(pg->host_bytes(), 0u);
+  EXPECT_EQ(pg->host_pool().in_use_bytes(), 0u);
+}
+
+TEST(Pager, HostLimitReachedKeepsTheBlockOnTheDevice) {
+  SimAlloc a(256 * kMiB, 1, OffloadConfig(0, 8 * kMiB));
+  prim::Stream s = a.stream();
+  void* p = nullptr;
+  ASSERT_EQ(a.alloc_on(&p, 20 * kMiB, s), SPILLWAY_OK);
+  Fill(p, 20 * kMiB, 5);
+  Pager* pg = PagerOf(a);
+  EXPECT_EQ(pg->offload(U(p), trace::kTierHost, true), SPILLWAY_ERR_OUT_OF_MEMORY);
+  EXPECT_NE(std::string(LastError()).find("SPILLWAY_HOST_LIMIT"), std::string::npos) << LastError();
+  EXPECT_EQ(pg->residency(U(p)), Residency::kDevice);
+  EXPECT_EQ(pg->counters().errors.load(), 1u);
+  EXPECT_EQ(Mismatches(p, 20 * kMiB, 5), 0u);
+  EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
+}
+
+TEST(Pager, BadBlocksAreRefusedWithAReason) {
+  SimAlloc a(256 * kMiB, 1, OffloadConfig(0, 64 * kMiB));
+  prim::Stream s = a.stream();
+  Pager* pg = PagerOf(a);
+  void* small = nullptr;
+  ASSERT_EQ(a.alloc_on(&small, 4096, s), SPILLWAY_OK);
+  EXPECT_EQ(pg->offload(U(small), trace::kTierHost, true), SPILLWAY_ERR_INVALID_VALUE);
+  EXPECT_NE(std::string(LastError()).find("small block"), std::string::npos) << LastError();
+  void* mid = nullptr;  // larger than the small sizes, smaller than a page: no whole page
+  ASSERT_EQ(a.alloc_on(&mid, kMiB + 4096, s), SPILLWAY_OK);
+  EXPECT_EQ(pg->offload(U(mid), trace::kTierHost, true), SPILLWAY_ERR_INVALID_VALUE);
+  EXPECT_NE(std::string(LastError()).find("spans no whole page"), std::string::npos) << LastError();
+  int local = 0;
+  EXPECT_EQ(pg->offload(U(&local), trace::kTierHost, true), SPILLWAY_ERR_NOT_OWNED);
+  void* big = nullptr;
+  ASSERT_EQ(a.alloc_on(&big, 8 * kMiB, s), SPILLWAY_OK);
+  EXPECT_EQ(pg->offload(U(big) + 4096, trace::kTierHost, true), SPILLWAY_ERR_INVALID_VALUE);
+  EXPECT_EQ(pg->offload(U(big), static_cast<trace::Tier>(7), true), SPILLWAY_ERR_INVALID_VALUE);
+  EXPECT_EQ(pg->offload(U(big), trace::kTierNvme, true), SPILLWAY_ERR_CONFIG);  // no NVMe tier
+  EXPECT_NE(std::string(LastError()).find("SPILLWAY_NVME_PATH"), std::string::npos);
+  EXPECT_EQ(pg->advise(U(big), offload::Advice::kKeepOnDevice), SPILLWAY_OK);
+  EXPECT_EQ(pg->offload(U(big), trace::kTierHost, true), SPILLWAY_ERR_INVALID_VALUE);
+  EXPECT_EQ(pg->advise(U(big), static_cast<offload::Advice>(9)), SPILLWAY_ERR_INVALID_VALUE);
+  EXPECT_EQ(pg->prefetch(U(big), s), SPILLWAY_OK);  // on the device already: nothing to do
+  // A double free of an evicted block is reported, and loses nothing else.
+  EXPECT_EQ(pg->advise(U(big), offload::Advice::kNone), SPILLWAY_OK);
+  ASSERT_EQ(pg->offload(U(big), trace::kTierHost, true), SPILLWAY_OK) << LastError();
+  EXPECT_EQ(a.free_on(big, s), SPILLWAY_OK);
+  EXPECT_EQ(a.free_on(big, s), SPILLWAY_ERR_DOUBLE_FREE);
+  EXPECT_EQ(pg->host_bytes(), 0u);
+  EXPECT_EQ(a.free_on(small, s), SPILLWAY_OK);
+  EXPECT_EQ(a.free_on(mid, s), SPILLWAY_OK);
+}
+
+TEST(Pager, BlockFreedWhileMovingOut) {
+  SimAlloc a(256 * kMiB, 1, OffloadConfig(0, 128 * kMiB));
+  prim::Stream s = a.stream();
+  Pager* pg = PagerOf(a);
+  for (int round = 0; round < 20; ++round) {
+    void* p = nullptr;
+    ASSERT_EQ(a.alloc_on(&p, 16 * kMiB, s), SPILLWAY_OK);
+    Fill(p, 16 * kMiB, 9, false);
+    ASSERT_EQ(pg->offload(U(p), trace::kTierHost, false), SPILLWAY_OK) << LastError();
+    if (round % 2) {  // freed at once, or after the copy back started
+      ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
+      ASSERT_EQ(pg->prefetch(U(p), s), SPILLWAY_OK);
+    }
+    EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
+  }
+  ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
+  EXPECT_EQ(pg->host_bytes(), 0u);
+  EXPECT_EQ(pg->host_pool().in_use_bytes(), 0u);
+  EXPECT_FALSE(pg->active());
+}
+
+// A sim "kernel" that waits, then writes a block: the eviction queued after it must copy what
+// it wrote (the copy waits for the block's users).
+TEST(Pager, EvictionWaitsForQueuedWork) {
+  SimAlloc a(256 * kMiB, 1, OffloadConfig(0, 128 * kMiB));
+  prim::Stream s = a.stream();
+  void* p = nullptr;
+  ASSERT_EQ(a.alloc_on(&p, 8 * kMiB, s), SPILLWAY_OK);
+  Fill(p, 8 * kMiB, 1);
+  a.sim->enqueue(s, [&] {
+    usleep(20000);
+    Fill(p, 8 * kMiB, 2);
+  });
+  Pager* pg = PagerOf(a);
+  ASSERT_EQ(pg->offload(U(p), trace::kTierHost, true), SPILLWAY_OK) << LastError();
+  EXPECT_EQ(Mismatches(p, 8 * kMiB, 2), 0u);
+  ASSERT_EQ(pg->prefetch(U(p), s), SPILLWAY_OK);
+  a.sim->synchronize(s);
+  EXPECT_EQ(Mismatches(p, 8 * kMiB, 2), 0u);
+  EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
+}
+
+class PagerNvme : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_FALSE(dir_.path.empty()) << "mkdtemp failed";
+    offload::NvmeOptions o;
+    o.dir = dir_.path;
+    std::string err;
+    if (offload::NvmeStore::Open(o, &err) == nullptr)
+      GTEST_SKIP() << "no O_DIRECT io_uring file in " << dir_.path << ": " << err
+                   << " (set SPILLWAY_TEST_NVME_DIR to a directory on a disk)";
+  }
+  NvmeDir dir_;
+};
+
+TEST_F(PagerNvme, RoundTripThroughTheDisk) {
+  SimAlloc a(256 * kMiB, 1, OffloadConfig(0, 64 * kMiB, dir_.path));
+  prim::Stream s = a.stream();
+  void* p = nullptr;
+  const std::size_t n = 10 * kMiB + 12345;
+  ASSERT_EQ(a.alloc_on(&p, n, s), SPILLWAY_OK);
+  Fill(p, n, 42);
+  Pager* pg = PagerOf(a);
+  ASSERT_EQ(pg->offload(U(p), trace::kTierNvme, true), SPILLWAY_OK) << LastError();
+  EXPECT_EQ(pg->residency(U(p)), Residency::kNvme);
+  EXPECT_GT(pg->nvme_bytes(), 0u);
+  EXPECT_EQ(pg->host_bytes(), 0u);
+  EXPECT_EQ(pg->host_pool().in_use_bytes(), 0u);  // the host chunks were given back
+  EXPECT_EQ(dir_.entries(), 0) << "the NVMe file must not be visible";
+  ASSERT_EQ(pg->prefetch(U(p), s), SPILLWAY_OK) << LastError();
+  a.sim->synchronize(s);
+  EXPECT_EQ(pg->residency(U(p)), Residency::kDevice);
+  EXPECT_EQ(Mismatches(p, n, 42), 0u);
+  EXPECT_EQ(pg->nvme_bytes(), 0u);
+  EXPECT_EQ(pg->counters().bytes_to_nvme.load(), pg->counters().bytes_from_nvme.load());
+  EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
+}
+
+TEST_F(PagerNvme, DiskFullAndIoErrorsKeepTheDataOnTheHost) {
+  SimAlloc a(256 * kMiB, 1, OffloadConfig(0, 64 * kMiB, dir_.path, 8 * kMiB));
+  prim::Stream s = a.stream();
+  Pager* pg = PagerOf(a);
+  void* p = nullptr;
+  ASSERT_EQ(a.alloc_on(&p, 16 * kMiB, s), SPILLWAY_OK);  // 16 MiB > the 8 MiB NVMe limit
+  Fill(p, 16 * kMiB, 3);
+  spillway_status st = pg->offload(U(p), trace::kTierNvme, true);
+  EXPECT_TRUE(st == SPILLWAY_ERR_OUT_OF_MEMORY || st == SPILLWAY_ERR_IO) << st;
+  EXPECT_EQ(pg->residency(U(p)), Residency::kHost);
+  EXPECT_EQ(Mismatches(p, 16 * kMiB, 3), 0u);
+  void* q = nullptr;
+  ASSERT_EQ(a.alloc_on(&q, 4 * kMiB, s), SPILLWAY_OK);
+  Fill(q, 4 * kMiB, 4);
+  a.alloc->nvme_store()->inject_write_errors(1, EIO);
+  EXPECT_EQ(pg->offload(U(q), trace::kTierNvme, true), SPILLWAY_ERR_IO);
+  EXPECT_EQ(pg->residency(U(q)), Residency::kHost);
+  EXPECT_EQ(Mismatches(q, 4 * kMiB, 4), 0u);
+  // A read error leaves the block on NVMe, and a later read gets it back.
+  ASSERT_EQ(pg->offload(U(q), trace::kTierNvme, true), SPILLWAY_OK) << LastError();
+  a.alloc->nvme_store()->inject_read_errors(1, EIO);
+  EXPECT_EQ(pg->prefetch(U(q), s), SPILLWAY_ERR_IO);
+  EXPECT_EQ(pg->residency(U(q)), Residency::kNvme);
+  ASSERT_EQ(pg->prefetch(U(q), s), SPILLWAY_OK) << LastError();
+  a.sim->synchronize(s);
+  EXPECT_EQ(Mismatches(q, 4 * kMiB, 4), 0u);
+  EXPECT_GE(pg->counters().errors.load(), 3u);
+  EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
+  EXPECT_EQ(a.free_on(q, s), SPILLWAY_OK);
+  ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
+  EXPECT_EQ(pg->host_pool().in_use_bytes(), 0u);
+}
+
+// Random evictions, NVMe writes, prefetches onto random streams, "kernels" rewriting blocks,
+// frees and allocations, with a budget; every byte checked at the end of each round.
+TEST_F(PagerNvme, RandomizedOperationsLoseNothing) {
+  const std::size_t budget = 96 * kMiB;
+  SimAlloc a(512 * kMiB, 1, OffloadConfig(budget, 256 * kMiB, dir_.path));
+  std::vector<prim::Stream> streams = {a.stream(), a.stream(), a.stream()};
+  struct B {
+    void* p;
+    std::size_t n;
+    std::uint64_t tag;
+    prim::Stream s;
+  };
+  std::vector<B> live;
+  std::mt19937_64 rng(12345);
+  std::uint64_t next_tag = 1;
+  Pager* pg = PagerOf(a);
+  std::size_t mismatches = 0;
+  for (int step = 0; step < 600; ++step) {
+    const int op = static_cast<int>(rng() % 10);
+    // At most 14 live blocks: the pages a block shares with its neighbours (up to two each) and
+    // blocks under two pages cannot move, and must fit in the budget with the rest.
+    if (live.size() < 4 || (op < 3 && live.size() < 14)) {
+      B b{nullptr, (3 + rng() % 10) * kMiB + (rng() % 4) * 4096, next_tag++,
+          streams[rng() % streams.size()]};
+      ASSERT_EQ(a.alloc_on(&b.p, b.n, b.s), SPILLWAY_OK) << "step " << step << ": " << LastError();
+      a.sim->enqueue(b.s, [b] { Fill(b.p, b.n, b.tag); });
+      live.push_back(b);
+    } else {
+      B& b = live[rng() % live.size()];
+      const std::uintptr_t u = U(b.p);
+      switch (op) {
+        case 3:
+        case 4: {
+          spillway_status st = pg->offload(u, trace::kTierHost, op == 4);
+          EXPECT_TRUE(st == SPILLWAY_OK || st == SPILLWAY_ERR_INVALID_VALUE) << LastError();
+          break;
+        }
+        case 5: {
+          spillway_status st = pg->offload(u, trace::kTierNvme, true);
+          EXPECT_TRUE(st == SPILLWAY_OK || st == SPILLWAY_ERR_INVALID_VALUE) << LastError();
+          break;
+        }
+        case 6:
+        case 7: {  // a kernel rewrites it on another stream, after bringing it back
+          prim::Stream s2 = streams[rng() % streams.size()];
+          ASSERT_EQ(pg->prefetch(u, s2), SPILLWAY_OK) << LastError();
+          a.sim->synchronize(b.s);  // the user's cross-stream order
+          b.tag = next_tag++;
+          b.s = s2;
+          B copy = b;
+          a.sim->enqueue(s2, [copy] { Fill(copy.p, copy.n, copy.tag); });
+          break;
+        }
+        case 8: {  // freed wherever it is
+          EXPECT_EQ(a.free_on(b.p, b.s), SPILLWAY_OK) << LastError();
+          b = live.back();
+          live.pop_back();
+          break;
+        }
+        default:
+          pg->poll();
+      }
+    }
+    EXPECT_LE(a.stats().reserved_bytes, budget) << "step " << step;
+    if (step % 100 == 99) {
+      for (auto s : streams) a.sim->synchronize(s);
+      ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
+      for (const B& b : live) {
+        if (pg->residency(U(b.p)) == Residency::kNvme) {
+          ASSERT_EQ(pg->prefetch(U(b.p), b.s), SPILLWAY_OK) << LastError();
+          a.sim->synchronize(b.s);
+        }
+        const std::size_t m = Mismatches(b.p, b.n, b.tag);
+        if (m) {
+          const auto* c = static_cast<const unsigned char*>(b.p);
+          std::size_t first = 0;
+          while (first < b.n && c[first] == PatternByte(b.tag, first)) ++first;
+          std::fprintf(stderr, "step %d block %p n=%zu tag=%lu bad=%zu first=%zu (page off %zu) res=%d\n", step, b.p, b.n, (unsigned long)b.tag, m, first, (std::size_t)((U(b.p)+first) % kGran), (int)pg->residency(U(b.p)));
+        }
+        mismatches += m;
+      }
+    }
+  }
+  EXPECT_EQ(mismatches, 0u);
+  EXPECT_GT(pg->counters().evictions.load(), 10u);
+  EXPECT_GT(pg->counters().bytes_to_nvme.load(), 0u);
+  for (auto s : streams) a.sim->synchronize(s);
+  for (const B& b : live) EXPECT_EQ(a.free_on(b.p, b.s), SPILLWAY_OK);
+  ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
+  EXPECT_EQ(pg->host_bytes(), 0u);
+  EXPECT_EQ(pg->nvme_bytes(), 0u);
+  EXPECT_EQ(pg->host_pool().in_use_bytes(), 0u);
+}
+
+}  // namespace
+}  // namespace spillway::test

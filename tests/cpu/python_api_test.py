@@ -49,6 +49,41 @@ class PythonApi(unittest.TestCase):
         with self.assertRaises(TypeError):
             spillway.mark(3)
 
+    def test_offload_calls(self):
+        lib = spillway._LIB
+        lib.spillway_malloc.restype = ctypes.c_void_p
+        lib.spillway_malloc.argtypes = [ctypes.c_ssize_t, ctypes.c_int, ctypes.c_void_p]
+        lib.spillway_free.argtypes = [ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int,
+                                      ctypes.c_void_p]
+        p = lib.spillway_malloc(8 << 20, 0, None)
+        self.assertTrue(p)
+        self.assertEqual(spillway.residency(p), "device")
+        spillway.offload(p, "host")
+        spillway.offload_synchronize()
+        self.assertEqual(spillway.residency(p), "host")
+        st = spillway.offload_stats()
+        self.assertGreaterEqual(st["evictions"], 1)
+        self.assertGreaterEqual(st["host_bytes"], 6 << 20)
+        spillway.prefetch(p)
+        self.assertEqual(spillway.residency(p), "device")
+        spillway.advise(p, "keep_on_device")
+        with self.assertRaises(spillway.SpillwayError) as cm:
+            spillway.offload(p, "host")
+        self.assertIn("stay on the device", str(cm.exception))
+        spillway.advise(p, None)
+        with self.assertRaises(ValueError):
+            spillway.offload(p, "tape")
+        with self.assertRaises(spillway.SpillwayError) as cm:
+            spillway.offload(p, "nvme")
+        self.assertIn("SPILLWAY_NVME_PATH", str(cm.exception))
+        buf = ctypes.create_string_buffer(64)
+        with self.assertRaises(spillway.SpillwayError) as cm:
+            spillway.offload(ctypes.addressof(buf), "host")
+        self.assertIn("not allocated by Spillway", str(cm.exception))
+        with self.assertRaises(TypeError):
+            spillway.prefetch("p")
+        lib.spillway_free(p, 8 << 20, 0, None)
+
     def test_summary(self):
         text = spillway.summary()
         self.assertIn("spillway summary (backend sim)", text)

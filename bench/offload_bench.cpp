@@ -1,0 +1,228 @@
+// offload_bench.cpp — the pager's copy throughput on the GPU against the link's, in one run:
+//   pcie_gbps: cudaMemcpyAsync between pinned host memory (cudaMallocHost) and device memory,
+//              each way, blocks of --block-mib;
+//   host_gbps: Spillway evicting blocks to its host tier (copy + remap) and prefetching them
+//              back, the same bytes in the same block size;
+//   nvme (with --nvme-dir): blocks evicted to the NVMe tier and read back, against plain
+//              io_uring O_DIRECT on the same directory (offload::RawIoThroughput).
+// Medians of --reps repetitions. Prints a table and writes --json FILE.
+//   offload_bench [--gib 8] [--block-mib 256] [--reps 3] [--nvme-dir DIR] [--nvme-gib 4]
+//                 [--json FILE]
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "allocator/allocator.h"
+#include "allocator/error.h"
+#include "allocator/prim/cuda_backend.h"
+#include "offload/nvme_store.h"
+#include "offload/pager.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double Seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+#define CK(x)                                                                          \
+  do {                                                                                 \
+    cudaError_t e_ = (x);                                                              \
+    if (e_ != cudaSuccess) {                                                           \
+      std::fprintf(stderr, "%s failed: %s\n", #x, cudaGetErrorString(e_));            \
+      std::exit(1);                                                                    \
+    }                                                                                  \
+  } while (0)
+#define SK(x)                                                                          \
+  do {                                                                                 \
+    spillway_status s_ = (x);                                                          \
+    if (s_ != SPILLWAY_OK) {                                                           \
+      std::fprintf(stderr, "%s failed: %s\n", #x, spillway::LastError());              \
+      std::exit(1);                                                                    \
+    }                                                                                  \
+  } while (0)
+
+struct Args {
+  double gib = 8, nvme_gib = 4;
+  std::size_t block_mib = 256;
+  int reps = 3;
+  std::string nvme_dir, json;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string k = argv[i];
+    auto val = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "offload_bench: %s needs a value\n", k.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (k == "--gib") a.gib = std::atof(val().c_str());
+    else if (k == "--nvme-gib") a.nvme_gib = std::atof(val().c_str());
+    else if (k == "--block-mib") a.block_mib = std::strtoul(val().c_str(), nullptr, 10);
+    else if (k == "--reps") a.reps = std::atoi(val().c_str());
+    else if (k == "--nvme-dir") a.nvme_dir = val();
+    else if (k == "--json") a.json = val();
+    else {
+      std::fprintf(stderr, "offload_bench: unknown option %s\n", k.c_str());
+      return 2;
+    }
+  }
+  int ndev = 0;
+  if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
+    std::fprintf(stderr, "offload_bench: no GPU\n");
+    return 77;
+  }
+  const std::size_t block = a.block_mib << 20;
+  const std::size_t nblocks = std::max<std::size_t>(1, static_cast<std::size_t>(a.gib * 1024) / a.block_mib);
+  const double bytes = static_cast<double>(nblocks * block);
+  CK(cudaSetDevice(0));
+  cudaStream_t s;
+  CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+
+  // ---- anchor: pinned memcpy, each way
+  void* host = nullptr;
+  void* dev = nullptr;
+  CK(cudaMallocHost(&host, nblocks * block));
+  CK(cudaMalloc(&dev, nblocks * block));
+  CK(cudaMemset(dev, 1, nblocks * block));
+  std::memset(host, 2, nblocks * block);
+  std::vector<double> d2h, h2d;
+  for (int r = 0; r < a.reps + 1; ++r) {
+    auto t0 = Clock::now();
+    for (std::size_t b = 0; b < nblocks; ++b)
+      CK(cudaMemcpyAsync(static_cast<char*>(host) + b * block, static_cast<char*>(dev) + b * block,
+                         block, cudaMemcpyDeviceToHost, s));
+    CK(cudaStreamSynchronize(s));
+    auto t1 = Clock::now();
+    for (std::size_t b = 0; b < nblocks; ++b)
+      CK(cudaMemcpyAsync(static_cast<char*>(dev) + b * block, static_cast<char*>(host) + b * block,
+                         block, cudaMemcpyHostToDevice, s));
+    CK(cudaStreamSynchronize(s));
+    auto t2 = Clock::now();
+    if (r == 0) continue;  // warm-up
+    d2h.push_back(bytes / Seconds(t0, t1) / 1e9);
+    h2d.push_back(bytes / Seconds(t1, t2) / 1e9);
+  }
+  CK(cudaFree(dev));
+  CK(cudaFreeHost(host));
+
+  // ---- Spillway: evict to the host tier and prefetch back
+  spillway::Config cfg;
+  cfg.host_limit_bytes = nblocks * block + (std::size_t{64} << 20);
+  if (!a.nvme_dir.empty()) cfg.nvme_path = a.nvme_dir;
+  std::string err;
+  auto backend = spillway::prim::CudaBackend::Create(&err);
+  if (!backend) {
+    std::fprintf(stderr, "offload_bench: %s\n", err.c_str());
+    return 1;
+  }
+  auto alloc = std::make_unique<spillway::Allocator>(std::move(backend), cfg);
+  std::vector<void*> blocks(nblocks);
+  for (auto& p : blocks)
+    SK(alloc->allocate(&p, block, 0, s, false, spillway::trace::Kind::kApiMalloc));
+  for (void* p : blocks) CK(cudaMemsetAsync(p, 3, block, s));
+  CK(cudaStreamSynchronize(s));
+  spillway::offload::Pager* pg = nullptr;
+  SK(alloc->pager(0, &pg));
+  auto tp0 = Clock::now();
+  SK(pg->host_pool().reserve(nblocks * block, &err));
+  const double pool_s = Seconds(tp0, Clock::now());
+  std::vector<double> evict, fetch;
+  for (int r = 0; r < a.reps + 1; ++r) {
+    auto t0 = Clock::now();
+    for (void* p : blocks)
+      SK(pg->offload(reinterpret_cast<std::uintptr_t>(p), spillway::trace::kTierHost, false));
+    SK(pg->synchronize());
+    auto t1 = Clock::now();
+    for (void* p : blocks) SK(pg->prefetch(reinterpret_cast<std::uintptr_t>(p), s));
+    CK(cudaStreamSynchronize(s));
+    SK(pg->synchronize());
+    auto t2 = Clock::now();
+    if (r == 0) continue;
+    const double moved = static_cast<double>(pg->counters().bytes_to_host.load()) /
+                         static_cast<double>(r + 1);  // whole pages of each block
+    evict.push_back(moved / Seconds(t0, t1) / 1e9);
+    fetch.push_back(moved / Seconds(t1, t2) / 1e9);
+  }
+  const double pcie_d2h = Median(d2h), pcie_h2d = Median(h2d);
+  const double host_evict = Median(evict), host_fetch = Median(fetch);
+
+  // ---- NVMe tier
+  double nvme_w = 0, nvme_r = 0, raw_w = 0, raw_r = 0;
+  if (!a.nvme_dir.empty()) {
+    const std::size_t nn = std::min(nblocks, std::max<std::size_t>(
+                                                 1, static_cast<std::size_t>(a.nvme_gib * 1024) / a.block_mib));
+    const double nbytes = static_cast<double>(nn * block);
+    if (!spillway::offload::RawIoThroughput(a.nvme_dir, nn * block, 32, std::size_t{1} << 20,
+                                            &raw_w, &raw_r, &err)) {
+      std::fprintf(stderr, "offload_bench: raw NVMe I/O failed: %s\n", err.c_str());
+      return 1;
+    }
+    // Host -> NVMe only (the blocks start on the host), and NVMe -> host: prefetch goes on to
+    // the device, so read time is measured to the host tier by offloading to host afterwards.
+    for (std::size_t b = 0; b < nn; ++b)
+      SK(pg->offload(reinterpret_cast<std::uintptr_t>(blocks[b]), spillway::trace::kTierHost, true));
+    auto t0 = Clock::now();
+    for (std::size_t b = 0; b < nn; ++b)
+      SK(pg->offload(reinterpret_cast<std::uintptr_t>(blocks[b]), spillway::trace::kTierNvme, true));
+    auto t1 = Clock::now();
+    for (std::size_t b = 0; b < nn; ++b)
+      SK(pg->prefetch(reinterpret_cast<std::uintptr_t>(blocks[b]), s));
+    CK(cudaStreamSynchronize(s));
+    SK(pg->synchronize());
+    auto t2 = Clock::now();
+    nvme_w = nbytes / Seconds(t0, t1) / 1e9;
+    nvme_r = nbytes / Seconds(t1, t2) / 1e9;  // includes the host -> device copies
+  }
+  for (void* p : blocks)
+    SK(alloc->free(p, spillway::FreeMode::kStreamOrdered, s, spillway::trace::Kind::kApiFree));
+  CK(cudaStreamSynchronize(s));
+
+  std::printf("offload_bench: %zu blocks of %zu MiB (%.1f GiB), median of %d\n", nblocks,
+              a.block_mib, bytes / (1 << 30), a.reps);
+  std::printf("  %-34s %8.2f GB/s\n", "pinned memcpy device->host", pcie_d2h);
+  std::printf("  %-34s %8.2f GB/s  (%.3f of memcpy)\n", "spillway evict (copy+remap)", host_evict,
+              host_evict / pcie_d2h);
+  std::printf("  %-34s %8.2f GB/s\n", "pinned memcpy host->device", pcie_h2d);
+  std::printf("  %-34s %8.2f GB/s  (%.3f of memcpy)\n", "spillway prefetch (remap+copy)",
+              host_fetch, host_fetch / pcie_h2d);
+  std::printf("  %-34s %8.2f s for %.1f GiB\n", "host pool creation", pool_s, bytes / (1 << 30));
+  if (!a.nvme_dir.empty()) {
+    std::printf("  %-34s %8.2f GB/s  raw %.2f  (%.3f)\n", "nvme write (host->file)", nvme_w, raw_w,
+                nvme_w / raw_w);
+    std::printf("  %-34s %8.2f GB/s  raw %.2f  (%.3f)\n", "nvme read (file->host->device)", nvme_r,
+                raw_r, nvme_r / raw_r);
+  }
+  if (!a.json.empty()) {
+    std::ofstream j(a.json);
+    j << "{\"blocks\": " << nblocks << ", \"block_bytes\": " << block << ", \"reps\": " << a.reps
+      << ",\n \"pcie_gbps\": {\"d2h\": " << pcie_d2h << ", \"h2d\": " << pcie_h2d << "},"
+      << "\n \"host_gbps\": {\"evict\": " << host_evict << ", \"prefetch\": " << host_fetch
+      << "},\n \"host_over_pcie\": {\"evict\": " << host_evict / pcie_d2h
+      << ", \"prefetch\": " << host_fetch / pcie_h2d << "},\n \"host_pool_create_s\": " << pool_s;
+    if (!a.nvme_dir.empty())
+      j << ",\n \"nvme\": {\"nvme_gbps\": {\"write\": " << nvme_w << ", \"read\": " << nvme_r
+        << "}, \"nvme_raw_gbps\": {\"write\": " << raw_w << ", \"read\": " << raw_r
+        << "}, \"ratio\": {\"write\": " << nvme_w / raw_w << ", \"read\": " << nvme_r / raw_r
+        << "}}";
+    j << "\n}\n";
+  }
+  return 0;
+}

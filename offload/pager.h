@@ -1,0 +1,180 @@
+// pager.h — the pager of one device (DESIGN.md "Offload"): the residency of each block that is
+// not simply on the device (moving out, on the host, on NVMe), the moves between tiers, and the
+// rules that keep them safe.
+//
+// A block moves by whole pages (the pages only it uses: a block shares its first and last page
+// with neighbours, those stay on the device). Eviction to the host copies those pages into host
+// chunks (HostPool) on the pager's copy stream, after the work that may use the block (see
+// Safety), then remaps the block's own VA onto the host chunks: a kernel that touches it reads
+// the right data over PCIe. The device chunks go back to the heap's pool. Bringing it back maps
+// device chunks at the VA and copies the data in on the copy stream; the streams that will use
+// the block wait for that copy (an event), the CPU does not. To NVMe: the host chunks are written
+// to a file (NvmeStore) and the VA is left unmapped (a stray access faults loudly).
+//
+// Safety (SPILLWAY_OFFLOAD_SAFETY): a range is never unmapped while queued GPU work may touch it.
+// `tracked`: that work is what the tracker saw referencing the block (its streams); a launch that
+// names a block which is moving out cancels the move, one that names a block on the host or NVMe
+// brings it back first (a stall, counted and timed). `strict`: every stream is fenced before each
+// unmap; meant for code whose pointers the tracker cannot see. Without a tracker the pager is
+// strict.
+//
+// Thread safety: one mutex per pager; lock order pager -> arena -> heap.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "allocator/arena.h"
+#include "allocator/prim/backend.h"
+#include "offload/host_pool.h"
+#include "offload/nvme_store.h"
+#include "profiler/trace_format.h"
+#include "spillway/spillway.h"
+
+namespace spillway {
+class DeviceHeap;
+namespace tracker {
+class BlockIndex;
+}
+}  // namespace spillway
+
+namespace spillway::offload {
+
+enum class Residency : std::uint8_t { kDevice, kMovingOut, kHost, kNvme };
+enum class Safety : std::uint8_t { kTracked, kStrict };
+enum class Advice : std::uint8_t { kNone = 0, kKeepOnDevice = 1, kEvictFirst = 2 };
+
+struct PagerOptions {
+  std::uint64_t host_limit = std::uint64_t{16} << 30;
+  Safety safety = Safety::kStrict;  // kTracked needs `index`
+  NvmeStore* nvme = nullptr;        // the NVMe tier, shared by the pagers of a process
+  tracker::BlockIndex* index = nullptr;
+};
+
+struct PagerCounters {
+  std::atomic<std::uint64_t> evictions{0}, fetches{0}, prefetches{0}, stalls{0}, stall_ns{0},
+      cancelled{0}, errors{0}, bytes_to_host{0}, bytes_from_host{0}, bytes_to_nvme{0},
+      bytes_from_nvme{0}, fence_waits{0}, fence_wait_ns{0};
+};
+
+class Pager {
+ public:
+  Pager(DeviceHeap& heap, PagerOptions opt);
+  ~Pager();  // waits for the moves in flight; the host pages of live blocks are unmapped
+  Pager(const Pager&) = delete;
+  Pager& operator=(const Pager&) = delete;
+  // Creates the copy stream and finds the NUMA node; *error on failure.
+  spillway_status init(std::string* error);
+
+  // Moves the whole pages of the live block at p to `to` (kTierHost: queued, completes
+  // asynchronously; kTierNvme: through the host, returns when written; kTierDevice: as
+  // prefetch on the legacy stream). `wait`: return only when the block has arrived.
+  spillway_status offload(std::uintptr_t p, trace::Tier to, bool wait);
+  // Brings the block back to the device; `stream` (and in strict mode every stream) waits for
+  // the copy, the CPU does not. A block already on the device: nothing to do.
+  spillway_status prefetch(std::uintptr_t p, prim::Stream stream, bool demand = false);
+  spillway_status advise(std::uintptr_t p, Advice a);
+  Residency residency(std::uintptr_t p);
+  // Before the arena frees p: a block off the device loses its off-device pages (they become
+  // holes); one whose copy back is in flight orders the free after it. Never fails for a block
+  // the pager does not know.
+  spillway_status before_free(std::uintptr_t p, FreeMode mode, prim::Stream stream);
+  // Evicts cold blocks (tracker: least recently used first; otherwise largest first; advice
+  // kEvictFirst before all, kKeepOnDevice never) until `bytes` of device memory were given back
+  // to the heap's pool, waiting for the copies. Returns the bytes freed.
+  std::uint64_t make_room(std::uint64_t bytes, std::uintptr_t except);
+  // Completes the moves whose copies finished (non-blocking) / every move (blocking).
+  void poll();
+  spillway_status synchronize();
+  // True while some block is off the device or moving (the allocator's free path asks).
+  bool active() const { return active_.load(std::memory_order_acquire) != 0; }
+
+  const PagerCounters& counters() const { return counters_; }
+  std::uint64_t host_bytes() const { return host_bytes_.load(std::memory_order_relaxed); }
+  std::uint64_t nvme_bytes() const { return nvme_bytes_.load(std::memory_order_relaxed); }
+  HostPool& host_pool() { return *host_; }
+  Safety safety() const { return opt_.safety; }
+  const std::string& numa_note() const { return numa_note_; }
+
+ private:
+  struct Entry {  // a block that is not plainly on the device
+    std::uintptr_t p = 0;
+    Arena* arena = nullptr;
+    std::uintptr_t first = 0;  // first whole page
+    std::size_t pages = 0;
+    Residency state = Residency::kDevice;
+    std::vector<HostChunk> host;  // kMovingOut, kHost
+    NvmeStore::Slot slot = 0;     // kNvme
+    std::uint64_t access_mark = 0;  // tracker access count when its data was copied
+    std::uint64_t move = 0;         // id of the eviction in flight (kMovingOut)
+    Advice advice = Advice::kNone;
+  };
+  struct Move {  // a copy in flight on the copy stream
+    std::uint64_t id = 0;
+    bool out = false;  // eviction (device -> host) or fetch (host -> device)
+    bool demand = false;
+    bool cancelled = false;
+    std::uintptr_t p = 0;
+    std::uint64_t bytes = 0;
+    prim::Event done = nullptr;
+    std::uint64_t t0 = 0;
+    std::vector<HostChunk> host;  // fetch: chunks to give back once the copy is done
+  };
+  struct Geometry {
+    Arena* arena;
+    std::uintptr_t first;
+    std::size_t pages;
+  };
+
+  spillway_status geometry(std::uintptr_t p, Geometry* g);
+  spillway_status evict_host_locked(std::uintptr_t p, Entry* e);  // kDevice -> kMovingOut
+  spillway_status host_to_nvme_locked(Entry& e);
+  spillway_status nvme_to_host_locked(Entry& e);
+  spillway_status host_to_device_locked(Entry& e, prim::Stream s, bool demand,
+                                        bool retried = false);
+  spillway_status offload_locked(std::uintptr_t p, const Geometry& g, trace::Tier to, bool wait);
+  std::uint64_t make_room_locked(std::uint64_t bytes, std::uintptr_t except);
+  void complete_locked(Move& m);
+  void poll_locked(bool block);
+  // Waits (CPU) until no queued work may touch the block's pages: its streams (tracked) or
+  // every stream (strict) after the ones named in `extra`.
+  spillway_status fence_cpu_locked(const Entry& e, prim::Stream extra, bool all);
+  // Makes `s` wait for the work that may use the block (tracked) / all work (strict).
+  spillway_status order_after_users_locked(std::uintptr_t p, Arena* arena, prim::Stream s);
+  std::uint64_t access_count(std::uintptr_t p) const;
+  int block_streams(std::uintptr_t p, Arena* arena, prim::Stream* out, int cap) const;
+  prim::Event get_event();
+  void put_event(prim::Event e);
+  void error_locked(std::uintptr_t p, std::uint64_t bytes, std::uint32_t reason,
+                    spillway_status st, const std::string& msg);
+  void set_active_locked();
+  void trace_move(trace::Kind k, std::uintptr_t p, std::uint64_t bytes, std::uint64_t ns,
+                  std::uint32_t from, std::uint32_t to, bool demand);
+
+  DeviceHeap& heap_;
+  prim::Backend& backend_;
+  const int device_;
+  const std::size_t gran_;
+  PagerOptions opt_;
+  std::string numa_note_;
+  std::unique_ptr<HostPool> host_;
+  prim::Stream copy_ = nullptr;
+
+  std::mutex mu_;
+  std::unordered_map<std::uintptr_t, Entry> entries_;
+  std::deque<Move> moves_;
+  std::uint64_t next_move_ = 1;
+  std::vector<prim::Event> events_;
+  std::atomic<int> active_{0};
+  std::atomic<std::uint64_t> host_bytes_{0}, nvme_bytes_{0};
+  PagerCounters counters_;
+  bool warned_nvme_ = false;
+};
+
+}  // namespace spillway::offload
