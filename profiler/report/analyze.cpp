@@ -6,9 +6,10 @@
 //  2. replay again with ordered sets of live blocks and mapped pages (O(log n) per record) and
 //     take samples: one per non-empty time bucket (2000 buckets over the device's span), one
 //     holding the value across a run of empty buckets, and one at the exact peak-allocated
-//     record. Only samples sweep the intervals (external fragmentation).
+//     record. Only samples sweep the intervals (external fragmentation). Offload records
+//     (kEvict, kFetch, kOffloadError) are replayed here too (offload.cpp): bytes on each tier,
+//     sampled with the rest.
 #include "profiler/report/analyze.h"
-#include "profiler/report/kinds.h"
 
 #include <algorithm>
 #include <bit>
@@ -17,6 +18,8 @@
 #include <unordered_map>
 
 #include "profiler/report/callsites.h"
+#include "profiler/report/kinds.h"
+#include "profiler/report/offload.h"
 #include "profiler/trace_format.h"
 
 namespace spillway::report {
@@ -122,6 +125,7 @@ struct Dev {
   std::uint64_t a2 = 0, r2 = 0, c2 = 0;
   std::uint64_t t0 = 0, width = 1, cur_bucket = kNever, last_t = 0;
   bool have_state = false;  // the state differs from the last sample emitted
+  DeviceTiers tiers;        // bytes of its live blocks on each tier (offload.h)
   std::uint64_t first = kNever, last = 0;  // times of its first and last record
 };
 
@@ -135,7 +139,7 @@ class Analyzer {
  public:
   Analyzer(const std::vector<trace::Trace>& logs, Model* m,
            const std::function<void(double)>& progress)
-      : logs_(logs), m_(*m), progress_(progress) {}
+      : logs_(logs), m_(*m), progress_(progress), off_(m) {}
 
   void Run() {
     std::uint64_t base = std::numeric_limits<std::uint64_t>::max();
@@ -239,6 +243,7 @@ class Analyzer {
     };
     idx_base_ = first_block;
     idx_.clear();
+    std::uint64_t offload_records = 0;
     for (std::size_t i = 0; i < n; ++i) {
       Tick(i);
       const Record& r = Rec(t, i);
@@ -360,6 +365,12 @@ class Analyzer {
           if (auto it = by_addr.find(r.addr); it != by_addr.end())
             m_.touches.push_back(Touch{it->second, ns, r.aux});
           break;
+        case Kind::kEvict:  // offload moves and errors: replayed in pass 2 (offload.cpp)
+        case Kind::kFetch:
+        case Kind::kOffloadError:
+          ++offload_records;
+          if (auto it = by_addr.find(r.addr); it != by_addr.end()) rec_block[i] = it->second;
+          break;
         case Kind::kCallSite:  // written just after its block's allocation record
           if (auto it = by_addr.find(r.addr); it != by_addr.end())
             if (auto l = t.labels.find(r.aux); l != t.labels.end())
@@ -396,6 +407,8 @@ class Analyzer {
       se.process = p;
       se.device = d.device;
       m_.series.push_back(std::move(se));
+      m_.offload.tiers.emplace_back();
+      m_.offload.devices.emplace_back();
       d.t0 = d.first;
       d.width = std::max<std::uint64_t>(1, (d.last - d.first) / kBuckets + 1);
     }
@@ -409,6 +422,8 @@ class Analyzer {
                          "; reserved is taken as the rounded size of live blocks");
 
     // ---- pass 2: samples -----------------------------------------------------------------
+    proc_moves_ = offload_records != 0;
+    off_.StartProcess(first_block, m_.blocks.size(), proc_moves_);
     for (std::size_t i = 0; i < n; ++i) {
       Tick(i);
       const Record& r = Rec(t, i);
@@ -426,12 +441,14 @@ class Analyzer {
       const std::uint64_t bucket = (ns - d.t0) / d.width;
       if (d.cur_bucket == kNever) {
         se.samples.push_back(Sample{ns, 0, 0, 0, 0, 0, 0, 0});  // the state before anything
+        m_.offload.tiers[si].push_back(TierBytes{});
       } else if (bucket != d.cur_bucket) {
         if (d.have_state) Emit(d, se, d.last_t);
         if (bucket > d.cur_bucket + 1 && ns > d.last_t + 1) {
           Sample hold = se.samples.back();
           hold.t_ns = ns - 1;
           se.samples.push_back(hold);
+          m_.offload.tiers[si].push_back(m_.offload.tiers[si].back());
         }
       }
       d.cur_bucket = bucket;
@@ -455,10 +472,18 @@ class Analyzer {
           case Kind::kUnmap: d.mapped.remove(r.addr, r.addr + r.size); break;
           case Kind::kChunkCreate: d.c2 += r.size; break;
           case Kind::kChunkRelease: d.c2 -= std::min(d.c2, r.size); break;
+          case Kind::kEvict:
+          case Kind::kFetch:
+          case Kind::kOffloadError:
+            changed = off_.Record(r, ns, b, p, d.tiers);
+            break;
           default: changed = false; break;
         }
       }
-      if (changed) d.have_state = true;
+      if (changed) {
+        d.have_state = true;
+        if (proc_moves_) OffloadReplay::Observe(d.tiers, d.a2, ns);
+      }
       if (i == d.peak_rec) {
         Emit(d, se, ns);
         m_.devices[d.summary].at_peak = se.samples.back();
@@ -466,7 +491,17 @@ class Analyzer {
     }
     for (std::size_t di = 0; di < devs_.size(); ++di) {
       Dev& d = devs_[di];
-      if (series_of[di] != kNone && d.have_state) Emit(d, m_.series[series_of[di]], d.last_t);
+      if (series_of[di] == kNone) continue;
+      if (d.have_state) Emit(d, m_.series[series_of[di]], d.last_t);
+      TierPeaks pk = d.tiers.peaks;  // without moves: everything stayed on the device
+      const DeviceSummary& sum = m_.devices[d.summary];
+      if (!proc_moves_) {
+        pk.peak_device = sum.peak_allocated;
+        pk.peak_device_ns = sum.peak_allocated_ns;
+      }
+      pk.process = p;
+      pk.device = d.device;
+      m_.offload.devices[series_of[di]] = pk;
     }
     done_records_ += n;
   }
@@ -475,6 +510,7 @@ class Analyzer {
     const Block& old = m_.blocks[it->second];
     d.a2 -= old.requested;
     d.r2 -= old.rounded;
+    if (proc_moves_) off_.Ended(it->second, d.tiers);  // its off-device bytes leave their tiers
     d.live.erase(it);
   }
 
@@ -512,6 +548,7 @@ class Analyzer {
     s.external = ExternalFragmentation(largest, total_free);
     s.overhead = Overhead(s.reserved, s.allocated);
     se.samples.push_back(s);
+    m_.offload.tiers[static_cast<std::size_t>(&se - m_.series.data())].push_back(d.tiers.At(d.a2));
     d.have_state = false;
   }
 
@@ -580,6 +617,7 @@ class Analyzer {
     if (failed || passed)
       m_.notes.push_back(std::to_string(failed) + " failed and " + std::to_string(passed) +
                          " passed-through (handed to CUDA) calls are counted but not replayed");
+    off_.Finish();  // offload figures; drops the tier series when no log has offload records
   }
 
   const std::vector<trace::Trace>& logs_;
@@ -594,6 +632,8 @@ class Analyzer {
   std::size_t idx_base_ = 0;
   std::vector<std::uint64_t> hist_count_, hist_bytes_;
   CallSiteTable callsites_;
+  OffloadReplay off_;
+  bool proc_moves_ = false;  // the current process has offload records
 };
 
 }  // namespace

@@ -1,10 +1,17 @@
 // chrome.cpp — trace.json in the Trace Event Format (opens in Perfetto and chrome://tracing):
 // one process per log (named by pid and rank), counter tracks per device (allocated, reserved,
-// mapped in MiB; fragmentation in %; bytes of each kind of tensor when known), phase slices from begin/end marks, instants for instant
-// marks and out-of-memory failures. Timestamps in microseconds.
+// mapped in MiB; fragmentation in %; bytes of each kind of tensor when known), phase slices from
+// begin/end marks, instants for instant marks and out-of-memory failures. With offload records:
+// counter tracks "tier: device", "tier: host", "tier: nvme" (MiB; " (device N)" appended when a
+// process has several devices), one slice per stall spanning the wait (thread "offload stalls") and
+// instants for offload errors. Timestamps in microseconds.
+#include <cinttypes>
+#include <cstdio>
+#include <map>
 #include <set>
 
 #include "profiler/report/json_util.h"
+#include "profiler/report/offload.h"
 #include "profiler/report/render.h"
 
 namespace spillway::report {
@@ -17,9 +24,15 @@ using json::String;
 using json::Uint;
 
 constexpr int kMarkTid = 1;
+constexpr int kStallTid = 2;
 
 void Us(std::string* o, std::uint64_t ns) { Fixed(o, static_cast<double>(ns) / 1e3, 3); }
 void MiB(std::string* o, std::uint64_t b) { json::Double(o, static_cast<double>(b) / 0x1p20, 9); }
+std::string Hex(std::uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "0x%" PRIx64, v);
+  return buf;
+}
 
 }  // namespace
 
@@ -112,6 +125,79 @@ std::string RenderChromeTrace(const Model& m) {
       json::Double(&o, x.external * 100);
       o.append("}}");
     }
+  }
+
+  // Offload: bytes on each tier (tiers[i] matches series[i]; empty without offload records).
+  std::map<std::uint32_t, int> devices_of;  // series per process
+  for (const Series& s : m.series) ++devices_of[s.process];
+  for (std::size_t si = 0; si < m.series.size() && si < m.offload.tiers.size(); ++si) {
+    const Series& s = m.series[si];
+    const std::vector<TierBytes>& ts = m.offload.tiers[si];
+    const std::string suffix =
+        devices_of[s.process] > 1 ? " (device " + std::to_string(s.device) + ")" : "";
+    const std::string names[kTiers] = {"tier: device" + suffix, "tier: host" + suffix,
+                                       "tier: nvme" + suffix};
+    for (std::size_t j = 0; j < s.samples.size() && j < ts.size(); ++j) {
+      const std::uint64_t v[kTiers] = {ts[j].device, ts[j].host, ts[j].nvme};
+      for (int k = 0; k < kTiers; ++k) {
+        counter(names[k], s.samples[j].t_ns, s.process);
+        o.append("\"MiB\":");
+        MiB(&o, v[k]);
+        o.append("}}");
+      }
+    }
+  }
+  std::set<std::uint32_t> stalled;
+  for (const Stall& st : m.offload.stall_list) {
+    if (stalled.insert(st.process).second) {
+      begin();
+      o.append("{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":");
+      Uint(&o, pid_of(st.process));
+      o.append(",\"tid\":");
+      Int(&o, kStallTid);
+      o.append(",\"args\":{\"name\":\"offload stalls\"}}");
+    }
+    const std::uint64_t start = st.t_ns > st.wait_ns ? st.t_ns - st.wait_ns : 0;
+    begin();
+    o.append("{\"name\":");
+    String(&o, std::string("stall: ") + TierName(st.from) + "->" + TierName(st.to));
+    o.append(",\"cat\":\"stall\",\"ph\":\"X\",\"ts\":");
+    Us(&o, start);
+    o.append(",\"dur\":");
+    Us(&o, st.t_ns - start);
+    o.append(",\"pid\":");
+    Uint(&o, pid_of(st.process));
+    o.append(",\"tid\":");
+    Int(&o, kStallTid);
+    o.append(",\"args\":{\"device\":");
+    Int(&o, st.device);
+    o.append(",\"addr\":");
+    String(&o, Hex(st.addr));
+    o.append(",\"bytes\":");
+    Uint(&o, st.bytes);
+    o.append(",\"wait_ns\":");
+    Uint(&o, st.wait_ns);
+    o.append("}}");
+  }
+  for (const OffloadFailure& e : m.offload.first_errors) {
+    begin();
+    o.append("{\"name\":");
+    String(&o, std::string("offload error: ") + OffloadErrorName(e.reason));
+    o.append(",\"cat\":\"offload_error\",\"ph\":\"i\",\"s\":\"p\",\"ts\":");
+    Us(&o, e.t_ns);
+    o.append(",\"pid\":");
+    Uint(&o, pid_of(e.process));
+    o.append(",\"tid\":");
+    Int(&o, kMarkTid);
+    o.append(",\"args\":{\"device\":");
+    Int(&o, e.device);
+    o.append(",\"addr\":");
+    String(&o, Hex(e.addr));
+    o.append(",\"bytes\":");
+    Uint(&o, e.bytes);
+    o.append(",\"status\":");
+    Uint(&o, e.status);
+    o.append("}}");
   }
 
   for (const Mark& mk : m.marks) {

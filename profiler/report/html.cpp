@@ -17,6 +17,7 @@
 
 #include "profiler/report/callsites.h"
 #include "profiler/report/model.h"
+#include "profiler/report/offload.h"
 #include "profiler/report/render.h"
 
 namespace spillway::report {
@@ -271,18 +272,18 @@ void StepLine(std::string& s, const Plot& p, const std::vector<Sample>& v, Get g
   s += pts + "\"/>";
 }
 
-// Bytes of each kind of tensor, stacked as filled step areas (parameter at the bottom).
-const char* kKindColors[kTensorKinds] = {"#cccccc", "#4c72b0", "#dd8452", "#8172b3",
-                                         "#55a868", "#c7c7c7"};
-void KindAreas(std::string& s, const Plot& p, const std::vector<Sample>& v,
-               const std::vector<std::array<std::uint64_t, kTensorKinds>>& ks) {
-  const std::size_t n = std::min(v.size(), ks.size());
+// Layers [first, end) of per-sample values, stacked as filled step areas (the first at the
+// bottom): get(i, k) is layer k's value at sample i of `v` (n samples).
+template <class Get>
+void StackedAreas(std::string& s, const Plot& p, const std::vector<Sample>& v, std::size_t n,
+                  int first, int end, Get get, const char* const* colors,
+                  const char* const* names) {
+  n = std::min(v.size(), n);
   if (n == 0) return;
   std::vector<double> below(n, 0.0);
-  for (int k = 1; k < kTensorKinds; ++k) {
+  for (int k = first; k < end; ++k) {
     std::vector<double> top(n);
-    for (std::size_t i = 0; i < n; ++i)
-      top[i] = below[i] + static_cast<double>(ks[i][static_cast<std::size_t>(k)]);
+    for (std::size_t i = 0; i < n; ++i) top[i] = below[i] + get(i, k);
     std::string pts;
     auto edge = [&](const std::vector<double>& y, bool forward) {
       for (std::size_t j = 0; j < n; ++j) {
@@ -296,11 +297,37 @@ void KindAreas(std::string& s, const Plot& p, const std::vector<Sample>& v,
     };
     edge(top, true);
     edge(below, false);
-    s += F("<polygon fill=\"%s\" fill-opacity=\"0.55\" stroke=\"none\" points=\"",
-           kKindColors[k]);
-    s += pts + "\"><title>" + KindName(static_cast<TensorKind>(k)) + "</title></polygon>";
+    s += F("<polygon fill=\"%s\" fill-opacity=\"0.55\" stroke=\"none\" points=\"", colors[k]);
+    s += pts + "\"><title>" + names[k] + "</title></polygon>";
     below = std::move(top);
   }
+}
+
+// Bytes of each kind of tensor, stacked as filled step areas (parameter at the bottom).
+const char* kKindColors[kTensorKinds] = {"#cccccc", "#4c72b0", "#dd8452",
+                                         "#8172b3", "#55a868", "#c7c7c7"};
+void KindAreas(std::string& s, const Plot& p, const std::vector<Sample>& v,
+               const std::vector<std::array<std::uint64_t, kTensorKinds>>& ks) {
+  const char* names[kTensorKinds];
+  for (int k = 0; k < kTensorKinds; ++k) names[k] = KindName(static_cast<TensorKind>(k));
+  StackedAreas(
+      s, p, v, ks.size(), 1, kTensorKinds,
+      [&](std::size_t i, int k) { return static_cast<double>(ks[i][static_cast<std::size_t>(k)]); },
+      kKindColors, names);
+}
+
+// Bytes of live blocks on each tier, stacked (device at the bottom, then host, then NVMe).
+const char* kTierColors[kTiers] = {"#1f77b4", "#ff7f0e", "#8c564b"};
+const char* kTierNames[kTiers] = {"on the device", "on the host", "on NVMe"};
+void TierAreas(std::string& s, const Plot& p, const std::vector<Sample>& v,
+               const std::vector<TierBytes>& ts) {
+  StackedAreas(
+      s, p, v, ts.size(), 0, kTiers,
+      [&](std::size_t i, int k) {
+        const TierBytes& t = ts[i];
+        return static_cast<double>(k == 0 ? t.device : k == 1 ? t.host : t.nvme);
+      },
+      kTierColors, kTierNames);
 }
 
 bool HasMarks(const Model& m, std::uint32_t process) {
@@ -444,6 +471,36 @@ void MemoryPlot(std::string& s, const Model& m, const Series& se) {
   if (kinds)
     for (int k = 1; k < kTensorKinds; ++k)
       keys.push_back({KindName(static_cast<TensorKind>(k)), kKindColors[k], "", true});
+  Legend(s, p, keys);
+  s += "</svg>";
+}
+
+// Bytes of the device's live blocks on each tier, stacked, with allocated as a dashed line.
+void TierPlot(std::string& s, const Model& m, const Series& se, const std::vector<TierBytes>& ts) {
+  Plot p;
+  if (HasMarks(m, se.process)) p.mt += kMarkBand;
+  p.H += p.mt - 34;
+  p.xmax = static_cast<double>(std::max<std::uint64_t>(m.end_ns, 1));
+  double ymax = 0;
+  for (std::size_t i = 0; i < se.samples.size() && i < ts.size(); ++i) {
+    const TierBytes& t = ts[i];
+    ymax = std::max({ymax, static_cast<double>(t.device + t.host + t.nvme),
+                     static_cast<double>(se.samples[i].allocated)});
+    p.xmax = std::max(p.xmax, static_cast<double>(se.samples[i].t_ns));
+  }
+  p.ymax = std::max(ymax, 1.0);
+  const Unit yu = ByteUnit(p.ymax), xu = TimeUnit(p.xmax);
+  SvgOpen(s, p, "memory by tier, " + DevName(m, se.process, se.device));
+  Axes(s, p, xu, yu, std::string("time (") + xu.name + ")",
+       std::string("memory (") + yu.name + ")");
+  Marks(s, p, m, se.process);
+  TierAreas(s, p, se.samples, ts);
+  StepLine(
+      s, p, se.samples, [](const Sample& x) { return static_cast<double>(x.allocated); }, "#1d2430",
+      " stroke-dasharray=\"5 3\"");
+  std::vector<Key> keys;
+  for (int k = 0; k < kTiers; ++k) keys.push_back({kTierNames[k], kTierColors[k], "", true});
+  keys.push_back({"allocated", "#1d2430", "5 3", false});
   Legend(s, p, keys);
   s += "</svg>";
 }
@@ -860,6 +917,93 @@ void LargestAtPeak(std::string& s, const Model& m) {
   s += "</section>";
 }
 
+std::string GBps(double v) {
+  return std::isfinite(v) && v > 0 ? F("%.2f GB/s", v) : "\xe2\x80\x93";
+}
+
+// The offload figures (docs/profiler.md, "Offload in reports"): only with offload records.
+void OffloadSection(std::string& s, const Model& m) {
+  const Offload& f = m.offload;
+  if (f.events == 0) return;
+  s += "<section><h2>Offload</h2><p class=\"note\">Traffic between the tiers; bandwidth = bytes "
+       "/ time spent moving (GB/s, 10<sup>9</sup> bytes), and the median of the moves. A stall "
+       "is a fetch a launch or access waited for; prefetch hit rate = fetches that reached the "
+       "device without a wait / all fetches that reached the device.</p>";
+  s += "<div class=\"scroll\"><table class=\"sortable\"><thead><tr><th class=\"l\">figure</th>"
+       "<th>value</th></tr></thead><tbody>";
+  auto row = [&](const std::string& k, const std::string& v, double d) {
+    s += "<tr>" + TdL(k) + Td(v, d) + "</tr>";
+  };
+  row("evictions", U(f.evictions), static_cast<double>(f.evictions));
+  row("fetches", U(f.fetches), static_cast<double>(f.fetches));
+  row("stalls", U(f.stalls), static_cast<double>(f.stalls));
+  row("time waited in stalls", Dur(f.stall_ns), static_cast<double>(f.stall_ns));
+  row("longest stall",
+      f.stalls ? Dur(f.longest_stall.wait_ns) + " (" + Bytes(f.longest_stall.bytes) + " of " +
+                     Hex(f.longest_stall.addr) + ", ended at " + Dur(f.longest_stall.t_ns) + ")"
+               : std::string("\xe2\x80\x93"),
+      static_cast<double>(f.longest_stall.wait_ns));
+  row("prefetch hit rate",
+      f.fetches_to_device ? Pct(f.prefetch_hit_rate) + " (" + U(f.prefetches_to_device) + " of " +
+                                U(f.fetches_to_device) + ")"
+                          : std::string("\xe2\x80\x93"),
+      f.prefetch_hit_rate);
+  row("errors", U(f.errors), static_cast<double>(f.errors));
+  s += "</tbody></table></div>";
+
+  s += "<h3>Traffic</h3><div class=\"scroll\"><table class=\"sortable\"><thead><tr>"
+       "<th class=\"l\">direction</th><th>moves</th><th>bytes</th><th>time moving</th>"
+       "<th>bandwidth</th><th>median of the moves</th></tr></thead><tbody>";
+  for (std::uint32_t from = 0; from < kTiers; ++from) {
+    for (std::uint32_t to = 0; to < kTiers; ++to) {
+      const Traffic& t = f.traffic[from][to];
+      if (t.moves == 0) continue;
+      s += "<tr>" + TdL(std::string(TierName(from)) + " \xe2\x86\x92 " + TierName(to)) +
+           Td(U(t.moves), static_cast<double>(t.moves)) +
+           Td(Bytes(t.bytes), static_cast<double>(t.bytes)) +
+           Td(Dur(t.ns), static_cast<double>(t.ns)) + Td(GBps(t.gbps), t.gbps) +
+           Td(GBps(t.median_gbps), t.median_gbps) + "</tr>";
+    }
+  }
+  s += "</tbody></table></div>";
+
+  s += "<h3>Peaks per tier</h3><div class=\"scroll\"><table class=\"sortable\"><thead><tr>"
+       "<th class=\"l\">device</th><th>on the device</th><th>at</th><th>on the host</th>"
+       "<th>at</th><th>on NVMe</th><th>at</th></tr></thead><tbody>";
+  for (const TierPeaks& d : f.devices) {
+    s += "<tr>" + TdL(DevName(m, d.process, d.device)) +
+         Td(Bytes(d.peak_device), static_cast<double>(d.peak_device)) +
+         Td(Dur(d.peak_device_ns), static_cast<double>(d.peak_device_ns)) +
+         Td(Bytes(d.peak_host), static_cast<double>(d.peak_host)) +
+         Td(Dur(d.peak_host_ns), static_cast<double>(d.peak_host_ns)) +
+         Td(Bytes(d.peak_nvme), static_cast<double>(d.peak_nvme)) +
+         Td(Dur(d.peak_nvme_ns), static_cast<double>(d.peak_nvme_ns)) + "</tr>";
+  }
+  s += "</tbody></table></div>";
+
+  if (f.errors) {
+    s += "<h3>Errors</h3><p class=\"note\">";
+    bool first = true;
+    for (std::uint32_t r = 1; r <= 6; ++r) {  // reasons 1..5, then any other
+      if (f.errors_by_reason[r % 6] == 0) continue;
+      s += (first ? "" : ", ") + Esc(OffloadErrorName(r % 6)) + ": " + U(f.errors_by_reason[r % 6]);
+      first = false;
+    }
+    s += F(". The first %zu:</p>", f.first_errors.size());
+    s += "<div class=\"scroll\"><table class=\"sortable\"><thead><tr><th>at</th>"
+         "<th class=\"l\">device</th><th class=\"l\">address</th><th>bytes</th>"
+         "<th class=\"l\">reason</th><th>status</th></tr></thead><tbody>";
+    for (const OffloadFailure& e : f.first_errors) {
+      s += "<tr>" + Td(Dur(e.t_ns), static_cast<double>(e.t_ns)) +
+           TdL(DevName(m, e.process, e.device)) + TdL(Hex(e.addr), "l mono") +
+           Td(Bytes(e.bytes), static_cast<double>(e.bytes)) + TdL(OffloadErrorName(e.reason)) +
+           Td(U(e.status), e.status) + "</tr>";
+    }
+    s += "</tbody></table></div>";
+  }
+  s += "</section>";
+}
+
 void IdleLongest(std::string& s, const Model& m) {
   if (m.idle_longest.empty()) return;  // no access summaries: SPILLWAY_TRACK was off
   s += "<section><h2>Idle longest</h2><p class=\"note\">Blocks the tracker saw, ranked by size "
@@ -924,6 +1068,18 @@ std::string RenderHtml(const Model& m) {
     MemoryPlot(s, m, se);
   }
   s += "</section>";
+
+  if (m.offload.events != 0) {
+    s += "<section><h2>Memory by tier</h2><p class=\"note\">Bytes of live blocks on the device, "
+         "in host memory and on NVMe, stacked; the dashed line is allocated.</p>";
+    for (std::size_t i = 0; i < m.series.size() && i < m.offload.tiers.size(); ++i) {
+      const Series& se = m.series[i];
+      s += "<h3>" + Esc(DevName(m, se.process, se.device)) + "</h3>";
+      TierPlot(s, m, se, m.offload.tiers[i]);
+    }
+    s += "</section>";
+    OffloadSection(s, m);
+  }
 
   s += "<section><h2>Fragmentation over time</h2>";
   if (m.series.empty()) s += "<p class=\"note\">No samples.</p>";

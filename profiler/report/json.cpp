@@ -3,6 +3,7 @@
 // sizes in bytes, fractions in 0..1.
 #include "profiler/report/callsites.h"
 #include "profiler/report/json_util.h"
+#include "profiler/report/offload.h"
 #include "profiler/report/render.h"
 
 namespace spillway::report {
@@ -80,6 +81,158 @@ void BlockObj(std::string* o, const Model& m, const Block& b, std::uint32_t inde
   }
   CallSiteJson(o, m, b);  // ,"callsite":{...} when recorded
   o->push_back('}');
+}
+
+void StallObj(std::string* o, const Stall& s) {
+  o->append("{\"t_ns\":");
+  Uint(o, s.t_ns);
+  o->append(",\"wait_ns\":");
+  Uint(o, s.wait_ns);
+  o->append(",\"addr\":");
+  Uint(o, s.addr);
+  o->append(",\"bytes\":");
+  Uint(o, s.bytes);
+  o->append(",\"process\":");
+  Uint(o, s.process);
+  o->append(",\"device\":");
+  Int(o, s.device);
+  o->append(",\"from\":");
+  String(o, TierName(s.from));
+  o->append(",\"to\":");
+  String(o, TierName(s.to));
+  o->push_back('}');
+}
+
+// "offload": always present; zeros and empty lists when the logs have no offload records.
+void OffloadObj(std::string* o, const Offload& f, const std::vector<Series>& series) {
+  o->append("{\"events\":");
+  Uint(o, f.events);
+  o->append(",\"evictions\":");
+  Uint(o, f.evictions);
+  o->append(",\"fetches\":");
+  Uint(o, f.fetches);
+  o->append(",\"unknown_block_moves\":");
+  Uint(o, f.unknown_block_moves);
+  o->append(",\"bad_moves\":");
+  Uint(o, f.bad_moves);
+  o->append(",\"traffic\":[");  // every direction, zeros included; gbps = bytes / ns (1e9)
+  bool first = true;
+  for (std::uint32_t from = 0; from < kTiers; ++from) {
+    for (std::uint32_t to = 0; to < kTiers; ++to) {
+      if (from == to) continue;
+      const Traffic& t = f.traffic[from][to];
+      if (!first) o->push_back(',');
+      first = false;
+      o->append("{\"from\":");
+      String(o, TierName(from));
+      o->append(",\"to\":");
+      String(o, TierName(to));
+      const std::pair<const char*, std::uint64_t> counts[] = {{"moves", t.moves},
+                                                              {"bytes", t.bytes},
+                                                              {"timed_moves", t.timed_moves},
+                                                              {"timed_bytes", t.timed_bytes},
+                                                              {"ns", t.ns}};
+      for (const auto& [k, v] : counts) {
+        o->push_back(',');
+        Key(o, k);
+        Uint(o, v);
+      }
+      o->append(",\"gbps\":");
+      Double(o, t.gbps);
+      o->append(",\"median_gbps\":");
+      Double(o, t.median_gbps);
+      o->push_back('}');
+    }
+  }
+  o->append("],\"stalls\":{\"count\":");
+  Uint(o, f.stalls);
+  o->append(",\"wait_ns\":");
+  Uint(o, f.stall_ns);
+  o->append(",\"longest\":");
+  if (f.stalls)
+    StallObj(o, f.longest_stall);
+  else
+    o->append("null");
+  o->append("},\"prefetch\":{\"fetches_to_device\":");
+  Uint(o, f.fetches_to_device);
+  o->append(",\"prefetches\":");
+  Uint(o, f.prefetches_to_device);
+  o->append(",\"demand\":");
+  Uint(o, f.fetches_to_device - f.prefetches_to_device);
+  o->append(",\"hit_rate\":");
+  Double(o, f.prefetch_hit_rate);
+  o->append("},\"errors\":{\"count\":");
+  Uint(o, f.errors);
+  o->append(",\"by_reason\":{");
+  for (std::uint32_t r = 1; r <= 6; ++r) {  // reasons 1..5, then 0 ("other")
+    if (r > 1) o->push_back(',');
+    Key(o, OffloadErrorKey(r % 6));
+    Uint(o, f.errors_by_reason[r % 6]);
+  }
+  o->append("},\"first\":[");
+  for (std::size_t i = 0; i < f.first_errors.size(); ++i) {
+    const OffloadFailure& e = f.first_errors[i];
+    if (i) o->push_back(',');
+    o->append("{\"t_ns\":");
+    Uint(o, e.t_ns);
+    o->append(",\"addr\":");
+    Uint(o, e.addr);
+    o->append(",\"bytes\":");
+    Uint(o, e.bytes);
+    o->append(",\"process\":");
+    Uint(o, e.process);
+    o->append(",\"device\":");
+    Int(o, e.device);
+    o->append(",\"reason\":");
+    String(o, OffloadErrorKey(e.reason));
+    o->append(",\"status\":");
+    Uint(o, e.status);
+    o->push_back('}');
+  }
+  o->append("]},\"devices\":[");
+  for (std::size_t i = 0; i < f.devices.size(); ++i) {
+    const TierPeaks& d = f.devices[i];
+    if (i) o->push_back(',');
+    o->append("{\"process\":");
+    Uint(o, d.process);
+    o->append(",\"device\":");
+    Int(o, d.device);
+    const std::pair<const char*, std::uint64_t> peaks[] = {
+        {"peak_device", d.peak_device}, {"peak_device_ns", d.peak_device_ns},
+        {"peak_host", d.peak_host},     {"peak_host_ns", d.peak_host_ns},
+        {"peak_nvme", d.peak_nvme},     {"peak_nvme_ns", d.peak_nvme_ns}};
+    for (const auto& [k, v] : peaks) {
+      o->push_back(',');
+      Key(o, k);
+      Uint(o, v);
+    }
+    o->push_back('}');
+  }
+  o->append("],\"tiers\":[");  // tiers[i] is series[i]: its sample times, bytes on each tier
+  for (std::size_t i = 0; i < f.tiers.size(); ++i) {
+    if (i) o->push_back(',');
+    const TierPeaks* d = i < f.devices.size() ? &f.devices[i] : nullptr;
+    o->append("{\"process\":");
+    Uint(o, d ? d->process : 0);
+    o->append(",\"device\":");
+    Int(o, d ? d->device : 0);
+    o->append(",\"columns\":[\"t_ns\",\"device\",\"host\",\"nvme\"],\"samples\":[");
+    const std::vector<TierBytes>& ts = f.tiers[i];
+    for (std::size_t j = 0; j < ts.size(); ++j) {
+      if (j) o->push_back(',');
+      o->push_back('[');
+      Uint(o, i < series.size() && j < series[i].samples.size() ? series[i].samples[j].t_ns : 0);
+      o->push_back(',');
+      Uint(o, ts[j].device);
+      o->push_back(',');
+      Uint(o, ts[j].host);
+      o->push_back(',');
+      Uint(o, ts[j].nvme);
+      o->push_back(']');
+    }
+    o->append("]}");
+  }
+  o->append("]}");
 }
 
 }  // namespace
@@ -287,6 +440,8 @@ std::string RenderJson(const Model& m) {
     }
     o.append("]}");
   }
+  o.append(",\"offload\":");
+  OffloadObj(&o, m.offload, m.series);
   o.append(",\"origin_unix_ns\":");
   Uint(&o, m.origin_unix_ns);
   o.append(",\"notes\":[");

@@ -123,6 +123,75 @@ struct Histogram {  // sizes of all allocations, power-of-two buckets from 512 B
   std::vector<std::uint64_t> bytes;
 };
 
+// ---- Offload (offload.cpp; definitions in docs/profiler.md, "Offload in reports") ----------
+inline constexpr int kTiers = 3;  // trace::Tier: 0 device, 1 host, 2 NVMe
+
+// Bytes of one device's live blocks on each tier at one sample.
+struct TierBytes {
+  std::uint64_t device = 0;  // allocated - off-device bytes (each block's counted up to its
+                             // requested size: moved pages may include its rounding)
+  std::uint64_t host = 0;    // bytes of live blocks on the host
+  std::uint64_t nvme = 0;    // bytes of live blocks on NVMe
+};
+
+// Peaks of the tiers of one device of one process (exact: every record is replayed).
+struct TierPeaks {
+  std::uint32_t process = 0;
+  std::int32_t device = 0;
+  std::uint64_t peak_device = 0, peak_device_ns = 0;
+  std::uint64_t peak_host = 0, peak_host_ns = 0;
+  std::uint64_t peak_nvme = 0, peak_nvme_ns = 0;
+};
+
+// Moves in one direction (from one tier to another).
+struct Traffic {
+  std::uint64_t moves = 0, bytes = 0;
+  std::uint64_t timed_moves = 0, timed_bytes = 0, ns = 0;  // moves with a duration (aux > 0)
+  double gbps = 0;         // timed_bytes / ns: GB/s (1e9 bytes), 0 when nothing was timed
+  double median_gbps = 0;  // median over timed moves of bytes / ns
+};
+
+// A launch or access that waited for a block to come back (a demand fetch).
+struct Stall {
+  std::uint64_t t_ns = 0;     // when the wait ended (the fetch finished)
+  std::uint64_t wait_ns = 0;  // the wait: it began at t_ns - wait_ns
+  std::uint64_t addr = 0, bytes = 0;
+  std::uint32_t process = 0;
+  std::int32_t device = 0;
+  std::uint32_t from = 0, to = 0;  // tiers
+};
+
+// A move that did not happen (kOffloadError).
+struct OffloadFailure {
+  std::uint64_t t_ns = 0, addr = 0, bytes = 0;
+  std::uint32_t process = 0;
+  std::int32_t device = 0;
+  std::uint32_t reason = 0;  // trace::OffloadErrorReason
+  std::uint16_t status = 0;  // spillway_status
+};
+
+struct Offload {
+  std::uint64_t events = 0;  // kEvict + kFetch + kOffloadError records; 0: no offload section
+  std::uint64_t evictions = 0, fetches = 0;
+  std::array<std::array<Traffic, kTiers>, kTiers> traffic{};  // [from][to]
+  // Prefetch hit rate = prefetches_to_device / fetches_to_device: fetch records that reached
+  // the device without a launch waiting for them, over all fetch records that reached it.
+  std::uint64_t fetches_to_device = 0, prefetches_to_device = 0;
+  double prefetch_hit_rate = 0;  // 0 when no fetch reached the device
+  std::uint64_t stalls = 0, stall_ns = 0;
+  Stall longest_stall;            // wait_ns 0 when there was none
+  std::vector<Stall> stall_list;  // in time order, at most kMaxStalls (the first ones)
+  static constexpr std::size_t kMaxStalls = 100000;
+  std::uint64_t errors = 0;
+  std::array<std::uint64_t, 6> errors_by_reason{};  // by OffloadErrorReason; [0]: any other
+  std::vector<OffloadFailure> first_errors;         // the first 10, in time order
+  std::uint64_t unknown_block_moves = 0;      // moves of an address with no live block: counted in
+                                              // the traffic, not in the tiers
+  std::uint64_t bad_moves = 0;                // tiers out of range or equal: ignored
+  std::vector<TierPeaks> devices;             // devices[i] matches Model::series[i]
+  std::vector<std::vector<TierBytes>> tiers;  // tiers[i][j] matches series[i].samples[j]
+};
+
 struct Model {
   std::vector<Process> processes;
   std::vector<Block> blocks;
@@ -147,6 +216,8 @@ struct Model {
   std::vector<std::vector<std::array<std::uint64_t, kTensorKinds>>> kind_series;
   // Distinct call-site texts (one frame a line, innermost first; callsites.h parses them).
   std::vector<std::string> callsites;
+  // Offload to host memory and NVMe: empty (events == 0, no tiers) when the logs have none.
+  Offload offload;
 };
 
 }  // namespace spillway::report

@@ -9,4 +9,5 @@ set(SPILLWAY_REPORT_SOURCES
   memviz.cpp
   callsites.cpp
   kinds.cpp
+  offload.cpp
 )

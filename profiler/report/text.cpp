@@ -5,6 +5,7 @@
 #include <string>
 
 #include "profiler/report/callsites.h"
+#include "profiler/report/offload.h"
 #include "profiler/report/render.h"
 #include "profiler/trace_format.h"
 
@@ -59,6 +60,80 @@ std::string ProcessName(const Process& p) {
   std::string s = "pid " + std::to_string(p.pid);
   if (p.rank >= 0) s += " rank " + std::to_string(p.rank);
   return s;
+}
+
+std::string Dur(std::uint64_t ns) {
+  char buf[48];
+  const double v = static_cast<double>(ns);
+  if (ns >= 1'000'000'000)
+    std::snprintf(buf, sizeof buf, "%.3f s", v / 1e9);
+  else if (ns >= 1'000'000)
+    std::snprintf(buf, sizeof buf, "%.3f ms", v / 1e6);
+  else if (ns >= 1'000)
+    std::snprintf(buf, sizeof buf, "%.3f us", v / 1e3);
+  else
+    std::snprintf(buf, sizeof buf, "%" PRIu64 " ns", ns);
+  return buf;
+}
+
+// The offload section: only when the logs have offload records.
+void OffloadText(const Model& m, std::string* out) {
+  const Offload& f = m.offload;
+  if (f.events == 0) return;
+  std::string& o = *out;
+  Add(&o, "offload: %" PRIu64 " evictions, %" PRIu64 " fetches, %" PRIu64 " errors\n", f.evictions,
+      f.fetches, f.errors);
+  for (const TierPeaks& d : f.devices) {
+    if (d.peak_host == 0 && d.peak_nvme == 0) continue;
+    const std::string who =
+        d.process < m.processes.size() ? ProcessName(m.processes[d.process]) : "?";
+    Add(&o, "  %s device %d: peak on the device %s at %s, on the host %s at %s, on NVMe %s at %s\n",
+        who.c_str(), d.device, Bytes(d.peak_device).c_str(), Secs(d.peak_device_ns).c_str(),
+        Bytes(d.peak_host).c_str(), Secs(d.peak_host_ns).c_str(), Bytes(d.peak_nvme).c_str(),
+        Secs(d.peak_nvme_ns).c_str());
+  }
+  o += "  traffic (bandwidth = bytes / time spent moving; median of the moves):\n";
+  for (std::uint32_t from = 0; from < kTiers; ++from) {
+    for (std::uint32_t to = 0; to < kTiers; ++to) {
+      const Traffic& t = f.traffic[from][to];
+      if (t.moves == 0) continue;
+      const std::string dir = std::string(TierName(from)) + "->" + TierName(to);
+      Add(&o, "    %-14s %8" PRIu64 " moves %12s", dir.c_str(), t.moves, Bytes(t.bytes).c_str());
+      if (t.timed_moves) Add(&o, "  %.2f GB/s (median %.2f GB/s)", t.gbps, t.median_gbps);
+      o += "\n";
+    }
+  }
+  Add(&o, "  stalls: %" PRIu64 ", waited %s in all", f.stalls, Dur(f.stall_ns).c_str());
+  if (f.stalls) {
+    const Stall& s = f.longest_stall;
+    Add(&o, ", longest %s (%s of 0x%" PRIx64 " from %s, ended at %s)", Dur(s.wait_ns).c_str(),
+        Bytes(s.bytes).c_str(), s.addr, TierName(s.from), Secs(s.t_ns).c_str());
+  }
+  o += "\n";
+  if (f.fetches_to_device)
+    Add(&o,
+        "  prefetch hit rate: %s (%" PRIu64 " of the %" PRIu64
+        " fetches that reached the device were prefetches)\n",
+        Pct(f.prefetch_hit_rate).c_str(), f.prefetches_to_device, f.fetches_to_device);
+  else
+    o += "  prefetch hit rate: - (no fetch reached the device)\n";
+  if (f.errors) {
+    Add(&o, "  errors: %" PRIu64 " (", f.errors);
+    bool first = true;
+    for (std::uint32_t r = 1; r <= 6; ++r) {  // 6 = index 0, any other reason, last
+      const std::uint64_t n = f.errors_by_reason[r % 6];
+      if (n == 0) continue;
+      Add(&o, "%s%s %" PRIu64, first ? "" : ", ", OffloadErrorName(r % 6), n);
+      first = false;
+    }
+    o += ")\n";
+    for (const OffloadFailure& e : f.first_errors)
+      Add(&o, "    %s  device %d, 0x%" PRIx64 ", %s: %s (status %u)\n", Secs(e.t_ns).c_str(),
+          e.device, e.addr, Bytes(e.bytes).c_str(), OffloadErrorName(e.reason),
+          static_cast<unsigned>(e.status));
+    if (f.errors > f.first_errors.size())
+      Add(&o, "    ... %" PRIu64 " more\n", f.errors - f.first_errors.size());
+  }
 }
 
 }  // namespace
@@ -142,6 +217,7 @@ std::string RenderText(const Model& m) {
           e.process < m.processes.size() ? ProcessName(m.processes[e.process]).c_str() : "?");
     }
   }
+  OffloadText(m, &o);
   if (!m.idle_longest.empty()) {
     o += "idle longest (tracked blocks, by size x time since last access until free or end):\n";
     int rank = 0;

@@ -1,11 +1,17 @@
 // report_synthetic.h — a hand-built report Model for the renderer tests: one process (rank 0)
 // with two devices, blocks (some at addresses above 4 GiB, some live at the end), samples, phase
-// marks (one with a hostile label) and an out-of-memory failure on device 1.
+// marks (one with a hostile label) and an out-of-memory failure on device 1. Also
+// SyntheticLog: an event log built in memory, record by record (allocation calls, physical
+// memory, offload moves and errors), for the analysis tests.
 #pragma once
 
 #include <cstdint>
+#include <cstring>
+#include <string>
 
 #include "profiler/report/model.h"
+#include "profiler/trace_format.h"
+#include "profiler/trace_reader.h"
 
 namespace spillway::test {
 
@@ -130,5 +136,68 @@ inline report::Model SyntheticModel() {
   }
   return m;
 }
+
+// An event log built in memory (version 2 unless `version` is set to 1 before use).
+struct SyntheticLog {
+  trace::Trace t;
+  explicit SyntheticLog(std::uint64_t start_unix_ns = 1'000'000'000'000, std::uint32_t pid = 100,
+                        std::int32_t rank = -1) {
+    std::memcpy(t.header.magic, trace::kMagic, 8);
+    t.header.version = 2;
+    t.header.header_size = sizeof(trace::Header);
+    t.header.record_size = sizeof(trace::Record);
+    t.header.pid = pid;
+    t.header.rank = rank;
+    t.header.start_unix_ns = start_unix_ns;
+    t.path = "mem-" + std::to_string(pid);
+  }
+  trace::Record& Add(std::uint64_t t_ns, trace::Kind kind, int device = 0) {
+    trace::Record r{};
+    r.t_ns = t_ns;
+    r.seq = t.records.size();
+    r.kind = static_cast<std::uint16_t>(kind);
+    r.device = device;
+    t.records.push_back(r);
+    return t.records.back();
+  }
+  void Alloc(std::uint64_t t_ns, std::uint64_t addr, std::uint64_t size, std::uint64_t rounded,
+             int device = 0) {
+    trace::Record& r = Add(t_ns, trace::Kind::kCudaMalloc, device);
+    r.addr = addr;
+    r.size = size;
+    r.aux = rounded;
+  }
+  void Free(std::uint64_t t_ns, std::uint64_t addr, int device = 0) {
+    Add(t_ns, trace::Kind::kCudaFree, device).addr = addr;
+  }
+  // kEvict / kFetch of `size` bytes of the block at `addr` from tier `from` to `to`, which took
+  // (or, for a demand fetch, made a launch wait) `ns`.
+  void Move(std::uint64_t t_ns, trace::Kind kind, std::uint64_t addr, std::uint64_t size,
+            std::uint32_t from, std::uint32_t to, std::uint64_t ns, bool demand = false,
+            int device = 0) {
+    trace::Record& r = Add(t_ns, kind, device);
+    r.addr = addr;
+    r.size = size;
+    r.aux = ns;
+    r.stream = 0x77;
+    r.aux2 = (from << 8) | to | (demand ? trace::kFetchDemand : 0u);
+  }
+  void Evict(std::uint64_t t_ns, std::uint64_t addr, std::uint64_t size, std::uint32_t from,
+             std::uint32_t to, std::uint64_t ns, int device = 0) {
+    Move(t_ns, trace::Kind::kEvict, addr, size, from, to, ns, false, device);
+  }
+  void Fetch(std::uint64_t t_ns, std::uint64_t addr, std::uint64_t size, std::uint32_t from,
+             std::uint32_t to, std::uint64_t ns, bool demand = false, int device = 0) {
+    Move(t_ns, trace::Kind::kFetch, addr, size, from, to, ns, demand, device);
+  }
+  void OffloadError(std::uint64_t t_ns, std::uint64_t addr, std::uint64_t size,
+                    std::uint32_t reason, std::uint16_t status = 2, int device = 0) {
+    trace::Record& r = Add(t_ns, trace::Kind::kOffloadError, device);
+    r.addr = addr;
+    r.size = size;
+    r.aux2 = reason;
+    r.status = status;
+  }
+};
 
 }  // namespace spillway::test
