@@ -2,6 +2,7 @@
 // stream's arena (see arena.h for the model).
 #include "allocator/arena.h"
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cinttypes>
@@ -502,52 +503,23 @@ std::size_t Arena::large_size_locked(std::uintptr_t p) {
   return b ? b->size : 0;
 }
 
-spillway_status Arena::swap_pages_locked(std::uintptr_t block, std::uintptr_t a, std::size_t n,
-                                         const prim::PhysHandle* in, bool host, int numa,
-                                         std::vector<prim::PhysHandle>* out) {
-  if (large_.find(block) == nullptr)
+void Arena::page_handles_locked(std::uintptr_t a, std::size_t n,
+                                std::vector<prim::PhysHandle>* out) const {
+  const std::int32_t first = page_of(a);
+  for (std::size_t k = 0; k < n; ++k) out->push_back(pages_[first + static_cast<std::int32_t>(k)].handle);
+}
+
+spillway_status Arena::set_pages_locked(std::uintptr_t block, std::uintptr_t a, std::size_t n,
+                                        const prim::PhysHandle* in, bool host) {
+  LargeBlock* b = large_.find(block);
+  if (b == nullptr)
     return Fail(SPILLWAY_ERR_INVALID_VALUE, "spillway: " + describe(block) + " is not a live block");
   const std::int32_t first = page_of(a);
-  // Maps handle h (or nothing) at page i with the access its kind needs.
-  auto put = [&](std::int32_t i, prim::PhysHandle h, bool h_host) -> prim::Status {
-    const std::uintptr_t va = base_ + (std::uintptr_t{static_cast<std::uint32_t>(i)} << page_shift_);
-    if (h == 0) return prim::Status::Ok();
-    prim::Status s = backend_.map(va, gran_, h);
-    if (!s.ok()) return s;
-    s = h_host ? backend_.set_access_host(device_, numa, va, gran_)
-               : backend_.set_access(device_, va, gran_);
-    if (!s.ok()) backend_.unmap(va, gran_);
-    return s;
-  };
-  auto take = [&](std::int32_t i) -> prim::Status {
-    const std::uintptr_t va = base_ + (std::uintptr_t{static_cast<std::uint32_t>(i)} << page_shift_);
-    return pages_[i].handle == 0 ? prim::Status::Ok() : backend_.unmap(va, gran_);
-  };
-  std::vector<std::pair<prim::PhysHandle, bool>> old(n);
   for (std::size_t k = 0; k < n; ++k) {
-    const std::int32_t i = first + static_cast<std::int32_t>(k);
-    Page& pg = pages_[i];
-    old[k] = {pg.handle, pg.host};
-    prim::Status s = take(i);
-    if (s.ok()) {
-      s = put(i, in[k], host);
-      if (!s.ok()) put(i, old[k].first, old[k].second);  // restore this page
-    }
-    if (!s.ok()) {
-      for (std::size_t j = 0; j < k; ++j) {  // restore the pages already swapped
-        const std::int32_t pi = first + static_cast<std::int32_t>(j);
-        take(pi);
-        put(pi, old[j].first, old[j].second);
-        pages_[pi].handle = old[j].first;
-        pages_[pi].host = old[j].second;
-      }
-      return Fail(SPILLWAY_ERR_BACKEND, "spillway: remapping " + describe(a) + " failed: " + s.message);
-    }
+    Page& pg = pages_[first + static_cast<std::int32_t>(k)];
     pg.handle = in[k];
     pg.host = in[k] != 0 && host;
   }
-  for (std::size_t k = 0; k < n; ++k) out->push_back(old[k].first);
-  LargeBlock* b = large_.find(block);
   bool holes = false;
   for (std::int32_t i = page_of(block), e = page_of(block + b->size - 1); i <= e; ++i)
     holes = holes || pages_[i].handle == 0;

@@ -69,14 +69,15 @@ class Arena {
   // ---- for the pager (offload/pager.h); the caller holds mu() ----
   // The rounded size of the live large block that starts at p, or 0.
   std::size_t large_size_locked(std::uintptr_t p);
-  // Replaces the physical memory of the whole pages [a, a + n * granularity) of the live large
-  // block that starts at `block` with in[0..n) (0: leave the page unmapped; the block then has "holes" and goes back
-  // to the free extents, not the quick bins, when freed). Device access always; CPU access too
-  // when `host` (host chunks of NUMA node `numa`). The old handles (0 for a page that was
-  // unmapped) are appended to *out. All or nothing: on failure the pages are as before.
-  spillway_status swap_pages_locked(std::uintptr_t block, std::uintptr_t a, std::size_t n,
-                                    const prim::PhysHandle* in,
-                                    bool host, int numa, std::vector<prim::PhysHandle>* out);
+  // The physical chunks of the pages [a, a + n * granularity) (0 = unmapped), appended to *out.
+  void page_handles_locked(std::uintptr_t a, std::size_t n,
+                           std::vector<prim::PhysHandle>* out) const;
+  // Records that the pager mapped in[0..n) (0: nothing; `host`: host chunks, which the arena
+  // never releases) at those pages of the live large block starting at `block`; a block with
+  // unmapped pages ("holes") goes to the free extents, not the quick bins, when freed. The pager
+  // makes the driver calls itself, without this lock: the pages belong to that live block alone.
+  spillway_status set_pages_locked(std::uintptr_t block, std::uintptr_t a, std::size_t n,
+                                   const prim::PhysHandle* in, bool host);
   std::size_t page_bytes() const { return gran_; }
   // Calls fn(address, rounded size) for every live large block.
   template <class F>

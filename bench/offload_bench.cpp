@@ -151,7 +151,9 @@ int main(int argc, char** argv) {
       SK(pg->offload(reinterpret_cast<std::uintptr_t>(p), spillway::trace::kTierHost, false));
     SK(pg->synchronize());
     auto t1 = Clock::now();
-    for (void* p : blocks) SK(pg->prefetch(reinterpret_cast<std::uintptr_t>(p), s));
+    std::vector<std::uintptr_t> all;
+    for (void* p : blocks) all.push_back(reinterpret_cast<std::uintptr_t>(p));
+    SK(pg->prefetch_many(all.data(), all.size(), s));
     CK(cudaStreamSynchronize(s));
     SK(pg->synchronize());
     auto t2 = Clock::now();
@@ -161,6 +163,56 @@ int main(int argc, char** argv) {
     evict.push_back(moved / Seconds(t0, t1) / 1e9);
     fetch.push_back(moved / Seconds(t1, t2) / 1e9);
   }
+  // Driver cost of the remapping steps, per 2 MiB page, on a scratch range of 128 pages.
+  struct OpCost {
+    const char* what;
+    double us_per_page;
+  };
+  std::vector<OpCost> ops;
+  {
+    spillway::prim::Backend& be = alloc->backend();
+    const std::size_t g = std::size_t{2} << 20, np = 128;
+    std::uintptr_t va = 0;
+    if (!be.reserve(0, np * g, g, &va).ok()) return 1;
+    std::vector<spillway::prim::PhysHandle> dh(np), hh(np);
+    for (auto& h : dh) be.create({spillway::prim::LocationKind::kDevice, 0}, g, &h);
+    for (auto& h : hh) be.create({spillway::prim::LocationKind::kHostNuma, pg->host_pool().numa()}, g, &h);
+    auto per_page = [&](auto&& fn) {
+      auto t0 = Clock::now();
+      fn();
+      return Seconds(t0, Clock::now()) * 1e6 / np;
+    };
+    for (int kind = 0; kind < 3; ++kind) {  // device chunks; host chunks device-only; host + CPU
+      auto& hs = kind == 0 ? dh : hh;
+      ops.push_back({kind == 0 ? "map device chunk" : "map host chunk", per_page([&] {
+                       for (std::size_t i = 0; i < np; ++i) be.map(va + i * g, g, hs[i]);
+                     })});
+      ops.push_back({kind == 0 ? "access device (1 call/page)"
+                               : kind == 1 ? "access host->device (1 call/page)"
+                                           : "access host->device+cpu (1 call/page)",
+                     per_page([&] {
+                       for (std::size_t i = 0; i < np; ++i)
+                         kind == 2 ? be.set_access_host(0, pg->host_pool().numa(), va + i * g, g)
+                                   : be.set_access(0, va + i * g, g);
+                     })});
+      ops.push_back({"unmap (1 call/page)", per_page([&] {
+                       for (std::size_t i = 0; i < np; ++i) be.unmap(va + i * g, g);
+                     })});
+      for (std::size_t i = 0; i < np; ++i) be.map(va + i * g, g, hs[i]);
+      ops.push_back({"access (1 call for the range)", per_page([&] {
+                       kind == 2 ? be.set_access_host(0, pg->host_pool().numa(), va, np * g)
+                                 : be.set_access(0, va, np * g);
+                     })});
+      ops.push_back({"unmap (1 call for the range)", per_page([&] {
+                       if (!be.unmap(va, np * g).ok())
+                         for (std::size_t i = 0; i < np; ++i) be.unmap(va + i * g, g);
+                     })});
+    }
+    for (auto h : dh) be.release(h);
+    for (auto h : hh) be.release(h);
+    be.release_va(va, np * g);
+  }
+  const double remap_s = static_cast<double>(pg->counters().remap_ns.load()) / 1e9 / (a.reps + 1);
   const double pcie_d2h = Median(d2h), pcie_h2d = Median(h2d);
   const double host_evict = Median(evict), host_fetch = Median(fetch);
 
@@ -204,6 +256,8 @@ int main(int argc, char** argv) {
   std::printf("  %-34s %8.2f GB/s  (%.3f of memcpy)\n", "spillway prefetch (remap+copy)",
               host_fetch, host_fetch / pcie_h2d);
   std::printf("  %-34s %8.2f s for %.1f GiB\n", "host pool creation", pool_s, bytes / (1 << 30));
+  std::printf("  %-34s %8.3f s per round trip (evict + prefetch of all)\n", "remapping (CPU)", remap_s);
+  for (const OpCost& o : ops) std::printf("    %-40s %8.1f us/page\n", o.what, o.us_per_page);
   if (!a.nvme_dir.empty()) {
     std::printf("  %-34s %8.2f GB/s  raw %.2f  (%.3f)\n", "nvme write (host->file)", nvme_w, raw_w,
                 nvme_w / raw_w);
@@ -216,7 +270,7 @@ int main(int argc, char** argv) {
       << ",\n \"pcie_gbps\": {\"d2h\": " << pcie_d2h << ", \"h2d\": " << pcie_h2d << "},"
       << "\n \"host_gbps\": {\"evict\": " << host_evict << ", \"prefetch\": " << host_fetch
       << "},\n \"host_over_pcie\": {\"evict\": " << host_evict / pcie_d2h
-      << ", \"prefetch\": " << host_fetch / pcie_h2d << "},\n \"host_pool_create_s\": " << pool_s;
+      << ", \"prefetch\": " << host_fetch / pcie_h2d << "},\n \"host_pool_create_s\": " << pool_s << ",\n \"remap_s_per_round_trip\": " << remap_s;
     if (!a.nvme_dir.empty())
       j << ",\n \"nvme\": {\"nvme_gbps\": {\"write\": " << nvme_w << ", \"read\": " << nvme_r
         << "}, \"nvme_raw_gbps\": {\"write\": " << raw_w << ", \"read\": " << raw_r

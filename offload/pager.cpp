@@ -54,10 +54,9 @@ Pager::~Pager() {
   poll_locked(true);
   // Live blocks keep their VA; their host pages go (the pool is about to release them).
   for (auto& [p, e] : entries_) {
-    if (e.state != Residency::kHost) continue;
-    std::lock_guard<detail::SpinLock> al(e.arena->mu());
+    if (e.state != Residency::kHost || !e.mapped) continue;
     std::vector<prim::PhysHandle> zeros(e.pages, 0), old;
-    e.arena->swap_pages_locked(p, e.first, e.pages, zeros.data(), false, 0, &old);
+    swap_locked(e, zeros.data(), false, &old);
   }
   for (auto& [p, e] : entries_)
     if (e.state == Residency::kNvme && opt_.nvme) opt_.nvme->release(e.slot);
@@ -286,13 +285,13 @@ void Pager::complete_locked(Move& m) {
     return;
   }
   if (opt_.safety == Safety::kStrict) fence_cpu_locked(*e, nullptr, true);
-  std::vector<prim::PhysHandle> in, old;
-  for (const HostChunk& c : e->host) in.push_back(c.handle);
-  spillway_status s;
-  {
-    std::lock_guard<detail::SpinLock> lk(e->arena->mu());
-    s = e->arena->swap_pages_locked(m.p, e->first, e->pages, in.data(), true, host_->numa(), &old);
-  }
+  // Strict: the host chunks are mapped at the block's VA (a kernel the tracker cannot see still
+  // reads the right data). Tracked: the VA is left unmapped; a launch that names the block
+  // brings it back first, and both remaps (costlier than the copy) are saved.
+  std::vector<prim::PhysHandle> in(e->pages, 0), old;
+  if (eager_host_map())
+    for (std::size_t k = 0; k < e->pages; ++k) in[k] = e->host[k].handle;
+  spillway_status s = swap_locked(*e, in.data(), true, &old);
   if (s != SPILLWAY_OK) {
     const std::string msg = LastError();
     host_->release(e->host);
@@ -302,6 +301,7 @@ void Pager::complete_locked(Move& m) {
   }
   heap_.return_chunks(old);
   e->state = Residency::kHost;
+  e->mapped = eager_host_map();
   host_bytes_.fetch_add(m.bytes, std::memory_order_relaxed);
   counters_.evictions.fetch_add(1, std::memory_order_relaxed);
   counters_.bytes_to_host.fetch_add(m.bytes, std::memory_order_relaxed);
@@ -325,11 +325,71 @@ void Pager::poll_locked(bool block) {
   set_active_locked();
 }
 
-spillway_status Pager::host_to_device_locked(Entry& e, prim::Stream s, bool demand,
+spillway_status Pager::swap_locked(Entry& e, const prim::PhysHandle* in, bool host,
+                                   std::vector<prim::PhysHandle>* old) {
+  const std::uint64_t t0 = NowNs();
+  std::vector<prim::PhysHandle> cur;
+  {
+    std::lock_guard<detail::SpinLock> lk(e.arena->mu());
+    e.arena->page_handles_locked(e.first, e.pages, &cur);
+  }
+  const std::size_t n = e.pages;
+  auto va = [&](std::size_t k) { return e.first + k * gran_; };
+  // The driver calls, without the arena's lock (the pages belong to this live block alone and
+  // the pager's lock keeps its free out): unmap what is there (one call when all of it is
+  // mapped), map the new chunks, then grant the device access per run of mapped pages. Their
+  // cost is per byte (on the H200: ~23 us per 2 MiB to unmap device memory, ~110 us for host
+  // memory; ~35 and ~60 us to grant access), so fewer calls save little; docs/offload.md.
+  auto unmap_all = [&](const std::vector<prim::PhysHandle>& hs) -> prim::Status {
+    if (std::all_of(hs.begin(), hs.end(), [](prim::PhysHandle h) { return h != 0; }) &&
+        backend_.unmap(e.first, n * gran_).ok())
+      return prim::Status::Ok();
+    for (std::size_t k = 0; k < n; ++k)
+      if (hs[k] != 0)
+        if (prim::Status s = backend_.unmap(va(k), gran_); !s.ok()) return s;
+    return prim::Status::Ok();
+  };
+  auto map_all = [&](const prim::PhysHandle* hs) -> prim::Status {
+    std::size_t made = 0;
+    prim::Status s = prim::Status::Ok();
+    for (; made < n && s.ok(); ++made)
+      if (hs[made] != 0) s = backend_.map(va(made), gran_, hs[made]);
+    for (std::size_t r = 0; s.ok() && r < n;) {
+      if (hs[r] == 0) {
+        ++r;
+        continue;
+      }
+      std::size_t end = r;
+      while (end < n && hs[end] != 0) ++end;
+      s = backend_.set_access(device_, va(r), (end - r) * gran_);
+      r = end;
+    }
+    if (!s.ok())
+      for (std::size_t q = 0; q < made && q < n; ++q)
+        if (hs[q] != 0) backend_.unmap(va(q), gran_);
+    return s;
+  };
+  prim::Status s = unmap_all(cur);
+  if (s.ok()) {
+    s = map_all(in);
+    if (!s.ok()) map_all(cur.data());  // the old memory goes back
+  }
+  counters_.remap_ns.fetch_add(NowNs() - t0, std::memory_order_relaxed);
+  if (!s.ok())
+    return Fail(SPILLWAY_ERR_BACKEND, "spillway: remapping " + Hex(e.p) + " failed: " + s.message);
+  {
+    std::lock_guard<detail::SpinLock> lk(e.arena->mu());
+    e.arena->set_pages_locked(e.p, e.first, e.pages, in, host);
+  }
+  old->insert(old->end(), cur.begin(), cur.end());
+  return SPILLWAY_OK;
+}
+
+spillway_status Pager::host_to_device_locked(Entry& e, prim::Stream s, bool demand, bool fenced,
                                              bool retried) {
   const std::uint64_t t0 = NowNs();
   // The host pages are about to be unmapped: no queued work may still read them.
-  if (!retried)
+  if (e.mapped && !fenced && !retried)
     if (spillway_status st = fence_cpu_locked(e, nullptr, false); st != SPILLWAY_OK) return st;
   std::vector<prim::PhysHandle> dev, old;
   spillway_status st;
@@ -338,14 +398,14 @@ spillway_status Pager::host_to_device_locked(Entry& e, prim::Stream s, bool dema
     SetQuietOom(true);
     st = heap_.acquire_chunks(e.arena, e.pages, &dev, e.pages * gran_);
     SetQuietOom(false);
-    if (st == SPILLWAY_OK) {
-      st = e.arena->swap_pages_locked(e.p, e.first, e.pages, dev.data(), false, 0, &old);
-      if (st != SPILLWAY_OK) heap_.return_chunks(dev);
-    }
+  }
+  if (st == SPILLWAY_OK) {
+    st = swap_locked(e, dev.data(), false, &old);
+    if (st != SPILLWAY_OK) heap_.return_chunks(dev);
   }
   if (st == SPILLWAY_ERR_OUT_OF_MEMORY && !retried) {  // make room, once
     make_room_locked(e.pages * gran_, e.p);
-    return host_to_device_locked(e, s, demand, true);
+    return host_to_device_locked(e, s, demand, fenced, true);
   }
   if (st == SPILLWAY_ERR_OUT_OF_MEMORY) {
     const std::string msg = "spillway: no device memory to bring " + Hex(e.p) + " back (" +
@@ -413,14 +473,14 @@ spillway_status Pager::host_to_nvme_locked(Entry& e) {
                  st, why);
     return Fail(st, why);
   }
-  std::vector<prim::PhysHandle> zeros(e.pages, 0), old;
-  {
-    std::lock_guard<detail::SpinLock> lk(e.arena->mu());
-    st = e.arena->swap_pages_locked(e.p, e.first, e.pages, zeros.data(), false, 0, &old);
-  }
-  if (st != SPILLWAY_OK) {
-    opt_.nvme->release(slot);
-    return st;
+  if (e.mapped) {  // the VA goes unmapped while the block is on NVMe
+    std::vector<prim::PhysHandle> zeros(e.pages, 0), old;
+    st = swap_locked(e, zeros.data(), false, &old);
+    if (st != SPILLWAY_OK) {
+      opt_.nvme->release(slot);
+      return st;
+    }
+    e.mapped = false;
   }
   host_->release(e.host);
   e.host.clear();
@@ -454,15 +514,15 @@ spillway_status Pager::nvme_to_host_locked(Entry& e) {
                  st, why);
     return Fail(st, why + " (the block stays on NVMe)");
   }
-  std::vector<prim::PhysHandle> in, old;
-  for (const HostChunk& c : chunks) in.push_back(c.handle);
-  {
-    std::lock_guard<detail::SpinLock> lk(e.arena->mu());
-    st = e.arena->swap_pages_locked(e.p, e.first, e.pages, in.data(), true, host_->numa(), &old);
-  }
-  if (st != SPILLWAY_OK) {
-    host_->release(chunks);
-    return st;
+  if (eager_host_map()) {  // strict: the VA must be valid while on the host
+    std::vector<prim::PhysHandle> in, old;
+    for (const HostChunk& c : chunks) in.push_back(c.handle);
+    st = swap_locked(e, in.data(), true, &old);
+    if (st != SPILLWAY_OK) {
+      host_->release(chunks);
+      return st;
+    }
+    e.mapped = true;
   }
   opt_.nvme->release(e.slot);
   e.slot = 0;
@@ -570,6 +630,56 @@ spillway_status Pager::prefetch(std::uintptr_t p, prim::Stream stream, bool dema
   return s;
 }
 
+spillway_status Pager::prefetch_many(const std::uintptr_t* ps, std::size_t n,
+                                     prim::Stream stream) {
+  std::lock_guard<std::mutex> lk(mu_);
+  poll_locked(false);
+  spillway_status first_error = SPILLWAY_OK;
+  auto note = [&](spillway_status st) {
+    if (first_error == SPILLWAY_OK) first_error = st;
+  };
+  std::vector<Entry*> back;
+  for (std::size_t i = 0; i < n; ++i) {
+    auto it = entries_.find(ps[i]);
+    if (it == entries_.end()) {
+      if (heap_.find(ps[i]) == nullptr)
+        note(Fail(SPILLWAY_ERR_NOT_OWNED, "spillway: " + Hex(ps[i]) + " is not memory Spillway "
+                                          "allocated on device " + std::to_string(device_)));
+      continue;
+    }
+    Entry& e = it->second;
+    if (e.state == Residency::kMovingOut) {
+      for (Move& m : moves_)
+        if (m.id == e.move) {
+          m.cancelled = true;
+          m.host = std::move(e.host);
+        }
+      e.host.clear();
+      e.state = Residency::kDevice;
+    }
+    if (e.state == Residency::kNvme)
+      if (spillway_status st = nvme_to_host_locked(e); st != SPILLWAY_OK) note(st);
+    if (e.state == Residency::kHost) back.push_back(&e);
+  }
+  // One fence for all (strict); tracked mode fences each block only if it was used meanwhile.
+  bool fenced = false;
+  if (!back.empty() && opt_.safety == Safety::kStrict) {
+    if (spillway_status st = fence_cpu_locked(*back.front(), nullptr, true); st != SPILLWAY_OK)
+      return st;
+    fenced = true;
+  }
+  for (Entry* e : back) {
+    spillway_status st = host_to_device_locked(*e, stream, false, fenced);
+    if (st == SPILLWAY_OK) e->state = Residency::kDevice;
+    else note(st);
+  }
+  std::erase_if(entries_, [](const auto& kv) {
+    return kv.second.state == Residency::kDevice && kv.second.advice == Advice::kNone;
+  });
+  set_active_locked();
+  return first_error;
+}
+
 spillway_status Pager::advise(std::uintptr_t p, Advice a) {
   if (a != Advice::kNone && a != Advice::kKeepOnDevice && a != Advice::kEvictFirst)
     return Fail(SPILLWAY_ERR_INVALID_VALUE,
@@ -623,18 +733,16 @@ spillway_status Pager::before_free(std::uintptr_t p, FreeMode mode, prim::Stream
         }
       break;
     case Residency::kHost: {
-      // Work enqueued before the free may still read the host pages: wait for it.
-      Entry fence = e;
-      fence.access_mark = ~std::uint64_t{0};  // tracked: always fence the block's streams
-      fence_cpu_locked(fence, mode == FreeMode::kStreamOrdered ? stream : nullptr,
-                       mode == FreeMode::kSynchronous);
-      std::vector<prim::PhysHandle> zeros(e.pages, 0), old;
-      spillway_status s;
-      {
-        std::lock_guard<detail::SpinLock> al(e.arena->mu());
-        s = e.arena->swap_pages_locked(p, e.first, e.pages, zeros.data(), false, 0, &old);
+      if (e.mapped) {
+        // Work enqueued before the free may still read the host pages: wait for it.
+        Entry fence = e;
+        fence.access_mark = ~std::uint64_t{0};  // tracked: always fence the block's streams
+        fence_cpu_locked(fence, mode == FreeMode::kStreamOrdered ? stream : nullptr,
+                         mode == FreeMode::kSynchronous);
+        std::vector<prim::PhysHandle> zeros(e.pages, 0), old;
+        spillway_status s = swap_locked(e, zeros.data(), false, &old);
+        if (s != SPILLWAY_OK) return s;  // the block stays allocated: nothing is lost
       }
-      if (s != SPILLWAY_OK) return s;  // the block stays allocated: nothing is lost
       host_->release(e.host);
       host_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
       break;

@@ -60,7 +60,7 @@ struct PagerOptions {
 struct PagerCounters {
   std::atomic<std::uint64_t> evictions{0}, fetches{0}, prefetches{0}, stalls{0}, stall_ns{0},
       cancelled{0}, errors{0}, bytes_to_host{0}, bytes_from_host{0}, bytes_to_nvme{0},
-      bytes_from_nvme{0}, fence_waits{0}, fence_wait_ns{0};
+      bytes_from_nvme{0}, fence_waits{0}, fence_wait_ns{0}, remap_ns{0};
 };
 
 class Pager {
@@ -79,6 +79,10 @@ class Pager {
   // Brings the block back to the device; `stream` (and in strict mode every stream) waits for
   // the copy, the CPU does not. A block already on the device: nothing to do.
   spillway_status prefetch(std::uintptr_t p, prim::Stream stream, bool demand = false);
+  // Several blocks at once: one fence (strict mode) for all, then every remap and copy queued
+  // back to back, so the CPU's remapping of one block overlaps the copy of the one before.
+  // The first failure is returned; the other blocks are still brought back.
+  spillway_status prefetch_many(const std::uintptr_t* ps, std::size_t n, prim::Stream stream);
   spillway_status advise(std::uintptr_t p, Advice a);
   Residency residency(std::uintptr_t p);
   // Before the arena frees p: a block off the device loses its off-device pages (they become
@@ -114,6 +118,7 @@ class Pager {
     std::uint64_t access_mark = 0;  // tracker access count when its data was copied
     std::uint64_t move = 0;         // id of the eviction in flight (kMovingOut)
     Advice advice = Advice::kNone;
+    bool mapped = false;  // kHost: the host chunks are mapped at the block's VA
   };
   struct Move {  // a copy in flight on the copy stream
     std::uint64_t id = 0;
@@ -136,8 +141,11 @@ class Pager {
   spillway_status evict_host_locked(std::uintptr_t p, Entry* e);  // kDevice -> kMovingOut
   spillway_status host_to_nvme_locked(Entry& e);
   spillway_status nvme_to_host_locked(Entry& e);
+  // `fenced`: the caller already made sure no queued work reads the host pages.
   spillway_status host_to_device_locked(Entry& e, prim::Stream s, bool demand,
-                                        bool retried = false);
+                                        bool fenced = false, bool retried = false);
+  spillway_status swap_locked(Entry& e, const prim::PhysHandle* in, bool host,
+                              std::vector<prim::PhysHandle>* old);
   spillway_status offload_locked(std::uintptr_t p, const Geometry& g, trace::Tier to, bool wait);
   std::uint64_t make_room_locked(std::uint64_t bytes, std::uintptr_t except);
   void complete_locked(Move& m);
@@ -154,6 +162,9 @@ class Pager {
   void error_locked(std::uintptr_t p, std::uint64_t bytes, std::uint32_t reason,
                     spillway_status st, const std::string& msg);
   void set_active_locked();
+  // Whether a block on the host keeps its VA mapped to the host chunks (strict) or unmapped
+  // until it comes back (tracked: the tracker brings it back before a launch that names it).
+  bool eager_host_map() const { return opt_.safety == Safety::kStrict; }
   void trace_move(trace::Kind k, std::uintptr_t p, std::uint64_t bytes, std::uint64_t ns,
                   std::uint32_t from, std::uint32_t to, bool demand);
 

@@ -11,6 +11,8 @@
 # profiler: a training run with SPILLWAY_REPORT (all report formats), and the memory_viz snapshot
 #        read back by PyTorch's torch.cuda._memory_viz (segsum, trace_plot).
 # tracker: a SPILLWAY_TRACK=1 training run, and tests/gpu/graph_check.py (CUDA graphs, NVTX marks).
+# offload: the pager's GPU tests (kernels reading evicted blocks, NVMe round trip, budget) and
+#        bench/offload_bench (eviction/prefetch against pinned memcpy, NVMe against raw io_uring).
 set -uo pipefail
 stage=${1:?usage: gpu-check.sh STAGE[,STAGE...] OUTDIR [BUILD]}
 out=${2:?usage: gpu-check.sh STAGE[,STAGE...] OUTDIR [BUILD]}
@@ -82,6 +84,14 @@ if want tracker; then
   # per-buffer access counts and the NVTX marks checked in the event log.
   step graph_tracking python3 tests/gpu/graph_check.py "$build/spillway_graph_program" \
     "$build/libspillway_preload.so" "$out/graph_tracking" 5
+fi
+if want offload; then
+  nvme_dir=${SPILLWAY_NVME_DIR:-/tmp/spillway-nvme}
+  mkdir -p "$nvme_dir"
+  step offload_gpu_test env SPILLWAY_TEST_NVME_DIR="$nvme_dir" "$build/spillway_offload_test"
+  step offload_bench "$build/bench/offload_bench" --gib 8 --block-mib 256 --reps 3 \
+    --nvme-dir "$nvme_dir" --nvme-gib 4 --json "$out/offload_bench.json"
+  cat "$out/offload_bench.log"
 fi
 if want bench; then
   step pair_bench "$build/bench/pair_bench" --benchmark_min_time=0.05 --benchmark_repetitions=5 \
