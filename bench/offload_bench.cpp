@@ -133,36 +133,59 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "offload_bench: %s\n", err.c_str());
     return 1;
   }
-  auto alloc = std::make_unique<spillway::Allocator>(std::move(backend), cfg);
-  std::vector<void*> blocks(nblocks);
-  for (auto& p : blocks)
-    SK(alloc->allocate(&p, block, 0, s, false, spillway::trace::Kind::kApiMalloc));
-  for (void* p : blocks) CK(cudaMemsetAsync(p, 3, block, s));
-  CK(cudaStreamSynchronize(s));
-  spillway::offload::Pager* pg = nullptr;
-  SK(alloc->pager(0, &pg));
-  auto tp0 = Clock::now();
-  SK(pg->host_pool().reserve(nblocks * block, &err));
-  const double pool_s = Seconds(tp0, Clock::now());
-  std::vector<double> evict, fetch;
-  for (int r = 0; r < a.reps + 1; ++r) {
-    auto t0 = Clock::now();
-    for (void* p : blocks)
-      SK(pg->offload(reinterpret_cast<std::uintptr_t>(p), spillway::trace::kTierHost, false));
-    SK(pg->synchronize());
-    auto t1 = Clock::now();
+  // Evicts every block to the host and prefetches all back, reps times (after a warm-up).
+  auto measure = [&](spillway::Allocator& al, std::vector<void*>& blocks, double* pool_s,
+                     std::vector<double>* evict, std::vector<double>* fetch) {
+    for (auto& p : blocks)
+      SK(al.allocate(&p, block, 0, s, false, spillway::trace::Kind::kApiMalloc));
+    for (void* p : blocks) CK(cudaMemsetAsync(p, 3, block, s));
+    CK(cudaStreamSynchronize(s));
+    spillway::offload::Pager* pg = nullptr;
+    SK(al.pager(0, &pg));
+    auto tp0 = Clock::now();
+    SK(pg->host_pool().reserve(nblocks * block, &err));
+    *pool_s = Seconds(tp0, Clock::now());
     std::vector<std::uintptr_t> all;
     for (void* p : blocks) all.push_back(reinterpret_cast<std::uintptr_t>(p));
-    SK(pg->prefetch_many(all.data(), all.size(), s));
+    for (int r = 0; r < a.reps + 1; ++r) {
+      auto t0 = Clock::now();
+      for (std::uintptr_t p : all) SK(pg->offload(p, spillway::trace::kTierHost, false));
+      SK(pg->synchronize());
+      auto t1 = Clock::now();
+      SK(pg->prefetch_many(all.data(), all.size(), s));
+      CK(cudaStreamSynchronize(s));
+      SK(pg->synchronize());
+      auto t2 = Clock::now();
+      if (r == 0) continue;
+      const double moved = static_cast<double>(pg->counters().bytes_to_host.load()) /
+                           static_cast<double>(r + 1);  // whole pages of each block
+      evict->push_back(moved / Seconds(t0, t1) / 1e9);
+      fetch->push_back(moved / Seconds(t1, t2) / 1e9);
+    }
+    return pg;
+  };
+  // Tracked safety (the block index on, as under SPILLWAY_TRACK=1): evicted blocks' VAs stay
+  // unmapped while they are on the host. Measured first, then freed.
+  double pool_tracked_s = 0;
+  std::vector<double> evict_tr, fetch_tr;
+  {
+    spillway::Config tcfg = cfg;
+    tcfg.offload_safety = spillway::Config::Safety::kTracked;
+    auto tb = spillway::prim::CudaBackend::Create(&err);
+    auto tal = std::make_unique<spillway::Allocator>(std::move(tb), tcfg);
+    tal->enable_access_tracking();
+    std::vector<void*> tblocks(nblocks);
+    measure(*tal, tblocks, &pool_tracked_s, &evict_tr, &fetch_tr);
+    for (void* p : tblocks)
+      SK(tal->free(p, spillway::FreeMode::kStreamOrdered, s, spillway::trace::Kind::kApiFree));
     CK(cudaStreamSynchronize(s));
-    SK(pg->synchronize());
-    auto t2 = Clock::now();
-    if (r == 0) continue;
-    const double moved = static_cast<double>(pg->counters().bytes_to_host.load()) /
-                         static_cast<double>(r + 1);  // whole pages of each block
-    evict.push_back(moved / Seconds(t0, t1) / 1e9);
-    fetch.push_back(moved / Seconds(t1, t2) / 1e9);
   }
+  // Strict safety (no tracker): the host chunks are mapped at each evicted block's VA.
+  auto alloc = std::make_unique<spillway::Allocator>(std::move(backend), cfg);
+  std::vector<void*> blocks(nblocks);
+  double pool_s = 0;
+  std::vector<double> evict, fetch;
+  spillway::offload::Pager* pg = measure(*alloc, blocks, &pool_s, &evict, &fetch);
   // Driver cost of the remapping steps, per 2 MiB page, on a scratch range of 128 pages.
   struct OpCost {
     const char* what;
@@ -250,11 +273,15 @@ int main(int argc, char** argv) {
   std::printf("offload_bench: %zu blocks of %zu MiB (%.1f GiB), median of %d\n", nblocks,
               a.block_mib, bytes / (1 << 30), a.reps);
   std::printf("  %-34s %8.2f GB/s\n", "pinned memcpy device->host", pcie_d2h);
-  std::printf("  %-34s %8.2f GB/s  (%.3f of memcpy)\n", "spillway evict (copy+remap)", host_evict,
+  std::printf("  %-34s %8.2f GB/s  (%.3f of memcpy)\n", "strict: evict (copy+remap)", host_evict,
               host_evict / pcie_d2h);
   std::printf("  %-34s %8.2f GB/s\n", "pinned memcpy host->device", pcie_h2d);
-  std::printf("  %-34s %8.2f GB/s  (%.3f of memcpy)\n", "spillway prefetch (remap+copy)",
+  std::printf("  %-34s %8.2f GB/s  (%.3f of memcpy)\n", "strict: prefetch (remap+copy)",
               host_fetch, host_fetch / pcie_h2d);
+  std::printf("  %-34s %8.2f GB/s  (%.3f of memcpy)\n", "tracked: evict (copy+unmap)",
+              Median(evict_tr), Median(evict_tr) / pcie_d2h);
+  std::printf("  %-34s %8.2f GB/s  (%.3f of memcpy)\n", "tracked: prefetch (map+copy)",
+              Median(fetch_tr), Median(fetch_tr) / pcie_h2d);
   std::printf("  %-34s %8.2f s for %.1f GiB\n", "host pool creation", pool_s, bytes / (1 << 30));
   std::printf("  %-34s %8.3f s per round trip (evict + prefetch of all)\n", "remapping (CPU)", remap_s);
   for (const OpCost& o : ops) std::printf("    %-40s %8.1f us/page\n", o.what, o.us_per_page);
@@ -269,6 +296,9 @@ int main(int argc, char** argv) {
     j << "{\"blocks\": " << nblocks << ", \"block_bytes\": " << block << ", \"reps\": " << a.reps
       << ",\n \"pcie_gbps\": {\"d2h\": " << pcie_d2h << ", \"h2d\": " << pcie_h2d << "},"
       << "\n \"host_gbps\": {\"evict\": " << host_evict << ", \"prefetch\": " << host_fetch
+      << "},\n \"host_gbps_tracked\": {\"evict\": " << Median(evict_tr)
+      << ", \"prefetch\": " << Median(fetch_tr) << "},\n \"host_over_pcie_tracked\": {\"evict\": "
+      << Median(evict_tr) / pcie_d2h << ", \"prefetch\": " << Median(fetch_tr) / pcie_h2d
       << "},\n \"host_over_pcie\": {\"evict\": " << host_evict / pcie_d2h
       << ", \"prefetch\": " << host_fetch / pcie_h2d << "},\n \"host_pool_create_s\": " << pool_s << ",\n \"remap_s_per_round_trip\": " << remap_s;
     if (!a.nvme_dir.empty())
