@@ -250,6 +250,26 @@ spillway_status Allocator::allocate(void** out, std::size_t n, int device, prim:
   return s;
 }
 
+void Allocator::on_away(const std::uint64_t* addrs, std::size_t n, prim::Stream stream,
+                        bool blind) {
+  if (blind) {
+    for (auto& pg : pagers_)
+      if (offload::Pager* p = pg.load(std::memory_order_acquire)) p->go_strict();
+    return;
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    const int device = device_of(reinterpret_cast<const void*>(addrs[i]));
+    if (offload::Pager* pg = pager_if_any(device)) {
+      if (pg->prefetch(static_cast<std::uintptr_t>(addrs[i]), stream, true) != SPILLWAY_OK) {
+        static std::atomic<int> said{0};
+        if (said.fetch_add(1) < 4)
+          std::fprintf(stderr, "spillway: a launch needs 0x%" PRIx64 " back and it could not "
+                       "come: %s\n", addrs[i], LastError());
+      }
+    }
+  }
+}
+
 int Allocator::device_of(const void* p) const {
   int device = -1;
   return find_arena(reinterpret_cast<std::uintptr_t>(p), &device) ? device : -1;
@@ -370,6 +390,12 @@ void Allocator::start_tracking() {
     auto* a = static_cast<Allocator*>(self);
     if (a->trace_) a->trace_->mark(std::string(label, n), phase);
   };
+  tracker::SetResidencyHook(
+      [](void* self, const std::uint64_t* addrs, std::size_t n, std::uint64_t stream, bool blind) {
+        static_cast<Allocator*>(self)->on_away(addrs, n, reinterpret_cast<prim::Stream>(stream),
+                                               blind);
+      },
+      this);
   // Prints why once and returns false when CUPTI cannot be had: then no index at all.
   if (!tracker::StartTracking(index.get(), nvtx_mark, this)) return;
   index_owner_ = std::move(index);

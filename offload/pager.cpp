@@ -143,6 +143,12 @@ std::uint64_t Pager::access_count(std::uintptr_t p) const {
   return b ? b->summary().count : 0;
 }
 
+void Pager::mark_away(std::uintptr_t p, bool away) const {
+  if (opt_.index == nullptr) return;
+  auto lk = opt_.index->read_lock();
+  if (tracker::Block* b = opt_.index->find(p); b != nullptr && b->addr() == p) b->set_away(away);
+}
+
 int Pager::block_streams(std::uintptr_t p, Arena* arena, prim::Stream* out, int cap) const {
   // Strict (or unknown): every stream the heap knows, the legacy stream first.
   std::array<prim::Stream, DeviceHeap::kMaxArenas + 1> all;
@@ -256,6 +262,7 @@ spillway_status Pager::evict_host_locked(std::uintptr_t p, Entry* e) {
   m.done = done;
   e->host = std::move(chunks);
   e->state = Residency::kMovingOut;
+  mark_away(p, true);
   e->move = m.id;
   moves_.push_back(std::move(m));
   return SPILLWAY_OK;
@@ -281,6 +288,7 @@ void Pager::complete_locked(Move& m) {
   if (opt_.safety == Safety::kTracked && access_count(m.p) != e->access_mark) {
     host_->release(e->host);
     entries_.erase(it);
+    mark_away(m.p, false);
     counters_.cancelled.fetch_add(1, std::memory_order_relaxed);
     return;
   }
@@ -296,6 +304,7 @@ void Pager::complete_locked(Move& m) {
     const std::string msg = LastError();
     host_->release(e->host);
     entries_.erase(it);
+    mark_away(m.p, false);
     error_locked(m.p, m.bytes, trace::kErrHostLimit, s, msg);
     return;
   }
@@ -623,6 +632,7 @@ spillway_status Pager::prefetch(std::uintptr_t p, prim::Stream stream, bool dema
     s = host_to_device_locked(e, stream, demand);
     if (s == SPILLWAY_OK) e.state = Residency::kDevice;
   }
+  if (e.state == Residency::kDevice) mark_away(p, false);
   if (demand && s == SPILLWAY_OK)
     counters_.stall_ns.fetch_add(NowNs() - t0, std::memory_order_relaxed);
   if (e.state == Residency::kDevice && e.advice == Advice::kNone) entries_.erase(p);
@@ -673,11 +683,29 @@ spillway_status Pager::prefetch_many(const std::uintptr_t* ps, std::size_t n,
     if (st == SPILLWAY_OK) e->state = Residency::kDevice;
     else note(st);
   }
+  for (std::size_t i = 0; i < n; ++i)
+    if (auto it = entries_.find(ps[i]); it == entries_.end() || it->second.state == Residency::kDevice)
+      mark_away(ps[i], false);
   std::erase_if(entries_, [](const auto& kv) {
     return kv.second.state == Residency::kDevice && kv.second.advice == Advice::kNone;
   });
   set_active_locked();
   return first_error;
+}
+
+void Pager::go_strict() {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (opt_.safety == Safety::kStrict) return;
+  poll_locked(true);
+  opt_.safety = Safety::kStrict;
+  std::fprintf(stderr, "spillway: a kernel launch could not be decoded (its pointers are "
+                       "unknown): offload safety is strict from now on\n");
+  for (auto& [p, e] : entries_) {
+    if (e.state != Residency::kHost || e.mapped) continue;
+    std::vector<prim::PhysHandle> in, old;
+    for (const HostChunk& c : e.host) in.push_back(c.handle);
+    if (swap_locked(e, in.data(), true, &old) == SPILLWAY_OK) e.mapped = true;
+  }
 }
 
 spillway_status Pager::advise(std::uintptr_t p, Advice a) {
@@ -790,6 +818,11 @@ std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except
     for (Cand& c : cands)
       if (const tracker::Block* b = opt_.index->find(c.p)) c.last = b->summary().last_seq;
   }
+  // Blocks of the operation being issued right now (the newest access: a launch whose other
+  // blocks are being brought back) must stay.
+  std::uint64_t newest = 0;
+  for (const Cand& c : cands) newest = std::max(newest, c.last);
+  if (newest != 0) std::erase_if(cands, [&](const Cand& c) { return c.last == newest; });
   for (Cand& c : cands)
     if (auto it = entries_.find(c.p); it != entries_.end()) c.first = it->second.advice == Advice::kEvictFirst;
   std::erase_if(cands, [&](const Cand& c) {

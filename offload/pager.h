@@ -84,6 +84,9 @@ class Pager {
   // The first failure is returned; the other blocks are still brought back.
   spillway_status prefetch_many(const std::uintptr_t* ps, std::size_t n, prim::Stream stream);
   spillway_status advise(std::uintptr_t p, Advice a);
+  // Tracked -> strict, for good (a launch the tracker could not decode): blocks on the host get
+  // their VA mapped to the host chunks again. Said once on stderr.
+  void go_strict();
   Residency residency(std::uintptr_t p);
   // Before the arena frees p: a block off the device loses its off-device pages (they become
   // holes); one whose copy back is in flight orders the free after it. Never fails for a block
@@ -156,6 +159,8 @@ class Pager {
   // Makes `s` wait for the work that may use the block (tracked) / all work (strict).
   spillway_status order_after_users_locked(std::uintptr_t p, Arena* arena, prim::Stream s);
   std::uint64_t access_count(std::uintptr_t p) const;
+  // The tracker's away mark of the block (Block::set_away): launches naming it call back.
+  void mark_away(std::uintptr_t p, bool away) const;
   int block_streams(std::uintptr_t p, Arena* arena, prim::Stream* out, int cap) const;
   prim::Event get_event();
   void put_event(prim::Event e);

@@ -28,6 +28,21 @@ struct Status {
   static Status Ok() { return {}; }
 };
 
+// True on a thread while Spillway itself calls the driver for work the program did not ask for
+// (the pager's copies): the CUPTI tracker ignores those calls (they are not the program's
+// accesses, and must not re-enter the pager).
+inline thread_local bool t_internal_call = false;
+class InternalCall {
+ public:
+  InternalCall() : prev_(t_internal_call) { t_internal_call = true; }
+  ~InternalCall() { t_internal_call = prev_; }
+  InternalCall(const InternalCall&) = delete;
+  InternalCall& operator=(const InternalCall&) = delete;
+
+ private:
+  bool prev_;
+};
+
 struct MemInfo {
   std::size_t free = 0;
   std::size_t total = 0;

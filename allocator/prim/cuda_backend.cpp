@@ -172,6 +172,7 @@ Status CudaBackend::unmap(std::uintptr_t va, std::size_t size) {
 
 Status CudaBackend::copy_async(int device, void* dst, const void* src, std::size_t n, Stream s) {
   CtxScope scope(this, device);
+  InternalCall internal;  // not the program's access: the tracker skips it
   return check(d_->cuMemcpyAsync(reinterpret_cast<CUdeviceptr>(dst),
                                  reinterpret_cast<CUdeviceptr>(src), n, static_cast<CUstream>(s)),
                "cuMemcpyAsync");

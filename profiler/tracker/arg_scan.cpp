@@ -1,6 +1,7 @@
 // arg_scan.cpp — argument words of a launch (see arg_scan.h).
 #include "profiler/tracker/arg_scan.h"
 
+#include <algorithm>
 #include <cstdint>
 
 namespace spillway::tracker {
@@ -28,6 +29,23 @@ bool ParseExtra(void* const* extra, const void** buf, std::size_t* size) {
   *buf = b;
   *size = *s;
   return true;
+}
+
+ScanPlan CompileScanPlan(const ParamLayout& layout) {
+  ScanPlan p;
+  p.params = layout.size();
+  for (std::size_t i = 0; i < layout.size(); ++i) {
+    const ParamSlot& s = layout[i];
+    if (s.size < 8) continue;
+    const std::size_t words = std::min<std::size_t>(s.size / 8, UINT32_MAX);
+    p.args.push_back(
+        ScanPlan::Arg{static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(words)});
+    for (std::size_t k = 0; k < words; ++k) {
+      if (s.offset > UINT64_MAX - 8 * k) break;  // garbage: nothing past the address space
+      p.packed.push_back(s.offset + 8 * k);
+    }
+  }
+  return p;
 }
 
 std::size_t CollectKernelParams(const ParamLayout& layout, void* const* params,

@@ -69,6 +69,47 @@ std::size_t ScanPacked(const ParamLayout* layout, const void* buf, std::size_t s
   return n;
 }
 
+// A layout compiled once per kernel for the launch path: the words each form reads, so that a
+// launch visits them in one tight loop (the same words, in the same order, as the functions
+// above given the layout).
+struct ScanPlan {
+  struct Arg {
+    std::uint32_t index;  // kernelParams form: params[index] ...
+    std::uint32_t words;  // ... its first `words` 8-byte words (arguments of >= 8 bytes only)
+  };
+  std::vector<Arg> args;
+  std::vector<std::uint64_t> packed;  // extra form: byte offsets of the words in the buffer
+  std::size_t params = 0;             // arguments in the layout
+};
+ScanPlan CompileScanPlan(const ParamLayout& layout);
+
+template <class Visit>
+std::size_t ScanKernelParams(const ScanPlan& plan, void* const* params, Visit&& visit) {
+  if (params == nullptr) return 0;
+  std::size_t n = 0;
+  for (const ScanPlan::Arg& a : plan.args) {
+    const auto* b = static_cast<const unsigned char*>(params[a.index]);
+    if (b == nullptr) continue;
+    for (std::uint32_t k = 0; k < a.words; ++k) visit(LoadWord(b + 8 * std::size_t{k}));
+    n += a.words;
+  }
+  return n;
+}
+
+// Words reaching past `size` are left out, as ScanPacked(&layout, ...) does.
+template <class Visit>
+std::size_t ScanPacked(const ScanPlan& plan, const void* buf, std::size_t size, Visit&& visit) {
+  if (buf == nullptr) return 0;
+  const auto* b = static_cast<const unsigned char*>(buf);
+  std::size_t n = 0;
+  for (std::uint64_t off : plan.packed) {
+    if (off > size || size - off < 8) continue;
+    visit(LoadWord(b + off));
+    ++n;
+  }
+  return n;
+}
+
 // Reads an `extra` array. True with *buf and *size when it names a buffer and its size; false
 // for nullptr, a missing pointer or size, or an unknown key (nothing safe to read then).
 bool ParseExtra(void* const* extra, const void** buf, std::size_t* size);

@@ -14,10 +14,9 @@
 #include <cstring>
 #include <ctime>
 #include <mutex>
-#include <shared_mutex>
-#include <unordered_map>
 #include <vector>
 
+#include "allocator/prim/backend.h"
 #include "allocator/prim/cuda_driver.h"
 #include "profiler/tracker/graph_map.h"
 
@@ -56,43 +55,169 @@ void Lookup(BlockIndex& index, const std::uint64_t* w, std::size_t n, const Acce
   const std::size_t hits = index.record(w, n, a);
   if (hits != 0) c.hits.fetch_add(hits, std::memory_order_relaxed);
 }
-}  // namespace
 
-Decoded DecodeLaunch(const ParamLayout* layout, void* const* params, void* const* extra,
-                     std::vector<std::uint64_t>* words, Counters& c) {
-  c.launches.fetch_add(1, std::memory_order_relaxed);
-  std::vector<std::uint64_t>& w = *words;
-  Decoded how = Decoded::kUndecodable;
-  const void* buf = nullptr;
-  std::size_t size = 0;
-  if (params != nullptr) {
-    if (layout != nullptr) {
-      CollectKernelParams(*layout, params, &w);
-      how = Decoded::kParamInfo;
-    }
-  } else if (extra != nullptr) {
-    if (ParseExtra(extra, &buf, &size)) {
-      CollectPacked(layout, buf, size, &w);
-      how = Decoded::kExtra;
-    }
-  } else if (layout != nullptr && layout->empty()) {
-    how = Decoded::kParamInfo;  // a kernel without arguments
-  }
+void CountDecoded(Decoded how, Counters& c) {
   switch (how) {
     case Decoded::kParamInfo: c.by_param_info.fetch_add(1, std::memory_order_relaxed); break;
     case Decoded::kExtra: c.by_extra.fetch_add(1, std::memory_order_relaxed); break;
     case Decoded::kUndecodable: c.undecodable.fetch_add(1, std::memory_order_relaxed); break;
   }
+}
+
+// The words of one launch that may be inside a live block (BlockIndex::maybe_inside), kept on
+// the stack and looked up in batches under the index's lock: no allocation, and no lock at all
+// for a launch none of whose words can be inside a block.
+class Gather {
+ public:
+  Gather(BlockIndex& index, const Access& a) : index_(index), a_(a) {
+    std::uint64_t hi = 0;
+    index.range(&lo_, &hi);
+    span_ = hi > lo_ ? hi - lo_ : 0;
+  }
+  void operator()(std::uint64_t word) {
+    // Branchless: most words are not addresses, and which ones are is unpredictable.
+    w_[n_] = word;
+    n_ += word - lo_ < span_ ? 1 : 0;
+    if (n_ == kBatch) [[unlikely]]
+      flush();
+  }
+  void flush() {
+    if (n_ != 0) hits_ += index_.record(w_, n_, a_);
+    n_ = 0;
+  }
+  std::size_t hits() const { return hits_; }
+
+ private:
+  static constexpr std::size_t kBatch = 128;
+  BlockIndex& index_;
+  const Access& a_;
+  std::uint64_t lo_ = 0, span_ = 0;
+  std::size_t n_ = 0, hits_ = 0;
+  std::uint64_t w_[kBatch];
+};
+
+template <class Visit>
+std::size_t Packed(const ParamLayout& l, const void* buf, std::size_t size, Visit&& visit) {
+  return ScanPacked(&l, buf, size, visit);
+}
+template <class Visit>
+std::size_t Packed(const ScanPlan& p, const void* buf, std::size_t size, Visit&& visit) {
+  return ScanPacked(p, buf, size, visit);
+}
+
+// The words of a launch given to `visit`: *words their number. ParamLayout or ScanPlan.
+template <class Layout, class Visit>
+Decoded Decode(const Layout* layout, std::size_t nparams, void* const* params, void* const* extra,
+               Visit&& visit, std::size_t* words) {
+  *words = 0;
+  if (params != nullptr) {
+    if (layout == nullptr) return Decoded::kUndecodable;  // sizes unknown
+    *words = ScanKernelParams(*layout, params, visit);
+    return Decoded::kParamInfo;
+  }
+  if (extra != nullptr) {
+    const void* buf = nullptr;
+    std::size_t size = 0;
+    if (!ParseExtra(extra, &buf, &size)) return Decoded::kUndecodable;
+    // Without a layout: every word of the buffer.
+    *words = layout != nullptr ? Packed(*layout, buf, size, visit) : ScanArgument(buf, size, visit);
+    return Decoded::kExtra;
+  }
+  // A kernel without arguments.
+  return layout != nullptr && nparams == 0 ? Decoded::kParamInfo : Decoded::kUndecodable;
+}
+
+template <class Layout>
+Decoded ScanWith(BlockIndex& index, const Layout* layout, std::size_t nparams, void* const* params,
+                 void* const* extra, const Access& a, Counters& c) {
+  Gather g(index, a);
+  std::size_t words = 0;
+  const Decoded how = Decode(layout, nparams, params, extra, g, &words);
+  g.flush();
+  c.launches.fetch_add(1, std::memory_order_relaxed);
+  CountDecoded(how, c);
+  c.words.fetch_add(words, std::memory_order_relaxed);
+  if (g.hits() != 0) c.hits.fetch_add(g.hits(), std::memory_order_relaxed);
+  return how;
+}
+}  // namespace
+
+Decoded DecodeLaunch(const ParamLayout* layout, void* const* params, void* const* extra,
+                     std::vector<std::uint64_t>* words, Counters& c) {
+  c.launches.fetch_add(1, std::memory_order_relaxed);
+  std::size_t n = 0;
+  const Decoded how = Decode(
+      layout, layout != nullptr ? layout->size() : 0, params, extra,
+      [words](std::uint64_t w) { words->push_back(w); }, &n);
+  CountDecoded(how, c);
   return how;
 }
 
 Decoded ScanLaunch(BlockIndex& index, const ParamLayout* layout, void* const* params,
                    void* const* extra, const Access& a, Counters& c) {
-  std::vector<std::uint64_t>& w = t_words;
-  w.clear();
-  const Decoded how = DecodeLaunch(layout, params, extra, &w, c);
-  Lookup(index, w.data(), w.size(), a, c);
-  return how;
+  return ScanWith(index, layout, layout != nullptr ? layout->size() : 0, params, extra, a, c);
+}
+
+Decoded ScanLaunchPlan(BlockIndex& index, const KernelLayout* k, void* const* params,
+                       void* const* extra, const Access& a, Counters& c) {
+  return ScanWith(index, k != nullptr ? &k->plan : nullptr, k != nullptr ? k->plan.params : 0,
+                  params, extra, a, c);
+}
+
+// ---- LayoutCache -------------------------------------------------------------------------------
+
+LayoutCache::LayoutCache(Query query, void* ctx) : query_(query), ctx_(ctx) {
+  tables_.push_back(std::make_unique<Table>(1024));
+  table_.store(tables_.back().get(), std::memory_order_release);
+}
+LayoutCache::~LayoutCache() = default;
+
+std::size_t LayoutCache::size() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return entries_.size();
+}
+
+void LayoutCache::Put(const Table& t, const Entry* e) {
+  std::size_t i = Hash(e->handle) & t.mask;
+  while (t.slots[i].load(std::memory_order_relaxed) != nullptr) i = (i + 1) & t.mask;
+  t.slots[i].store(e, std::memory_order_release);
+}
+
+const KernelLayout* LayoutCache::get_slow(const void* handle) {
+  auto fresh = std::make_unique<Entry>();
+  fresh->handle = handle;
+  fresh->known = query_(ctx_, handle, &fresh->layout.slots);  // no lock held: a driver call
+  if (!fresh->known) fresh->layout.slots.clear();
+  fresh->layout.plan = CompileScanPlan(fresh->layout.slots);
+  std::lock_guard<std::mutex> lk(mu_);
+  const Table* t = table_.load(std::memory_order_relaxed);
+  for (std::size_t i = Hash(handle) & t->mask;; i = (i + 1) & t->mask) {  // another thread's?
+    const Entry* e = t->slots[i].load(std::memory_order_relaxed);
+    if (e == nullptr) break;
+    if (e->handle == handle) return e->known ? &e->layout : nullptr;
+  }
+  const Entry* e = entries_.emplace_back(std::move(fresh)).get();
+  if (2 * entries_.size() > t->mask + 1) {  // keep the load <= 1/2: a table twice the size
+    tables_.push_back(std::make_unique<Table>(2 * (t->mask + 1)));
+    for (const auto& x : entries_) Put(*tables_.back(), x.get());
+    table_.store(tables_.back().get(), std::memory_order_release);
+  } else {
+    Put(*t, e);
+  }
+  return e->known ? &e->layout : nullptr;
+}
+
+namespace {
+std::uint64_t NowNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+}  // namespace
+
+Access LaunchPath::next(std::uint64_t stream) {
+  return Access{NowNs(), seq_.fetch_add(1, std::memory_order_relaxed) + 1, stream};
 }
 
 std::size_t CollectHits(BlockIndex& index, const std::uint64_t* w, std::size_t n,
@@ -150,26 +275,6 @@ using GetResultStringFn = CUptiResult (*)(CUptiResult, const char**);
 
 constexpr std::size_t kMaxParams = 4096;  // bound on the layout query loop
 
-struct Layout {
-  bool known = false;
-  ParamLayout slots;
-};
-
-struct State {
-  const prim::CudaDriver* drv = nullptr;
-  BlockIndex* index = nullptr;
-  Counters counters;
-  std::atomic<std::uint64_t> seq{0};
-  std::shared_mutex layouts_mu;
-  std::unordered_map<CUfunction, Layout> layouts;  // node-based: values never move
-  GraphMap graphs;
-  NvtxMarks* nvtx = nullptr;  // null: NVTX callbacks not enabled
-};
-
-State* g_state = nullptr;  // set once, before any callback is enabled; never freed
-std::mutex g_start_mu;
-int g_start_result = -1;  // -1 not tried, 0 failed, 1 active
-
 // Iterates get(handle, i, ...) from i = 0 until it fails. *first_error: the result at index 0.
 template <class Get, class Handle>
 bool Query(Get get, Handle h, ParamLayout* out, CUresult* first_error) {
@@ -186,41 +291,46 @@ bool Query(Get get, Handle h, ParamLayout* out, CUresult* first_error) {
   return true;
 }
 
-Layout QueryLayout(const prim::CudaDriver* d, CUfunction f) {
-  Layout l;
+// LayoutCache::Query through the driver (`ctx`: the prim::CudaDriver). Once per handle.
+bool QueryLayout(void* ctx, const void* handle, ParamLayout* out) {
+  const auto* d = static_cast<const prim::CudaDriver*>(ctx);
+  auto f = reinterpret_cast<CUfunction>(const_cast<void*>(handle));
   CUresult r1 = CUDA_ERROR_NOT_SUPPORTED, r2 = CUDA_ERROR_NOT_SUPPORTED;
   if (d->cuKernelGetParamInfo != nullptr &&
-      Query(d->cuKernelGetParamInfo, reinterpret_cast<CUkernel>(f), &l.slots, &r1)) {
-    l.known = true;
-  } else if (d->cuFuncGetParamInfo != nullptr &&
-             Query(d->cuFuncGetParamInfo, f, &l.slots, &r2)) {
-    l.known = true;
-  } else {
-    // Both failed at index 0: "index out of range" from either means no arguments; an invalid
-    // handle from both means we cannot tell.
-    l.slots.clear();
-    l.known = r1 == CUDA_ERROR_INVALID_VALUE || r2 == CUDA_ERROR_INVALID_VALUE;
-  }
-  return l;
+      Query(d->cuKernelGetParamInfo, reinterpret_cast<CUkernel>(f), out, &r1))
+    return true;
+  if (d->cuFuncGetParamInfo != nullptr && Query(d->cuFuncGetParamInfo, f, out, &r2)) return true;
+  // Both failed at index 0: "index out of range" from either means no arguments; an invalid
+  // handle from both means we cannot tell.
+  out->clear();
+  return r1 == CUDA_ERROR_INVALID_VALUE || r2 == CUDA_ERROR_INVALID_VALUE;
 }
 
-const ParamLayout* LayoutOf(State& st, CUfunction f) {
-  {
-    std::shared_lock<std::shared_mutex> lk(st.layouts_mu);
-    auto it = st.layouts.find(f);
-    if (it != st.layouts.end()) return it->second.known ? &it->second.slots : nullptr;
-  }
-  Layout l = QueryLayout(st.drv, f);  // outside the lock: a driver call
-  std::unique_lock<std::shared_mutex> lk(st.layouts_mu);
-  auto it = st.layouts.emplace(f, std::move(l)).first;  // keeps another thread's if first
-  return it->second.known ? &it->second.slots : nullptr;
-}
+// SPILLWAY_TRACK_DIAG (tracker.h): kEmpty, the callback returns at once; kTime, it times itself.
+enum class Diag { kNone, kEmpty, kTime };
 
-std::uint64_t NowNs() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull +
-         static_cast<std::uint64_t>(ts.tv_nsec);
+struct State {
+  State(const prim::CudaDriver* d, BlockIndex* index)
+      : drv(d), path(index, &QueryLayout, const_cast<prim::CudaDriver*>(d)) {}
+  const prim::CudaDriver* drv;
+  Diag diag = Diag::kNone;
+  std::atomic<std::uint64_t> callback_ns{0}, callback_calls{0};  // Diag::kTime
+  LaunchPath path;  // index, layouts, sequence numbers, counters
+  GraphMap graphs;
+  NvtxMarks* nvtx = nullptr;  // null: NVTX callbacks not enabled
+  Counters& counters() { return path.counters(); }
+  BlockIndex& index() { return path.index(); }
+};
+
+State* g_state = nullptr;  // set once, before any callback is enabled; never freed
+std::mutex g_start_mu;
+int g_start_result = -1;  // -1 not tried, 0 failed, 1 active
+
+const KernelLayout* LayoutOf(State& st, CUfunction f) {
+  return st.path.layouts().get(f);
+}
+const ParamLayout* SlotsOf(const KernelLayout* k) {
+  return k != nullptr ? &k->slots : nullptr;
 }
 
 // The stream value recorded: a null stream of a per-thread-default-stream (_ptsz/_ptds) call
@@ -232,18 +342,19 @@ std::uint64_t StreamOf(CUstream s, bool per_thread) {
 }
 
 Access Next(State& st, CUstream s, bool per_thread) {
-  return Access{NowNs(), st.seq.fetch_add(1, std::memory_order_relaxed) + 1,
-                StreamOf(s, per_thread)};
+  return st.path.next(StreamOf(s, per_thread));
 }
 
 std::uint64_t Key(const void* handle) { return reinterpret_cast<std::uintptr_t>(handle); }
 
 // Whether an operation on `stream` is being captured into a graph: kKnown, a stream seen to
 // begin capturing; kJoined, another stream the driver says is capturing (joined to a capture
-// through an event). Costs one relaxed load when no capture is in progress.
+// through an event). Costs one relaxed load when no capture is in progress: the driver is
+// asked (cuStreamIsCapturing) only while a capture is in progress.
 enum class Capture { kNo, kKnown, kJoined };
 Capture CaptureOf(State& st, std::uint64_t stream) {
-  if (!st.graphs.any_capturing()) return Capture::kNo;
+  if (!st.graphs.any_capturing()) [[likely]]
+    return Capture::kNo;
   if (st.graphs.capturing(stream)) return Capture::kKnown;
   // Not the legacy stream (0, CU_STREAM_LEGACY): asking about it during a capture in a
   // non-relaxed mode is an error; work on it could not be captured anyway.
@@ -259,23 +370,40 @@ Capture CaptureOf(State& st, std::uint64_t stream) {
 void Keep(State& st, Capture c, std::uint64_t stream, const std::uint64_t* w, std::size_t n) {
   thread_local std::vector<std::uint64_t> hits;
   hits.clear();
-  CollectHits(*st.index, w, n, &hits, st.counters);
+  CollectHits(st.index(), w, n, &hits, st.counters());
   const bool kept = c == Capture::kKnown ? st.graphs.capture(stream, hits.data(), hits.size())
                                          : st.graphs.capture_sole(hits.data(), hits.size());
-  (kept ? st.counters.captured : st.counters.uncaptured).fetch_add(1, std::memory_order_relaxed);
+  (kept ? st.counters().captured : st.counters().uncaptured)
+      .fetch_add(1, std::memory_order_relaxed);
+}
+
+std::atomic<ResidencyHook> g_residency_hook{nullptr};
+void* g_residency_ctx = nullptr;
+
+// Hands the away blocks this thread's operation named to the pager (see SetResidencyHook).
+void DeliverAway(std::uint64_t stream) {
+  thread_local std::vector<std::uint64_t> away;
+  if (!BlockIndex::TakeAway(&away)) [[likely]]
+    return;
+  if (ResidencyHook h = g_residency_hook.load(std::memory_order_acquire))
+    h(g_residency_ctx, away.data(), away.size(), stream, false);
+  away.clear();
 }
 
 void OnLaunch(State& st, CUfunction f, CUstream s, bool pt, void** params, void** extra) {
-  const ParamLayout* layout = LayoutOf(st, f);
   const std::uint64_t stream = StreamOf(s, pt);
   if (const Capture c = CaptureOf(st, stream); c != Capture::kNo) [[unlikely]] {
     std::vector<std::uint64_t>& w = t_words;
     w.clear();
-    DecodeLaunch(layout, params, extra, &w, st.counters);
+    DecodeLaunch(SlotsOf(LayoutOf(st, f)), params, extra, &w, st.counters());
     Keep(st, c, stream, w.data(), w.size());
     return;
   }
-  ScanLaunch(*st.index, layout, params, extra, Next(st, s, pt), st.counters);
+  if (st.path.launch(f, stream, params, extra) == Decoded::kUndecodable) [[unlikely]] {
+    if (ResidencyHook h = g_residency_hook.load(std::memory_order_acquire))
+      h(g_residency_ctx, nullptr, 0, stream, true);
+  }
+  DeliverAway(stream);
 }
 
 void OnDirect(State& st, CUdeviceptr a, CUdeviceptr b, CUstream s, bool pt) {
@@ -283,11 +411,12 @@ void OnDirect(State& st, CUdeviceptr a, CUdeviceptr b, CUstream s, bool pt) {
   const std::size_t n = b != 0 ? 2 : 1;
   const std::uint64_t stream = StreamOf(s, pt);
   if (const Capture c = CaptureOf(st, stream); c != Capture::kNo) [[unlikely]] {
-    st.counters.copies.fetch_add(1, std::memory_order_relaxed);
+    st.counters().copies.fetch_add(1, std::memory_order_relaxed);
     Keep(st, c, stream, w, n);
     return;
   }
-  ScanDirect(*st.index, w, n, Next(st, s, pt), st.counters);
+  ScanDirect(st.index(), w, n, Next(st, s, pt), st.counters());
+  DeliverAway(stream);
 }
 
 void OnGraphLaunch(State& st, CUgraphExec e, CUstream s, bool pt) {
@@ -295,11 +424,12 @@ void OnGraphLaunch(State& st, CUgraphExec e, CUstream s, bool pt) {
   const std::uint64_t stream = StreamOf(s, pt);
   if (const Capture c = CaptureOf(st, stream); c != Capture::kNo) [[unlikely]] {
     // Launched into a capture: a child graph of the graph being captured.
-    st.counters.graph_launches.fetch_add(1, std::memory_order_relaxed);
+    st.counters().graph_launches.fetch_add(1, std::memory_order_relaxed);
     if (addrs) Keep(st, c, stream, addrs->data(), addrs->size());
     return;
   }
-  RecordGraphLaunch(*st.index, addrs.get(), Next(st, s, pt), st.counters);
+  RecordGraphLaunch(st.index(), addrs.get(), Next(st, s, pt), st.counters());
+  DeliverAway(stream);
 }
 
 // An explicit kernel node added to `g` (cuGraphAddKernelNode, cuGraphAddNode): its argument
@@ -307,25 +437,25 @@ void OnGraphLaunch(State& st, CUgraphExec e, CUstream s, bool pt) {
 void OnKernelNode(State& st, CUgraph g, CUfunction f, CUkernel k, void** params, void** extra) {
   CUfunction h = f != nullptr ? f : reinterpret_cast<CUfunction>(k);
   if (h == nullptr) return;
-  const ParamLayout* layout = LayoutOf(st, h);
+  const ParamLayout* layout = SlotsOf(LayoutOf(st, h));
   Counters scratch;  // a node is not a launch: only graph_nodes is counted
   std::vector<std::uint64_t>& w = t_words;
   w.clear();
   if (DecodeLaunch(layout, params, extra, &w, scratch) == Decoded::kUndecodable) return;
   thread_local std::vector<std::uint64_t> hits;
   hits.clear();
-  CollectHits(*st.index, w.data(), w.size(), &hits, st.counters);
+  CollectHits(st.index(), w.data(), w.size(), &hits, st.counters());
   st.graphs.add_to_graph(Key(g), hits.data(), hits.size());
-  st.counters.graph_nodes.fetch_add(1, std::memory_order_relaxed);
+  st.counters().graph_nodes.fetch_add(1, std::memory_order_relaxed);
 }
 
 void OnMemsetNode(State& st, CUgraph g, CUdeviceptr dst) {
   thread_local std::vector<std::uint64_t> hits;
   hits.clear();
   const std::uint64_t w = dst;
-  CollectHits(*st.index, &w, 1, &hits, st.counters);
+  CollectHits(st.index(), &w, 1, &hits, st.counters());
   st.graphs.add_to_graph(Key(g), hits.data(), hits.size());
-  st.counters.graph_nodes.fetch_add(1, std::memory_order_relaxed);
+  st.counters().graph_nodes.fetch_add(1, std::memory_order_relaxed);
 }
 
 void OnAddNode(State& st, CUgraph g, const CUgraphNodeParams* p) {
@@ -338,7 +468,7 @@ void OnAddNode(State& st, CUgraph g, const CUgraphNodeParams* p) {
     case CU_GRAPH_NODE_TYPE_MEMSET: OnMemsetNode(st, g, p->memset.dst); break;
     case CU_GRAPH_NODE_TYPE_GRAPH:
       st.graphs.add_graph_to_graph(Key(p->graph.graph), Key(g));
-      st.counters.graph_nodes.fetch_add(1, std::memory_order_relaxed);
+      st.counters().graph_nodes.fetch_add(1, std::memory_order_relaxed);
       break;
     default: break;  // memcpy and the other kinds: not decoded
   }
@@ -421,7 +551,7 @@ void OnExit(State& st, CUpti_CallbackId cbid, const CUpti_CallbackData* cb) {
       const auto& p = SPW_P(cuGraphAddChildGraphNode);
       if (ok) {
         st.graphs.add_graph_to_graph(Key(p.childGraph), Key(p.hGraph));
-        st.counters.graph_nodes.fetch_add(1, std::memory_order_relaxed);
+        st.counters().graph_nodes.fetch_add(1, std::memory_order_relaxed);
       }
       break;
     }
@@ -480,10 +610,8 @@ void OnNvtx(State& st, CUpti_CallbackId cbid, const CUpti_NvtxData* d) {
 #undef SPW_P
 }
 
-void CUPTIAPI Callback(void* userdata, CUpti_CallbackDomain domain, CUpti_CallbackId cbid,
-                       const void* cbdata) {
-  if (userdata == nullptr || cbdata == nullptr) return;
-  State& st = *static_cast<State*>(userdata);
+void Dispatch(State& st, CUpti_CallbackDomain domain, CUpti_CallbackId cbid, const void* cbdata) {
+  if (prim::t_internal_call) return;  // Spillway's own driver calls (the pager's copies)
   if (domain == CUPTI_CB_DOMAIN_NVTX) {
     OnNvtx(st, cbid, static_cast<const CUpti_NvtxData*>(cbdata));
     return;
@@ -579,13 +707,28 @@ void CUPTIAPI Callback(void* userdata, CUpti_CallbackDomain domain, CUpti_Callba
     }
     SPW_CASE(cuStreamCreate)
     SPW_CASE(cuStreamCreateWithPriority) {
-      st.counters.streams_created.fetch_add(1, std::memory_order_relaxed);
+      st.counters().streams_created.fetch_add(1, std::memory_order_relaxed);
       break;
     }
     default: break;
   }
 #undef SPW_CASE
 #undef SPW_P
+}
+
+void CUPTIAPI Callback(void* userdata, CUpti_CallbackDomain domain, CUpti_CallbackId cbid,
+                       const void* cbdata) {
+  if (userdata == nullptr || cbdata == nullptr) return;
+  State& st = *static_cast<State*>(userdata);
+  if (st.diag == Diag::kNone) [[likely]] {
+    Dispatch(st, domain, cbid, cbdata);
+    return;
+  }
+  if (st.diag == Diag::kEmpty) return;  // CUPTI's own cost alone
+  const std::uint64_t t0 = NowNs();     // Diag::kTime
+  Dispatch(st, domain, cbid, cbdata);
+  st.callback_ns.fetch_add(NowNs() - t0, std::memory_order_relaxed);
+  st.callback_calls.fetch_add(1, std::memory_order_relaxed);
 }
 
 // Exactly the callbacks handled above (enabling more costs time per call).
@@ -686,9 +829,16 @@ bool Start(BlockIndex* index, MarkSink marks, void* ctx, std::string* why) {
     *why = err;
     return false;
   }
-  auto* st = new State;  // never freed: callbacks may run until the process ends
-  st->drv = drv;
-  st->index = index;
+  auto* st = new State(drv, index);  // never freed: callbacks may run until the process ends
+  if (const char* d = std::getenv("SPILLWAY_TRACK_DIAG"); d != nullptr && *d != '\0') {
+    if (std::strcmp(d, "empty") == 0) {
+      st->diag = Diag::kEmpty;
+    } else if (std::strcmp(d, "time") == 0) {
+      st->diag = Diag::kTime;
+    } else {
+      std::fprintf(stderr, "spillway: SPILLWAY_TRACK_DIAG=%s ignored (empty or time)\n", d);
+    }
+  }
   CUpti_SubscriberHandle sub = nullptr;
   CUptiResult r;
   char holder[CUPTI_OLD_SUBSCRIBER_NAME_MIN_LEN + 1] = {};
@@ -760,7 +910,12 @@ bool TrackingActive() {
 
 CounterValues TrackingCounters() {
   std::lock_guard<std::mutex> lk(g_start_mu);
-  return g_start_result == 1 && g_state != nullptr ? Read(g_state->counters) : CounterValues{};
+  return g_start_result == 1 && g_state != nullptr ? Read(g_state->counters()) : CounterValues{};
+}
+
+void SetResidencyHook(ResidencyHook hook, void* ctx) {
+  g_residency_ctx = ctx;
+  g_residency_hook.store(hook, std::memory_order_release);
 }
 
 std::string TrackingSummary() {
@@ -789,6 +944,26 @@ std::string TrackingSummary() {
                 v.graph_launches, v.graph_hits, v.captured, v.uncaptured, v.graph_nodes, v.words,
                 v.hits);
   std::string r = buf;
+  {
+    std::lock_guard<std::mutex> lk(g_start_mu);
+    if (g_state != nullptr && g_state->diag == Diag::kEmpty) {
+      r += "    diagnostic        SPILLWAY_TRACK_DIAG=empty: callbacks returned at once, nothing "
+           "tracked\n";
+    } else if (g_state != nullptr && g_state->diag == Diag::kTime) {
+      const std::uint64_t ns = g_state->callback_ns.load(std::memory_order_relaxed);
+      const std::uint64_t calls = g_state->callback_calls.load(std::memory_order_relaxed);
+      std::snprintf(buf, sizeof buf,
+                    "    callback time     %.3f ms in %" PRIu64
+                    " calls (%.0f ns a call, %.0f ns "
+                    "a launch/copy/set; clock reads included)\n",
+                    static_cast<double>(ns) / 1e6, calls,
+                    calls ? static_cast<double>(ns) / static_cast<double>(calls) : 0.0,
+                    v.launches + v.copies
+                        ? static_cast<double>(ns) / static_cast<double>(v.launches + v.copies)
+                        : 0.0);
+      r += buf;
+    }
+  }
   if (nvtx) {
     std::snprintf(buf, sizeof buf,
                   "    NVTX marks        %" PRIu64 " written (%" PRIu64

@@ -32,11 +32,28 @@
 //
 // Environment: SPILLWAY_CUPTI_LIB=path loads that file instead of libcupti.so.13 (and its
 // fallbacks); meant for tests of the "CUPTI unavailable" path and for unusual installs.
+// SPILLWAY_TRACK_DIAG, to split the tracker's cost on a GPU: `empty` subscribes and enables
+// every callback as usual, but the callback returns at once (CUPTI's and the driver's cost
+// alone; nothing is tracked); `time` tracks as usual and times the callback itself (two clock
+// reads a call), printed in the exit summary (SPILLWAY_STATS=1) as ns a call and a launch.
+//
+// Callbacks enabled (cuptiEnableCallback, one cbid at a time; no whole domain): driver API
+// cuLaunchKernel, cuLaunchKernelEx, cuLaunchCooperativeKernel (+ _ptsz); cuMemcpy, cuMemcpyAsync,
+// cuMemcpy{HtoD,DtoH,DtoD}_v2 and their Async forms (+ _ptds/_ptsz); cuMemsetD{8,16,32}_v2 and
+// Async (+ _ptds/_ptsz); cuGraphLaunch (+ _ptsz); cuStreamCreate, cuStreamCreateWithPriority;
+// cuGraphDestroy, cuGraphExecDestroy, cuStreamBeginCapture (4 forms), BeginCaptureToGraph (+
+// _ptsz), cuStreamEndCapture (+ _ptsz), cuGraphInstantiate (5 forms), cuGraphClone,
+// cuGraphAdd{Kernel (2), Memset, ChildGraph}Node, cuGraphAddNode (2): 60. NVTX (with a mark
+// sink): nvtxMarkA/Ex, nvtxRangePushA/Ex, nvtxRangePop, nvtxRangeStartA/Ex, nvtxRangeEnd. CUPTI
+// calls an enabled callback at API entry and at exit; of these only the launch, copy and set
+// callbacks (and cuGraphLaunch) fire per operation of a training step.
 #pragma once
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -78,6 +95,94 @@ enum class Decoded { kParamInfo, kExtra, kUndecodable };
 Decoded ScanLaunch(BlockIndex& index, const ParamLayout* layout, void* const* params,
                    void* const* extra, const Access& a, Counters& c);
 
+// A kernel's parameter layout and its compiled scan plan (immutable once made).
+struct KernelLayout {
+  ParamLayout slots;
+  ScanPlan plan;
+};
+
+// ScanLaunch with a compiled layout (`k` nullptr = unknown): the launch path of the callback.
+// Words outside every live block are dropped before the index's lock is taken (a launch none
+// of whose words can be inside a block takes no lock); the rest are looked up in batches.
+Decoded ScanLaunchPlan(BlockIndex& index, const KernelLayout* k, void* const* params,
+                       void* const* extra, const Access& a, Counters& c);
+
+// Parameter layouts by kernel handle: queried once per handle (the driver, in the tracker) and
+// kept for the life of the cache (a handle reused after its module is unloaded would keep the
+// old layout). get() reads a hash table without a lock (open addressing; entries are published
+// with a release store and never removed; a full table is replaced by one twice its size and
+// kept for readers still in it); a handle not there yet takes a mutex. Thread-safe.
+class LayoutCache {
+ public:
+  // Fills *out; false when the layout cannot be known. Called without locks held, possibly by
+  // two threads for one handle (the first answer stored is kept).
+  using Query = bool (*)(void* ctx, const void* handle, ParamLayout* out);
+  LayoutCache(Query query, void* ctx);
+  ~LayoutCache();
+  LayoutCache(const LayoutCache&) = delete;
+  LayoutCache& operator=(const LayoutCache&) = delete;
+  // The layout of `handle`; nullptr when it cannot be known. Valid for the cache's life.
+  const KernelLayout* get(const void* handle) {
+    const Table* t = table_.load(std::memory_order_acquire);
+    for (std::size_t i = Hash(handle) & t->mask;; i = (i + 1) & t->mask) {
+      const Entry* e = t->slots[i].load(std::memory_order_acquire);
+      if (e == nullptr) break;
+      if (e->handle == handle) return e->known ? &e->layout : nullptr;
+    }
+    return get_slow(handle);
+  }
+  std::size_t size() const;  // handles seen
+
+ private:
+  struct Entry {
+    const void* handle;
+    bool known;
+    KernelLayout layout;
+  };
+  struct Table {
+    explicit Table(std::size_t n) : mask(n - 1), slots(new std::atomic<const Entry*>[n]) {
+      for (std::size_t i = 0; i < n; ++i) slots[i].store(nullptr, std::memory_order_relaxed);
+    }
+    std::size_t mask;
+    std::unique_ptr<std::atomic<const Entry*>[]> slots;
+  };
+  static std::size_t Hash(const void* handle) {
+    return static_cast<std::size_t>(
+        (reinterpret_cast<std::uintptr_t>(handle) >> 4) * 0x9E3779B97F4A7C15ull >> 32);
+  }
+  const KernelLayout* get_slow(const void* handle);
+  static void Put(const Table& t, const Entry* e);  // a free slot: under mu_
+  Query query_;
+  void* ctx_;
+  std::atomic<const Table*> table_;              // the current table
+  mutable std::mutex mu_;                        // inserts; the members below
+  std::vector<std::unique_ptr<Table>> tables_;   // every table made (readers may be in any)
+  std::vector<std::unique_ptr<Entry>> entries_;  // every handle seen
+};
+
+// The per-launch work of the CUPTI callback (tracker.cpp's OnLaunch when no graph capture is in
+// progress), without CUPTI: the layout of `f`, the access (CLOCK_MONOTONIC now, the next
+// sequence number), the scan, the lookups and the touches. bench/tracker_bench.cpp drives it.
+class LaunchPath {
+ public:
+  LaunchPath(BlockIndex* index, LayoutCache::Query query, void* ctx)
+      : index_(index), layouts_(query, ctx) {}
+  Decoded launch(const void* f, std::uint64_t stream, void* const* params, void* const* extra) {
+    return ScanLaunchPlan(*index_, layouts_.get(f), params, extra, next(stream), counters_);
+  }
+  // The next tracked operation on `stream`.
+  Access next(std::uint64_t stream);
+  BlockIndex& index() { return *index_; }
+  LayoutCache& layouts() { return layouts_; }
+  Counters& counters() { return counters_; }
+
+ private:
+  BlockIndex* index_;
+  LayoutCache layouts_;
+  alignas(64) std::atomic<std::uint64_t> seq_{0};
+  Counters counters_;
+};
+
 // The decoding half of ScanLaunch: counts the launch and how it was decoded, and appends its
 // argument words to *words (nothing is looked up or recorded).
 Decoded DecodeLaunch(const ParamLayout* layout, void* const* params, void* const* extra,
@@ -108,6 +213,14 @@ bool TrackingActive();
 CounterValues TrackingCounters();  // zeros when not active
 // One paragraph for the exit summary ("" when not active).
 std::string TrackingSummary();
+
+// The offload pager's hook: called from the launch, copy and set callbacks (before the
+// operation is enqueued, on the calling thread, no tracker lock held) with the blocks marked
+// away (Block::set_away) that the operation names, and the operation's stream; `blind` instead
+// (addrs empty) when a launch could not be decoded (its pointers are unknown). Set once.
+using ResidencyHook = void (*)(void* ctx, const std::uint64_t* addrs, std::size_t n,
+                               std::uint64_t stream, bool blind);
+void SetResidencyHook(ResidencyHook hook, void* ctx);
 
 // The libcupti for NVTX_INJECTION64_PATH, without loading it: SPILLWAY_CUPTI_LIB, else the
 // first of the tracker's candidates that is found: a bare name ("libcupti.so.13") when it is

@@ -14,6 +14,7 @@
 
 #include "offload/nvme_store.h"
 #include "offload/pager.h"
+#include "profiler/tracker/block_index.h"
 #include "test_util.h"
 
 namespace spillway::test {
@@ -336,11 +337,29 @@ TEST_F(PagerNvme, DiskFullAndIoErrorsKeepTheDataOnTheHost) {
   EXPECT_EQ(pg->host_pool().in_use_bytes(), 0u);
 }
 
+// What the CUPTI tracker does for a launch on `s` that names `p`, on the simulator: records the
+// access in the block index, then hands the blocks marked away to the pager (they come back
+// before the "kernel" is enqueued).
+void SimLaunch(SimAlloc& a, const void* p, prim::Stream s) {
+  static std::uint64_t seq = 0;
+  tracker::BlockIndex* ix = a.alloc->block_index();
+  ASSERT_NE(ix, nullptr);
+  const std::uint64_t w = reinterpret_cast<std::uint64_t>(p);
+  ix->record(&w, 1, tracker::Access{++seq * 1000, ++seq, reinterpret_cast<std::uint64_t>(s)});
+  std::vector<std::uint64_t> away;
+  if (tracker::BlockIndex::TakeAway(&away)) a.alloc->on_away(away.data(), away.size(), s, false);
+}
+
 // Random evictions, NVMe writes, prefetches onto random streams, "kernels" rewriting blocks,
-// frees and allocations, with a budget; every byte checked at the end of each round.
-TEST_F(PagerNvme, RandomizedOperationsLoseNothing) {
+// frees and allocations, with a budget; every byte checked at the end of each round. Strict:
+// no tracker; tracked: the block index is fed as the tracker would feed it (SimLaunch), evicted
+// blocks' VAs are left unmapped and launches bring them back.
+void Randomized(const std::string& nvme_dir, bool tracked) {
   const std::size_t budget = 96 * kMiB;
-  SimAlloc a(512 * kMiB, 1, OffloadConfig(budget, 256 * kMiB, dir_.path));
+  Config cfg = OffloadConfig(budget, 256 * kMiB, nvme_dir);
+  if (tracked) cfg.offload_safety = Config::Safety::kTracked;
+  SimAlloc a(512 * kMiB, 1, cfg);
+  if (tracked) a.alloc->enable_access_tracking();
   std::vector<prim::Stream> streams = {a.stream(), a.stream(), a.stream()};
   struct B {
     void* p;
@@ -349,10 +368,16 @@ TEST_F(PagerNvme, RandomizedOperationsLoseNothing) {
     prim::Stream s;
   };
   std::vector<B> live;
-  std::mt19937_64 rng(12345);
+  std::mt19937_64 rng(tracked ? 777 : 12345);
   std::uint64_t next_tag = 1;
   Pager* pg = PagerOf(a);
+  ASSERT_EQ(pg->safety(), tracked ? offload::Safety::kTracked : offload::Safety::kStrict);
   std::size_t mismatches = 0;
+  // A "kernel" on s that writes b: tracked mode shows the launch to the tracker first.
+  auto kernel = [&](const B& b) {
+    if (tracked) SimLaunch(a, b.p, b.s);
+    a.sim->enqueue(b.s, [b] { Fill(b.p, b.n, b.tag); });
+  };
   for (int step = 0; step < 600; ++step) {
     const int op = static_cast<int>(rng() % 10);
     // At most 14 live blocks: the pages a block shares with its neighbours (up to two each) and
@@ -361,7 +386,7 @@ TEST_F(PagerNvme, RandomizedOperationsLoseNothing) {
       B b{nullptr, (3 + rng() % 10) * kMiB + (rng() % 4) * 4096, next_tag++,
           streams[rng() % streams.size()]};
       ASSERT_EQ(a.alloc_on(&b.p, b.n, b.s), SPILLWAY_OK) << "step " << step << ": " << LastError();
-      a.sim->enqueue(b.s, [b] { Fill(b.p, b.n, b.tag); });
+      kernel(b);
       live.push_back(b);
     } else {
       B& b = live[rng() % live.size()];
@@ -374,19 +399,20 @@ TEST_F(PagerNvme, RandomizedOperationsLoseNothing) {
           break;
         }
         case 5: {
-          spillway_status st = pg->offload(u, trace::kTierNvme, true);
+          spillway_status st = nvme_dir.empty() ? SPILLWAY_OK : pg->offload(u, trace::kTierNvme, true);
           EXPECT_TRUE(st == SPILLWAY_OK || st == SPILLWAY_ERR_INVALID_VALUE) << LastError();
           break;
         }
         case 6:
-        case 7: {  // a kernel rewrites it on another stream, after bringing it back
+        case 7: {  // a kernel rewrites it on another stream (strict: after bringing it back)
           prim::Stream s2 = streams[rng() % streams.size()];
-          ASSERT_EQ(pg->prefetch(u, s2), SPILLWAY_OK) << LastError();
+          if (!tracked) {
+            ASSERT_EQ(pg->prefetch(u, s2), SPILLWAY_OK) << LastError();
+          }
           a.sim->synchronize(b.s);  // the user's cross-stream order
           b.tag = next_tag++;
           b.s = s2;
-          B copy = b;
-          a.sim->enqueue(s2, [copy] { Fill(copy.p, copy.n, copy.tag); });
+          kernel(b);
           break;
         }
         case 8: {  // freed wherever it is
@@ -404,7 +430,8 @@ TEST_F(PagerNvme, RandomizedOperationsLoseNothing) {
       for (auto s : streams) a.sim->synchronize(s);
       ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
       for (const B& b : live) {
-        if (pg->residency(U(b.p)) == Residency::kNvme) {
+        const Residency r = pg->residency(U(b.p));
+        if (r == Residency::kNvme || (tracked && r == Residency::kHost)) {  // VA unmapped
           ASSERT_EQ(pg->prefetch(U(b.p), b.s), SPILLWAY_OK) << LastError();
           a.sim->synchronize(b.s);
         }
@@ -413,7 +440,9 @@ TEST_F(PagerNvme, RandomizedOperationsLoseNothing) {
           const auto* c = static_cast<const unsigned char*>(b.p);
           std::size_t first = 0;
           while (first < b.n && c[first] == PatternByte(b.tag, first)) ++first;
-          std::fprintf(stderr, "step %d block %p n=%zu tag=%lu bad=%zu first=%zu (page off %zu) res=%d\n", step, b.p, b.n, (unsigned long)b.tag, m, first, (std::size_t)((U(b.p)+first) % kGran), (int)pg->residency(U(b.p)));
+          ADD_FAILURE() << "step " << step << ": block " << b.p << " (" << b.n << " bytes) has "
+                        << m << " wrong bytes from " << first << ", residency "
+                        << static_cast<int>(r);
         }
         mismatches += m;
       }
@@ -421,13 +450,61 @@ TEST_F(PagerNvme, RandomizedOperationsLoseNothing) {
   }
   EXPECT_EQ(mismatches, 0u);
   EXPECT_GT(pg->counters().evictions.load(), 10u);
-  EXPECT_GT(pg->counters().bytes_to_nvme.load(), 0u);
+  if (!nvme_dir.empty()) {
+    EXPECT_GT(pg->counters().bytes_to_nvme.load(), 0u);
+  }
+  if (tracked) {
+    EXPECT_GT(pg->counters().stalls.load(), 0u);
+  }
   for (auto s : streams) a.sim->synchronize(s);
   for (const B& b : live) EXPECT_EQ(a.free_on(b.p, b.s), SPILLWAY_OK);
   ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
   EXPECT_EQ(pg->host_bytes(), 0u);
   EXPECT_EQ(pg->nvme_bytes(), 0u);
   EXPECT_EQ(pg->host_pool().in_use_bytes(), 0u);
+}
+
+TEST_F(PagerNvme, RandomizedOperationsLoseNothing) { Randomized(dir_.path, false); }
+TEST_F(PagerNvme, RandomizedOperationsLoseNothingTracked) { Randomized(dir_.path, true); }
+TEST(Pager, RandomizedOperationsLoseNothingWithoutNvme) { Randomized("", false); }
+
+// Tracked mode: an evicted block's VA is left unmapped; a launch that names it (the tracker's
+// hook) brings it back before the kernel is enqueued, and that counts as a stall.
+TEST(PagerTracked, LaunchBringsAnEvictedBlockBack) {
+  Config cfg = OffloadConfig(0, 64 * kMiB);
+  cfg.offload_safety = Config::Safety::kTracked;
+  SimAlloc a(256 * kMiB, 1, cfg);
+  a.alloc->enable_access_tracking();
+  prim::Stream s = a.stream();
+  void* p = nullptr;
+  ASSERT_EQ(a.alloc_on(&p, 10 * kMiB, s), SPILLWAY_OK);
+  Fill(p, 10 * kMiB, 77);
+  Pager* pg = PagerOf(a);
+  ASSERT_EQ(pg->safety(), offload::Safety::kTracked);
+  ASSERT_EQ(pg->offload(U(p), trace::kTierHost, true), SPILLWAY_OK) << LastError();
+  EXPECT_EQ(pg->residency(U(p)), Residency::kHost);
+  {
+    auto lk = a.alloc->block_index()->read_lock();
+    ASSERT_NE(a.alloc->block_index()->find(U(p)), nullptr);
+    EXPECT_TRUE(a.alloc->block_index()->find(U(p))->away());
+  }
+  SimLaunch(a, p, s);  // the "kernel" below names p
+  EXPECT_EQ(pg->residency(U(p)), Residency::kDevice);
+  EXPECT_EQ(pg->counters().stalls.load(), 1u);
+  std::atomic<std::size_t> bad{1};
+  a.sim->enqueue(s, [&] { bad = Mismatches(p, 10 * kMiB, 77); });
+  a.sim->synchronize(s);
+  EXPECT_EQ(bad.load(), 0u);
+  {
+    auto lk = a.alloc->block_index()->read_lock();
+    EXPECT_FALSE(a.alloc->block_index()->find(U(p))->away());
+  }
+  // A launch the tracker cannot decode makes the pager strict: host blocks get their VA back.
+  ASSERT_EQ(pg->offload(U(p), trace::kTierHost, true), SPILLWAY_OK);
+  a.alloc->on_away(nullptr, 0, s, true);
+  EXPECT_EQ(pg->safety(), offload::Safety::kStrict);
+  EXPECT_EQ(Mismatches(p, 10 * kMiB, 77), 0u);  // readable through its own VA again
+  EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 // concurrency), argument scanning (kernelParams, extra buffers), the access bookkeeping, the
 // launch decoding with its counters, the "CUPTI unavailable" path, and the kAccess records an
 // Allocator writes at free and at exit. No CUPTI callback runs here (no GPU).
+#include "profiler/tracker/tracker.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -9,6 +11,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <random>
 #include <string>
 #include <thread>
@@ -17,7 +20,6 @@
 #include "profiler/trace_reader.h"
 #include "profiler/tracker/arg_scan.h"
 #include "profiler/tracker/block_index.h"
-#include "profiler/tracker/tracker.h"
 #include "test_util.h"
 
 namespace spillway {
@@ -158,9 +160,11 @@ TEST(BlockIndex, ThreadedReadersAndWriters) {
   ASSERT_TRUE(ix.add(kBase - kStride, kSize, 0));
   std::atomic<bool> stop{false};
   std::atomic<std::uint64_t> stable_hits{0};
+  std::atomic<int> readers_started{0};  // writers wait for every reader's first record
   std::vector<std::thread> ts;
   for (int w = 0; w < kWriters; ++w) {
     ts.emplace_back([&, w] {
+      while (readers_started.load() < kReaders) std::this_thread::yield();
       for (int round = 0; round < 300; ++round) {
         for (int i = 0; i < kPerWriter; ++i)
           EXPECT_TRUE(ix.add(kBase + (static_cast<std::uint64_t>(w * kPerWriter + i)) * kStride,
@@ -182,11 +186,14 @@ TEST(BlockIndex, ThreadedReadersAndWriters) {
       while (!stop.load()) {
         ix.record(words.data(), words.size(),
                   Access{++seq, seq, static_cast<std::uint64_t>(r)});
-        auto lk = ix.read_lock();
-        if (tracker::Block* b = ix.find(kBase - kStride + 1)) {
-          b->record(Access{seq, seq, static_cast<std::uint64_t>(r)});
-          stable_hits.fetch_add(1);
+        {
+          auto lk = ix.read_lock();
+          if (tracker::Block* b = ix.find(kBase - kStride + 1)) {
+            b->record(Access{seq, seq, static_cast<std::uint64_t>(r)});
+            stable_hits.fetch_add(1);
+          }
         }
+        if (seq == 1) readers_started.fetch_add(1);
       }
     });
   }
@@ -198,6 +205,131 @@ TEST(BlockIndex, ThreadedReadersAndWriters) {
   ASSERT_EQ(s.size(), 1u);
   EXPECT_EQ(s[0].count, 2 * stable_hits.load());
   EXPECT_EQ(s[0].nstreams, static_cast<std::uint32_t>(kReaders));
+}
+
+// The two-level index under random adds and removes (leaf splits and merges, addresses reused,
+// a block at address 0), checked against a brute-force map after every step's lookups.
+TEST(BlockIndex, RandomAddRemoveMatchesBruteForce) {
+  BlockIndex ix;
+  std::mt19937_64 rng(11);
+  std::map<std::uint64_t, std::uint64_t> live;             // addr -> size
+  auto want = [&live](std::uint64_t w) -> std::uint64_t {  // block start, or ~0
+    auto it = live.upper_bound(w);
+    if (it == live.begin()) return ~std::uint64_t{0};
+    --it;
+    return w < it->first + it->second ? it->first : ~std::uint64_t{0};
+  };
+  constexpr std::uint64_t kSlots = 6000, kSlot = 0x1000;
+  for (int step = 0; step < 40000; ++step) {
+    const std::uint64_t slot = rng() % kSlots;
+    const std::uint64_t addr = slot * kSlot + (rng() % 2 == 0 ? 0 : 8 * (rng() % 64));
+    // Mostly adds until ~3000 live, then balanced: splits, then merges as it drains.
+    const bool drain = step > 30000;
+    if (!drain && (live.size() < 3000 || rng() % 2 == 0)) {
+      const std::uint64_t size = 1 + rng() % (rng() % 8 == 0 ? 3 * kSlot : kSlot / 2);
+      bool overlaps = false;
+      auto it = live.lower_bound(addr);
+      if (it != live.end() && it->first < addr + size) overlaps = true;
+      if (it != live.begin() && std::prev(it)->first + std::prev(it)->second > addr)
+        overlaps = true;
+      ASSERT_EQ(ix.add(addr, size, 0), !overlaps) << std::hex << addr;
+      if (!overlaps) live.emplace(addr, size);
+    } else if (!live.empty()) {
+      auto it = live.lower_bound(addr);
+      if (it == live.end()) it = live.begin();
+      ASSERT_FALSE(ix.remove(it->first + 1).has_value());
+      auto sum = ix.remove(it->first);
+      ASSERT_TRUE(sum.has_value());
+      ASSERT_EQ(sum->addr, it->first);
+      ASSERT_EQ(sum->size, it->second);
+      live.erase(it);
+    }
+    for (int q = 0; q < 8; ++q) {
+      std::uint64_t w = rng() % (kSlots * kSlot + 4 * kSlot);
+      if (q == 0 && !live.empty())
+        w = live.lower_bound(w) != live.end() ? live.lower_bound(w)->first : 0;
+      const tracker::Block* b = ix.find(w);
+      const std::uint64_t exp = want(w);
+      ASSERT_EQ(b == nullptr, exp == ~std::uint64_t{0}) << std::hex << w;
+      if (b != nullptr) {
+        ASSERT_EQ(b->addr(), exp);
+      }
+      // Through the starts table and the search (record's path).
+      const std::uint64_t one[] = {w};
+      ASSERT_EQ(ix.record(one, 1, Access{1, 1, 0}), exp == ~std::uint64_t{0} ? 0u : 1u);
+    }
+  }
+  EXPECT_EQ(ix.live(), live.size());
+  const auto snap = ix.snapshot();
+  ASSERT_EQ(snap.size(), live.size());
+  auto it = live.begin();
+  for (const auto& b : snap) {
+    EXPECT_EQ(b.addr, it->first);
+    ++it;
+  }
+}
+
+// Nothing found for a freed block's bytes (by its start or inside): after the block is freed,
+// a new block over the same bytes (another start) is the one recorded.
+TEST(BlockIndex, NoStaleLookupAfterRemove) {
+  BlockIndex ix;
+  ASSERT_TRUE(ix.add(0x10000, 0x1000, 0));
+  const std::uint64_t interior[] = {0x10800};
+  EXPECT_EQ(ix.record(interior, 1, Access{1, 1, 0}), 1u);
+  EXPECT_EQ(ix.record(interior, 1, Access{2, 2, 0}), 1u);
+  ASSERT_EQ(ix.remove(0x10000)->count, 2u);
+  EXPECT_EQ(ix.record(interior, 1, Access{3, 3, 0}), 0u);  // nothing there
+  ASSERT_TRUE(ix.add(0xF000, 0x2000, 1));                  // over the old bytes
+  EXPECT_EQ(ix.record(interior, 1, Access{4, 4, 0}), 1u);
+  auto s = ix.remove(0xF000);
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->count, 1u);
+  EXPECT_EQ(s->first_seq, 4u);
+  ASSERT_TRUE(ix.add(0x10000, 0x1000, 0));  // the same start again: a fresh block
+  const std::uint64_t start[] = {0x10000};
+  EXPECT_EQ(ix.record(start, 1, Access{5, 5, 0}), 1u);
+  EXPECT_EQ(ix.remove(0x10000)->count, 1u);
+}
+
+// Several words of one launch in one block count once each, with one touch; touches reach a
+// batch sink once per call, a plain sink once per block.
+TEST(BlockIndex, WordsOfOneLaunchAndTouchSinks) {
+  struct Got {
+    std::vector<std::uint64_t> blocks;
+    int calls = 0;
+  } got;
+  BlockIndex ix;
+  ix.set_touch_batch_sink(
+      [](void* ctx, const tracker::Block* const* b, std::size_t n, const Access& a) {
+        auto* g = static_cast<Got*>(ctx);
+        ++g->calls;
+        for (std::size_t i = 0; i < n; ++i) g->blocks.push_back(b[i]->addr());
+        EXPECT_EQ(a.seq, 40u);
+      },
+      &got);
+  ASSERT_TRUE(ix.add(0x1000, 0x100, 0));
+  ASSERT_TRUE(ix.add(0x2000, 0x100, 0));
+  const std::uint64_t w[] = {0x1000, 0x1010, 0x2000, 0x1000, 7, 0x3000};
+  EXPECT_EQ(ix.record(w, 6, Access{100, 40, 3}), 4u);
+  EXPECT_EQ(got.calls, 1);
+  EXPECT_EQ(got.blocks, (std::vector<std::uint64_t>{0x1000, 0x2000}));
+  EXPECT_EQ(ix.record(w, 6, Access{101, 41, 3}), 4u);  // same epoch (41 >> 5 == 40 >> 5)
+  EXPECT_EQ(got.calls, 1);
+  const auto snap = ix.snapshot();
+  EXPECT_EQ(snap[0].count, 6u);
+  EXPECT_EQ(snap[1].count, 2u);
+  EXPECT_EQ(snap[0].last_seq, 41u);
+
+  BlockIndex plain;  // the per-touch sink
+  int touches = 0;
+  plain.set_touch_sink(
+      [](void* ctx, const tracker::Block&, const Access&) { ++*static_cast<int*>(ctx); }, &touches);
+  ASSERT_TRUE(plain.add(0x1000, 0x100, 0));
+  ASSERT_TRUE(plain.add(0x2000, 0x100, 0));
+  plain.record(w, 6, Access{100, 40, 3});
+  EXPECT_EQ(touches, 2);
+  plain.record(w, 6, Access{200, 64, 3});  // next epoch
+  EXPECT_EQ(touches, 4);
 }
 
 TEST(ArgScan, KernelParamsMixedSizes) {
@@ -354,6 +486,102 @@ TEST(Tracker, ScanLaunchDecodesAndCounts) {
   EXPECT_EQ(s.first_seq, 1u);
   EXPECT_EQ(s.last_seq, 6u);
   EXPECT_EQ(s.nstreams, 3u);
+}
+
+// The compiled plan gives the same words, hits and counters as the layout, for both forms.
+TEST(Tracker, ScanLaunchPlanMatchesScanLaunch) {
+  std::mt19937_64 rng(5);
+  BlockIndex a, b;
+  for (std::uint64_t i = 0; i < 64; ++i) {
+    ASSERT_TRUE(a.add(0x100000 + i * 0x1000, 0x800, 0));
+    ASSERT_TRUE(b.add(0x100000 + i * 0x1000, 0x800, 0));
+  }
+  Counters ca, cb;
+  for (int launch = 0; launch < 2000; ++launch) {
+    ParamLayout layout;
+    std::size_t off = 0;
+    const int n = static_cast<int>(rng() % 12);
+    for (int i = 0; i < n; ++i) {
+      const std::size_t size = rng() % 3 == 0   ? 4
+                               : rng() % 3 == 0 ? 8 * (1 + rng() % 8) + rng() % 8
+                                                : 8;
+      const std::size_t align = size % 8 == 0 ? 8 : 4;
+      off = (off + align - 1) / align * align;
+      layout.push_back({off, size});
+      off += size;
+    }
+    std::vector<unsigned char> buf(off + 8);
+    for (std::size_t w = 0; w + 8 <= buf.size(); w += 8) {
+      const std::uint64_t v = rng() % 2 == 0 ? 0x100000 + rng() % 0x40000 : rng() % 100;
+      std::memcpy(buf.data() + w, &v, 8);
+    }
+    std::vector<void*> params;
+    for (const auto& slot : layout)
+      params.push_back(rng() % 10 == 0 ? nullptr : buf.data() + slot.offset);
+    std::size_t size = rng() % 4 == 0 ? off / 2 : off;  // extra buffers cut short sometimes
+    void* extra[] = {reinterpret_cast<void*>(std::uintptr_t{1}), buf.data(),
+                     reinterpret_cast<void*>(std::uintptr_t{2}), &size, nullptr};
+    tracker::KernelLayout k{layout, tracker::CompileScanPlan(layout)};
+    const bool use_extra = rng() % 3 == 0;
+    const bool known = rng() % 8 != 0;
+    const Access acc{static_cast<std::uint64_t>(launch), static_cast<std::uint64_t>(launch), 1};
+    EXPECT_EQ(tracker::ScanLaunch(a, known ? &layout : nullptr, use_extra ? nullptr : params.data(),
+                                  use_extra ? extra : nullptr, acc, ca),
+              tracker::ScanLaunchPlan(b, known ? &k : nullptr, use_extra ? nullptr : params.data(),
+                                      use_extra ? extra : nullptr, acc, cb));
+  }
+  const auto va = tracker::Read(ca), vb = tracker::Read(cb);
+  EXPECT_EQ(va.launches, vb.launches);
+  EXPECT_EQ(va.by_param_info, vb.by_param_info);
+  EXPECT_EQ(va.by_extra, vb.by_extra);
+  EXPECT_EQ(va.undecodable, vb.undecodable);
+  EXPECT_EQ(va.words, vb.words);
+  EXPECT_EQ(va.hits, vb.hits);
+  EXPECT_GT(va.hits, 1000u);
+  const auto sa = a.snapshot(), sb = b.snapshot();
+  ASSERT_EQ(sa.size(), sb.size());
+  for (std::size_t i = 0; i < sa.size(); ++i) {
+    EXPECT_EQ(sa[i].count, sb[i].count);
+    EXPECT_EQ(sa[i].last_seq, sb[i].last_seq);
+  }
+}
+
+// Layouts are queried once per handle, whatever the threads; an unknown layout is nullptr.
+// (Run under TSan by scripts/test.sh: the name matches its "Thread" filter.)
+TEST(Tracker, ThreadedLayoutCacheQueriesOncePerHandle) {
+  static std::atomic<int> queries{0};
+  queries = 0;
+  tracker::LayoutCache cache(
+      [](void*, const void* h, ParamLayout* out) {
+        queries.fetch_add(1);
+        const auto v = reinterpret_cast<std::uintptr_t>(h);
+        if (v % 7 == 0) return false;  // cannot be known
+        out->assign(v % 5, tracker::ParamSlot{0, 8});
+        for (std::size_t i = 0; i < out->size(); ++i) (*out)[i].offset = 8 * i;
+        return true;
+      },
+      nullptr);
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t) {
+    ts.emplace_back([&cache] {
+      for (int round = 0; round < 50; ++round) {
+        for (std::uintptr_t h = 1; h <= 600; ++h) {
+          const tracker::KernelLayout* k = cache.get(reinterpret_cast<const void*>(h));
+          if (h % 7 == 0) {
+            EXPECT_EQ(k, nullptr);
+          } else {
+            ASSERT_NE(k, nullptr);
+            EXPECT_EQ(k->slots.size(), h % 5);
+            EXPECT_EQ(k->plan.args.size(), h % 5);
+          }
+        }
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(cache.size(), 600u);
+  EXPECT_GE(queries.load(), 600);
+  EXPECT_LE(queries.load(), 4 * 600);  // two threads may ask at once for a new handle
 }
 
 TEST(Tracker, CuptiUnavailablePrintsOnceAndReturnsFalse) {

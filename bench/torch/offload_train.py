@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+# offload_train.py — the training workloads of the offload benchmarks (bench/offload.sh):
+#   ga:          a parameter-heavy GPT-style model, AdamW, gradient accumulation over --accum
+#                micro-batches (optimizer state is idle between optimizer steps);
+#   activations: an activation-heavy one (wide, long sequences, large batch).
+# Deterministic settings (same losses run to run). Prints one line per optimizer step and writes
+# --json with the losses, step times, tokens/s and peaks. --save-on-cpu wraps the forward pass in
+# torch.autograd.graph.save_on_cpu(pin_memory=True), the anchor of `vs_save_on_cpu`.
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+from train_gpt import GPT  # noqa: E402
+
+SHAPES = {
+    # d, layers, heads, vocab, micro-batch, length
+    "ga": dict(d=2048, layers=20, heads=16, vocab=32768, batch=2, length=512),
+    "activations": dict(d=1536, layers=16, heads=16, vocab=32768, batch=16, length=1024),
+}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", choices=sorted(SHAPES), required=True)
+    p.add_argument("--steps", type=int, default=12, help="optimizer steps")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--accum", type=int, default=None, help="micro-batches per step (ga: 8)")
+    p.add_argument("--layers", type=int, default=None)
+    p.add_argument("--save-on-cpu", action="store_true")
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args()
+    cfg = dict(SHAPES[args.model])
+    if args.layers:
+        cfg["layers"] = args.layers
+    accum = args.accum or (8 if args.model == "ga" else 1)
+    if not torch.cuda.is_available():
+        sys.exit("offload_train.py: needs a GPU")
+    torch.use_deterministic_algorithms(True)
+    torch.manual_seed(1234)
+    dev = torch.device("cuda", 0)
+    model = GPT(cfg["vocab"], cfg["d"], cfg["layers"], cfg["heads"], cfg["length"]).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
+    n_params = sum(x.numel() for x in model.parameters())
+    gen = torch.Generator().manual_seed(1234)
+    under = "libspillway_preload" in os.environ.get("LD_PRELOAD", "")
+    print(f"{args.model}: {n_params / 1e6:.0f}M parameters, micro-batch {cfg['batch']}x"
+          f"{cfg['length']}, accum {accum}, save_on_cpu {args.save_on_cpu}, spillway {under}, "
+          f"budget {os.environ.get('SPILLWAY_DEVICE_BUDGET')}", flush=True)
+    losses, step_s = [], []
+    for step in range(args.steps):
+        t0 = time.perf_counter()
+        total = 0.0
+        for _ in range(accum):
+            batch = torch.randint(cfg["vocab"], (cfg["batch"], cfg["length"] + 1), generator=gen)
+            batch = batch.to(dev, non_blocking=False)
+            ctx = (torch.autograd.graph.save_on_cpu(pin_memory=True) if args.save_on_cpu
+                   else torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t))
+            with ctx, torch.autocast("cuda", dtype=torch.bfloat16):
+                logits = model(batch[:, :-1])
+                loss = F.cross_entropy(logits.reshape(-1, cfg["vocab"]),
+                                       batch[:, 1:].reshape(-1)) / accum
+            loss.backward()
+            total += loss.item()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        losses.append(total)
+        step_s.append(dt)
+        print(f"step {step} loss {total:.6f} {dt:.3f} s", flush=True)
+    med = statistics.median(step_s[args.warmup:])
+    tokens = accum * cfg["batch"] * cfg["length"]
+    res = {"model": args.model, "params": n_params, "accum": accum, "cfg": cfg,
+           "save_on_cpu": args.save_on_cpu, "losses": losses, "step_s": step_s,
+           "median_step_s": med, "tokens_per_s": tokens / med,
+           "torch_peak_allocated": torch.cuda.max_memory_allocated(),
+           "budget": os.environ.get("SPILLWAY_DEVICE_BUDGET")}
+    if under:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "python"))
+        import spillway
+        res["spillway"] = spillway.stats(0)
+        res["offload"] = spillway.offload_stats(0)
+    print(f"done: median step {med:.3f} s, {tokens / med:.0f} tokens/s, torch peak allocated "
+          f"{res['torch_peak_allocated'] / 2**30:.2f} GiB"
+          + (f", spillway peak reserved {res['spillway']['peak_reserved_bytes'] / 2**30:.2f} GiB"
+             f", offload {res['offload']}" if under else ""), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
