@@ -836,13 +836,24 @@ std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except
     if (a.last != b.last) return a.last < b.last;
     return a.size > b.size;
   });
-  std::uint64_t freed = 0;
+  // Every victim's copy is queued first, then all are completed at once: one wait for the GPU
+  // per call, not one per victim.
+  std::uint64_t queued = 0;
+  std::vector<std::uintptr_t> victims;
   for (const Cand& c : cands) {
-    if (freed >= bytes) break;
+    if (queued >= bytes) break;
     Geometry g{};
     if (geometry(c.p, &g) != SPILLWAY_OK) continue;
-    if (offload_locked(c.p, g, trace::kTierHost, true) == SPILLWAY_OK) freed += g.pages * gran_;
+    if (offload_locked(c.p, g, trace::kTierHost, false) == SPILLWAY_OK) {
+      queued += g.pages * gran_;
+      victims.push_back(c.p);
+    }
   }
+  poll_locked(true);
+  std::uint64_t freed = 0;
+  for (std::uintptr_t p : victims)
+    if (auto it = entries_.find(p); it != entries_.end() && it->second.state == Residency::kHost)
+      freed += it->second.pages * gran_;
   return freed;
 }
 

@@ -93,6 +93,47 @@ if want offload; then
     --nvme-dir "$nvme_dir" --nvme-gib 4 --json "$out/offload_bench.json"
   cat "$out/offload_bench.log"
 fi
+if want offload_torch; then
+  # PyTorch under a budget: each model unconstrained (preload, no budget), then with the budget at
+  # half its peak reserved memory, offload on and the tracker on (tracked safety).
+  for model in ${OFFLOAD_MODELS:-ga}; do
+    step ${model}_free env SPILLWAY_STATS=1 "$build/spillway" run -- python3 \
+      bench/torch/offload_train.py --model $model --steps ${OFFLOAD_STEPS:-6} --warmup 2 \
+      --json "$out/${model}_free.json"
+    budget=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(int(d['spillway']['peak_reserved_bytes'] / ${OFFLOAD_RATIO:-2}))" "$out/${model}_free.json" 2>/dev/null)
+    [ -n "$budget" ] || continue
+    step ${model}_budget timeout ${OFFLOAD_TIMEOUT:-300} env SPILLWAY_STATS=1 "$build/spillway" run \
+      --budget "$budget" --offload --track -- python3 bench/torch/offload_train.py --model $model \
+      --steps ${OFFLOAD_STEPS:-6} --warmup 2 --json "$out/${model}_budget.json"
+    tail -n 4 "$out/${model}_free.log" "$out/${model}_budget.log"
+    if [ "$model" = activations ]; then
+      # vs_save_on_cpu: save_on_cpu(pin_memory=True) alone, then Spillway with its peak as budget.
+      step soc env SPILLWAY_STATS=1 "$build/spillway" run -- python3 bench/torch/offload_train.py \
+        --model activations --save-on-cpu --steps ${OFFLOAD_STEPS:-6} --warmup 2 \
+        --json "$out/soc.json"
+      soc_budget=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['spillway']['peak_reserved_bytes'])" "$out/soc.json" 2>/dev/null)
+      [ -n "$soc_budget" ] && step spillway_at_soc timeout ${OFFLOAD_TIMEOUT:-300} env \
+        SPILLWAY_STATS=1 "$build/spillway" run --budget "$soc_budget" --offload --track -- \
+        python3 bench/torch/offload_train.py --model activations --steps ${OFFLOAD_STEPS:-6} \
+        --warmup 2 --json "$out/spillway_at_soc.json"
+    fi
+  done
+fi
+if want tracker_diag; then
+  # Where the tracker's cost goes (GPT-2, length 1024): the preload alone; tracking on; CUPTI's
+  # callbacks returning at once (SPILLWAY_TRACK_DIAG=empty); our callback timed (=time).
+  for v in plain track empty time; do
+    case $v in
+      plain) e=() ;;
+      track) e=(SPILLWAY_TRACK=1) ;;
+      empty) e=(SPILLWAY_TRACK=1 SPILLWAY_TRACK_DIAG=empty) ;;
+      time) e=(SPILLWAY_TRACK=1 SPILLWAY_TRACK_DIAG=time SPILLWAY_STATS=1) ;;
+    esac
+    step diag_$v env "${e[@]}" "$build/spillway" run -- python3 examples/train_gpt.py \
+      --preset gpt2 --fixed-len 1024 --steps 30 --warmup 8 --json "$out/diag_$v.json"
+  done
+  grep -h "callback" "$out/diag_time.log" | head -5
+fi
 if want bench; then
   step pair_bench "$build/bench/pair_bench" --benchmark_min_time=0.05 --benchmark_repetitions=5 \
     --benchmark_out="$out/pair_bench.json" --benchmark_out_format=json
