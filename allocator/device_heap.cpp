@@ -151,11 +151,14 @@ spillway_status DeviceHeap::acquire_chunks(Arena* self, std::size_t k,
                                            std::vector<prim::PhysHandle>* out,
                                            std::size_t request_bytes) {
   out->clear();
+  std::vector<prim::Event> tags(k, nullptr);  // of the chunks taken from the loose pool
   {
     std::lock_guard<std::mutex> lk(mu_);
     while (out->size() < k && !loose_.empty()) {
+      tags[out->size()] = loose_tag_.back();
       out->push_back(loose_.back());
       loose_.pop_back();
+      loose_tag_.pop_back();
     }
   }
   auto need = [&] { return k - out->size(); };
@@ -184,8 +187,22 @@ spillway_status DeviceHeap::acquire_chunks(Arena* self, std::size_t k,
     self->steal_idle(need(), true, out);
     if (need()) steal_from_others(self, need(), true, out);
   }
-  if (need() == 0) return SPILLWAY_OK;
-  return_chunks(*out);
+  if (need() == 0) {
+    prim::Event last = nullptr;
+    for (prim::Event t : tags)
+      if (t != nullptr && t != last) {
+        backend_.stream_wait_event(device_, self->stream(), t);
+        last = t;
+      }
+    return SPILLWAY_OK;
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (std::size_t i = 0; i < out->size(); ++i) {
+      loose_.push_back((*out)[i]);
+      loose_tag_.push_back(i < tags.size() ? tags[i] : nullptr);
+    }
+  }
   out->clear();
   if (t_quiet_oom) return Fail(SPILLWAY_ERR_OUT_OF_MEMORY, "spillway: out of device memory: " + why);
   stats_.on_oom();
@@ -198,9 +215,18 @@ spillway_status DeviceHeap::acquire_chunks(Arena* self, std::size_t k,
   return Fail(SPILLWAY_ERR_OUT_OF_MEMORY, std::move(msg));
 }
 
-void DeviceHeap::return_chunks(const std::vector<prim::PhysHandle>& chunks) {
+void DeviceHeap::return_chunks(const std::vector<prim::PhysHandle>& chunks, prim::Event tag) {
   std::lock_guard<std::mutex> lk(mu_);
-  loose_.insert(loose_.end(), chunks.begin(), chunks.end());
+  for (prim::PhysHandle h : chunks) {
+    if (h == 0) continue;
+    loose_.push_back(h);
+    loose_tag_.push_back(tag);
+  }
+}
+
+void DeviceHeap::forget_tags() {
+  std::lock_guard<std::mutex> lk(mu_);
+  std::fill(loose_tag_.begin(), loose_tag_.end(), nullptr);
 }
 
 spillway_status DeviceHeap::trim(std::uint64_t keep_bytes) {
@@ -215,12 +241,14 @@ spillway_status DeviceHeap::trim(std::uint64_t keep_bytes) {
   }
   std::lock_guard<std::mutex> lk(mu_);
   loose_.insert(loose_.end(), freed.begin(), freed.end());
+  loose_tag_.resize(loose_.size(), nullptr);
   std::uint64_t cached = loose_.size() * gran_;
   while (!loose_.empty() && cached > keep_bytes) {
     prim::Status s = backend_.release(loose_.back());
     if (!s.ok())
       return Fail(SPILLWAY_ERR_BACKEND, "spillway: releasing device memory failed: " + s.message);
     loose_.pop_back();
+    loose_tag_.pop_back();
     stats_.on_release(gran_);
     if (trace_) trace_->physical(trace::Kind::kChunkRelease, device_, 0, gran_);
     cached -= gran_;

@@ -48,7 +48,12 @@ class DeviceHeap {
   // then waiting for every stream. All or nothing.
   spillway_status acquire_chunks(Arena* self, std::size_t k, std::vector<prim::PhysHandle>* out,
                                  std::size_t request_bytes);
-  void return_chunks(const std::vector<prim::PhysHandle>& chunks);
+  // `tag`: an event that must complete before the chunks' contents may change (the pager's copy
+  // still reading them): whoever takes them makes its stream wait for it (no CPU wait). Tags are
+  // events recorded only on the pager's copy stream, so a later record of the same event waits
+  // longer, never less.
+  void return_chunks(const std::vector<prim::PhysHandle>& chunks, prim::Event tag = nullptr);
+  void forget_tags();  // every tagged copy is known done (the pager is going away)
   // fn(address, rounded size) for every live large block of every arena (each arena's lock is
   // taken in turn; the pager's choice of victims).
   template <class F>
@@ -99,6 +104,7 @@ class DeviceHeap {
   std::array<std::unique_ptr<Arena>, kMaxArenas> arenas_;
   std::atomic<int> n_arenas_{0};
   std::vector<prim::PhysHandle> loose_;
+  std::vector<prim::Event> loose_tag_;  // parallel to loose_ (nullptr: none)
 };
 
 }  // namespace spillway

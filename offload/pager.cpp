@@ -61,7 +61,11 @@ Pager::~Pager() {
   for (auto& [p, e] : entries_)
     if (e.state == Residency::kNvme && opt_.nvme) opt_.nvme->release(e.slot);
   entries_.clear();
+  heap_.forget_tags();  // every copy is done: the tags are spent
+  for (const Progress& pr : progress_) backend_.event_synchronize(pr.ev);
+  for (const Progress& pr : progress_) backend_.event_destroy(pr.ev);
   for (prim::Event ev : events_) backend_.event_destroy(ev);
+  for (prim::Event ev : copy_events_) backend_.event_destroy(ev);
   if (copy_ != nullptr) backend_.stream_destroy(device_, copy_);
 }
 
@@ -80,6 +84,125 @@ prim::Event Pager::get_event() {
 
 void Pager::put_event(prim::Event e) {
   if (e != nullptr) events_.push_back(e);
+}
+
+prim::Event Pager::get_copy_event() {
+  if (!copy_events_.empty()) {
+    prim::Event e = copy_events_.back();
+    copy_events_.pop_back();
+    return e;
+  }
+  prim::Event e = nullptr;
+  if (!backend_.event_create(device_, &e).ok()) return nullptr;
+  return e;
+}
+
+void Pager::put_copy_event(prim::Event e) {
+  if (e != nullptr) copy_events_.push_back(e);
+}
+
+void Pager::poll_progress_locked() {
+  while (!progress_.empty()) {
+    bool done = false;
+    if (!backend_.event_query(progress_.front().ev, &done).ok() || !done) return;
+    std::uint64_t& d = done_seq_[progress_.front().stream];
+    d = std::max(d, progress_.front().seq);
+    put_event(progress_.front().ev);
+    progress_.pop_front();
+  }
+}
+
+void Pager::record_progress_locked(std::uint64_t seq) {
+  if (seq == 0 || progress_.size() >= 256) return;
+  std::array<prim::Stream, DeviceHeap::kMaxArenas + 1> streams;
+  const int n = heap_.fence_streams(&streams);
+  for (int i = 0; i < n; ++i) {
+    const prim::Stream s = streams[static_cast<std::size_t>(i)];
+    prim::Event ev = get_event();
+    if (ev == nullptr) return;
+    if (!backend_.event_record(device_, ev, s).ok()) {
+      put_event(ev);
+      return;
+    }
+    progress_.push_back({ev, s, seq});
+  }
+}
+
+bool Pager::users_done_locked(const tracker::BlockSummary& s) const {
+  if (s.more_streams) return false;
+  for (std::uint32_t i = 0; i < s.nstreams; ++i) {
+    auto it = done_seq_.find(reinterpret_cast<prim::Stream>(s.streams[i]));
+    if (it == done_seq_.end() || it->second < s.last_seq) return false;
+  }
+  return true;
+}
+
+bool Pager::fast_evict_locked(std::uintptr_t p, const Geometry& g, std::uint64_t count) {
+  if (entries_.count(p) != 0) return false;
+  std::string why;
+  std::vector<HostChunk> chunks;
+  if (host_->acquire(g.pages, &chunks, &why) != SPILLWAY_OK) {
+    error_locked(p, g.pages * gran_, trace::kErrHostLimit, SPILLWAY_ERR_OUT_OF_MEMORY, why);
+    return false;
+  }
+  // Mark first, then look at the count (under the block's lock, as launches record): a launch
+  // either saw the mark (and will wait for the block to come back) or is counted here.
+  mark_away(p, true);
+  if (access_count(p) != count) {
+    mark_away(p, false);
+    host_->release(chunks);
+    return false;
+  }
+  prim::Event done = get_copy_event();
+  if (done == nullptr) {
+    mark_away(p, false);
+    host_->release(chunks);
+    return false;
+  }
+  prim::Status st = prim::Status::Ok();
+  for (std::size_t i = 0; i < g.pages && st.ok();) {
+    std::size_t j = i + 1;
+    while (j < g.pages && chunks[j].window == chunks[j - 1].window + gran_) ++j;
+    st = backend_.copy_async(device_, reinterpret_cast<void*>(chunks[i].window),
+                             reinterpret_cast<void*>(g.first + i * gran_), (j - i) * gran_, copy_);
+    i = j;
+  }
+  if (st.ok()) st = backend_.event_record(device_, done, copy_);
+  if (!st.ok()) {  // copies may be queued: keep the chunks out of circulation
+    mark_away(p, false);
+    put_copy_event(done);
+    return false;
+  }
+  std::vector<prim::PhysHandle> dev;
+  {
+    std::lock_guard<detail::SpinLock> lk(g.arena->mu());
+    g.arena->page_handles_locked(g.first, g.pages, &dev);
+  }
+  heap_.return_chunks(dev, done);  // reusable now: whoever takes them waits for the copy
+  Entry e;
+  e.p = p;
+  e.arena = g.arena;
+  e.first = g.first;
+  e.pages = g.pages;
+  e.state = Residency::kHost;
+  e.mapped = false;
+  e.host = std::move(chunks);
+  e.access_mark = count;
+  Move m;
+  m.id = next_move_++;
+  m.out = true;
+  m.fast = true;
+  m.p = p;
+  m.bytes = g.pages * gran_;
+  m.t0 = NowNs();
+  m.done = done;
+  m.dev = std::move(dev);
+  e.move = m.id;
+  entries_.emplace(p, std::move(e));
+  moves_.push_back(std::move(m));
+  host_bytes_.fetch_add(g.pages * gran_, std::memory_order_relaxed);
+  counters_.fast_evictions.fetch_add(1, std::memory_order_relaxed);
+  return true;
 }
 
 void Pager::set_active_locked() {
@@ -233,7 +356,7 @@ spillway_status Pager::evict_host_locked(std::uintptr_t p, Entry* e) {
     host_->release(chunks);
     return s;
   }
-  prim::Event done = get_event();
+  prim::Event done = get_copy_event();
   if (done == nullptr) {
     host_->release(chunks);
     return Fail(SPILLWAY_ERR_BACKEND, "spillway: no event for the pager");
@@ -250,7 +373,7 @@ spillway_status Pager::evict_host_locked(std::uintptr_t p, Entry* e) {
   }
   if (st.ok()) st = backend_.event_record(device_, done, copy_);
   if (!st.ok()) {  // copies may be queued: the chunks cannot be reused safely; keep them out
-    put_event(done);
+    put_copy_event(done);
     return Fail(SPILLWAY_ERR_BACKEND, "spillway: eviction copy failed: " + st.message);
   }
   Move m;
@@ -279,6 +402,23 @@ void Pager::complete_locked(Move& m) {
   }
   auto it = entries_.find(m.p);
   Entry* e = it != entries_.end() && it->second.move == m.id ? &it->second : nullptr;
+  if (m.fast) {  // the copy is done: the VA lets go of the chunks it handed to the heap
+    if (e != nullptr && e->state == Residency::kHost) {
+      std::vector<prim::PhysHandle> cur;
+      {
+        std::lock_guard<detail::SpinLock> lk(e->arena->mu());
+        e->arena->page_handles_locked(e->first, e->pages, &cur);
+      }
+      if (cur == m.dev) {
+        std::vector<prim::PhysHandle> zeros(e->pages, 0), old;
+        swap_locked(*e, zeros.data(), false, &old);
+      }
+    }
+    counters_.evictions.fetch_add(1, std::memory_order_relaxed);
+    counters_.bytes_to_host.fetch_add(m.bytes, std::memory_order_relaxed);
+    trace_move(trace::Kind::kEvict, m.p, m.bytes, ns, trace::kTierDevice, trace::kTierHost, false);
+    return;
+  }
   if (m.cancelled || e == nullptr || e->state != Residency::kMovingOut) {
     if (e == nullptr || e->state != Residency::kMovingOut) host_->release(m.host);
     counters_.cancelled.fetch_add(1, std::memory_order_relaxed);
@@ -328,7 +468,7 @@ void Pager::poll_locked(bool block) {
     }
     Move done = std::move(m);
     moves_.pop_front();
-    put_event(done.done);
+    put_copy_event(done.done);
     complete_locked(done);
   }
   set_active_locked();
@@ -397,6 +537,14 @@ spillway_status Pager::swap_locked(Entry& e, const prim::PhysHandle* in, bool ho
 spillway_status Pager::host_to_device_locked(Entry& e, prim::Stream s, bool demand, bool fenced,
                                              bool retried) {
   const std::uint64_t t0 = NowNs();
+  // A fast eviction of this block still copying out of its VA: let it finish first (its VA is
+  // about to be remapped). Copies finish in order, so polling completes it and those before.
+  for (const Move& m : moves_)
+    if (m.fast && m.id == e.move) {
+      backend_.event_synchronize(m.done);
+      poll_locked(false);
+      break;
+    }
   // The host pages are about to be unmapped: no queued work may still read them.
   if (e.mapped && !fenced && !retried)
     if (spillway_status st = fence_cpu_locked(e, nullptr, false); st != SPILLWAY_OK) return st;
@@ -443,7 +591,7 @@ spillway_status Pager::host_to_device_locked(Entry& e, prim::Stream s, bool dema
     }
     i = j;
   }
-  m.done = get_event();
+  m.done = get_copy_event();
   prim::Status es = m.done ? backend_.event_record(device_, m.done, copy_)
                            : prim::Status{1, "no event could be created"};
   if (!es.ok()) return Fail(SPILLWAY_ERR_BACKEND, "spillway: prefetch event: " + es.message);
@@ -468,6 +616,11 @@ spillway_status Pager::host_to_nvme_locked(Entry& e) {
     return Fail(SPILLWAY_ERR_CONFIG,
                 "spillway: the NVMe tier is off: set SPILLWAY_NVME_PATH to a directory on the disk");
   const std::uint64_t t0 = NowNs();
+  for (const Move& m : moves_)
+    if (m.id == e.move) {  // the host chunks are still being filled
+      poll_locked(true);
+      break;
+    }
   if (spillway_status st = fence_cpu_locked(e, nullptr, false); st != SPILLWAY_OK) return st;
   std::vector<NvmeSegment> segs;
   for (const HostChunk& c : e.host) segs.push_back({reinterpret_cast<void*>(c.window), gran_});
@@ -588,7 +741,7 @@ spillway_status Pager::offload_locked(std::uintptr_t p, const Geometry& g, trace
       Move m = std::move(moves_.front());
       moves_.pop_front();
       backend_.event_synchronize(m.done);
-      put_event(m.done);
+      put_copy_event(m.done);
       complete_locked(m);
       if (entries_.find(p) == entries_.end()) break;  // cancelled (used meanwhile)
     }
@@ -748,6 +901,17 @@ spillway_status Pager::before_free(std::uintptr_t p, FreeMode mode, prim::Stream
   }
   auto it = entries_.find(p);
   if (it == entries_.end()) return SPILLWAY_OK;
+  if (it->second.state == Residency::kHost && !it->second.mapped) {
+    // A fast eviction's copy may still read the VA, which still maps chunks the heap handed on:
+    // let it finish (and the VA let go of them) before the arena sees the block free.
+    for (const Move& m : moves_)
+      if (m.fast && m.id == it->second.move) {
+        poll_locked(true);
+        break;
+      }
+    it = entries_.find(p);
+    if (it == entries_.end()) return SPILLWAY_OK;
+  }
   Entry& e = it->second;
   const std::uint64_t bytes = e.pages * gran_;
   switch (e.state) {
@@ -808,15 +972,19 @@ std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except
     std::uint64_t size;
     std::uint64_t last;  // last access (tracker's operation number); 0 = never / unknown
     bool first;          // advised kEvictFirst
+    tracker::BlockSummary sum;
   };
   std::vector<Cand> cands;
   heap_.for_each_large_block([&](std::uintptr_t p, std::size_t size) {
-    if (p != except && size >= 2 * gran_) cands.push_back({p, size, 0, false});
+    if (p != except && size >= 2 * gran_) cands.push_back({p, size, 0, false, {}});
   });
   if (opt_.index != nullptr) {
     auto lk = opt_.index->read_lock();
     for (Cand& c : cands)
-      if (const tracker::Block* b = opt_.index->find(c.p)) c.last = b->summary().last_seq;
+      if (const tracker::Block* b = opt_.index->find(c.p)) {
+        c.sum = b->summary();
+        c.last = c.sum.last_seq;
+      }
   }
   // Blocks of the operation being issued right now (the newest access: a launch whose other
   // blocks are being brought back) must stay.
@@ -836,21 +1004,31 @@ std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except
     if (a.last != b.last) return a.last < b.last;
     return a.size > b.size;
   });
-  // Every victim's copy is queued first, then all are completed at once: one wait for the GPU
-  // per call, not one per victim.
-  std::uint64_t queued = 0;
+  // Tracked mode: a victim whose last use is known done (progress fences) is evicted without any
+  // wait: its chunks go to the heap at once, tagged with the copy. Every other victim's copy is
+  // queued after its users, then all of those are completed at once (one wait, not one each).
+  const bool tracked = opt_.safety == Safety::kTracked && opt_.index != nullptr;
+  if (tracked) {
+    poll_progress_locked();
+    record_progress_locked(newest);
+  }
+  std::uint64_t freed = 0, queued = 0;
   std::vector<std::uintptr_t> victims;
   for (const Cand& c : cands) {
-    if (queued >= bytes) break;
+    if (freed + queued >= bytes) break;
     Geometry g{};
     if (geometry(c.p, &g) != SPILLWAY_OK) continue;
+    if (tracked && users_done_locked(c.sum) && fast_evict_locked(c.p, g, c.sum.count)) {
+      freed += g.pages * gran_;
+      continue;
+    }
     if (offload_locked(c.p, g, trace::kTierHost, false) == SPILLWAY_OK) {
       queued += g.pages * gran_;
       victims.push_back(c.p);
     }
   }
+  if (victims.empty()) return freed;
   poll_locked(true);
-  std::uint64_t freed = 0;
   for (std::uintptr_t p : victims)
     if (auto it = entries_.find(p); it != entries_.end() && it->second.state == Residency::kHost)
       freed += it->second.pages * gran_;

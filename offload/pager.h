@@ -35,6 +35,7 @@
 #include "offload/host_pool.h"
 #include "offload/nvme_store.h"
 #include "profiler/trace_format.h"
+#include "profiler/tracker/block_index.h"
 #include "spillway/spillway.h"
 
 namespace spillway {
@@ -60,7 +61,7 @@ struct PagerOptions {
 struct PagerCounters {
   std::atomic<std::uint64_t> evictions{0}, fetches{0}, prefetches{0}, stalls{0}, stall_ns{0},
       cancelled{0}, errors{0}, bytes_to_host{0}, bytes_from_host{0}, bytes_to_nvme{0},
-      bytes_from_nvme{0}, fence_waits{0}, fence_wait_ns{0}, remap_ns{0};
+      bytes_from_nvme{0}, fence_waits{0}, fence_wait_ns{0}, remap_ns{0}, fast_evictions{0};
 };
 
 class Pager {
@@ -133,6 +134,15 @@ class Pager {
     prim::Event done = nullptr;
     std::uint64_t t0 = 0;
     std::vector<HostChunk> host;  // fetch: chunks to give back once the copy is done
+    // A fast eviction: the device chunks went back to the heap at once (tagged with `done`);
+    // the block's VA still maps them until the copy is done, then they are unmapped.
+    bool fast = false;
+    std::vector<prim::PhysHandle> dev;
+  };
+  struct Progress {  // an event on a user stream: operations up to `seq` issued before it
+    prim::Event ev;
+    prim::Stream stream;
+    std::uint64_t seq;
   };
   struct Geometry {
     Arena* arena;
@@ -162,8 +172,20 @@ class Pager {
   // The tracker's away mark of the block (Block::set_away): launches naming it call back.
   void mark_away(std::uintptr_t p, bool away) const;
   int block_streams(std::uintptr_t p, Arena* arena, prim::Stream* out, int cap) const;
-  prim::Event get_event();
+  prim::Event get_event();  // for user streams
   void put_event(prim::Event e);
+  // Events recorded only on the copy stream (move completions, chunk tags): a later record of
+  // one waits longer, never less, so a tag handed to the heap stays safe when it is reused.
+  prim::Event get_copy_event();
+  void put_copy_event(prim::Event e);
+  // Progress fences: events on the users' streams that say which tracked operations finished
+  // (tracked mode), so that an eviction whose block's last use is done needs no wait at all.
+  void poll_progress_locked();
+  void record_progress_locked(std::uint64_t seq);
+  bool users_done_locked(const tracker::BlockSummary& s) const;
+  // Tracked mode, users done: copy out, hand the device chunks to the heap at once (tagged),
+  // unmap the VA when the copy is done. False (nothing changed) when it cannot.
+  bool fast_evict_locked(std::uintptr_t p, const Geometry& g, std::uint64_t count);
   void error_locked(std::uintptr_t p, std::uint64_t bytes, std::uint32_t reason,
                     spillway_status st, const std::string& msg);
   void set_active_locked();
@@ -187,6 +209,9 @@ class Pager {
   std::deque<Move> moves_;
   std::uint64_t next_move_ = 1;
   std::vector<prim::Event> events_;
+  std::vector<prim::Event> copy_events_;
+  std::deque<Progress> progress_;
+  std::unordered_map<prim::Stream, std::uint64_t> done_seq_;
   std::atomic<int> active_{0};
   std::atomic<std::uint64_t> host_bytes_{0}, nvme_bytes_{0};
   PagerCounters counters_;

@@ -57,7 +57,7 @@ void Block::lock_slow() const {
   }
 }
 
-inline bool Block::record_inline(const Access& a, std::uint64_t n) {
+inline bool Block::record_inline(const Access& a, std::uint64_t n, bool* away) {
   const std::uint64_t epoch = a.seq >> kTouchEpochShift;
   lock();
   count_ += n;
@@ -76,12 +76,18 @@ inline bool Block::record_inline(const Access& a, std::uint64_t n) {
       streams_[i] = a.stream;
     }
   }
+  *away = away_.load(std::memory_order_relaxed) != 0;
   unlock();
   return touch;
 }
 
 bool Block::record(const Access& a, std::uint64_t n) {
-  return record_inline(a, n);
+  bool away = false;
+  return record_inline(a, n, &away);
+}
+
+bool Block::record(const Access& a, std::uint64_t n, bool* away) {
+  return record_inline(a, n, away);
 }
 
 BlockSummary Block::summary() const {
@@ -183,9 +189,11 @@ std::size_t BlockIndex::record(const std::uint64_t* words, std::size_t n, const 
   // Records the gathered blocks (each once, with its number of words), collecting touches.
   auto flush = [&] {
     for (std::size_t i = 0; i < nhits; ++i) {
-      if (hits[i].block->away()) [[unlikely]]
+      bool away = false;
+      const bool touch = hits[i].block->record_inline(a, hits[i].n, &away);
+      if (away) [[unlikely]]
         NoteAway(hits[i].block->addr());
-      if (!hits[i].block->record_inline(a, hits[i].n)) continue;
+      if (!touch) continue;
       if (ntouched == kMaxTouches) {
         report_touches(touched, ntouched, a);
         ntouched = 0;

@@ -97,6 +97,7 @@ class alignas(64) Block {
   // `n` accesses made by one operation (`n` words of one launch inside the block): the same
   // result as n calls of record(a).
   bool record(const Access& a, std::uint64_t n);
+  bool record(const Access& a, std::uint64_t n, bool* away);
   BlockSummary summary() const;  // thread-safe
   // The pager's mark: the block is not (wholly) on the device. An access to a block so marked
   // is noted for the calling thread (TakeAway), so that the tracker can have it brought back
@@ -108,7 +109,9 @@ class alignas(64) Block {
   friend class BlockIndex;
   // Not thread-safe: the block must not be reachable (BlockIndex: under its exclusive lock).
   void reset(std::uint64_t addr, std::uint64_t size, int device);
-  inline bool record_inline(const Access& a, std::uint64_t n);  // block_index.cpp only
+  // *away: the pager's mark, read under the block's lock (so that a pager that sets the mark and
+  // then reads the count under the lock either sees this access or is seen by it).
+  inline bool record_inline(const Access& a, std::uint64_t n, bool* away);  // block_index.cpp only
   void lock() const {
     if (lock_.exchange(1, std::memory_order_acquire) != 0) [[unlikely]]
       lock_slow();
@@ -184,9 +187,11 @@ class BlockIndex {
   // Records `a` on a block found under read_lock() (still held), reporting a touch as
   // record() does.
   void record_on(Block& b, const Access& a) const {
-    if (b.away()) [[unlikely]]
+    bool away = false;
+    const bool touch = b.record(a, 1, &away);
+    if (away) [[unlikely]]
       NoteAway(b.addr());
-    if (b.record(a)) {
+    if (touch) {
       const Block* one = &b;
       report_touches(&one, 1, a);
     }

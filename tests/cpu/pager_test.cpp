@@ -455,6 +455,8 @@ void Randomized(const std::string& nvme_dir, bool tracked) {
   }
   if (tracked) {
     EXPECT_GT(pg->counters().stalls.load(), 0u);
+    // Evictions whose block's last use was known done, with no wait (progress fences).
+    EXPECT_GT(pg->counters().fast_evictions.load(), 0u);
   }
   for (auto s : streams) a.sim->synchronize(s);
   for (const B& b : live) EXPECT_EQ(a.free_on(b.p, b.s), SPILLWAY_OK);
