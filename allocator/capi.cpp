@@ -224,6 +224,8 @@ spillway_status spillway_get_offload_stats(int device, spillway_offload_stats* o
   out->bytes_from_host = ld(k.bytes_from_host);
   out->bytes_to_nvme = ld(k.bytes_to_nvme);
   out->bytes_from_nvme = ld(k.bytes_from_nvme);
+  out->fast_evictions = ld(k.fast_evictions);
+  out->remap_ns = ld(k.remap_ns);
   return SPILLWAY_OK;
 }
 

@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+# offload_collect.py — bench/results/offload.json from one `scripts/gpu-check.sh
+# offload,offload_torch` run: offload_bench.json (host and NVMe throughput against pinned memcpy
+# and raw io_uring) and the training runs of bench/torch/offload_train.py (ga and activations,
+# each unconstrained and at half its peak; activations with save_on_cpu and Spillway at
+# save_on_cpu's peak). Definitions follow issue 4; see docs/offload.md.
+#   offload_collect.py RUN_DIR --out offload.json --commit C --gpu NAME
+import argparse
+import datetime
+import json
+from pathlib import Path
+
+
+def load(d, name):
+    p = Path(d) / name
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def stall_fraction(run):
+    o = run["offload"]
+    return o["stall_ns"] / 1e9 / sum(run["step_s"]) if run.get("step_s") else None
+
+
+def hit_rate(run):
+    o = run["offload"]
+    return o["prefetches"] / o["fetches"] if o["fetches"] else None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run_dir")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--commit", required=True)
+    ap.add_argument("--gpu", required=True)
+    a = ap.parse_args()
+    d = a.run_dir
+    bench = load(d, "offload_bench.json")
+    pcie = bench["pcie_gbps"] if bench else None
+    res = {"date": datetime.date.today().isoformat(), "commit": a.commit, "gpu": a.gpu,
+           "pcie_gbps": pcie}
+    if bench:
+        res["host_gbps"] = {
+            "tracked": bench["host_gbps_tracked"], "strict": bench["host_gbps"],
+            "over_pcie_tracked": bench["host_over_pcie_tracked"],
+            "over_pcie_strict": bench["host_over_pcie"],
+            "target": "evict and prefetch >= 0.9 of pinned memcpy",
+            "met": min(bench["host_over_pcie_tracked"].values()) >= 0.9,
+            "remap_s_per_round_trip": bench.get("remap_s_per_round_trip"),
+            "block_bytes": bench["block_bytes"], "blocks": bench["blocks"]}
+        if "nvme" in bench:
+            n = bench["nvme"]
+            res["nvme"] = {"nvme_gbps": n["nvme_gbps"], "nvme_raw_gbps": n["nvme_raw_gbps"],
+                           "ratio": n["ratio"], "target": ">= 0.9 of raw", "met":
+                           min(n["ratio"].values()) >= 0.9,
+                           "note": "blocks of offload_bench through the NVMe tier (strict "
+                                   "safety), not the ga model: losses_match not measured"}
+    free, bud = load(d, "ga_free.json"), load(d, "ga_budget.json")
+    if free and bud:
+        budget = int(bud["budget"])
+        res["ga"] = {
+            "params": free["params"], "accum": free["accum"], "optimizer_steps": len(bud["losses"]),
+            "native_peak_reserved": free["spillway"]["peak_reserved_bytes"],
+            "budget": budget, "peak_reserved_under_budget": bud["spillway"]["peak_reserved_bytes"],
+            "footprint_over_budget": free["spillway"]["peak_reserved_bytes"] / budget,
+            "tokens_per_s": {"unconstrained": free["tokens_per_s"], "budget": bud["tokens_per_s"]},
+            "throughput_ratio": bud["tokens_per_s"] / free["tokens_per_s"],
+            "losses_match": free["losses"] == bud["losses"],
+            "stall_fraction": stall_fraction(bud), "prefetch_hit_rate": hit_rate(bud),
+            "offload": bud["offload"],
+            "max_footprint_over_budget_at_0_9": None,
+            "target": "throughput_ratio >= 0.9", "met": bud["tokens_per_s"] / free["tokens_per_s"] >= 0.9}
+    free, bud = load(d, "activations_free.json"), load(d, "activations_budget.json")
+    if free and bud:
+        steps = len(bud["losses"])
+        moved = (bud["offload"]["bytes_to_host"] + bud["offload"]["bytes_from_host"]) / steps
+        gbps = (pcie["d2h"] + pcie["h2d"]) / 2 if pcie else 55.0
+        compute = free["median_step_s"]
+        link_bound = max(compute, moved / (gbps * 1e9))
+        res["activations"] = {
+            "params": free["params"], "steps": steps,
+            "native_peak_reserved": free["spillway"]["peak_reserved_bytes"],
+            "budget": int(bud["budget"]),
+            "peak_reserved_under_budget": bud["spillway"]["peak_reserved_bytes"],
+            "bytes_moved_per_step": moved, "compute_s_per_step": compute, "pcie_gbps_used": gbps,
+            "link_bound_s": link_bound, "step_s": bud["median_step_s"],
+            "link_efficiency": link_bound / bud["median_step_s"],
+            "losses_match": free["losses"] == bud["losses"],
+            "stall_fraction": stall_fraction(bud), "prefetch_hit_rate": hit_rate(bud),
+            "offload": bud["offload"], "target": "link_efficiency >= 0.8",
+            "met": link_bound / bud["median_step_s"] >= 0.8}
+    soc, spw = load(d, "soc.json"), load(d, "spillway_at_soc.json")
+    if soc and spw:
+        res["vs_save_on_cpu"] = {
+            "save_on_cpu": {"peak_reserved": soc["spillway"]["peak_reserved_bytes"],
+                            "step_s": soc["median_step_s"]},
+            "spillway": {"budget": int(spw["budget"]),
+                         "peak_reserved": spw["spillway"]["peak_reserved_bytes"],
+                         "step_s": spw["median_step_s"],
+                         "losses_match_unconstrained": free is not None and spw["losses"] == free["losses"],
+                         "stall_fraction": stall_fraction(spw), "prefetch_hit_rate": hit_rate(spw)},
+            "speedup": soc["median_step_s"] / spw["median_step_s"],
+            "target": "Spillway >= 1.2x faster", "met": soc["median_step_s"] / spw["median_step_s"] >= 1.2}
+    Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
+    for k in ("host_gbps", "nvme", "ga", "activations", "vs_save_on_cpu"):
+        if k in res:
+            v = res[k]
+            short = {x: v[x] for x in ("throughput_ratio", "link_efficiency", "speedup", "met",
+                                       "over_pcie_tracked", "ratio", "losses_match")
+                     if x in v}
+            print(f"{k:16s} {short}")
+
+
+if __name__ == "__main__":
+    main()
