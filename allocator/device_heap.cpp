@@ -149,7 +149,8 @@ std::size_t DeviceHeap::steal_from_others(Arena* self, std::size_t want, bool bl
 
 spillway_status DeviceHeap::acquire_chunks(Arena* self, std::size_t k,
                                            std::vector<prim::PhysHandle>* out,
-                                           std::size_t request_bytes) {
+                                           std::size_t request_bytes,
+                                           std::vector<prim::Event>* tags_out) {
   out->clear();
   std::vector<prim::Event> tags(k, nullptr);  // of the chunks taken from the loose pool
   {
@@ -191,7 +192,8 @@ spillway_status DeviceHeap::acquire_chunks(Arena* self, std::size_t k,
     prim::Event last = nullptr;
     for (prim::Event t : tags)
       if (t != nullptr && t != last) {
-        backend_.stream_wait_event(device_, self->stream(), t);
+        if (tags_out != nullptr) tags_out->push_back(t);
+        else backend_.stream_wait_event(device_, self->stream(), t);
         last = t;
       }
     return SPILLWAY_OK;

@@ -46,8 +46,11 @@ class DeviceHeap {
   // growth allowance; idle pages of this device whose last use finished; with the compact
   // policy, idle pages of `self` after waiting for their fences; new chunks within the budget;
   // then waiting for every stream. All or nothing.
+  // Chunks from the loose pool may carry tags (return_chunks): self's stream waits for them, or,
+  // with `tags_out`, they are handed to the caller instead (who orders its own stream).
   spillway_status acquire_chunks(Arena* self, std::size_t k, std::vector<prim::PhysHandle>* out,
-                                 std::size_t request_bytes);
+                                 std::size_t request_bytes,
+                                 std::vector<prim::Event>* tags_out = nullptr);
   // `tag`: an event that must complete before the chunks' contents may change (the pager's copy
   // still reading them): whoever takes them makes its stream wait for it (no CPU wait). Tags are
   // events recorded only on the pager's copy stream, so a later record of the same event waits

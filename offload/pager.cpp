@@ -42,6 +42,7 @@ spillway_status Pager::init(std::string* error) {
   const int numa = NearestNumaNode(backend_.pci_bus_id(device_), &numa_note_);
   host_ = std::make_unique<HostPool>(backend_, device_, numa, gran_, opt_.host_limit);
   prim::Status s = backend_.stream_create(device_, &copy_);
+  if (s.ok()) s = backend_.stream_create(device_, &out_);
   if (!s.ok()) {
     *error = "spillway: the pager's copy stream could not be created: " + s.message;
     return SPILLWAY_ERR_BACKEND;
@@ -66,7 +67,9 @@ Pager::~Pager() {
   for (const Progress& pr : progress_) backend_.event_destroy(pr.ev);
   for (prim::Event ev : events_) backend_.event_destroy(ev);
   for (prim::Event ev : copy_events_) backend_.event_destroy(ev);
+  for (prim::Event ev : out_events_) backend_.event_destroy(ev);
   if (copy_ != nullptr) backend_.stream_destroy(device_, copy_);
+  if (out_ != nullptr) backend_.stream_destroy(device_, out_);
 }
 
 // ---------------------------------------------------------------- helpers
@@ -99,6 +102,27 @@ prim::Event Pager::get_copy_event() {
 
 void Pager::put_copy_event(prim::Event e) {
   if (e != nullptr) copy_events_.push_back(e);
+}
+
+prim::Event Pager::get_out_event() {
+  if (!out_events_.empty()) {
+    prim::Event e = out_events_.back();
+    out_events_.pop_back();
+    return e;
+  }
+  prim::Event e = nullptr;
+  if (!backend_.event_create(device_, &e).ok()) return nullptr;
+  return e;
+}
+
+void Pager::put_move_event(const Move& m) {
+  if (m.done == nullptr) return;
+  (m.out ? out_events_ : copy_events_).push_back(m.done);
+}
+
+void Pager::order_after_fetch_locked(std::uintptr_t p) {
+  for (const Move& m : moves_)
+    if (!m.out && m.p == p) backend_.stream_wait_event(device_, out_, m.done);
 }
 
 void Pager::poll_progress_locked() {
@@ -153,24 +177,25 @@ bool Pager::fast_evict_locked(std::uintptr_t p, const Geometry& g, std::uint64_t
     host_->release(chunks);
     return false;
   }
-  prim::Event done = get_copy_event();
+  prim::Event done = get_out_event();
   if (done == nullptr) {
     mark_away(p, false);
     host_->release(chunks);
     return false;
   }
+  order_after_fetch_locked(p);
   prim::Status st = prim::Status::Ok();
   for (std::size_t i = 0; i < g.pages && st.ok();) {
     std::size_t j = i + 1;
     while (j < g.pages && chunks[j].window == chunks[j - 1].window + gran_) ++j;
     st = backend_.copy_async(device_, reinterpret_cast<void*>(chunks[i].window),
-                             reinterpret_cast<void*>(g.first + i * gran_), (j - i) * gran_, copy_);
+                             reinterpret_cast<void*>(g.first + i * gran_), (j - i) * gran_, out_);
     i = j;
   }
-  if (st.ok()) st = backend_.event_record(device_, done, copy_);
+  if (st.ok()) st = backend_.event_record(device_, done, out_);
   if (!st.ok()) {  // copies may be queued: keep the chunks out of circulation
     mark_away(p, false);
-    put_copy_event(done);
+    out_events_.push_back(done);
     return false;
   }
   std::vector<prim::PhysHandle> dev;
@@ -352,11 +377,12 @@ spillway_status Pager::evict_host_locked(std::uintptr_t p, Entry* e) {
     return Fail(s, why);
   }
   // The copy runs after every use of the block enqueued so far.
-  if (spillway_status s = order_after_users_locked(p, e->arena, copy_); s != SPILLWAY_OK) {
+  order_after_fetch_locked(p);
+  if (spillway_status s = order_after_users_locked(p, e->arena, out_); s != SPILLWAY_OK) {
     host_->release(chunks);
     return s;
   }
-  prim::Event done = get_copy_event();
+  prim::Event done = get_out_event();
   if (done == nullptr) {
     host_->release(chunks);
     return Fail(SPILLWAY_ERR_BACKEND, "spillway: no event for the pager");
@@ -368,12 +394,12 @@ spillway_status Pager::evict_host_locked(std::uintptr_t p, Entry* e) {
     while (j < e->pages && chunks[j].window == chunks[j - 1].window + gran_) ++j;
     st = backend_.copy_async(device_, reinterpret_cast<void*>(chunks[i].window),
                              reinterpret_cast<void*>(e->first + i * gran_), (j - i) * gran_,
-                             copy_);
+                             out_);
     i = j;
   }
-  if (st.ok()) st = backend_.event_record(device_, done, copy_);
+  if (st.ok()) st = backend_.event_record(device_, done, out_);
   if (!st.ok()) {  // copies may be queued: the chunks cannot be reused safely; keep them out
-    put_copy_event(done);
+    out_events_.push_back(done);
     return Fail(SPILLWAY_ERR_BACKEND, "spillway: eviction copy failed: " + st.message);
   }
   Move m;
@@ -468,7 +494,7 @@ void Pager::poll_locked(bool block) {
     }
     Move done = std::move(m);
     moves_.pop_front();
-    put_copy_event(done.done);
+    put_move_event(done);
     complete_locked(done);
   }
   set_active_locked();
@@ -535,7 +561,7 @@ spillway_status Pager::swap_locked(Entry& e, const prim::PhysHandle* in, bool ho
 }
 
 spillway_status Pager::host_to_device_locked(Entry& e, prim::Stream s, bool demand, bool fenced,
-                                             bool retried) {
+                                             bool retried, bool speculative) {
   const std::uint64_t t0 = NowNs();
   // A fast eviction of this block still copying out of its VA: let it finish first (its VA is
   // about to be remapped). Copies finish in order, so polling completes it and those before.
@@ -549,20 +575,22 @@ spillway_status Pager::host_to_device_locked(Entry& e, prim::Stream s, bool dema
   if (e.mapped && !fenced && !retried)
     if (spillway_status st = fence_cpu_locked(e, nullptr, false); st != SPILLWAY_OK) return st;
   std::vector<prim::PhysHandle> dev, old;
+  std::vector<prim::Event> tags;  // evictions still reading chunks we were given
   spillway_status st;
   {
     std::lock_guard<detail::SpinLock> lk(e.arena->mu());
     SetQuietOom(true);
-    st = heap_.acquire_chunks(e.arena, e.pages, &dev, e.pages * gran_);
+    st = heap_.acquire_chunks(e.arena, e.pages, &dev, e.pages * gran_, &tags);
     SetQuietOom(false);
   }
   if (st == SPILLWAY_OK) {
     st = swap_locked(e, dev.data(), false, &old);
     if (st != SPILLWAY_OK) heap_.return_chunks(dev);
   }
+  if (st == SPILLWAY_ERR_OUT_OF_MEMORY && speculative) return Fail(st, "no room to prefetch");
   if (st == SPILLWAY_ERR_OUT_OF_MEMORY && !retried) {  // make room, once
     make_room_locked(e.pages * gran_, e.p);
-    return host_to_device_locked(e, s, demand, fenced, true);
+    return host_to_device_locked(e, s, demand, fenced, true, speculative);
   }
   if (st == SPILLWAY_ERR_OUT_OF_MEMORY) {
     const std::string msg = "spillway: no device memory to bring " + Hex(e.p) + " back (" +
@@ -571,7 +599,9 @@ spillway_status Pager::host_to_device_locked(Entry& e, prim::Stream s, bool dema
     return Fail(st, msg);
   }
   if (st != SPILLWAY_OK) return st;
-  // Copy the data in (the host chunks keep it in the pool's window) on the copy stream.
+  // Copy the data in (the host chunks keep it in the pool's window) on the copy stream, after
+  // the evictions still reading the device chunks it was given.
+  for (prim::Event t : tags) backend_.stream_wait_event(device_, copy_, t);
   Move m;
   m.id = next_move_++;
   m.p = e.p;
@@ -595,10 +625,12 @@ spillway_status Pager::host_to_device_locked(Entry& e, prim::Stream s, bool dema
   prim::Status es = m.done ? backend_.event_record(device_, m.done, copy_)
                            : prim::Status{1, "no event could be created"};
   if (!es.ok()) return Fail(SPILLWAY_ERR_BACKEND, "spillway: prefetch event: " + es.message);
-  // The users wait for the data: `s`, and the block's streams (tracked) or all (strict).
+  // The users wait for the data: `s`, and the block's streams (tracked) or all (strict). A
+  // speculative prefetch makes nobody wait now: the block stays marked away, and the launch that
+  // names it next makes its stream wait for this copy (prefetch()).
   std::array<prim::Stream, DeviceHeap::kMaxArenas + 2> streams;
-  int n = block_streams(e.p, e.arena, streams.data(), DeviceHeap::kMaxArenas + 1);
-  if (std::find(streams.begin(), streams.begin() + n, s) == streams.begin() + n)
+  int n = speculative ? 0 : block_streams(e.p, e.arena, streams.data(), DeviceHeap::kMaxArenas + 1);
+  if (!speculative && std::find(streams.begin(), streams.begin() + n, s) == streams.begin() + n)
     streams[static_cast<std::size_t>(n++)] = s;
   for (int i = 0; i < n; ++i)
     backend_.stream_wait_event(device_, streams[static_cast<std::size_t>(i)], m.done);
@@ -741,7 +773,7 @@ spillway_status Pager::offload_locked(std::uintptr_t p, const Geometry& g, trace
       Move m = std::move(moves_.front());
       moves_.pop_front();
       backend_.event_synchronize(m.done);
-      put_copy_event(m.done);
+      put_move_event(m);
       complete_locked(m);
       if (entries_.find(p) == entries_.end()) break;  // cancelled (used meanwhile)
     }
@@ -761,12 +793,24 @@ spillway_status Pager::offload_locked(std::uintptr_t p, const Geometry& g, trace
 spillway_status Pager::prefetch(std::uintptr_t p, prim::Stream stream, bool demand) {
   std::lock_guard<std::mutex> lk(mu_);
   poll_locked(false);
+  // A copy back already in flight (a speculative prefetch): the user's stream waits for it.
+  bool arriving = false;
+  for (const Move& m : moves_)
+    if (!m.out && m.p == p) {
+      backend_.stream_wait_event(device_, stream, m.done);
+      arriving = true;
+    }
+  if (demand && speculated_.erase(p) != 0)  // brought back ahead of this use: a hit
+    counters_.prefetch_hits.fetch_add(1, std::memory_order_relaxed);
+  if (demand && opt_.safety == Safety::kTracked) learn_and_prefetch_locked(p);
   auto it = entries_.find(p);
   if (it == entries_.end() || it->second.state == Residency::kDevice) {
     if (heap_.find(p) == nullptr)
       return Fail(SPILLWAY_ERR_NOT_OWNED, "spillway: " + Hex(p) + " is not memory Spillway "
                                           "allocated on device " + std::to_string(device_));
-    return SPILLWAY_OK;  // already there
+    (void)arriving;
+    mark_away(p, false);
+    return SPILLWAY_OK;  // already there (or arriving, in order for `stream`)
   }
   Entry& e = it->second;
   const std::uint64_t t0 = NowNs();
@@ -791,6 +835,29 @@ spillway_status Pager::prefetch(std::uintptr_t p, prim::Stream stream, bool dema
   if (e.state == Residency::kDevice && e.advice == Advice::kNone) entries_.erase(p);
   set_active_locked();
   return s;
+}
+
+void Pager::learn_and_prefetch_locked(std::uintptr_t p) {
+  // Launches ask for evicted blocks in the order of the last iteration (the caching of
+  // addresses makes an iteration's blocks reappear at the same addresses): remember which block
+  // was asked for after which, and bring the next few back ahead, with memory that is free
+  // (no eviction for a guess).
+  if (last_demand_ != 0 && last_demand_ != p) next_after_[last_demand_] = p;
+  last_demand_ = p;
+  std::uintptr_t q = p;
+  for (int k = 0; k < kLookahead; ++k) {
+    auto n = next_after_.find(q);
+    if (n == next_after_.end()) break;
+    q = n->second;
+    if (q == p) break;
+    auto it = entries_.find(q);
+    if (it == entries_.end() || it->second.state != Residency::kHost) continue;
+    Entry& e = it->second;
+    if (host_to_device_locked(e, nullptr, false, false, false, true) != SPILLWAY_OK) break;
+    e.state = Residency::kDevice;  // arriving; still marked away until a launch names it
+    entries_.erase(it);
+    speculated_.insert(q);
+  }
 }
 
 spillway_status Pager::prefetch_many(const std::uintptr_t* ps, std::size_t n,
@@ -893,6 +960,7 @@ Residency Pager::residency(std::uintptr_t p) {
 
 spillway_status Pager::before_free(std::uintptr_t p, FreeMode mode, prim::Stream stream) {
   std::lock_guard<std::mutex> lk(mu_);
+  speculated_.erase(p);
   // A copy back still writing the block: the free (and so any reuse) comes after it.
   for (Move& m : moves_) {
     if (m.out || m.p != p) continue;
@@ -994,6 +1062,8 @@ std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except
   for (Cand& c : cands)
     if (auto it = entries_.find(c.p); it != entries_.end()) c.first = it->second.advice == Advice::kEvictFirst;
   std::erase_if(cands, [&](const Cand& c) {
+    for (const Move& m : moves_)  // being brought back (a prefetch): not a victim
+      if (!m.out && m.p == c.p) return true;
     auto it = entries_.find(c.p);
     return it != entries_.end() && (it->second.state != Residency::kDevice ||
                                     it->second.advice == Advice::kKeepOnDevice);

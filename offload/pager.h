@@ -28,6 +28,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "allocator/arena.h"
@@ -61,7 +62,8 @@ struct PagerOptions {
 struct PagerCounters {
   std::atomic<std::uint64_t> evictions{0}, fetches{0}, prefetches{0}, stalls{0}, stall_ns{0},
       cancelled{0}, errors{0}, bytes_to_host{0}, bytes_from_host{0}, bytes_to_nvme{0},
-      bytes_from_nvme{0}, fence_waits{0}, fence_wait_ns{0}, remap_ns{0}, fast_evictions{0};
+      bytes_from_nvme{0}, fence_waits{0}, fence_wait_ns{0}, remap_ns{0}, fast_evictions{0},
+      prefetch_hits{0};
 };
 
 class Pager {
@@ -155,8 +157,15 @@ class Pager {
   spillway_status host_to_nvme_locked(Entry& e);
   spillway_status nvme_to_host_locked(Entry& e);
   // `fenced`: the caller already made sure no queued work reads the host pages.
+  // `speculative`: a guess (learn_and_prefetch_locked): no eviction to make room, nobody waits.
   spillway_status host_to_device_locked(Entry& e, prim::Stream s, bool demand,
-                                        bool fenced = false, bool retried = false);
+                                        bool fenced = false, bool retried = false,
+                                        bool speculative = false);
+  void learn_and_prefetch_locked(std::uintptr_t p);
+  static constexpr int kLookahead = 4;  // blocks brought back ahead of a demanded one
+  std::unordered_map<std::uintptr_t, std::uintptr_t> next_after_;
+  std::uintptr_t last_demand_ = 0;
+  std::unordered_set<std::uintptr_t> speculated_;  // brought back ahead, not yet asked for
   spillway_status swap_locked(Entry& e, const prim::PhysHandle* in, bool host,
                               std::vector<prim::PhysHandle>* old);
   spillway_status offload_locked(std::uintptr_t p, const Geometry& g, trace::Tier to, bool wait);
@@ -178,6 +187,11 @@ class Pager {
   // one waits longer, never less, so a tag handed to the heap stays safe when it is reused.
   prim::Event get_copy_event();
   void put_copy_event(prim::Event e);
+  prim::Event get_out_event();
+  // A move's completion event back to the pool it came from.
+  void put_move_event(const Move& m);
+  // The eviction stream waits for a copy back of p still in flight (its pages are being written).
+  void order_after_fetch_locked(std::uintptr_t p);
   // Progress fences: events on the users' streams that say which tracked operations finished
   // (tracked mode), so that an eviction whose block's last use is done needs no wait at all.
   void poll_progress_locked();
@@ -202,7 +216,9 @@ class Pager {
   PagerOptions opt_;
   std::string numa_note_;
   std::unique_ptr<HostPool> host_;
-  prim::Stream copy_ = nullptr;
+  prim::Stream copy_ = nullptr;  // copies back to the device (and NVMe staging)
+  prim::Stream out_ = nullptr;   // eviction copies: the other direction of the link, at once
+  std::vector<prim::Event> out_events_;  // recorded only on out_ (chunk tags among them)
 
   std::mutex mu_;
   std::unordered_map<std::uintptr_t, Entry> entries_;
