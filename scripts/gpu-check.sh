@@ -97,14 +97,16 @@ if want offload_torch; then
   # PyTorch under a budget: each model unconstrained (preload, no budget), then with the budget at
   # half its peak reserved memory, offload on and the tracker on (tracked safety).
   for model in ${OFFLOAD_MODELS:-ga}; do
+    steps=${OFFLOAD_STEPS:-6}
+    [ "$model" = ga ] && steps=${GA_STEPS:-$steps}
     step ${model}_free env SPILLWAY_STATS=1 "$build/spillway" run -- python3 \
-      bench/torch/offload_train.py --model $model --steps ${OFFLOAD_STEPS:-6} --warmup 2 \
+      bench/torch/offload_train.py --model $model --steps $steps --warmup 2 \
       --json "$out/${model}_free.json"
     budget=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(int(d['spillway']['peak_reserved_bytes'] / ${OFFLOAD_RATIO:-2}))" "$out/${model}_free.json" 2>/dev/null)
     [ -n "$budget" ] || continue
     step ${model}_budget timeout ${OFFLOAD_TIMEOUT:-300} env SPILLWAY_STATS=1 "$build/spillway" run \
       --budget "$budget" --offload --track -- python3 bench/torch/offload_train.py --model $model \
-      --steps ${OFFLOAD_STEPS:-6} --warmup 2 --json "$out/${model}_budget.json"
+      --steps $steps --warmup 2 --json "$out/${model}_budget.json"
     tail -n 4 "$out/${model}_free.log" "$out/${model}_budget.log"
     if [ "$model" = activations ]; then
       # vs_save_on_cpu: save_on_cpu(pin_memory=True) alone, then Spillway with its peak as budget.
