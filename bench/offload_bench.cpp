@@ -36,21 +36,21 @@ double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[v.size() / 2];
 }
-#define CK(x)                                                                          \
-  do {                                                                                 \
-    cudaError_t e_ = (x);                                                              \
-    if (e_ != cudaSuccess) {                                                           \
-      std::fprintf(stderr, "%s failed: %s\n", #x, cudaGetErrorString(e_));            \
-      std::exit(1);                                                                    \
-    }                                                                                  \
+#define CK(x)                                                              \
+  do {                                                                     \
+    cudaError_t e_ = (x);                                                  \
+    if (e_ != cudaSuccess) {                                               \
+      std::fprintf(stderr, "%s failed: %s\n", #x, cudaGetErrorString(e_)); \
+      std::exit(1);                                                        \
+    }                                                                      \
   } while (0)
-#define SK(x)                                                                          \
-  do {                                                                                 \
-    spillway_status s_ = (x);                                                          \
-    if (s_ != SPILLWAY_OK) {                                                           \
-      std::fprintf(stderr, "%s failed: %s\n", #x, spillway::LastError());              \
-      std::exit(1);                                                                    \
-    }                                                                                  \
+#define SK(x)                                                             \
+  do {                                                                    \
+    spillway_status s_ = (x);                                             \
+    if (s_ != SPILLWAY_OK) {                                              \
+      std::fprintf(stderr, "%s failed: %s\n", #x, spillway::LastError()); \
+      std::exit(1);                                                       \
+    }                                                                     \
   } while (0)
 
 struct Args {
@@ -73,12 +73,18 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (k == "--gib") a.gib = std::atof(val().c_str());
-    else if (k == "--nvme-gib") a.nvme_gib = std::atof(val().c_str());
-    else if (k == "--block-mib") a.block_mib = std::strtoul(val().c_str(), nullptr, 10);
-    else if (k == "--reps") a.reps = std::atoi(val().c_str());
-    else if (k == "--nvme-dir") a.nvme_dir = val();
-    else if (k == "--json") a.json = val();
+    if (k == "--gib")
+      a.gib = std::atof(val().c_str());
+    else if (k == "--nvme-gib")
+      a.nvme_gib = std::atof(val().c_str());
+    else if (k == "--block-mib")
+      a.block_mib = std::strtoul(val().c_str(), nullptr, 10);
+    else if (k == "--reps")
+      a.reps = std::atoi(val().c_str());
+    else if (k == "--nvme-dir")
+      a.nvme_dir = val();
+    else if (k == "--json")
+      a.json = val();
     else {
       std::fprintf(stderr, "offload_bench: unknown option %s\n", k.c_str());
       return 2;
@@ -90,7 +96,8 @@ int main(int argc, char** argv) {
     return 77;
   }
   const std::size_t block = a.block_mib << 20;
-  const std::size_t nblocks = std::max<std::size_t>(1, static_cast<std::size_t>(a.gib * 1024) / a.block_mib);
+  const std::size_t nblocks =
+      std::max<std::size_t>(1, static_cast<std::size_t>(a.gib * 1024) / a.block_mib);
   const double bytes = static_cast<double>(nblocks * block);
   CK(cudaSetDevice(0));
   cudaStream_t s;
@@ -199,7 +206,8 @@ int main(int argc, char** argv) {
     if (!be.reserve(0, np * g, g, &va).ok()) return 1;
     std::vector<spillway::prim::PhysHandle> dh(np), hh(np);
     for (auto& h : dh) be.create({spillway::prim::LocationKind::kDevice, 0}, g, &h);
-    for (auto& h : hh) be.create({spillway::prim::LocationKind::kHostNuma, pg->host_pool().numa()}, g, &h);
+    for (auto& h : hh)
+      be.create({spillway::prim::LocationKind::kHostNuma, pg->host_pool().numa()}, g, &h);
     auto per_page = [&](auto&& fn) {
       auto t0 = Clock::now();
       fn();
@@ -210,9 +218,9 @@ int main(int argc, char** argv) {
       ops.push_back({kind == 0 ? "map device chunk" : "map host chunk", per_page([&] {
                        for (std::size_t i = 0; i < np; ++i) be.map(va + i * g, g, hs[i]);
                      })});
-      ops.push_back({kind == 0 ? "access device (1 call/page)"
-                               : kind == 1 ? "access host->device (1 call/page)"
-                                           : "access host->device+cpu (1 call/page)",
+      ops.push_back({kind == 0   ? "access device (1 call/page)"
+                     : kind == 1 ? "access host->device (1 call/page)"
+                                 : "access host->device+cpu (1 call/page)",
                      per_page([&] {
                        for (std::size_t i = 0; i < np; ++i)
                          kind == 2 ? be.set_access_host(0, pg->host_pool().numa(), va + i * g, g)
@@ -242,8 +250,9 @@ int main(int argc, char** argv) {
   // ---- NVMe tier
   double nvme_w = 0, nvme_r = 0, raw_w = 0, raw_r = 0;
   if (!a.nvme_dir.empty()) {
-    const std::size_t nn = std::min(nblocks, std::max<std::size_t>(
-                                                 1, static_cast<std::size_t>(a.nvme_gib * 1024) / a.block_mib));
+    const std::size_t nn = std::min(
+        nblocks,
+        std::max<std::size_t>(1, static_cast<std::size_t>(a.nvme_gib * 1024) / a.block_mib));
     const double nbytes = static_cast<double>(nn * block);
     if (!spillway::offload::RawIoThroughput(a.nvme_dir, nn * block, 32, std::size_t{1} << 20,
                                             &raw_w, &raw_r, &err)) {
@@ -253,10 +262,12 @@ int main(int argc, char** argv) {
     // Host -> NVMe only (the blocks start on the host), and NVMe -> host: prefetch goes on to
     // the device, so read time is measured to the host tier by offloading to host afterwards.
     for (std::size_t b = 0; b < nn; ++b)
-      SK(pg->offload(reinterpret_cast<std::uintptr_t>(blocks[b]), spillway::trace::kTierHost, true));
+      SK(pg->offload(reinterpret_cast<std::uintptr_t>(blocks[b]), spillway::trace::kTierHost,
+                     true));
     auto t0 = Clock::now();
     for (std::size_t b = 0; b < nn; ++b)
-      SK(pg->offload(reinterpret_cast<std::uintptr_t>(blocks[b]), spillway::trace::kTierNvme, true));
+      SK(pg->offload(reinterpret_cast<std::uintptr_t>(blocks[b]), spillway::trace::kTierNvme,
+                     true));
     auto t1 = Clock::now();
     for (std::size_t b = 0; b < nn; ++b)
       SK(pg->prefetch(reinterpret_cast<std::uintptr_t>(blocks[b]), s));
@@ -276,14 +287,15 @@ int main(int argc, char** argv) {
   std::printf("  %-34s %8.2f GB/s  (%.3f of memcpy)\n", "strict: evict (copy+remap)", host_evict,
               host_evict / pcie_d2h);
   std::printf("  %-34s %8.2f GB/s\n", "pinned memcpy host->device", pcie_h2d);
-  std::printf("  %-34s %8.2f GB/s  (%.3f of memcpy)\n", "strict: prefetch (remap+copy)",
-              host_fetch, host_fetch / pcie_h2d);
+  std::printf("  %-34s %8.2f GB/s  (%.3f of memcpy)\n", "strict: prefetch (remap+copy)", host_fetch,
+              host_fetch / pcie_h2d);
   std::printf("  %-34s %8.2f GB/s  (%.3f of memcpy)\n", "tracked: evict (copy+unmap)",
               Median(evict_tr), Median(evict_tr) / pcie_d2h);
   std::printf("  %-34s %8.2f GB/s  (%.3f of memcpy)\n", "tracked: prefetch (map+copy)",
               Median(fetch_tr), Median(fetch_tr) / pcie_h2d);
   std::printf("  %-34s %8.2f s for %.1f GiB\n", "host pool creation", pool_s, bytes / (1 << 30));
-  std::printf("  %-34s %8.3f s per round trip (evict + prefetch of all)\n", "remapping (CPU)", remap_s);
+  std::printf("  %-34s %8.3f s per round trip (evict + prefetch of all)\n", "remapping (CPU)",
+              remap_s);
   for (const OpCost& o : ops) std::printf("    %-40s %8.1f us/page\n", o.what, o.us_per_page);
   if (!a.nvme_dir.empty()) {
     std::printf("  %-34s %8.2f GB/s  raw %.2f  (%.3f)\n", "nvme write (host->file)", nvme_w, raw_w,
@@ -297,10 +309,12 @@ int main(int argc, char** argv) {
       << ",\n \"pcie_gbps\": {\"d2h\": " << pcie_d2h << ", \"h2d\": " << pcie_h2d << "},"
       << "\n \"host_gbps\": {\"evict\": " << host_evict << ", \"prefetch\": " << host_fetch
       << "},\n \"host_gbps_tracked\": {\"evict\": " << Median(evict_tr)
-      << ", \"prefetch\": " << Median(fetch_tr) << "},\n \"host_over_pcie_tracked\": {\"evict\": "
-      << Median(evict_tr) / pcie_d2h << ", \"prefetch\": " << Median(fetch_tr) / pcie_h2d
+      << ", \"prefetch\": " << Median(fetch_tr)
+      << "},\n \"host_over_pcie_tracked\": {\"evict\": " << Median(evict_tr) / pcie_d2h
+      << ", \"prefetch\": " << Median(fetch_tr) / pcie_h2d
       << "},\n \"host_over_pcie\": {\"evict\": " << host_evict / pcie_d2h
-      << ", \"prefetch\": " << host_fetch / pcie_h2d << "},\n \"host_pool_create_s\": " << pool_s << ",\n \"remap_s_per_round_trip\": " << remap_s;
+      << ", \"prefetch\": " << host_fetch / pcie_h2d << "},\n \"host_pool_create_s\": " << pool_s
+      << ",\n \"remap_s_per_round_trip\": " << remap_s;
     if (!a.nvme_dir.empty())
       j << ",\n \"nvme\": {\"nvme_gbps\": {\"write\": " << nvme_w << ", \"read\": " << nvme_r
         << "}, \"nvme_raw_gbps\": {\"write\": " << raw_w << ", \"read\": " << raw_r

@@ -8,7 +8,11 @@ namespace spillway::offload {
 
 HostPool::HostPool(prim::Backend& backend, int device, int numa, std::size_t chunk,
                    std::uint64_t limit)
-    : backend_(backend), device_(device), numa_(numa), chunk_(chunk), limit_(limit / chunk * chunk) {}
+    : backend_(backend),
+      device_(device),
+      numa_(numa),
+      chunk_(chunk),
+      limit_(limit / chunk * chunk) {}
 
 HostPool::~HostPool() {
   for (std::size_t i = 0; i < handles_.size(); ++i) {

@@ -257,8 +257,10 @@ void Pager::error_locked(std::uintptr_t p, std::uint64_t bytes, std::uint32_t re
 spillway_status Pager::geometry(std::uintptr_t p, Geometry* g) {
   Arena* a = heap_.find(p);
   if (a == nullptr)
-    return Fail(SPILLWAY_ERR_NOT_OWNED, "spillway: " + Hex(p) + " is not memory Spillway "
-                                        "allocated on device " + std::to_string(device_));
+    return Fail(SPILLWAY_ERR_NOT_OWNED, "spillway: " + Hex(p) +
+                                            " is not memory Spillway "
+                                            "allocated on device " +
+                                            std::to_string(device_));
   std::size_t size = 0;
   {
     std::lock_guard<detail::SpinLock> lk(a->mu());
@@ -267,9 +269,10 @@ spillway_status Pager::geometry(std::uintptr_t p, Geometry* g) {
   if (size == 0) {
     if (a->is_live(p))
       return Fail(SPILLWAY_ERR_INVALID_VALUE,
-                  "spillway: " + Hex(p) + " is a small block (it shares its page with others); "
-                  "only blocks that span a whole " + std::to_string(gran_ >> 20) +
-                  " MiB page can move");
+                  "spillway: " + Hex(p) +
+                      " is a small block (it shares its page with others); "
+                      "only blocks that span a whole " +
+                      std::to_string(gran_ >> 20) + " MiB page can move");
     return Fail(SPILLWAY_ERR_INVALID_VALUE,
                 "spillway: " + Hex(p) + " is not the start of a live block");
   }
@@ -393,8 +396,7 @@ spillway_status Pager::evict_host_locked(std::uintptr_t p, Entry* e) {
     std::size_t j = i + 1;
     while (j < e->pages && chunks[j].window == chunks[j - 1].window + gran_) ++j;
     st = backend_.copy_async(device_, reinterpret_cast<void*>(chunks[i].window),
-                             reinterpret_cast<void*>(e->first + i * gran_), (j - i) * gran_,
-                             out_);
+                             reinterpret_cast<void*>(e->first + i * gran_), (j - i) * gran_, out_);
     i = j;
   }
   if (st.ok()) st = backend_.event_record(device_, done, out_);
@@ -611,12 +613,12 @@ spillway_status Pager::host_to_device_locked(Entry& e, prim::Stream s, bool dema
   for (std::size_t i = 0; i < e.pages;) {
     std::size_t j = i + 1;
     while (j < e.pages && e.host[j].window == e.host[j - 1].window + gran_) ++j;
-    prim::Status cs = backend_.copy_async(device_, reinterpret_cast<void*>(e.first + i * gran_),
-                                          reinterpret_cast<void*>(e.host[i].window),
-                                          (j - i) * gran_, copy_);
+    prim::Status cs =
+        backend_.copy_async(device_, reinterpret_cast<void*>(e.first + i * gran_),
+                            reinterpret_cast<void*>(e.host[i].window), (j - i) * gran_, copy_);
     if (!cs.ok()) {  // the block is mapped to device memory whose content is wrong: say so
-      std::fprintf(stderr, "spillway: copying %s back to the device failed: %s\n",
-                   Hex(e.p).c_str(), cs.message.c_str());
+      std::fprintf(stderr, "spillway: copying %s back to the device failed: %s\n", Hex(e.p).c_str(),
+                   cs.message.c_str());
       return Fail(SPILLWAY_ERR_BACKEND, "spillway: prefetch copy failed: " + cs.message);
     }
     i = j;
@@ -637,16 +639,19 @@ spillway_status Pager::host_to_device_locked(Entry& e, prim::Stream s, bool dema
   m.host = std::move(e.host);
   host_bytes_.fetch_sub(m.bytes, std::memory_order_relaxed);
   counters_.fetches.fetch_add(1, std::memory_order_relaxed);
-  if (demand) counters_.stalls.fetch_add(1, std::memory_order_relaxed);
-  else counters_.prefetches.fetch_add(1, std::memory_order_relaxed);
+  if (demand)
+    counters_.stalls.fetch_add(1, std::memory_order_relaxed);
+  else
+    counters_.prefetches.fetch_add(1, std::memory_order_relaxed);
   moves_.push_back(std::move(m));
   return SPILLWAY_OK;
 }
 
 spillway_status Pager::host_to_nvme_locked(Entry& e) {
   if (opt_.nvme == nullptr)
-    return Fail(SPILLWAY_ERR_CONFIG,
-                "spillway: the NVMe tier is off: set SPILLWAY_NVME_PATH to a directory on the disk");
+    return Fail(
+        SPILLWAY_ERR_CONFIG,
+        "spillway: the NVMe tier is off: set SPILLWAY_NVME_PATH to a directory on the disk");
   const std::uint64_t t0 = NowNs();
   for (const Move& m : moves_)
     if (m.id == e.move) {  // the host chunks are still being filled
@@ -702,10 +707,10 @@ spillway_status Pager::nvme_to_host_locked(Entry& e) {
   spillway_status st = opt_.nvme->read(e.slot, segs.data(), segs.size(), &why);
   if (st != SPILLWAY_OK) {
     host_->release(chunks);
-    error_locked(e.p, e.pages * gran_,
-                 why.find("checksum") != std::string::npos ? trace::kErrChecksum
-                                                           : trace::kErrNvmeIo,
-                 st, why);
+    error_locked(
+        e.p, e.pages * gran_,
+        why.find("checksum") != std::string::npos ? trace::kErrChecksum : trace::kErrNvmeIo, st,
+        why);
     return Fail(st, why + " (the block stays on NVMe)");
   }
   if (eager_host_map()) {  // strict: the VA must be valid while on the host
@@ -743,8 +748,9 @@ spillway_status Pager::offload(std::uintptr_t p, trace::Tier to, bool wait) {
   if (to != trace::kTierHost && to != trace::kTierNvme)
     return Fail(SPILLWAY_ERR_INVALID_VALUE, "spillway: unknown tier " + std::to_string(to));
   if (to == trace::kTierNvme && opt_.nvme == nullptr)
-    return Fail(SPILLWAY_ERR_CONFIG,
-                "spillway: the NVMe tier is off: set SPILLWAY_NVME_PATH to a directory on the disk");
+    return Fail(
+        SPILLWAY_ERR_CONFIG,
+        "spillway: the NVMe tier is off: set SPILLWAY_NVME_PATH to a directory on the disk");
   Geometry g{};
   if (spillway_status s = geometry(p, &g); s != SPILLWAY_OK) return s;
   std::lock_guard<std::mutex> lk(mu_);
@@ -757,8 +763,8 @@ spillway_status Pager::offload_locked(std::uintptr_t p, const Geometry& g, trace
   auto it = entries_.find(p);
   if (it != entries_.end() && it->second.advice == Advice::kKeepOnDevice &&
       it->second.state == Residency::kDevice)
-    return Fail(SPILLWAY_ERR_INVALID_VALUE, "spillway: " + Hex(p) +
-                                                " was advised to stay on the device");
+    return Fail(SPILLWAY_ERR_INVALID_VALUE,
+                "spillway: " + Hex(p) + " was advised to stay on the device");
   if (it == entries_.end()) it = entries_.emplace(p, Entry{}).first;
   Entry& e = it->second;
   e.p = p;
@@ -779,8 +785,9 @@ spillway_status Pager::offload_locked(std::uintptr_t p, const Geometry& g, trace
     }
     if (entries_.find(p) == entries_.end()) {
       set_active_locked();
-      return Fail(SPILLWAY_ERR_BUSY, "spillway: " + Hex(p) + " was used while it was being "
-                                     "evicted; it stays on the device");
+      return Fail(SPILLWAY_ERR_BUSY, "spillway: " + Hex(p) +
+                                         " was used while it was being "
+                                         "evicted; it stays on the device");
     }
   }
   if (s == SPILLWAY_OK && to == trace::kTierNvme && e.state == Residency::kHost)
@@ -806,8 +813,10 @@ spillway_status Pager::prefetch(std::uintptr_t p, prim::Stream stream, bool dema
   auto it = entries_.find(p);
   if (it == entries_.end() || it->second.state == Residency::kDevice) {
     if (heap_.find(p) == nullptr)
-      return Fail(SPILLWAY_ERR_NOT_OWNED, "spillway: " + Hex(p) + " is not memory Spillway "
-                                          "allocated on device " + std::to_string(device_));
+      return Fail(SPILLWAY_ERR_NOT_OWNED, "spillway: " + Hex(p) +
+                                              " is not memory Spillway "
+                                              "allocated on device " +
+                                              std::to_string(device_));
     (void)arriving;
     mark_away(p, false);
     return SPILLWAY_OK;  // already there (or arriving, in order for `stream`)
@@ -860,8 +869,7 @@ void Pager::learn_and_prefetch_locked(std::uintptr_t p) {
   }
 }
 
-spillway_status Pager::prefetch_many(const std::uintptr_t* ps, std::size_t n,
-                                     prim::Stream stream) {
+spillway_status Pager::prefetch_many(const std::uintptr_t* ps, std::size_t n, prim::Stream stream) {
   std::lock_guard<std::mutex> lk(mu_);
   poll_locked(false);
   spillway_status first_error = SPILLWAY_OK;
@@ -873,8 +881,10 @@ spillway_status Pager::prefetch_many(const std::uintptr_t* ps, std::size_t n,
     auto it = entries_.find(ps[i]);
     if (it == entries_.end()) {
       if (heap_.find(ps[i]) == nullptr)
-        note(Fail(SPILLWAY_ERR_NOT_OWNED, "spillway: " + Hex(ps[i]) + " is not memory Spillway "
-                                          "allocated on device " + std::to_string(device_)));
+        note(Fail(SPILLWAY_ERR_NOT_OWNED, "spillway: " + Hex(ps[i]) +
+                                              " is not memory Spillway "
+                                              "allocated on device " +
+                                              std::to_string(device_)));
       continue;
     }
     Entry& e = it->second;
@@ -900,11 +910,14 @@ spillway_status Pager::prefetch_many(const std::uintptr_t* ps, std::size_t n,
   }
   for (Entry* e : back) {
     spillway_status st = host_to_device_locked(*e, stream, false, fenced);
-    if (st == SPILLWAY_OK) e->state = Residency::kDevice;
-    else note(st);
+    if (st == SPILLWAY_OK)
+      e->state = Residency::kDevice;
+    else
+      note(st);
   }
   for (std::size_t i = 0; i < n; ++i)
-    if (auto it = entries_.find(ps[i]); it == entries_.end() || it->second.state == Residency::kDevice)
+    if (auto it = entries_.find(ps[i]);
+        it == entries_.end() || it->second.state == Residency::kDevice)
       mark_away(ps[i], false);
   std::erase_if(entries_, [](const auto& kv) {
     return kv.second.state == Residency::kDevice && kv.second.advice == Advice::kNone;
@@ -918,8 +931,9 @@ void Pager::go_strict() {
   if (opt_.safety == Safety::kStrict) return;
   poll_locked(true);
   opt_.safety = Safety::kStrict;
-  std::fprintf(stderr, "spillway: a kernel launch could not be decoded (its pointers are "
-                       "unknown): offload safety is strict from now on\n");
+  std::fprintf(stderr,
+               "spillway: a kernel launch could not be decoded (its pointers are "
+               "unknown): offload safety is strict from now on\n");
   for (auto& [p, e] : entries_) {
     if (e.state != Residency::kHost || e.mapped) continue;
     std::vector<prim::PhysHandle> in, old;
@@ -964,8 +978,10 @@ spillway_status Pager::before_free(std::uintptr_t p, FreeMode mode, prim::Stream
   // A copy back still writing the block: the free (and so any reuse) comes after it.
   for (Move& m : moves_) {
     if (m.out || m.p != p) continue;
-    if (mode == FreeMode::kStreamOrdered) backend_.stream_wait_event(device_, stream, m.done);
-    else backend_.event_synchronize(m.done);
+    if (mode == FreeMode::kStreamOrdered)
+      backend_.stream_wait_event(device_, stream, m.done);
+    else
+      backend_.event_synchronize(m.done);
   }
   auto it = entries_.find(p);
   if (it == entries_.end()) return SPILLWAY_OK;
@@ -1060,13 +1076,14 @@ std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except
   for (const Cand& c : cands) newest = std::max(newest, c.last);
   if (newest != 0) std::erase_if(cands, [&](const Cand& c) { return c.last == newest; });
   for (Cand& c : cands)
-    if (auto it = entries_.find(c.p); it != entries_.end()) c.first = it->second.advice == Advice::kEvictFirst;
+    if (auto it = entries_.find(c.p); it != entries_.end())
+      c.first = it->second.advice == Advice::kEvictFirst;
   std::erase_if(cands, [&](const Cand& c) {
     for (const Move& m : moves_)  // being brought back (a prefetch): not a victim
       if (!m.out && m.p == c.p) return true;
     auto it = entries_.find(c.p);
-    return it != entries_.end() && (it->second.state != Residency::kDevice ||
-                                    it->second.advice == Advice::kKeepOnDevice);
+    return it != entries_.end() &&
+           (it->second.state != Residency::kDevice || it->second.advice == Advice::kKeepOnDevice);
   });
   // Advised first; then least recently used (tracker) or, without one, largest first.
   std::sort(cands.begin(), cands.end(), [](const Cand& a, const Cand& b) {

@@ -119,8 +119,8 @@ class Pager {
     std::uintptr_t first = 0;  // first whole page
     std::size_t pages = 0;
     Residency state = Residency::kDevice;
-    std::vector<HostChunk> host;  // kMovingOut, kHost
-    NvmeStore::Slot slot = 0;     // kNvme
+    std::vector<HostChunk> host;    // kMovingOut, kHost
+    NvmeStore::Slot slot = 0;       // kNvme
     std::uint64_t access_mark = 0;  // tracker access count when its data was copied
     std::uint64_t move = 0;         // id of the eviction in flight (kMovingOut)
     Advice advice = Advice::kNone;
@@ -158,9 +158,8 @@ class Pager {
   spillway_status nvme_to_host_locked(Entry& e);
   // `fenced`: the caller already made sure no queued work reads the host pages.
   // `speculative`: a guess (learn_and_prefetch_locked): no eviction to make room, nobody waits.
-  spillway_status host_to_device_locked(Entry& e, prim::Stream s, bool demand,
-                                        bool fenced = false, bool retried = false,
-                                        bool speculative = false);
+  spillway_status host_to_device_locked(Entry& e, prim::Stream s, bool demand, bool fenced = false,
+                                        bool retried = false, bool speculative = false);
   void learn_and_prefetch_locked(std::uintptr_t p);
   static constexpr int kLookahead = 4;  // blocks brought back ahead of a demanded one
   std::unordered_map<std::uintptr_t, std::uintptr_t> next_after_;
@@ -200,8 +199,8 @@ class Pager {
   // Tracked mode, users done: copy out, hand the device chunks to the heap at once (tagged),
   // unmap the VA when the copy is done. False (nothing changed) when it cannot.
   bool fast_evict_locked(std::uintptr_t p, const Geometry& g, std::uint64_t count);
-  void error_locked(std::uintptr_t p, std::uint64_t bytes, std::uint32_t reason,
-                    spillway_status st, const std::string& msg);
+  void error_locked(std::uintptr_t p, std::uint64_t bytes, std::uint32_t reason, spillway_status st,
+                    const std::string& msg);
   void set_active_locked();
   // Whether a block on the host keeps its VA mapped to the host chunks (strict) or unmapped
   // until it comes back (tracked: the tracker brings it back before a launch that names it).

@@ -2,6 +2,8 @@
 // tier and to NVMe files and brought back, every byte checked; the budget held by automatic
 // eviction; a randomized run over several streams; and the bad cases (host limit, NVMe full, an
 // injected I/O error, a block freed while it moves, foreign and small blocks).
+#include "offload/pager.h"
+
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -13,7 +15,6 @@
 #include <vector>
 
 #include "offload/nvme_store.h"
-#include "offload/pager.h"
 #include "profiler/tracker/block_index.h"
 #include "test_util.h"
 
@@ -73,7 +74,9 @@ Pager* PagerOf(SimAlloc& a) {
   return pg;
 }
 
-std::uintptr_t U(void* p) { return reinterpret_cast<std::uintptr_t>(p); }
+std::uintptr_t U(void* p) {
+  return reinterpret_cast<std::uintptr_t>(p);
+}
 
 // A block that does not start on a page boundary: its first and last pages stay on the device.
 TEST(Pager, HostRoundTripKeepsEveryByte) {
@@ -130,7 +133,7 @@ TEST(Pager, EvictedBlockGivesItsDeviceMemoryBack) {
   EXPECT_LE(a.stats().reserved_bytes, 32 * kMiB);
   a.sim->synchronize(s);
   EXPECT_EQ(Mismatches(x, 24 * kMiB, 1), 0u);  // the CPU reads the host copy through x too
-  EXPECT_EQ(a.free_on(x, s), SPILLWAY_OK);       // freed while on the host
+  EXPECT_EQ(a.free_on(x, s), SPILLWAY_OK);     // freed while on the host
   EXPECT_EQ(pg->host_bytes(), 0u);
   EXPECT_EQ(pg->host_pool().in_use_bytes(), 0u);
   // x's address range (now with unmapped pages) is usable again.
@@ -399,7 +402,8 @@ void Randomized(const std::string& nvme_dir, bool tracked) {
           break;
         }
         case 5: {
-          spillway_status st = nvme_dir.empty() ? SPILLWAY_OK : pg->offload(u, trace::kTierNvme, true);
+          spillway_status st =
+              nvme_dir.empty() ? SPILLWAY_OK : pg->offload(u, trace::kTierNvme, true);
           EXPECT_TRUE(st == SPILLWAY_OK || st == SPILLWAY_ERR_INVALID_VALUE) << LastError();
           break;
         }
@@ -466,9 +470,15 @@ void Randomized(const std::string& nvme_dir, bool tracked) {
   EXPECT_EQ(pg->host_pool().in_use_bytes(), 0u);
 }
 
-TEST_F(PagerNvme, RandomizedOperationsLoseNothing) { Randomized(dir_.path, false); }
-TEST_F(PagerNvme, RandomizedOperationsLoseNothingTracked) { Randomized(dir_.path, true); }
-TEST(Pager, RandomizedOperationsLoseNothingWithoutNvme) { Randomized("", false); }
+TEST_F(PagerNvme, RandomizedOperationsLoseNothing) {
+  Randomized(dir_.path, false);
+}
+TEST_F(PagerNvme, RandomizedOperationsLoseNothingTracked) {
+  Randomized(dir_.path, true);
+}
+TEST(Pager, RandomizedOperationsLoseNothingWithoutNvme) {
+  Randomized("", false);
+}
 
 // Tracked mode: an evicted block's VA is left unmapped; a launch that names it (the tracker's
 // hook) brings it back before the kernel is enqueued, and that counts as a stall.
