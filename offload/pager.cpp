@@ -74,45 +74,27 @@ Pager::~Pager() {
 
 // ---------------------------------------------------------------- helpers
 
-prim::Event Pager::get_event() {
-  if (!events_.empty()) {
-    prim::Event e = events_.back();
-    events_.pop_back();
+prim::Event Pager::take_event(std::vector<prim::Event>& pool) {
+  if (!pool.empty()) {
+    prim::Event e = pool.back();
+    pool.pop_back();
     return e;
   }
   prim::Event e = nullptr;
   if (!backend_.event_create(device_, &e).ok()) return nullptr;
   return e;
 }
+
+prim::Event Pager::get_event() { return take_event(events_); }
+prim::Event Pager::get_copy_event() { return take_event(copy_events_); }
+prim::Event Pager::get_out_event() { return take_event(out_events_); }
 
 void Pager::put_event(prim::Event e) {
   if (e != nullptr) events_.push_back(e);
 }
 
-prim::Event Pager::get_copy_event() {
-  if (!copy_events_.empty()) {
-    prim::Event e = copy_events_.back();
-    copy_events_.pop_back();
-    return e;
-  }
-  prim::Event e = nullptr;
-  if (!backend_.event_create(device_, &e).ok()) return nullptr;
-  return e;
-}
-
 void Pager::put_copy_event(prim::Event e) {
   if (e != nullptr) copy_events_.push_back(e);
-}
-
-prim::Event Pager::get_out_event() {
-  if (!out_events_.empty()) {
-    prim::Event e = out_events_.back();
-    out_events_.pop_back();
-    return e;
-  }
-  prim::Event e = nullptr;
-  if (!backend_.event_create(device_, &e).ok()) return nullptr;
-  return e;
 }
 
 void Pager::put_move_event(const Move& m) {

@@ -180,6 +180,7 @@ class Pager {
   // The tracker's away mark of the block (Block::set_away): launches naming it call back.
   void mark_away(std::uintptr_t p, bool away) const;
   int block_streams(std::uintptr_t p, Arena* arena, prim::Stream* out, int cap) const;
+  prim::Event take_event(std::vector<prim::Event>& pool);  // from the pool, or a new one
   prim::Event get_event();  // for user streams
   void put_event(prim::Event e);
   // Events recorded only on the copy stream (move completions, chunk tags): a later record of

@@ -161,14 +161,28 @@ struct SyntheticLog {
     return t.records.back();
   }
   void Alloc(std::uint64_t t_ns, std::uint64_t addr, std::uint64_t size, std::uint64_t rounded,
-             int device = 0) {
+             int device = 0, std::uint16_t status = 0) {
     trace::Record& r = Add(t_ns, trace::Kind::kCudaMalloc, device);
     r.addr = addr;
     r.size = size;
     r.aux = rounded;
+    r.status = status;
   }
-  void Free(std::uint64_t t_ns, std::uint64_t addr, int device = 0) {
-    Add(t_ns, trace::Kind::kCudaFree, device).addr = addr;
+  void Free(std::uint64_t t_ns, std::uint64_t addr, int device = 0, std::uint16_t status = 0) {
+    trace::Record& r = Add(t_ns, trace::Kind::kCudaFree, device);
+    r.addr = addr;
+    r.status = status;
+  }
+  void Phys(std::uint64_t t_ns, trace::Kind k, std::uint64_t addr, std::uint64_t size,
+            int device = 0) {
+    trace::Record& r = Add(t_ns, k, device);
+    r.addr = addr;
+    r.size = size;
+  }
+  void Mark(std::uint64_t t_ns, std::uint64_t label, std::uint32_t phase) {
+    trace::Record& r = Add(t_ns, trace::Kind::kMark, -1);
+    r.addr = label;
+    r.aux2 = phase;
   }
   // kEvict / kFetch of `size` bytes of the block at `addr` from tier `from` to `to`, which took
   // (or, for a demand fetch, made a launch wait) `ns`.

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "profiler/report/analyze.h"
+#include "report_synthetic.h"
 #include "profiler/report/output.h"
 #include "profiler/report/render.h"
 #include "cli_util.h"
@@ -40,53 +41,7 @@ using trace::Kind;
 constexpr std::uint64_t kK = 1024, kM = 1024 * 1024;
 constexpr std::uint64_t kBase = std::uint64_t{1} << 32;  // addresses (0 means a failed call)
 
-// A log built in memory.
-struct Log {
-  trace::Trace t;
-  explicit Log(std::uint64_t start_unix_ns = 1'000'000'000'000, std::uint32_t pid = 100,
-               std::int32_t rank = -1) {
-    std::memcpy(t.header.magic, trace::kMagic, 8);
-    t.header.version = 2;
-    t.header.header_size = sizeof(trace::Header);
-    t.header.record_size = sizeof(trace::Record);
-    t.header.pid = pid;
-    t.header.rank = rank;
-    t.header.start_unix_ns = start_unix_ns;
-    t.path = "mem-" + std::to_string(pid);
-  }
-  trace::Record& Add(std::uint64_t t_ns, Kind kind, int device = 0) {
-    trace::Record r{};
-    r.t_ns = t_ns;
-    r.seq = t.records.size();
-    r.kind = static_cast<std::uint16_t>(kind);
-    r.device = device;
-    t.records.push_back(r);
-    return t.records.back();
-  }
-  void Alloc(std::uint64_t t_ns, std::uint64_t addr, std::uint64_t size, std::uint64_t rounded,
-             int device = 0, std::uint16_t status = 0) {
-    trace::Record& r = Add(t_ns, Kind::kCudaMalloc, device);
-    r.addr = addr;
-    r.size = size;
-    r.aux = rounded;
-    r.status = status;
-  }
-  void Free(std::uint64_t t_ns, std::uint64_t addr, int device = 0, std::uint16_t status = 0) {
-    trace::Record& r = Add(t_ns, Kind::kCudaFree, device);
-    r.addr = addr;
-    r.status = status;
-  }
-  void Phys(std::uint64_t t_ns, Kind k, std::uint64_t addr, std::uint64_t size, int device = 0) {
-    trace::Record& r = Add(t_ns, k, device);
-    r.addr = addr;
-    r.size = size;
-  }
-  void Mark(std::uint64_t t_ns, std::uint64_t label, std::uint32_t phase) {
-    trace::Record& r = Add(t_ns, Kind::kMark, -1);
-    r.addr = label;
-    r.aux2 = phase;
-  }
-};
+using Log = test::SyntheticLog;  // a log built in memory
 
 Model AnalyzeLogs(const std::vector<trace::Trace>& logs) {
   Model m;

@@ -13,20 +13,15 @@
 #include "allocator/allocator.h"
 #include "allocator/error.h"
 #include "allocator/prim/cuda_backend.h"
+#include "pattern_kernels.cuh"
 #include "offload/nvme_store.h"
 #include "offload/pager.h"
 
 namespace spillway {
 namespace {
 
-__global__ void Fill(unsigned char* p, size_t n, unsigned seed) {
-  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += size_t{gridDim.x} * blockDim.x)
-    p[i] = static_cast<unsigned char>((i * 2654435761u) ^ seed);
-}
-__global__ void Check(const unsigned char* p, size_t n, unsigned seed, unsigned long long* bad) {
-  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += size_t{gridDim.x} * blockDim.x)
-    if (p[i] != static_cast<unsigned char>((i * 2654435761u) ^ seed)) atomicAdd(bad, 1ull);
-}
+using test::Check;
+using test::Fill;
 
 constexpr size_t kMiB = size_t{1} << 20;
 
