@@ -806,15 +806,7 @@ spillway_status Pager::prefetch(std::uintptr_t p, prim::Stream stream, bool dema
   Entry& e = it->second;
   const std::uint64_t t0 = NowNs();
   spillway_status s = SPILLWAY_OK;
-  if (e.state == Residency::kMovingOut) {  // not gone yet: cancel the eviction
-    for (Move& m : moves_)
-      if (m.id == e.move) {
-        m.cancelled = true;
-        m.host = std::move(e.host);
-      }
-    e.host.clear();
-    e.state = Residency::kDevice;
-  }
+  if (e.state == Residency::kMovingOut) cancel_eviction_locked(e, stream);
   if (e.state == Residency::kNvme) s = nvme_to_host_locked(e);
   if (s == SPILLWAY_OK && e.state == Residency::kHost) {
     s = host_to_device_locked(e, stream, demand);
@@ -851,6 +843,23 @@ void Pager::learn_and_prefetch_locked(std::uintptr_t p) {
   }
 }
 
+void Pager::cancel_eviction_locked(Entry& e, prim::Stream stream) {
+  // Not gone yet: the block stays. Its copy still reads it, so the streams that may write it
+  // next (`stream`, and the block's users) wait for that copy first; its result is dropped.
+  for (Move& m : moves_) {
+    if (m.id != e.move) continue;
+    m.cancelled = true;
+    m.host = std::move(e.host);
+    std::array<prim::Stream, DeviceHeap::kMaxArenas + 2> streams;
+    int n = block_streams(e.p, e.arena, streams.data(), DeviceHeap::kMaxArenas + 1);
+    streams[static_cast<std::size_t>(n++)] = stream;
+    for (int i = 0; i < n; ++i)
+      backend_.stream_wait_event(device_, streams[static_cast<std::size_t>(i)], m.done);
+  }
+  e.host.clear();
+  e.state = Residency::kDevice;
+}
+
 spillway_status Pager::prefetch_many(const std::uintptr_t* ps, std::size_t n, prim::Stream stream) {
   std::lock_guard<std::mutex> lk(mu_);
   poll_locked(false);
@@ -870,15 +879,7 @@ spillway_status Pager::prefetch_many(const std::uintptr_t* ps, std::size_t n, pr
       continue;
     }
     Entry& e = it->second;
-    if (e.state == Residency::kMovingOut) {
-      for (Move& m : moves_)
-        if (m.id == e.move) {
-          m.cancelled = true;
-          m.host = std::move(e.host);
-        }
-      e.host.clear();
-      e.state = Residency::kDevice;
-    }
+    if (e.state == Residency::kMovingOut) cancel_eviction_locked(e, stream);
     if (e.state == Residency::kNvme)
       if (spillway_status st = nvme_to_host_locked(e); st != SPILLWAY_OK) note(st);
     if (e.state == Residency::kHost) back.push_back(&e);
@@ -983,11 +984,13 @@ spillway_status Pager::before_free(std::uintptr_t p, FreeMode mode, prim::Stream
   switch (e.state) {
     case Residency::kDevice:
       break;
-    case Residency::kMovingOut:  // the copy's result is not wanted
-      for (Move& m : moves_)
+    case Residency::kMovingOut:  // the copy's result is not wanted, but it still reads the
+      for (Move& m : moves_)     // block: whoever reuses the memory comes after it
         if (m.id == e.move) {
           m.cancelled = true;
           m.host = std::move(e.host);
+          if (mode == FreeMode::kStreamOrdered) backend_.stream_wait_event(device_, stream, m.done);
+          else backend_.event_synchronize(m.done);
         }
       break;
     case Residency::kHost: {

@@ -161,6 +161,7 @@ class Pager {
   spillway_status host_to_device_locked(Entry& e, prim::Stream s, bool demand, bool fenced = false,
                                         bool retried = false, bool speculative = false);
   void learn_and_prefetch_locked(std::uintptr_t p);
+  void cancel_eviction_locked(Entry& e, prim::Stream stream);
   static constexpr int kLookahead = 4;  // blocks brought back ahead of a demanded one
   std::unordered_map<std::uintptr_t, std::uintptr_t> next_after_;
   std::uintptr_t last_demand_ = 0;

@@ -83,13 +83,13 @@ struct SimEvent {
   std::set<std::uint64_t> done_above;
   bool is_done(std::uint64_t v) const { return v <= done_upto || done_above.count(v) != 0; }
   void complete(std::uint64_t v) {
-    {
-      std::lock_guard<std::mutex> lk(mu);
-      done_above.insert(v);
-      while (!done_above.empty() && *done_above.begin() == done_upto + 1) {
-        ++done_upto;
-        done_above.erase(done_above.begin());
-      }
+    // Notified under the lock: a waiter that sees the record done (and may then destroy the
+    // event) takes the lock after this call has stopped touching the condition variable.
+    std::lock_guard<std::mutex> lk(mu);
+    done_above.insert(v);
+    while (!done_above.empty() && *done_above.begin() == done_upto + 1) {
+      ++done_upto;
+      done_above.erase(done_above.begin());
     }
     cv.notify_all();
   }

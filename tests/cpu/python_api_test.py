@@ -3,6 +3,7 @@
 # the CPU simulator: stats fields, budget, trim, summary, errors as SpillwayError with the
 # library's message, and spillway.torch's refusal when PyTorch is missing. Run by ctest
 # (label cpu) with SPILLWAY_BUILD set; exits non-zero on the first failed check.
+import ctypes
 import os
 import sys
 import unittest
