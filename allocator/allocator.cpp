@@ -22,6 +22,7 @@
 #include "profiler/report/output.h"
 #include "profiler/trace_writer.h"
 #include "profiler/tracker/block_index.h"
+#include "profiler/tracker/kernel_activity.h"
 #include "profiler/tracker/tracker.h"
 
 namespace spillway {
@@ -57,6 +58,9 @@ void AtExit() {
     std::string s = g_global->summary();
     std::fputs(s.c_str(), stderr);
   }
+  // Kernel records CUPTI still holds (SPILLWAY_KERNELS=1). Our handler was registered at the
+  // first intercepted allocation, after CUDA's own, so it runs first: the context is alive.
+  if (g_global->config().kernels) tracker::FlushKernelActivity();
   g_global->write_access_summaries();  // before the flush: they go into the same log
   g_global->trace_passthrough(trace::Kind{0}, -1, nullptr, nullptr, 0);  // flushes the trace
   if (!g_global->config().report_dir.empty() && getpid() == g_report_pid) {
@@ -398,6 +402,19 @@ void Allocator::start_tracking() {
       this);
   // Prints why once and returns false when CUPTI cannot be had: then no index at all.
   if (!tracker::StartTracking(index.get(), nvtx_mark, this)) return;
+  if (cfg_.kernels) {
+    std::string why;
+    auto sink = [](void* self, int device, std::uint64_t start, std::uint64_t end,
+                   std::uint32_t stream, std::uint32_t corr, const char* name) {
+      if (auto* t = static_cast<Allocator*>(self)->trace_.get())
+        t->kernel(device, start, end, stream, corr, name);
+    };
+    if (!trace_)
+      std::fputs("spillway: SPILLWAY_KERNELS=1 without an event log (SPILLWAY_TRACE or "
+                 "SPILLWAY_REPORT): kernel times are not recorded\n", stderr);
+    else if (!tracker::StartKernelActivity(sink, this, &why))
+      std::fprintf(stderr, "spillway: kernel times unavailable (%s)\n", why.c_str());
+  }
   index_owner_ = std::move(index);
   index_.store(index_owner_.get(), std::memory_order_release);
 }

@@ -93,6 +93,10 @@ bool ParseConfig(const GetEnv& getenv, Config* cfg, std::string* error) {
   }
   if (!Switch(getenv, "SPILLWAY_STATS", "0", "1", &cfg->print_stats, error)) return false;
   if (!Switch(getenv, "SPILLWAY_TRACK", "0", "1", &cfg->track, error)) return false;
+  if (!Switch(getenv, "SPILLWAY_KERNELS", "0", "1", &cfg->kernels, error)) return false;
+  if (cfg->kernels && !cfg->track)
+    return Bad(error, "SPILLWAY_KERNELS", "1", "SPILLWAY_TRACK=1 as well (kernel times come from "
+               "the tracker's CUPTI)");
   if (!Switch(getenv, "SPILLWAY_OFFLOAD", "0", "1", &cfg->offload, error)) return false;
   if (const char* v = getenv("SPILLWAY_HOST_LIMIT"); v && *v) {
     std::string s(v);

@@ -32,6 +32,9 @@ struct Config {
   // SPILLWAY_TRACK=1: the CUPTI tracker (CUDA backend only): which live blocks each launch,
   // copy and set touches; with a trace, one access summary per block (docs/trace-format.md).
   bool track = false;
+  // SPILLWAY_KERNELS=1 (with SPILLWAY_TRACK=1 and an event log): when each kernel ran, from CUPTI
+  // activity records, as slices in the Chrome trace.
+  bool kernels = false;
   // Offload (offload/pager.h, docs/offload.md).
   // SPILLWAY_OFFLOAD=0|1: when device memory (or the budget) runs out, evict cold blocks to the
   // host instead of failing. The explicit calls (spillway_offload, ...) work either way.

@@ -54,6 +54,9 @@ enum class Kind : std::uint16_t {
   kTouch = 51,   // t_ns: when the operation was issued; addr: block; aux: the tracker's
                  // operation number (launches, copies, sets counted together); stream: its
                  // stream. At most one per block per 32 operations (tracker/block_index.h).
+  kKernel = 52,  // SPILLWAY_KERNELS=1: one kernel's execution (CUPTI activity record): t_ns its
+                 // start on the GPU; aux its duration in ns; addr: id of its name (a kString
+                 // defines it); stream: CUPTI's stream id; aux2: CUPTI's correlation id
   // Offload (offload/, issue 4). Tiers: 0 device, 1 host, 2 NVMe (enum Tier).
   kEvict = 60,  // a block's bytes left a tier: t_ns when the move finished; addr: block; size:
                 // bytes moved (the block's whole pages); aux: ns the move took; stream: the copy

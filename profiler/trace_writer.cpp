@@ -83,6 +83,23 @@ void TraceWriter::touch(int device, std::uint64_t addr, std::uint64_t t_ns, std:
   r.stream = stream;
 }
 
+void TraceWriter::kernel(int device, std::uint64_t start_ns, std::uint64_t end_ns,
+                         std::uint32_t stream, std::uint32_t correlation, const char* name) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (fd_ < 0) return;
+  std::string label = name != nullptr && *name ? name : "(unnamed kernel)";
+  if (label.size() > 4096) label.resize(4096);
+  auto it = label_ids_.find(label);
+  if (it == label_ids_.end()) it = label_ids_.emplace(label, intern_locked(label)).first;
+  const std::uint64_t id = it->second;
+  Record& r = next_locked(Kind::kKernel, device);
+  r.t_ns = start_ns > start_ns_ ? start_ns - start_ns_ : 0;  // the kernel's time, not the write's
+  r.addr = id;
+  r.aux = end_ns > start_ns ? end_ns - start_ns : 0;
+  r.stream = stream;
+  r.aux2 = correlation;
+}
+
 void TraceWriter::offload(Kind kind, int device, std::uint64_t addr, std::uint64_t size,
                           std::uint64_t aux, std::uint64_t stream, std::uint32_t aux2,
                           std::uint16_t status) {

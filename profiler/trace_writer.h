@@ -29,6 +29,9 @@ class TraceWriter {
   // A tracked access that starts a touch epoch (kTouch): `t_ns` CLOCK_MONOTONIC ns.
   void touch(int device, std::uint64_t addr, std::uint64_t t_ns, std::uint64_t op,
              std::uint64_t stream);
+  // A kernel's execution (kKernel): CLOCK_MONOTONIC ns of its start and end on the GPU.
+  void kernel(int device, std::uint64_t start_ns, std::uint64_t end_ns, std::uint32_t stream,
+              std::uint32_t correlation, const char* name);
   // An offload event (kEvict, kFetch, kOffloadError): fields as trace_format.h lays out.
   void offload(Kind kind, int device, std::uint64_t addr, std::uint64_t size, std::uint64_t aux,
                std::uint64_t stream, std::uint32_t aux2, std::uint16_t status = 0);

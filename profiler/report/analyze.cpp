@@ -361,6 +361,17 @@ class Analyzer {
           blk.access_streams = r.aux2;
           break;
         }
+        case Kind::kKernel: {  // a kernel's execution (SPILLWAY_KERNELS=1)
+          ++m_.kernels_total;
+          if (m_.kernels.size() >= Model::kMaxKernels) break;
+          auto lit = t.labels.find(r.addr);
+          const std::string name = lit != t.labels.end() ? lit->second : "#" + std::to_string(r.addr);
+          auto [nit, fresh] = kernel_name_ids_.try_emplace(name, static_cast<std::uint32_t>(m_.kernel_names.size()));
+          if (fresh) m_.kernel_names.push_back(name);
+          m_.kernels.push_back(KernelRun{ns, r.aux, p, static_cast<std::uint32_t>(r.stream),
+                                         nit->second, r.device});
+          break;
+        }
         case Kind::kTouch:  // a tracked access starting a touch epoch (kinds.cpp reads them)
           if (auto it = by_addr.find(r.addr); it != by_addr.end())
             m_.touches.push_back(Touch{it->second, ns, r.aux});
@@ -618,6 +629,10 @@ class Analyzer {
       m_.notes.push_back(std::to_string(failed) + " failed and " + std::to_string(passed) +
                          " passed-through (handed to CUDA) calls are counted but not replayed");
     off_.Finish();  // offload figures; drops the tier series when no log has offload records
+    if (m_.kernels_total > m_.kernels.size())
+      m_.notes.push_back(std::to_string(m_.kernels_total - m_.kernels.size()) +
+                         " kernel records past the first " + std::to_string(Model::kMaxKernels) +
+                         " are counted, not shown");
   }
 
   const std::vector<trace::Trace>& logs_;
@@ -632,6 +647,7 @@ class Analyzer {
   std::size_t idx_base_ = 0;
   std::vector<std::uint64_t> hist_count_, hist_bytes_;
   CallSiteTable callsites_;
+  std::unordered_map<std::string, std::uint32_t> kernel_name_ids_;  // into m_.kernel_names
   OffloadReplay off_;
   bool proc_moves_ = false;  // the current process has offload records
 };

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <map>
 #include <set>
+#include <utility>
 
 #include "profiler/report/json_util.h"
 #include "profiler/report/offload.h"
@@ -25,6 +26,7 @@ using json::Uint;
 
 constexpr int kMarkTid = 1;
 constexpr int kStallTid = 2;
+constexpr std::int64_t kKernelTidBase = 1000;  // + CUPTI stream id: the kernels of a stream
 
 void Us(std::string* o, std::uint64_t ns) { Fixed(o, static_cast<double>(ns) / 1e3, 3); }
 void MiB(std::string* o, std::uint64_t b) { json::Double(o, static_cast<double>(b) / 0x1p20, 9); }
@@ -146,6 +148,35 @@ std::string RenderChromeTrace(const Model& m) {
         o.append("}}");
       }
     }
+  }
+  // Kernels (SPILLWAY_KERNELS=1): one slice each, on a thread per (process, stream).
+  std::set<std::pair<std::uint32_t, std::uint32_t>> kernel_threads;
+  for (const KernelRun& k : m.kernels) {
+    const std::int64_t tid = kKernelTidBase + static_cast<std::int64_t>(k.stream);
+    if (kernel_threads.insert({k.process, k.stream}).second) {
+      begin();
+      o.append("{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":");
+      Uint(&o, pid_of(k.process));
+      o.append(",\"tid\":");
+      Int(&o, tid);
+      o.append(",\"args\":{\"name\":");
+      String(&o, "kernels, stream " + std::to_string(k.stream));
+      o.append("}}");
+    }
+    begin();
+    o.append("{\"name\":");
+    String(&o, m.kernel_names[k.name]);
+    o.append(",\"cat\":\"kernel\",\"ph\":\"X\",\"ts\":");
+    Us(&o, k.t_ns);
+    o.append(",\"dur\":");
+    Us(&o, k.dur_ns);
+    o.append(",\"pid\":");
+    Uint(&o, pid_of(k.process));
+    o.append(",\"tid\":");
+    Int(&o, tid);
+    o.append(",\"args\":{\"device\":");
+    Int(&o, k.device);
+    o.append("}}");
   }
   std::set<std::uint32_t> stalled;
   for (const Stall& st : m.offload.stall_list) {

@@ -92,6 +92,13 @@ struct Mark {
   std::string label;
 };
 
+// One kernel's execution on the GPU (SPILLWAY_KERNELS=1), shown in the Chrome trace.
+struct KernelRun {
+  std::uint64_t t_ns = 0, dur_ns = 0;
+  std::uint32_t process = 0, stream = 0, name = 0;  // name: index into Model::kernel_names
+  std::int32_t device = 0;
+};
+
 struct Oom {
   std::uint64_t t_ns = 0;
   std::uint32_t process = 0;
@@ -197,6 +204,10 @@ struct Model {
   std::vector<Block> blocks;
   std::vector<Series> series;
   std::vector<Mark> marks;
+  std::vector<KernelRun> kernels;         // at most kMaxKernels, in log order
+  std::vector<std::string> kernel_names;  // distinct names
+  std::uint64_t kernels_total = 0;        // kernel records seen (more than kept: counted)
+  static constexpr std::size_t kMaxKernels = 1000000;
   std::vector<Oom> ooms;
   std::vector<DeviceSummary> devices;
   Histogram sizes;

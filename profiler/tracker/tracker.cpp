@@ -323,6 +323,7 @@ struct State {
 };
 
 State* g_state = nullptr;  // set once, before any callback is enabled; never freed
+void* g_cupti_lib = nullptr;  // the libcupti handle of a running tracker
 std::mutex g_start_mu;
 int g_start_result = -1;  // -1 not tried, 0 failed, 1 active
 
@@ -884,6 +885,7 @@ bool Start(BlockIndex* index, MarkSink marks, void* ctx, std::string* why) {
     }
   }
   g_state = st;
+  g_cupti_lib = lib;
   return true;
 }
 
@@ -911,6 +913,11 @@ bool TrackingActive() {
 CounterValues TrackingCounters() {
   std::lock_guard<std::mutex> lk(g_start_mu);
   return g_start_result == 1 && g_state != nullptr ? Read(g_state->counters()) : CounterValues{};
+}
+
+void* CuptiLibrary() {
+  std::lock_guard<std::mutex> lk(g_start_mu);
+  return g_start_result == 1 ? g_cupti_lib : nullptr;
 }
 
 void SetResidencyHook(ResidencyHook hook, void* ctx) {

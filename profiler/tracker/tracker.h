@@ -210,6 +210,8 @@ void ScanDirect(BlockIndex& index, const std::uint64_t* ptrs, std::size_t n, con
 // nullptr: NVTX callbacks are not enabled.
 bool StartTracking(BlockIndex* index, MarkSink marks = nullptr, void* ctx = nullptr);
 bool TrackingActive();
+// The libcupti the running tracker loaded (kernel_activity.h uses it), or nullptr.
+void* CuptiLibrary();
 CounterValues TrackingCounters();  // zeros when not active
 // One paragraph for the exit summary ("" when not active).
 std::string TrackingSummary();

@@ -247,6 +247,44 @@ TEST(Config, ParseConfigRejectsMalformed) {
   ExpectRejected("SPILLWAY_RESERVE_POLICY", "tight", "fast or compact");
   ExpectRejected("SPILLWAY_REPORT", "", "directory");
   ExpectRejected("SPILLWAY_REPORT", "/dev/null", "directory");  // exists, not a directory
+  // Offload (issue 4) and kernel times.
+  ExpectRejected("SPILLWAY_OFFLOAD", "on", "0 or 1");
+  for (const char* v : {"lots", "0", "0%", "101%", "-1G"})
+    ExpectRejected("SPILLWAY_HOST_LIMIT", v, "percentage of RAM");
+  ExpectRejected("SPILLWAY_NVME_PATH", "/nonexistent/spillway-nvme", "existing directory");
+  ExpectRejected("SPILLWAY_NVME_PATH", "/dev/null", "existing directory");
+  ExpectRejected("SPILLWAY_NVME_PATH", "", "existing directory");
+  ExpectRejected("SPILLWAY_NVME_LIMIT", "big", "bytes");
+  ExpectRejected("SPILLWAY_NVME_LIMIT", "0", "bytes");
+  ExpectRejected("SPILLWAY_NVME_VERIFY", "yes", "0 or 1");
+  ExpectRejected("SPILLWAY_OFFLOAD_SAFETY", "loose", "tracked, strict or auto");
+  ExpectRejected("SPILLWAY_KERNELS", "yes", "0 or 1");
+  ExpectRejected("SPILLWAY_KERNELS", "1", "SPILLWAY_TRACK=1");  // without the tracker
+}
+
+TEST(Config, OffloadSettings) {
+  Env e;
+  e.vars = {{"SPILLWAY_OFFLOAD", "1"},        {"SPILLWAY_HOST_LIMIT", "25%"},
+            {"SPILLWAY_NVME_PATH", "/tmp"},    {"SPILLWAY_NVME_LIMIT", "100G"},
+            {"SPILLWAY_NVME_VERIFY", "1"},     {"SPILLWAY_OFFLOAD_SAFETY", "strict"},
+            {"SPILLWAY_TRACK", "1"},           {"SPILLWAY_KERNELS", "1"}};
+  Config cfg;
+  std::string err;
+  ASSERT_TRUE(ParseConfig(e.fn(), &cfg, &err)) << err;
+  EXPECT_TRUE(cfg.offload);
+  EXPECT_EQ(ResolveHostLimit(cfg, 64ull << 30), 16ull << 30);
+  EXPECT_EQ(cfg.nvme_path, "/tmp");
+  EXPECT_EQ(cfg.nvme_limit, 100ull << 30);
+  EXPECT_TRUE(cfg.nvme_verify);
+  EXPECT_EQ(cfg.offload_safety, Config::Safety::kStrict);
+  EXPECT_TRUE(cfg.kernels);
+  e.vars = {{"SPILLWAY_HOST_LIMIT", "8G"}};
+  ASSERT_TRUE(ParseConfig(e.fn(), &cfg, &err)) << err;
+  EXPECT_EQ(ResolveHostLimit(cfg, 64ull << 30), 8ull << 30);
+  Config def;
+  EXPECT_EQ(ResolveHostLimit(def, 64ull << 30), 32ull << 30) << "default: half the RAM";
+  EXPECT_EQ(def.offload_safety, Config::Safety::kAuto);
+  EXPECT_FALSE(def.offload);
 }
 
 TEST(Config, ReservePolicy) {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -416,6 +417,54 @@ TEST(ReportOutput, JsonAndChromeTraceParse) {
             0)
       << ReadAll(dir + "/trace.json");
   EXPECT_NE(ReadAll(dir + "/summary.txt").find("peak allocated"), std::string::npos);
+}
+
+// SPILLWAY_KERNELS=1: kernel records from the real writer (names interned once) become one
+// Chrome slice each, on a thread per stream, at the kernel's own start time.
+TEST(ReportOutput, KernelTimesInTheChromeTrace) {
+  const std::string dir = TempDir("kernels");
+  {
+    trace::TraceWriter w;
+    std::string err;
+    ASSERT_TRUE(w.open(dir + "/k.trace", &err)) << err;
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    const std::uint64_t now = static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull +
+                              static_cast<std::uint64_t>(ts.tv_nsec);
+    w.record(Kind::kCudaMalloc, 0, nullptr, kBase, kM, 0, kM);
+    w.kernel(0, now + 1'000'000, now + 1'500'000, 7, 41, "gemm_kernel<float>");
+    w.kernel(0, now + 2'000'000, now + 2'250'000, 7, 42, "gemm_kernel<float>");
+    w.kernel(0, now + 2'100'000, now + 2'200'000, 9, 43, "");
+    w.close();
+  }
+  std::vector<trace::Trace> logs(1);
+  std::string err;
+  ASSERT_TRUE(trace::ReadTrace(dir + "/k.trace", &logs[0], &err)) << err;
+  std::size_t strings = 0;
+  for (const trace::Record& r : logs[0].records) strings += r.kind == static_cast<std::uint16_t>(Kind::kString);
+  EXPECT_EQ(strings, 2u) << "each name once, in one 24-byte chunk";
+  Model m = AnalyzeLogs(logs);
+  ASSERT_EQ(m.kernels.size(), 3u);
+  EXPECT_EQ(m.kernels_total, 3u);
+  EXPECT_EQ(m.kernel_names.size(), 2u);
+  EXPECT_EQ(m.kernels[0].dur_ns, 500'000u);
+  EXPECT_EQ(m.kernels[1].t_ns - m.kernels[0].t_ns, 1'000'000u);
+  EXPECT_EQ(m.kernels[2].stream, 9u);
+  EXPECT_EQ(m.kernel_names[m.kernels[2].name], "(unnamed kernel)");
+  if (!HavePython()) GTEST_SKIP() << "python3 not available to parse the Chrome trace";
+  Formats f;
+  f.chrome = true;
+  std::vector<std::string> written;
+  ASSERT_TRUE(WriteReports(m, dir, f, &written, &err)) << err;
+  EXPECT_EQ(JsonCheck(dir + "/trace.json",
+                      "; e=d[\"traceEvents\"]; k=[x for x in e if x.get(\"cat\") == \"kernel\"];"
+                      " assert len(k) == 3, k;"
+                      " assert k[0][\"name\"] == \"gemm_kernel<float>\" and k[0][\"dur\"] == 500;"
+                      " assert k[1][\"ts\"] - k[0][\"ts\"] == 1000;"
+                      " t=[x[\"args\"][\"name\"] for x in e if x[\"name\"] == \"thread_name\"];"
+                      " assert \"kernels, stream 7\" in t and \"kernels, stream 9\" in t, t"),
+            0)
+      << ReadAll(dir + "/trace.json");
 }
 
 // A log written by the real writer: chunks, pages, blocks, a mark, an OOM.
