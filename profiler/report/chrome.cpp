@@ -59,6 +59,35 @@ std::string RenderChromeTrace(const Model& m) {
     first = false;
   };
   // Opens one counter event, up to its args object: {"name":..,"ph":"C",..,"args":{
+  // A thread's name (metadata event).
+  auto thread_name = [&](std::uint32_t process, std::int64_t tid, const std::string& name) {
+    begin();
+    o.append("{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":");
+    Uint(&o, pid_of(process));
+    o.append(",\"tid\":");
+    Int(&o, tid);
+    o.append(",\"args\":{\"name\":");
+    String(&o, name);
+    o.append("}}");
+  };
+  // Opens one slice, up to its args object: {"name":..,"cat":..,"ph":"X",..,"args":{
+  auto slice = [&](const std::string& name, const char* cat, std::uint64_t t_ns,
+                   std::uint64_t dur_ns, std::uint32_t process, std::int64_t tid) {
+    begin();
+    o.append("{\"name\":");
+    String(&o, name);
+    o.append(",\"cat\":\"");
+    o.append(cat);
+    o.append("\",\"ph\":\"X\",\"ts\":");
+    Us(&o, t_ns);
+    o.append(",\"dur\":");
+    Us(&o, dur_ns);
+    o.append(",\"pid\":");
+    Uint(&o, pid_of(process));
+    o.append(",\"tid\":");
+    Int(&o, tid);
+    o.append(",\"args\":{");
+  };
   auto counter = [&](const std::string& name, std::uint64_t t_ns, std::uint32_t process) {
     begin();
     o.append("{\"name\":");
@@ -153,54 +182,20 @@ std::string RenderChromeTrace(const Model& m) {
   std::set<std::pair<std::uint32_t, std::uint32_t>> kernel_threads;
   for (const KernelRun& k : m.kernels) {
     const std::int64_t tid = kKernelTidBase + static_cast<std::int64_t>(k.stream);
-    if (kernel_threads.insert({k.process, k.stream}).second) {
-      begin();
-      o.append("{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":");
-      Uint(&o, pid_of(k.process));
-      o.append(",\"tid\":");
-      Int(&o, tid);
-      o.append(",\"args\":{\"name\":");
-      String(&o, "kernels, stream " + std::to_string(k.stream));
-      o.append("}}");
-    }
-    begin();
-    o.append("{\"name\":");
-    String(&o, m.kernel_names[k.name]);
-    o.append(",\"cat\":\"kernel\",\"ph\":\"X\",\"ts\":");
-    Us(&o, k.t_ns);
-    o.append(",\"dur\":");
-    Us(&o, k.dur_ns);
-    o.append(",\"pid\":");
-    Uint(&o, pid_of(k.process));
-    o.append(",\"tid\":");
-    Int(&o, tid);
-    o.append(",\"args\":{\"device\":");
+    if (kernel_threads.insert({k.process, k.stream}).second)
+      thread_name(k.process, tid, "kernels, stream " + std::to_string(k.stream));
+    slice(m.kernel_names[k.name], "kernel", k.t_ns, k.dur_ns, k.process, tid);
+    o.append("\"device\":");
     Int(&o, k.device);
     o.append("}}");
   }
   std::set<std::uint32_t> stalled;
   for (const Stall& st : m.offload.stall_list) {
-    if (stalled.insert(st.process).second) {
-      begin();
-      o.append("{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":");
-      Uint(&o, pid_of(st.process));
-      o.append(",\"tid\":");
-      Int(&o, kStallTid);
-      o.append(",\"args\":{\"name\":\"offload stalls\"}}");
-    }
+    if (stalled.insert(st.process).second) thread_name(st.process, kStallTid, "offload stalls");
     const std::uint64_t start = st.t_ns > st.wait_ns ? st.t_ns - st.wait_ns : 0;
-    begin();
-    o.append("{\"name\":");
-    String(&o, std::string("stall: ") + TierName(st.from) + "->" + TierName(st.to));
-    o.append(",\"cat\":\"stall\",\"ph\":\"X\",\"ts\":");
-    Us(&o, start);
-    o.append(",\"dur\":");
-    Us(&o, st.t_ns - start);
-    o.append(",\"pid\":");
-    Uint(&o, pid_of(st.process));
-    o.append(",\"tid\":");
-    Int(&o, kStallTid);
-    o.append(",\"args\":{\"device\":");
+    slice(std::string("stall: ") + TierName(st.from) + "->" + TierName(st.to), "stall", start,
+          st.t_ns - start, st.process, kStallTid);
+    o.append("\"device\":");
     Int(&o, st.device);
     o.append(",\"addr\":");
     String(&o, Hex(st.addr));
