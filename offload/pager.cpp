@@ -10,18 +10,13 @@
 #include "allocator/device_heap.h"
 #include "allocator/error.h"
 #include "offload/numa.h"
+#include "profiler/clock.h"
 #include "profiler/trace_writer.h"
 #include "profiler/tracker/block_index.h"
 
 namespace spillway::offload {
 
 namespace {
-std::uint64_t NowNs() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull +
-         static_cast<std::uint64_t>(ts.tv_nsec);
-}
 std::string Hex(std::uintptr_t p) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "0x%" PRIxPTR, p);
@@ -56,8 +51,7 @@ Pager::~Pager() {
   // Live blocks keep their VA; their host pages go (the pool is about to release them).
   for (auto& [p, e] : entries_) {
     if (e.state != Residency::kHost || !e.mapped) continue;
-    std::vector<prim::PhysHandle> zeros(e.pages, 0), old;
-    swap_locked(e, zeros.data(), false, &old);
+    unmap_pages_locked(e);
   }
   for (auto& [p, e] : entries_)
     if (e.state == Residency::kNvme && opt_.nvme) opt_.nvme->release(e.slot);
@@ -166,16 +160,7 @@ bool Pager::fast_evict_locked(std::uintptr_t p, const Geometry& g, std::uint64_t
     return false;
   }
   order_after_fetch_locked(p);
-  prim::Status st = prim::Status::Ok();
-  for (std::size_t i = 0; i < g.pages && st.ok();) {
-    std::size_t j = i + 1;
-    while (j < g.pages && chunks[j].window == chunks[j - 1].window + gran_) ++j;
-    st = backend_.copy_async(device_, reinterpret_cast<void*>(chunks[i].window),
-                             reinterpret_cast<void*>(g.first + i * gran_), (j - i) * gran_, out_);
-    i = j;
-  }
-  if (st.ok()) st = backend_.event_record(device_, done, out_);
-  if (!st.ok()) {  // copies may be queued: keep the chunks out of circulation
+  if (!copy_pages(g.first, g.pages, chunks, true, done).ok()) {  // copies may be queued: keep the chunks out of circulation
     mark_away(p, false);
     out_events_.push_back(done);
     return false;
@@ -201,7 +186,7 @@ bool Pager::fast_evict_locked(std::uintptr_t p, const Geometry& g, std::uint64_t
   m.fast = true;
   m.p = p;
   m.bytes = g.pages * gran_;
-  m.t0 = NowNs();
+  m.t0 = MonotonicNs();
   m.done = done;
   m.dev = std::move(dev);
   e.move = m.id;
@@ -236,13 +221,38 @@ void Pager::error_locked(std::uintptr_t p, std::uint64_t bytes, std::uint32_t re
   }
 }
 
+spillway_status Pager::not_owned(std::uintptr_t p) const {
+  return Fail(SPILLWAY_ERR_NOT_OWNED, "spillway: " + Hex(p) +
+                                          " is not memory Spillway allocated on device " +
+                                          std::to_string(device_));
+}
+
+prim::Status Pager::copy_pages(std::uintptr_t first, std::size_t pages,
+                               const std::vector<HostChunk>& chunks, bool to_host,
+                               prim::Event done) {
+  const prim::Stream s = to_host ? out_ : copy_;
+  prim::Status st = prim::Status::Ok();
+  for (std::size_t i = 0; i < pages && st.ok();) {  // runs of neighbouring chunks: one copy
+    std::size_t j = i + 1;
+    while (j < pages && chunks[j].window == chunks[j - 1].window + gran_) ++j;
+    auto* block = reinterpret_cast<void*>(first + i * gran_);
+    auto* host = reinterpret_cast<void*>(chunks[i].window);
+    st = to_host ? backend_.copy_async(device_, host, block, (j - i) * gran_, s)
+                 : backend_.copy_async(device_, block, host, (j - i) * gran_, s);
+    i = j;
+  }
+  return st.ok() ? backend_.event_record(device_, done, s) : st;
+}
+
+spillway_status Pager::unmap_pages_locked(Entry& e) {
+  std::vector<prim::PhysHandle> zeros(e.pages, 0), old;
+  return swap_locked(e, zeros.data(), false, &old);
+}
+
 spillway_status Pager::geometry(std::uintptr_t p, Geometry* g) {
   Arena* a = heap_.find(p);
   if (a == nullptr)
-    return Fail(SPILLWAY_ERR_NOT_OWNED, "spillway: " + Hex(p) +
-                                            " is not memory Spillway "
-                                            "allocated on device " +
-                                            std::to_string(device_));
+    return not_owned(p);
   std::size_t size = 0;
   {
     std::lock_guard<detail::SpinLock> lk(a->mu());
@@ -338,7 +348,7 @@ spillway_status Pager::fence_cpu_locked(const Entry& e, prim::Stream extra, bool
       n = block_streams(e.p, e.arena, streams.data(), DeviceHeap::kMaxArenas + 1);
   }
   if (extra != nullptr || n == 0) streams[static_cast<std::size_t>(n++)] = extra;
-  const std::uint64_t t0 = NowNs();
+  const std::uint64_t t0 = MonotonicNs();
   for (int i = 0; i < n; ++i) {
     prim::Event ev = get_event();
     if (ev == nullptr) return Fail(SPILLWAY_ERR_BACKEND, "spillway: no event for the pager");
@@ -348,7 +358,7 @@ spillway_status Pager::fence_cpu_locked(const Entry& e, prim::Stream extra, bool
     if (!st.ok()) return Fail(SPILLWAY_ERR_BACKEND, "spillway: fencing a block: " + st.message);
   }
   counters_.fence_waits.fetch_add(1, std::memory_order_relaxed);
-  counters_.fence_wait_ns.fetch_add(NowNs() - t0, std::memory_order_relaxed);
+  counters_.fence_wait_ns.fetch_add(MonotonicNs() - t0, std::memory_order_relaxed);
   return SPILLWAY_OK;
 }
 
@@ -373,16 +383,7 @@ spillway_status Pager::evict_host_locked(std::uintptr_t p, Entry* e) {
     return Fail(SPILLWAY_ERR_BACKEND, "spillway: no event for the pager");
   }
   e->access_mark = access_count(p);
-  prim::Status st = prim::Status::Ok();
-  for (std::size_t i = 0; i < e->pages && st.ok();) {  // runs of neighbouring chunks: one copy
-    std::size_t j = i + 1;
-    while (j < e->pages && chunks[j].window == chunks[j - 1].window + gran_) ++j;
-    st = backend_.copy_async(device_, reinterpret_cast<void*>(chunks[i].window),
-                             reinterpret_cast<void*>(e->first + i * gran_), (j - i) * gran_, out_);
-    i = j;
-  }
-  if (st.ok()) st = backend_.event_record(device_, done, out_);
-  if (!st.ok()) {  // copies may be queued: the chunks cannot be reused safely; keep them out
+  if (prim::Status st = copy_pages(e->first, e->pages, chunks, true, done); !st.ok()) {  // copies may be queued: the chunks cannot be reused safely; keep them out
     out_events_.push_back(done);
     return Fail(SPILLWAY_ERR_BACKEND, "spillway: eviction copy failed: " + st.message);
   }
@@ -391,7 +392,7 @@ spillway_status Pager::evict_host_locked(std::uintptr_t p, Entry* e) {
   m.out = true;
   m.p = p;
   m.bytes = e->pages * gran_;
-  m.t0 = NowNs();
+  m.t0 = MonotonicNs();
   m.done = done;
   e->host = std::move(chunks);
   e->state = Residency::kMovingOut;
@@ -402,7 +403,7 @@ spillway_status Pager::evict_host_locked(std::uintptr_t p, Entry* e) {
 }
 
 void Pager::complete_locked(Move& m) {
-  const std::uint64_t ns = NowNs() - m.t0;
+  const std::uint64_t ns = MonotonicNs() - m.t0;
   if (!m.out) {  // a fetch: its host chunks are free now
     host_->release(m.host);
     counters_.bytes_from_host.fetch_add(m.bytes, std::memory_order_relaxed);
@@ -420,8 +421,7 @@ void Pager::complete_locked(Move& m) {
         e->arena->page_handles_locked(e->first, e->pages, &cur);
       }
       if (cur == m.dev) {
-        std::vector<prim::PhysHandle> zeros(e->pages, 0), old;
-        swap_locked(*e, zeros.data(), false, &old);
+        unmap_pages_locked(*e);
       }
     }
     counters_.evictions.fetch_add(1, std::memory_order_relaxed);
@@ -486,7 +486,7 @@ void Pager::poll_locked(bool block) {
 
 spillway_status Pager::swap_locked(Entry& e, const prim::PhysHandle* in, bool host,
                                    std::vector<prim::PhysHandle>* old) {
-  const std::uint64_t t0 = NowNs();
+  const std::uint64_t t0 = MonotonicNs();
   std::vector<prim::PhysHandle> cur;
   {
     std::lock_guard<detail::SpinLock> lk(e.arena->mu());
@@ -533,7 +533,7 @@ spillway_status Pager::swap_locked(Entry& e, const prim::PhysHandle* in, bool ho
     s = map_all(in);
     if (!s.ok()) map_all(cur.data());  // the old memory goes back
   }
-  counters_.remap_ns.fetch_add(NowNs() - t0, std::memory_order_relaxed);
+  counters_.remap_ns.fetch_add(MonotonicNs() - t0, std::memory_order_relaxed);
   if (!s.ok())
     return Fail(SPILLWAY_ERR_BACKEND, "spillway: remapping " + Hex(e.p) + " failed: " + s.message);
   {
@@ -546,7 +546,7 @@ spillway_status Pager::swap_locked(Entry& e, const prim::PhysHandle* in, bool ho
 
 spillway_status Pager::host_to_device_locked(Entry& e, prim::Stream s, bool demand, bool fenced,
                                              bool retried, bool speculative) {
-  const std::uint64_t t0 = NowNs();
+  const std::uint64_t t0 = MonotonicNs();
   // A fast eviction of this block still copying out of its VA: let it finish first (its VA is
   // about to be remapped). Copies finish in order, so polling completes it and those before.
   for (const Move& m : moves_)
@@ -592,23 +592,14 @@ spillway_status Pager::host_to_device_locked(Entry& e, prim::Stream s, bool dema
   m.bytes = e.pages * gran_;
   m.demand = demand;
   m.t0 = t0;
-  for (std::size_t i = 0; i < e.pages;) {
-    std::size_t j = i + 1;
-    while (j < e.pages && e.host[j].window == e.host[j - 1].window + gran_) ++j;
-    prim::Status cs =
-        backend_.copy_async(device_, reinterpret_cast<void*>(e.first + i * gran_),
-                            reinterpret_cast<void*>(e.host[i].window), (j - i) * gran_, copy_);
-    if (!cs.ok()) {  // the block is mapped to device memory whose content is wrong: say so
-      std::fprintf(stderr, "spillway: copying %s back to the device failed: %s\n", Hex(e.p).c_str(),
-                   cs.message.c_str());
-      return Fail(SPILLWAY_ERR_BACKEND, "spillway: prefetch copy failed: " + cs.message);
-    }
-    i = j;
-  }
   m.done = get_copy_event();
-  prim::Status es = m.done ? backend_.event_record(device_, m.done, copy_)
+  prim::Status cs = m.done ? copy_pages(e.first, e.pages, e.host, false, m.done)
                            : prim::Status{1, "no event could be created"};
-  if (!es.ok()) return Fail(SPILLWAY_ERR_BACKEND, "spillway: prefetch event: " + es.message);
+  if (!cs.ok()) {  // the block is mapped to device memory whose content is wrong: say so
+    std::fprintf(stderr, "spillway: copying %s back to the device failed: %s\n", Hex(e.p).c_str(),
+                 cs.message.c_str());
+    return Fail(SPILLWAY_ERR_BACKEND, "spillway: prefetch copy failed: " + cs.message);
+  }
   // The users wait for the data: `s`, and the block's streams (tracked) or all (strict). A
   // speculative prefetch makes nobody wait now: the block stays marked away, and the launch that
   // names it next makes its stream wait for this copy (prefetch()).
@@ -634,7 +625,7 @@ spillway_status Pager::host_to_nvme_locked(Entry& e) {
     return Fail(
         SPILLWAY_ERR_CONFIG,
         "spillway: the NVMe tier is off: set SPILLWAY_NVME_PATH to a directory on the disk");
-  const std::uint64_t t0 = NowNs();
+  const std::uint64_t t0 = MonotonicNs();
   for (const Move& m : moves_)
     if (m.id == e.move) {  // the host chunks are still being filled
       poll_locked(true);
@@ -655,8 +646,7 @@ spillway_status Pager::host_to_nvme_locked(Entry& e) {
     return Fail(st, why);
   }
   if (e.mapped) {  // the VA goes unmapped while the block is on NVMe
-    std::vector<prim::PhysHandle> zeros(e.pages, 0), old;
-    st = swap_locked(e, zeros.data(), false, &old);
+    st = unmap_pages_locked(e);
     if (st != SPILLWAY_OK) {
       opt_.nvme->release(slot);
       return st;
@@ -671,13 +661,13 @@ spillway_status Pager::host_to_nvme_locked(Entry& e) {
   host_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
   nvme_bytes_.fetch_add(bytes, std::memory_order_relaxed);
   counters_.bytes_to_nvme.fetch_add(bytes, std::memory_order_relaxed);
-  trace_move(trace::Kind::kEvict, e.p, bytes, NowNs() - t0, trace::kTierHost, trace::kTierNvme,
+  trace_move(trace::Kind::kEvict, e.p, bytes, MonotonicNs() - t0, trace::kTierHost, trace::kTierNvme,
              false);
   return SPILLWAY_OK;
 }
 
 spillway_status Pager::nvme_to_host_locked(Entry& e) {
-  const std::uint64_t t0 = NowNs();
+  const std::uint64_t t0 = MonotonicNs();
   std::string why;
   std::vector<HostChunk> chunks;
   if (spillway_status s = host_->acquire(e.pages, &chunks, &why); s != SPILLWAY_OK) {
@@ -714,7 +704,7 @@ spillway_status Pager::nvme_to_host_locked(Entry& e) {
   nvme_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
   host_bytes_.fetch_add(bytes, std::memory_order_relaxed);
   counters_.bytes_from_nvme.fetch_add(bytes, std::memory_order_relaxed);
-  trace_move(trace::Kind::kFetch, e.p, bytes, NowNs() - t0, trace::kTierNvme, trace::kTierHost,
+  trace_move(trace::Kind::kFetch, e.p, bytes, MonotonicNs() - t0, trace::kTierNvme, trace::kTierHost,
              false);
   return SPILLWAY_OK;
 }
@@ -795,16 +785,13 @@ spillway_status Pager::prefetch(std::uintptr_t p, prim::Stream stream, bool dema
   auto it = entries_.find(p);
   if (it == entries_.end() || it->second.state == Residency::kDevice) {
     if (heap_.find(p) == nullptr)
-      return Fail(SPILLWAY_ERR_NOT_OWNED, "spillway: " + Hex(p) +
-                                              " is not memory Spillway "
-                                              "allocated on device " +
-                                              std::to_string(device_));
+      return not_owned(p);
     (void)arriving;
     mark_away(p, false);
     return SPILLWAY_OK;  // already there (or arriving, in order for `stream`)
   }
   Entry& e = it->second;
-  const std::uint64_t t0 = NowNs();
+  const std::uint64_t t0 = MonotonicNs();
   spillway_status s = SPILLWAY_OK;
   if (e.state == Residency::kMovingOut) cancel_eviction_locked(e, stream);
   if (e.state == Residency::kNvme) s = nvme_to_host_locked(e);
@@ -814,7 +801,7 @@ spillway_status Pager::prefetch(std::uintptr_t p, prim::Stream stream, bool dema
   }
   if (e.state == Residency::kDevice) mark_away(p, false);
   if (demand && s == SPILLWAY_OK)
-    counters_.stall_ns.fetch_add(NowNs() - t0, std::memory_order_relaxed);
+    counters_.stall_ns.fetch_add(MonotonicNs() - t0, std::memory_order_relaxed);
   if (e.state == Residency::kDevice && e.advice == Advice::kNone) entries_.erase(p);
   set_active_locked();
   return s;
@@ -872,10 +859,7 @@ spillway_status Pager::prefetch_many(const std::uintptr_t* ps, std::size_t n, pr
     auto it = entries_.find(ps[i]);
     if (it == entries_.end()) {
       if (heap_.find(ps[i]) == nullptr)
-        note(Fail(SPILLWAY_ERR_NOT_OWNED, "spillway: " + Hex(ps[i]) +
-                                              " is not memory Spillway "
-                                              "allocated on device " +
-                                              std::to_string(device_)));
+        note(not_owned(ps[i]));
       continue;
     }
     Entry& e = it->second;
@@ -1000,8 +984,7 @@ spillway_status Pager::before_free(std::uintptr_t p, FreeMode mode, prim::Stream
         fence.access_mark = ~std::uint64_t{0};  // tracked: always fence the block's streams
         fence_cpu_locked(fence, mode == FreeMode::kStreamOrdered ? stream : nullptr,
                          mode == FreeMode::kSynchronous);
-        std::vector<prim::PhysHandle> zeros(e.pages, 0), old;
-        spillway_status s = swap_locked(e, zeros.data(), false, &old);
+        spillway_status s = unmap_pages_locked(e);
         if (s != SPILLWAY_OK) return s;  // the block stays allocated: nothing is lost
       }
       host_->release(e.host);

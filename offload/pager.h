@@ -153,6 +153,14 @@ class Pager {
   };
 
   spillway_status geometry(std::uintptr_t p, Geometry* g);
+  spillway_status not_owned(std::uintptr_t p) const;  // NOT_OWNED, with the message
+  // Queues the copies between the `pages` pages at `first` and `chunks` (to_host: out of the
+  // block on the eviction stream; else into it on the copy stream), one per run of neighbouring
+  // chunks, then records `done` after them.
+  prim::Status copy_pages(std::uintptr_t first, std::size_t pages,
+                          const std::vector<HostChunk>& chunks, bool to_host, prim::Event done);
+  // Leaves the block's moved pages unmapped (holes).
+  spillway_status unmap_pages_locked(Entry& e);
   spillway_status evict_host_locked(std::uintptr_t p, Entry* e);  // kDevice -> kMovingOut
   spillway_status host_to_nvme_locked(Entry& e);
   spillway_status nvme_to_host_locked(Entry& e);

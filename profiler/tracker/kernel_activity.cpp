@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "allocator/prim/cuda_driver.h"
+#include "profiler/clock.h"
 #include "profiler/tracker/tracker.h"
 
 namespace spillway::tracker {
@@ -37,13 +38,6 @@ std::mutex g_mu;
 
 constexpr std::size_t kBufferBytes = std::size_t{4} << 20;
 constexpr std::size_t kAlign = 8;
-
-std::uint64_t MonotonicNs() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull +
-         static_cast<std::uint64_t>(ts.tv_nsec);
-}
 
 void CUPTIAPI BufferRequested(uint8_t** buffer, size_t* size, size_t* max_records) {
   *buffer = static_cast<uint8_t*>(std::aligned_alloc(kAlign, kBufferBytes));

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "allocator/prim/backend.h"
+#include "profiler/clock.h"
 #include "allocator/prim/cuda_driver.h"
 #include "profiler/tracker/graph_map.h"
 
@@ -207,17 +208,9 @@ const KernelLayout* LayoutCache::get_slow(const void* handle) {
   return e->known ? &e->layout : nullptr;
 }
 
-namespace {
-std::uint64_t NowNs() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull +
-         static_cast<std::uint64_t>(ts.tv_nsec);
-}
-}  // namespace
 
 Access LaunchPath::next(std::uint64_t stream) {
-  return Access{NowNs(), seq_.fetch_add(1, std::memory_order_relaxed) + 1, stream};
+  return Access{MonotonicNs(), seq_.fetch_add(1, std::memory_order_relaxed) + 1, stream};
 }
 
 std::size_t CollectHits(BlockIndex& index, const std::uint64_t* w, std::size_t n,
@@ -726,9 +719,9 @@ void CUPTIAPI Callback(void* userdata, CUpti_CallbackDomain domain, CUpti_Callba
     return;
   }
   if (st.diag == Diag::kEmpty) return;  // CUPTI's own cost alone
-  const std::uint64_t t0 = NowNs();     // Diag::kTime
+  const std::uint64_t t0 = MonotonicNs();     // Diag::kTime
   Dispatch(st, domain, cbid, cbdata);
-  st.callback_ns.fetch_add(NowNs() - t0, std::memory_order_relaxed);
+  st.callback_ns.fetch_add(MonotonicNs() - t0, std::memory_order_relaxed);
   st.callback_calls.fetch_add(1, std::memory_order_relaxed);
 }
 
