@@ -317,6 +317,9 @@ spillway_status Allocator::pager(int device, offload::Pager** out) {
                                      "(SPILLWAY_TRACK=1); use strict or auto");
   auto pg = std::make_unique<offload::Pager>(*h, po);
   if (spillway_status s = pg->init(&err); s != SPILLWAY_OK) return Fail(s, err);
+  // Tracked safety must see every launch, also those of code first run after the launch-hook
+  // check (tracker.h).
+  if (po.safety == offload::Safety::kTracked) tracker::KeepCuptiLaunchCallbacks();
   *out = pg.get();
   pagers_owned_[static_cast<std::size_t>(device)] = std::move(pg);
   pagers_[static_cast<std::size_t>(device)].store(*out, std::memory_order_release);

@@ -97,6 +97,8 @@ bool ParseConfig(const GetEnv& getenv, Config* cfg, std::string* error) {
   if (cfg->kernels && !cfg->track)
     return Bad(error, "SPILLWAY_KERNELS", "1", "SPILLWAY_TRACK=1 as well (kernel times come from "
                "the tracker's CUPTI)");
+  if (!Switch(getenv, "SPILLWAY_TRACK_LAUNCHES", "auto", "cupti", &cfg->track_launches_cupti, error))
+    return false;
   if (!Switch(getenv, "SPILLWAY_OFFLOAD", "0", "1", &cfg->offload, error)) return false;
   if (const char* v = getenv("SPILLWAY_HOST_LIMIT"); v && *v) {
     std::string s(v);

@@ -35,6 +35,10 @@ struct Config {
   // SPILLWAY_KERNELS=1 (with SPILLWAY_TRACK=1 and an event log): when each kernel ran, from CUPTI
   // activity records, as slices in the Chrome trace.
   bool kernels = false;
+  // SPILLWAY_TRACK_LAUNCHES=auto|cupti: how the tracker sees kernel launches. auto: through the
+  // preload's launch hooks, with CUPTI's launch callbacks turned off once a check shows no
+  // launch bypasses the hooks; cupti: CUPTI's callbacks stay on (tracker.h).
+  bool track_launches_cupti = false;
   // Offload (offload/pager.h, docs/offload.md).
   // SPILLWAY_OFFLOAD=0|1: when device memory (or the budget) runs out, evict cold blocks to the
   // host instead of failing. The explicit calls (spillway_offload, ...) work either way.

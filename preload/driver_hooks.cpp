@@ -123,6 +123,7 @@ CUresult cuGetProcAddress_v2(const char* symbol, void** pfn, int version, cuuint
   CUresult r = d->cuGetProcAddress(symbol, pfn, version, flags, status);
   if (r == CUDA_SUCCESS && pfn != nullptr && *pfn != nullptr && symbol != nullptr) {
     if (void* hook = pl::DriverHookFor(symbol, version, flags)) *pfn = hook;
+    else if (void* launch = pl::LaunchHookFor(symbol, *pfn)) *pfn = launch;
   }
   return r;
 }

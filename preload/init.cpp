@@ -20,6 +20,8 @@
 namespace spillway::preload {
 
 namespace {
+bool g_track = false;  // SPILLWAY_TRACK=1 (set before any CUDA call: the constructor)
+
 __attribute__((constructor)) void CheckConfig() {
   Config cfg;
   std::string err;
@@ -30,10 +32,13 @@ __attribute__((constructor)) void CheckConfig() {
   }
   // NVTX reaches CUPTI (and the tracker's marks) only through its injection variable, read at
   // the process's first NVTX call: name libcupti now, unless the user named a library.
+  g_track = cfg.track;
   if (cfg.track) tracker::SetNvtxInjectionForTracking();
 }
 
 }  // namespace
+
+bool TrackingRequested() { return g_track; }
 
 Allocator* Instance() {
   static Allocator* instance = [] {
@@ -110,6 +115,11 @@ void* HookFor(const char* symbol) {
       {"cudaFreeAsync_ptsz", "cudaFreeAsync_ptsz"},
       {"cudaMemGetInfo", "cudaMemGetInfo"},
   };
+  // Kernel launches: interposed only for the tracker (launch_hooks.cpp).
+  static const char* const kLaunches[] = {
+      "cuLaunchKernel",   "cuLaunchKernel_ptsz",       "cuLaunchKernelEx",
+      "cuLaunchKernelEx_ptsz", "cuLaunchCooperativeKernel", "cuLaunchCooperativeKernel_ptsz",
+  };
   if (symbol == nullptr || (symbol[0] != 'c' || symbol[1] != 'u')) return nullptr;
   static void* self = [] {
     Dl_info info{};
@@ -118,6 +128,9 @@ void* HookFor(const char* symbol) {
   }();
   for (const Entry& e : kEntries)
     if (std::strcmp(symbol, e.name) == 0) return prim::RealDlsym(self, e.ours);
+  if (g_track)
+    for (const char* n : kLaunches)
+      if (std::strcmp(symbol, n) == 0) return prim::RealDlsym(self, n);
   return nullptr;
 }
 

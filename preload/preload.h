@@ -30,6 +30,13 @@ void* HookFor(const char* symbol);
 // Our replacement for a cuGetProcAddress lookup (base name, version, flags), or nullptr.
 void* DriverHookFor(const char* symbol, int cuda_version, cuuint64_t flags);
 
+// Our launch interposer in place of `real`, the entry point cuGetProcAddress returned for
+// `symbol` (launch_hooks.cpp); nullptr when it is not a launch entry point we know, or
+// tracking was not requested.
+void* LaunchHookFor(const char* symbol, void* real);
+// SPILLWAY_TRACK=1 was set when the preload was loaded.
+bool TrackingRequested();
+
 // Device of the calling thread's current context (runtime) for cudaMalloc-family calls.
 int CurrentDevice();
 

@@ -71,15 +71,49 @@ if want tracker; then
     "$out/kinds_truth.jsonl" --out "$out/kinds.json"
   cat "$out/kinds.log"
   # The tracker's cost: step time with tracking and the event log on / the preload alone
-  # (GPT-2 at length 1024, two interleaved runs each).
-  for rep in 1 2; do
+  # (GPT-2 at length 1024, interleaved runs): launches through the preload's hooks (the default,
+  # SPILLWAY_TRACK_LAUNCHES=auto) and through CUPTI's launch callbacks (=cupti).
+  for rep in $(seq 1 ${OVERHEAD_REPS:-3}); do
     step overhead_plain_$rep "$build/spillway" run -- python3 examples/train_gpt.py \
       --preset gpt2 --fixed-len 1024 --steps 40 --warmup 10 --json "$out/overhead_plain_$rep.json"
-    step overhead_tracked_$rep env SPILLWAY_TRACK=1 SPILLWAY_TRACE="$out/overhead_$rep.trace" \
-      "$build/spillway" run -- python3 examples/train_gpt.py --preset gpt2 --fixed-len 1024 \
-      --steps 40 --warmup 10 --json "$out/overhead_tracked_$rep.json"
-    rm -f "$out/overhead_$rep.trace"
+    for mode in auto cupti; do
+      step overhead_${mode}_$rep env SPILLWAY_TRACK=1 SPILLWAY_TRACK_LAUNCHES=$mode SPILLWAY_STATS=1 \
+        SPILLWAY_TRACE="$out/overhead_$rep.trace" "$build/spillway" run -- python3 \
+        examples/train_gpt.py --preset gpt2 --fixed-len 1024 --steps 40 --warmup 10 \
+        --json "$out/overhead_${mode}_$rep.json"
+      rm -f "$out/overhead_$rep.trace"
+    done
   done
+  grep -h "launch hooks" "$out"/overhead_auto_1.log "$out"/overhead_cupti_1.log
+  python3 - "$out" <<'PY'
+import json, statistics, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+med = {}
+for mode in ("plain", "auto", "cupti"):
+    runs = [json.loads(p.read_text())["median_step_s"] for p in sorted(out.glob(f"overhead_{mode}_*.json"))]
+    med[mode] = statistics.median(runs) if runs else None
+    print(f"overhead {mode:6s} runs {['%.2f ms' % (r * 1e3) for r in runs]}")
+res = {"median_of_medians_s": med}
+if med["plain"]:
+    for mode in ("auto", "cupti"):
+        if med[mode]:
+            res[f"ratio_{mode}"] = med[mode] / med["plain"]
+            print(f"overhead ratio ({mode}): {res[f'ratio_{mode}']:.3f}")
+(out / "overhead.json").write_text(json.dumps(res, indent=1) + "\n")
+PY
+  # Kernel times from CUPTI activity records (SPILLWAY_KERNELS=1) in the Chrome trace.
+  step kernels_run env SPILLWAY_TRACK=1 SPILLWAY_KERNELS=1 "$build/spillway" run --report \
+    "$out/kernels_report" -- python3 examples/train_gpt.py --preset small --steps 4 --warmup 1
+  step kernels_check python3 -c "
+import json, sys
+ev = json.load(open(sys.argv[1]))
+ev = ev['traceEvents'] if isinstance(ev, dict) else ev
+k = [e for e in ev if e.get('cat') == 'kernel' and e.get('ph') == 'X']
+names = {e['name'] for e in k}
+print(len(k), 'kernel slices,', len(names), 'kernel names; e.g.', sorted(names)[:3])
+sys.exit(0 if len(k) > 100 and all(e['dur'] > 0 for e in k) else 1)
+" "$out/kernels_report/trace.json"
   # CUDA graphs and NVTX: a captured and an explicit graph launched N times under the preload;
   # per-buffer access counts and the NVTX marks checked in the event log.
   step graph_tracking python3 tests/gpu/graph_check.py "$build/spillway_graph_program" \

@@ -311,11 +311,28 @@ struct State {
   LaunchPath path;  // index, layouts, sequence numbers, counters
   GraphMap graphs;
   NvtxMarks* nvtx = nullptr;  // null: NVTX callbacks not enabled
+  // Launch hooks (tracker.h, "Launches through the preload's hooks").
+  CUpti_SubscriberHandle sub = nullptr;
+  EnableCallbackFn enable = nullptr;
+  bool allow_hooks_only = true;  // SPILLWAY_TRACK_LAUNCHES is not `cupti`
+  std::atomic<std::uint64_t> hooked{0};     // launches taken by a preload hook
+  std::atomic<std::uint64_t> confirmed{0};  // CUPTI launch callbacks inside a hooked launch
+  std::atomic<std::uint64_t> missed{0};     // CUPTI launch callbacks no hook took
+  std::atomic<int> launch_cb{0};            // LaunchCallbacks
+  std::mutex launch_cb_mu;                  // changes of launch_cb away from kChecking
   Counters& counters() { return path.counters(); }
   BlockIndex& index() { return path.index(); }
 };
 
+// Whether CUPTI's launch callbacks are on: kChecking, on while the hooks are checked against
+// them; kHooksOnly, turned off (every launch in the check went through a hook); kCupti, on for
+// good (a launch bypassed the hooks, the check is disabled, or the pager needs every launch).
+enum LaunchCallbacks { kChecking = 0, kHooksOnly = 1, kCupti = 2 };
+constexpr std::uint64_t kHookCheckLaunches = 10000;
+
 State* g_state = nullptr;  // set once, before any callback is enabled; never freed
+std::atomic<State*> g_hook_state{nullptr};  // g_state for the launch hooks, once tracking runs
+thread_local bool t_hooked = false;         // this thread is inside a hooked launch
 void* g_cupti_lib = nullptr;  // the libcupti handle of a running tracker
 std::mutex g_start_mu;
 int g_start_result = -1;  // -1 not tried, 0 failed, 1 active
@@ -382,6 +399,18 @@ void DeliverAway(std::uint64_t stream) {
   if (ResidencyHook h = g_residency_hook.load(std::memory_order_acquire))
     h(g_residency_ctx, away.data(), away.size(), stream, false);
   away.clear();
+}
+
+void OnLaunch(State& st, CUfunction f, CUstream s, bool pt, void** params, void** extra);
+
+// A CUPTI launch callback (at API entry): false when a preload hook already took this launch.
+bool CuptiLaunch(State& st) {
+  if (t_hooked) {
+    st.confirmed.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  st.missed.fetch_add(1, std::memory_order_relaxed);
+  return true;
 }
 
 void OnLaunch(State& st, CUfunction f, CUstream s, bool pt, void** params, void** extra) {
@@ -624,31 +653,37 @@ void Dispatch(State& st, CUpti_CallbackDomain domain, CUpti_CallbackId cbid, con
   switch (cbid) {
     // Kernel launches.
     SPW_CASE(cuLaunchKernel) {
+      if (!CuptiLaunch(st)) break;
       const auto& p = SPW_P(cuLaunchKernel);
       OnLaunch(st, p.f, p.hStream, false, p.kernelParams, p.extra);
       break;
     }
     SPW_CASE(cuLaunchKernel_ptsz) {
+      if (!CuptiLaunch(st)) break;
       const auto& p = SPW_P(cuLaunchKernel_ptsz);
       OnLaunch(st, p.f, p.hStream, true, p.kernelParams, p.extra);
       break;
     }
     SPW_CASE(cuLaunchKernelEx) {
+      if (!CuptiLaunch(st)) break;
       const auto& p = SPW_P(cuLaunchKernelEx);
       OnLaunch(st, p.f, p.config ? p.config->hStream : nullptr, false, p.kernelParams, p.extra);
       break;
     }
     SPW_CASE(cuLaunchKernelEx_ptsz) {
+      if (!CuptiLaunch(st)) break;
       const auto& p = SPW_P(cuLaunchKernelEx_ptsz);
       OnLaunch(st, p.f, p.config ? p.config->hStream : nullptr, true, p.kernelParams, p.extra);
       break;
     }
     SPW_CASE(cuLaunchCooperativeKernel) {
+      if (!CuptiLaunch(st)) break;
       const auto& p = SPW_P(cuLaunchCooperativeKernel);
       OnLaunch(st, p.f, p.hStream, false, p.kernelParams, nullptr);
       break;
     }
     SPW_CASE(cuLaunchCooperativeKernel_ptsz) {
+      if (!CuptiLaunch(st)) break;
       const auto& p = SPW_P(cuLaunchCooperativeKernel_ptsz);
       OnLaunch(st, p.f, p.hStream, true, p.kernelParams, nullptr);
       break;
@@ -853,11 +888,21 @@ bool Start(BlockIndex* index, MarkSink marks, void* ctx, std::string* why) {
     delete st;
     return false;
   }
+  st->sub = sub;
+  st->enable = enable;
+  if (const char* v = std::getenv("SPILLWAY_TRACK_LAUNCHES"); v != nullptr && std::strcmp(v, "cupti") == 0) {
+    st->allow_hooks_only = false;  // validated by ParseConfig: auto or cupti
+    st->launch_cb.store(kCupti, std::memory_order_relaxed);
+  }
+  // The hooks take launches from here on: a launch CUPTI sees from now on and no hook took
+  // really bypassed them.
+  g_hook_state.store(st, std::memory_order_release);
   for (CUpti_CallbackId cbid : kCallbacks) {
     r = enable(1, sub, CUPTI_CB_DOMAIN_DRIVER_API, cbid);
     if (r != CUPTI_SUCCESS) {
       *why = "cuptiEnableCallback(driver cbid " + std::to_string(cbid) + "): " +
              CuptiError(result_string, r);
+      g_hook_state.store(nullptr, std::memory_order_release);
       unsubscribe(sub);
       // st may still be in use by a callback that started before the unsubscribe: leak it.
       return false;
@@ -882,7 +927,73 @@ bool Start(BlockIndex* index, MarkSink marks, void* ctx, std::string* why) {
   return true;
 }
 
+constexpr CUpti_CallbackId kLaunchCallbacks[] = {
+    CUPTI_DRIVER_TRACE_CBID_cuLaunchKernel, CUPTI_DRIVER_TRACE_CBID_cuLaunchKernel_ptsz,
+    CUPTI_DRIVER_TRACE_CBID_cuLaunchKernelEx, CUPTI_DRIVER_TRACE_CBID_cuLaunchKernelEx_ptsz,
+    CUPTI_DRIVER_TRACE_CBID_cuLaunchCooperativeKernel,
+    CUPTI_DRIVER_TRACE_CBID_cuLaunchCooperativeKernel_ptsz,
+};
+
+// Turns CUPTI's launch callbacks on or off. Under st.launch_cb_mu.
+bool EnableLaunchCallbacks(State& st, bool on) {
+  for (CUpti_CallbackId cbid : kLaunchCallbacks) {
+    if (st.enable(on ? 1 : 0, st.sub, CUPTI_CB_DOMAIN_DRIVER_API, cbid) != CUPTI_SUCCESS) {
+      std::fprintf(stderr, "spillway: cuptiEnableCallback(%d, launch cbid %u) failed\n", on ? 1 : 0,
+                   static_cast<unsigned>(cbid));
+      return false;
+    }
+  }
+  return true;
+}
+
+// The end of the check (kHookCheckLaunches hooked launches confirmed by CUPTI): off when no
+// launch bypassed the hooks, else on for good.
+void DecideLaunchCallbacks(State& st) {
+  std::lock_guard<std::mutex> lk(st.launch_cb_mu);
+  if (st.launch_cb.load(std::memory_order_relaxed) != kChecking) return;
+  const bool off = st.allow_hooks_only && st.missed.load(std::memory_order_relaxed) == 0 &&
+                   EnableLaunchCallbacks(st, false);
+  if (!off) EnableLaunchCallbacks(st, true);  // a failed turn-off may have left some off
+  st.launch_cb.store(off ? kHooksOnly : kCupti, std::memory_order_relaxed);
+}
+
 }  // namespace
+
+void HookedLaunchBegin(const void* f, void* stream, bool per_thread, void** params,
+                       void** extra) {
+  State* st = g_hook_state.load(std::memory_order_acquire);
+  if (st == nullptr || prim::t_internal_call) return;
+  t_hooked = true;
+  st->hooked.fetch_add(1, std::memory_order_relaxed);
+  auto fn = reinterpret_cast<CUfunction>(const_cast<void*>(f));
+  auto s = static_cast<CUstream>(stream);
+  if (st->diag == Diag::kNone) [[likely]] {
+    OnLaunch(*st, fn, s, per_thread, params, extra);
+    return;
+  }
+  if (st->diag == Diag::kEmpty) return;
+  const std::uint64_t t0 = MonotonicNs();  // Diag::kTime
+  OnLaunch(*st, fn, s, per_thread, params, extra);
+  st->callback_ns.fetch_add(MonotonicNs() - t0, std::memory_order_relaxed);
+  st->callback_calls.fetch_add(1, std::memory_order_relaxed);
+}
+
+void HookedLaunchEnd() {
+  if (!t_hooked) return;
+  t_hooked = false;
+  State* st = g_hook_state.load(std::memory_order_relaxed);
+  if (st->launch_cb.load(std::memory_order_relaxed) == kChecking &&
+      st->confirmed.load(std::memory_order_relaxed) >= kHookCheckLaunches) [[unlikely]]
+    DecideLaunchCallbacks(*st);
+}
+
+void KeepCuptiLaunchCallbacks() {
+  State* st = g_hook_state.load(std::memory_order_acquire);
+  if (st == nullptr) return;
+  std::lock_guard<std::mutex> lk(st->launch_cb_mu);
+  if (st->launch_cb.load(std::memory_order_relaxed) == kHooksOnly) EnableLaunchCallbacks(*st, true);
+  st->launch_cb.store(kCupti, std::memory_order_relaxed);
+}
 
 bool StartTracking(BlockIndex* index, MarkSink marks, void* ctx) {
   std::lock_guard<std::mutex> lk(g_start_mu);
@@ -946,6 +1057,21 @@ std::string TrackingSummary() {
   std::string r = buf;
   {
     std::lock_guard<std::mutex> lk(g_start_mu);
+    if (State* st = g_state; st != nullptr) {
+      const int cb = st->launch_cb.load(std::memory_order_relaxed);
+      const std::uint64_t missed = st->missed.load(std::memory_order_relaxed);
+      std::snprintf(
+          buf, sizeof buf,
+          "    launch hooks      %" PRIu64 " launches through the preload's hooks, %" PRIu64
+          " past them; CUPTI launch callbacks %s\n",
+          st->hooked.load(std::memory_order_relaxed), missed,
+          cb == kHooksOnly  ? "off (every checked launch went through a hook)"
+          : cb == kChecking ? "on (still checking the hooks)"
+          : !st->allow_hooks_only ? "on (SPILLWAY_TRACK_LAUNCHES=cupti)"
+          : missed != 0           ? "on (launches bypass the hooks)"
+                                  : "on (the offload pager needs every launch)");
+      r += buf;
+    }
     if (g_state != nullptr && g_state->diag == Diag::kEmpty) {
       r += "    diagnostic        SPILLWAY_TRACK_DIAG=empty: callbacks returned at once, nothing "
            "tracked\n";

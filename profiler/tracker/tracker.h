@@ -224,6 +224,24 @@ using ResidencyHook = void (*)(void* ctx, const std::uint64_t* addrs, std::size_
                                std::uint64_t stream, bool blind);
 void SetResidencyHook(ResidencyHook hook, void* ctx);
 
+// Launches through the preload's hooks. The preload interposes cuLaunchKernel,
+// cuLaunchKernelEx and cuLaunchCooperativeKernel (and their _ptsz forms) wherever they are
+// resolved (by symbol, dlsym or cuGetProcAddress, which is how cudart reaches them) and calls
+// HookedLaunchBegin before the real call (it does the launch callback's work: scan, record,
+// bring away blocks back) and HookedLaunchEnd after it. CUPTI's launch callbacks run only to
+// catch launches that bypass the hooks: while they are on, one inside a hooked launch returns
+// at once. After 10,000 hooked launches confirmed by CUPTI with none that bypassed the hooks,
+// the tracker turns CUPTI's launch callbacks off (the CUPTI callback itself costs about 4% of a
+// GPT-2 step); if any bypassed them, they stay on and take those. Launches by code first run
+// after that check, through a path other than the hooks, would go unseen: with
+// SPILLWAY_TRACK_LAUNCHES=cupti (or while an offload pager runs, KeepCuptiLaunchCallbacks) they
+// stay on for good. No-ops until StartTracking succeeded. Thread-safe; not reentrant.
+void HookedLaunchBegin(const void* f, void* stream, bool per_thread, void** params,
+                       void** extra);
+void HookedLaunchEnd();
+// Turns CUPTI's launch callbacks back on (if the check turned them off) and keeps them on.
+void KeepCuptiLaunchCallbacks();
+
 // The libcupti for NVTX_INJECTION64_PATH, without loading it: SPILLWAY_CUPTI_LIB, else the
 // first of the tracker's candidates that is found: a bare name ("libcupti.so.13") when it is
 // already loaded, in LD_LIBRARY_PATH or in the loader's cache (NVTX's dlopen then resolves it

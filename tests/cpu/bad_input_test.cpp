@@ -260,6 +260,22 @@ TEST(Config, ParseConfigRejectsMalformed) {
   ExpectRejected("SPILLWAY_OFFLOAD_SAFETY", "loose", "tracked, strict or auto");
   ExpectRejected("SPILLWAY_KERNELS", "yes", "0 or 1");
   ExpectRejected("SPILLWAY_KERNELS", "1", "SPILLWAY_TRACK=1");  // without the tracker
+  ExpectRejected("SPILLWAY_TRACK_LAUNCHES", "hooks", "auto or cupti");
+}
+
+TEST(Config, TrackLaunches) {
+  Env e;
+  Config cfg;
+  std::string err;
+  ASSERT_TRUE(ParseConfig(e.fn(), &cfg, &err)) << err;
+  EXPECT_FALSE(cfg.track_launches_cupti) << "default: auto (the preload's hooks)";
+  e.vars = {{"SPILLWAY_TRACK_LAUNCHES", "cupti"}};
+  ASSERT_TRUE(ParseConfig(e.fn(), &cfg, &err)) << err;
+  EXPECT_TRUE(cfg.track_launches_cupti);
+  e.vars = {{"SPILLWAY_TRACK_LAUNCHES", "auto"}};
+  Config again;
+  ASSERT_TRUE(ParseConfig(e.fn(), &again, &err)) << err;
+  EXPECT_FALSE(again.track_launches_cupti);
 }
 
 TEST(Config, OffloadSettings) {
