@@ -156,19 +156,57 @@ if want offload_torch; then
   done
 fi
 if want tracker_diag; then
-  # Where the tracker's cost goes (GPT-2, length 1024): the preload alone; tracking on; CUPTI's
-  # callbacks returning at once (SPILLWAY_TRACK_DIAG=empty); our callback timed (=time).
-  for v in plain track empty time; do
-    case $v in
-      plain) e=() ;;
-      track) e=(SPILLWAY_TRACK=1) ;;
-      empty) e=(SPILLWAY_TRACK=1 SPILLWAY_TRACK_DIAG=empty) ;;
-      time) e=(SPILLWAY_TRACK=1 SPILLWAY_TRACK_DIAG=time SPILLWAY_STATS=1) ;;
-    esac
-    step diag_$v env "${e[@]}" "$build/spillway" run -- python3 examples/train_gpt.py \
-      --preset gpt2 --fixed-len 1024 --steps 30 --warmup 8 --json "$out/diag_$v.json"
+  # Where the tracker's and the log's cost goes (GPT-2, length 1024), runs interleaved: the
+  # preload alone; the event log alone (with and without call sites); tracking alone; tracking
+  # and the log (the overhead_ratio configuration; with and without call sites); tracking with
+  # the callback timed (SPILLWAY_TRACK_DIAG=time, summary in diag_time_*.log).
+  for rep in $(seq 1 ${DIAG_REPS:-3}); do
+    for v in plain log log_nocs track full full_nocs time; do
+      t="$out/diag_${v}_$rep.trace"
+      case $v in
+        plain) e=() ;;
+        log) e=(SPILLWAY_TRACE="$t") ;;
+        log_nocs) e=(SPILLWAY_TRACE="$t" SPILLWAY_CALLSITE_MIN=0) ;;
+        track) e=(SPILLWAY_TRACK=1) ;;
+        full) e=(SPILLWAY_TRACK=1 SPILLWAY_TRACE="$t") ;;
+        full_nocs) e=(SPILLWAY_TRACK=1 SPILLWAY_TRACE="$t" SPILLWAY_CALLSITE_MIN=0) ;;
+        time) e=(SPILLWAY_TRACK=1 SPILLWAY_TRACK_DIAG=time SPILLWAY_STATS=1) ;;
+      esac
+      step diag_${v}_$rep env "${e[@]}" "$build/spillway" run -- python3 examples/train_gpt.py \
+        --preset gpt2 --fixed-len 1024 --steps 40 --warmup 10 --json "$out/diag_${v}_$rep.json"
+      rm -f "$t"
+    done
   done
-  grep -h "callback" "$out/diag_time.log" | head -5
+  grep -h "callback\|launch hooks" "$out"/diag_time_1.log | head -5
+  python3 - "$out" <<'PY'
+import json, statistics, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+res = {}
+for v in ("plain", "log", "log_nocs", "track", "full", "full_nocs", "time"):
+    meds, pooled = [], []
+    for p in sorted(out.glob(f"diag_{v}_*.json")):
+        if not p.stem[len(f"diag_{v}_"):].isdigit():  # diag_log_* also matches diag_log_nocs_*
+            continue
+        d = json.loads(p.read_text())
+        meds.append(d["median_step_s"])
+        pooled += d["step_s"][10:]
+    if not pooled:
+        continue
+    pooled.sort()
+    res[v] = {"run_medians_s": meds, "median_of_medians_s": statistics.median(meds),
+              "pooled_median_s": statistics.median(pooled), "pooled_p20_s": pooled[len(pooled) // 5]}
+base = res.get("plain")
+for v, r in res.items():
+    if base:
+        r["ratio_median_of_medians"] = r["median_of_medians_s"] / base["median_of_medians_s"]
+        r["ratio_pooled_median"] = r["pooled_median_s"] / base["pooled_median_s"]
+        r["ratio_pooled_p20"] = r["pooled_p20_s"] / base["pooled_p20_s"]
+    print(f"{v:10s} runs {' '.join('%.1f' % (m * 1e3) for m in r['run_medians_s'])} ms | "
+          f"ratio mom {r.get('ratio_median_of_medians', 0):.3f} pooled {r.get('ratio_pooled_median', 0):.3f} "
+          f"p20 {r.get('ratio_pooled_p20', 0):.3f}")
+(out / "tracker_diag.json").write_text(json.dumps(res, indent=1) + "\n")
+PY
 fi
 if want bench; then
   step pair_bench "$build/bench/pair_bench" --benchmark_min_time=0.05 --benchmark_repetitions=5 \
