@@ -1018,6 +1018,20 @@ std::uint64_t Pager::make_room(std::uint64_t bytes, std::uintptr_t except) {
   return make_room_locked(bytes, except);
 }
 
+// How far (in tracked operations after `now`) a block's next use is expected, for the victim
+// choice (Belady's rule: evict what is needed last). A block seen in several bursts of accesses
+// repeats its period (an optimizer state, used once per optimizer step, is needed after every
+// parameter and gradient used once per micro-batch); a block seen in one burst (an activation
+// made in the forward pass) is taken to be needed as long after now as it has been idle (the
+// backward pass uses activations in the reverse order of their making), which orders such
+// blocks as least-recently-used does. Never used: furthest of all.
+static std::int64_t NextUseDistance(const tracker::BlockSummary& s, std::uint64_t now) {
+  if (s.count == 0 || s.last_seq == 0) return INT64_MAX;
+  const auto idle = static_cast<std::int64_t>(now - std::min(now, s.last_seq));
+  if (s.period == 0) return idle;
+  return static_cast<std::int64_t>(s.period) - idle;  // overdue: negative, needed any moment
+}
+
 std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except) {
   struct Cand {
     std::uintptr_t p;
@@ -1025,6 +1039,7 @@ std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except
     std::uint64_t last;  // last access (tracker's operation number); 0 = never / unknown
     bool first;          // advised kEvictFirst
     tracker::BlockSummary sum;
+    std::int64_t dist = 0;  // NextUseDistance
   };
   std::vector<Cand> cands;
   heap_.for_each_large_block([&](std::uintptr_t p, std::size_t size) {
@@ -1053,10 +1068,12 @@ std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except
     return it != entries_.end() &&
            (it->second.state != Residency::kDevice || it->second.advice == Advice::kKeepOnDevice);
   });
-  // Advised first; then least recently used (tracker) or, without one, largest first.
+  // Advised first; then the block whose next use is furthest away (NextUseDistance), largest
+  // first among equals (and without a tracker, where nothing is known).
+  for (Cand& c : cands) c.dist = NextUseDistance(c.sum, newest);
   std::sort(cands.begin(), cands.end(), [](const Cand& a, const Cand& b) {
     if (a.first != b.first) return a.first;
-    if (a.last != b.last) return a.last < b.last;
+    if (a.dist != b.dist) return a.dist > b.dist;
     return a.size > b.size;
   });
   // Tracked mode: a victim whose last use is known done (progress fences) is evicted without any

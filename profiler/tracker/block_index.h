@@ -65,6 +65,9 @@ inline constexpr int kMaxStreams = 4;  // distinct streams remembered per block
 // copies, sets), so that the event log holds each block's access pattern over an iteration
 // (forward, backward, optimizer) at a bounded cost: a few records per block per iteration.
 inline constexpr int kTouchEpochShift = 5;
+// Accesses of a block closer than this many tracked operations are one burst (a tensor used by
+// consecutive kernels); the gap from the end of one burst to the start of the next is its period.
+inline constexpr std::uint64_t kBurstGap = 64;
 
 // A plain copy of a block's bookkeeping.
 struct BlockSummary {
@@ -73,6 +76,10 @@ struct BlockSummary {
   std::uint64_t count = 0;                      // accesses recorded
   std::uint64_t first_t_ns = 0, last_t_ns = 0;  // 0 when count == 0
   std::uint64_t first_seq = 0, last_seq = 0;    // 0 when count == 0
+  // Operations between the block's last two bursts of accesses (kBurstGap); 0 while it has had
+  // one burst. For a block used once per iteration, the iteration's length: the pager predicts
+  // its next use as last_seq + period.
+  std::uint64_t period = 0;
   std::uint32_t nstreams = 0;                   // distinct streams remembered (<= kMaxStreams)
   bool more_streams = false;                    // a further distinct stream was seen
   std::uint64_t streams[kMaxStreams] = {};
@@ -127,6 +134,7 @@ class alignas(64) Block {
   std::uint64_t last_t_ = 0, last_seq_ = 0;
   std::uint64_t touch_epoch_ = ~std::uint64_t{0};  // epoch of the last touch
   std::uint64_t first_t_ = ~std::uint64_t{0}, first_seq_ = ~std::uint64_t{0};
+  std::uint64_t period_ = 0;  // BlockSummary::period
   std::uint64_t streams_[kMaxStreams] = {kNoStream, kNoStream, kNoStream, kNoStream};
   // Written only when the block is not reachable (reset).
   std::uint64_t addr_ = 0, size_ = 0;

@@ -569,6 +569,46 @@ TEST(PagerTracked, LearnedOrderPrefetchesAhead) {
   EXPECT_EQ(pg->host_pool().in_use_bytes(), 0u);
 }
 
+// The victim is the block needed last (Belady's rule by each block's period), not the least
+// recently used: a "parameter" used every cycle stays, an "optimizer state" used every fourth
+// cycle goes, though it was used after the parameter.
+TEST(PagerTracked, EvictsTheBlockNeededLast) {
+  Config cfg = OffloadConfig(44 * kMiB, 256 * kMiB);
+  cfg.offload_safety = Config::Safety::kTracked;
+  SimAlloc a(512 * kMiB, 1, cfg);
+  a.alloc->enable_access_tracking();
+  prim::Stream s = a.stream();
+  void *param = nullptr, *state = nullptr, *other = nullptr, *fresh = nullptr;
+  ASSERT_EQ(a.alloc_on(&param, 16 * kMiB, s), SPILLWAY_OK);
+  ASSERT_EQ(a.alloc_on(&state, 20 * kMiB, s), SPILLWAY_OK);
+  // The block of the newest operation (the one being issued) is never a victim.
+  ASSERT_EQ(a.alloc_on(&other, 4 * kMiB, s), SPILLWAY_OK);
+  Fill(param, 16 * kMiB, 11);
+  Fill(state, 20 * kMiB, 12);
+  for (int cycle = 0; cycle <= 8; ++cycle) {
+    SimLaunch(a, param, s);
+    if (cycle % 4 == 0) SimLaunch(a, state, s);
+    for (int i = 0; i < 60; ++i) SimLaunch(a, other, s);  // 120 operations: past kBurstGap
+  }
+  Pager* pg = PagerOf(a);
+  ASSERT_EQ(pg->residency(U(param)), Residency::kDevice);
+  ASSERT_EQ(pg->residency(U(state)), Residency::kDevice);
+  // Room for 16 MiB: the allocator asks the pager for 18 (a page more), one victim's worth.
+  ASSERT_EQ(a.alloc_on(&fresh, 16 * kMiB, s), SPILLWAY_OK) << LastError();
+  EXPECT_EQ(pg->residency(U(state)), Residency::kHost) << "used last, needed last";
+  EXPECT_EQ(pg->residency(U(param)), Residency::kDevice) << "needed next cycle";
+  EXPECT_LE(a.stats().reserved_bytes, 44 * kMiB);
+  EXPECT_EQ(Mismatches(param, 16 * kMiB, 11), 0u);
+  SimLaunch(a, state, s);  // the optimizer step: brought back (making room again)
+  EXPECT_EQ(pg->residency(U(state)), Residency::kDevice);
+  std::atomic<std::size_t> bad{1};
+  a.sim->enqueue(s, [&] { bad = Mismatches(state, 20 * kMiB, 12); });
+  a.sim->synchronize(s);
+  EXPECT_EQ(bad.load(), 0u);
+  for (void* p : {param, state, other, fresh}) EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
+  ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
+}
+
 // Several host threads, each with its own stream and blocks, evict, bring back, allocate and
 // free at once through one pager (its lock, the host pool, the heap, the copy streams); the data
 // is checked sparsely (the byte-exact checks are the single-threaded tests'). Each thread moves
