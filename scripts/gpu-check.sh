@@ -142,6 +142,17 @@ if want offload_torch; then
       --budget "$budget" --offload --track -- python3 bench/torch/offload_train.py --model $model \
       --steps $steps --warmup 2 --json "$out/${model}_budget.json"
     tail -n 4 "$out/${model}_free.log" "$out/${model}_budget.log"
+    if [ "$model" = ga ]; then
+      # max_footprint_over_budget_at_0_9: the same model at smaller footprint/budget ratios
+      # (fewer optimizer steps; their losses are compared with the unconstrained run's first ones).
+      for r in ${GA_SWEEP_RATIOS:-}; do
+        b=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(int(d['spillway']['peak_reserved_bytes'] / $r))" "$out/ga_free.json")
+        step ga_budget_r$r timeout ${OFFLOAD_TIMEOUT:-300} env SPILLWAY_STATS=1 "$build/spillway" \
+          run --budget "$b" --offload --track -- python3 bench/torch/offload_train.py --model ga \
+          --steps ${GA_SWEEP_STEPS:-6} --warmup 2 --json "$out/ga_budget_r$r.json"
+        tail -n 2 "$out/ga_budget_r$r.log"
+      done
+    fi
     if [ "$model" = activations ]; then
       # vs_save_on_cpu: save_on_cpu(pin_memory=True) alone, then Spillway with its peak as budget.
       step soc env SPILLWAY_STATS=1 "$build/spillway" run -- python3 bench/torch/offload_train.py \
