@@ -37,7 +37,7 @@ struct Config {
   bool kernels = false;
   // SPILLWAY_TRACK_LAUNCHES=auto|cupti: how the tracker sees kernel launches. auto: through the
   // preload's launch hooks, with CUPTI's launch callbacks turned off once a check shows no
-  // launch bypasses the hooks; cupti: CUPTI's callbacks stay on (tracker.h).
+  // launch bypasses the hooks; cupti: through CUPTI's callbacks alone, no hooks (tracker.h).
   bool track_launches_cupti = false;
   // Offload (offload/pager.h, docs/offload.md).
   // SPILLWAY_OFFLOAD=0|1: when device memory (or the budget) runs out, evict cold blocks to the

@@ -11,6 +11,7 @@
 #include "allocator/error.h"
 #include "offload/numa.h"
 #include "profiler/clock.h"
+#include "profiler/tracker/tracker.h"
 #include "profiler/trace_writer.h"
 #include "profiler/tracker/block_index.h"
 
@@ -1071,6 +1072,9 @@ std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except
   // Advised first; then the block whose next use is furthest away (NextUseDistance), largest
   // first among equals (and without a tracker, where nothing is known).
   for (Cand& c : cands) c.dist = NextUseDistance(c.sum, newest);
+#ifdef SPILLWAY_DIAG_VICTIM_LRU  // diagnostic builds only: least recently used, as before
+  for (Cand& c : cands) c.dist = c.last == 0 ? INT64_MAX : static_cast<std::int64_t>(newest - c.last);
+#endif
   std::sort(cands.begin(), cands.end(), [](const Cand& a, const Cand& b) {
     if (a.first != b.first) return a.first;
     if (a.dist != b.dist) return a.dist > b.dist;
@@ -1082,7 +1086,10 @@ std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except
   const bool tracked = opt_.safety == Safety::kTracked && opt_.index != nullptr;
   if (tracked) {
     poll_progress_locked();
-    record_progress_locked(newest);
+    // Tagged with the newest operation known to be enqueued, not `newest`: that one (the launch
+    // being issued) is enqueued after the fence, so the fence says nothing of it.
+    if (std::uint64_t issued = 0; tracker::IssuedWatermark(&issued))
+      record_progress_locked(issued);
   }
   std::uint64_t freed = 0, queued = 0;
   std::vector<std::uintptr_t> victims;

@@ -20,7 +20,7 @@
 namespace spillway::preload {
 
 namespace {
-bool g_track = false;  // SPILLWAY_TRACK=1 (set before any CUDA call: the constructor)
+bool g_track = false;  // launch hooks wanted: SPILLWAY_TRACK=1 and not SPILLWAY_TRACK_LAUNCHES=cupti
 
 __attribute__((constructor)) void CheckConfig() {
   Config cfg;
@@ -32,7 +32,8 @@ __attribute__((constructor)) void CheckConfig() {
   }
   // NVTX reaches CUPTI (and the tracker's marks) only through its injection variable, read at
   // the process's first NVTX call: name libcupti now, unless the user named a library.
-  g_track = cfg.track;
+  // SPILLWAY_TRACK_LAUNCHES=cupti: launches reach the tracker through CUPTI alone (no hooks).
+  g_track = cfg.track && !cfg.track_launches_cupti;
   if (cfg.track) tracker::SetNvtxInjectionForTracking();
 }
 

@@ -34,7 +34,8 @@ void* DriverHookFor(const char* symbol, int cuda_version, cuuint64_t flags);
 // `symbol` (launch_hooks.cpp); nullptr when it is not a launch entry point we know, or
 // tracking was not requested.
 void* LaunchHookFor(const char* symbol, void* real);
-// SPILLWAY_TRACK=1 was set when the preload was loaded.
+// The launch hooks are wanted: SPILLWAY_TRACK=1 and SPILLWAY_TRACK_LAUNCHES is not `cupti`
+// (read when the preload was loaded).
 bool TrackingRequested();
 
 // Device of the calling thread's current context (runtime) for cudaMalloc-family calls.

@@ -209,8 +209,44 @@ const KernelLayout* LayoutCache::get_slow(const void* handle) {
 }
 
 
+namespace {
+thread_local std::uint64_t t_last_seq = 0;  // the sequence number this thread took last
+// The issue watermark (tracker.h): operations between IssueBegin and IssueEnd, and the newest
+// sequence number of an operation known to be enqueued.
+std::atomic<std::uint64_t> g_in_flight{0};
+std::atomic<std::uint64_t> g_issued{0};
+thread_local bool t_issuing = false;
+}  // namespace
+
 Access LaunchPath::next(std::uint64_t stream) {
-  return Access{MonotonicNs(), seq_.fetch_add(1, std::memory_order_relaxed) + 1, stream};
+  t_last_seq = seq_.fetch_add(1, std::memory_order_relaxed) + 1;
+  return Access{MonotonicNs(), t_last_seq, stream};
+}
+
+void IssueBegin() {
+  if (t_issuing) return;
+  t_issuing = true;
+  g_in_flight.fetch_add(1, std::memory_order_seq_cst);
+}
+
+void IssueEnd(std::uint64_t seq) {
+  if (!t_issuing) return;
+  t_issuing = false;
+  std::uint64_t cur = g_issued.load(std::memory_order_relaxed);
+  while (cur < seq && !g_issued.compare_exchange_weak(cur, seq, std::memory_order_seq_cst)) {
+  }
+  g_in_flight.fetch_sub(1, std::memory_order_seq_cst);
+}
+
+void IssueEnd() { IssueEnd(t_last_seq); }
+
+bool IssuedWatermark(std::uint64_t* seq) {
+  // In flight first: an operation that begins after this load takes a newer number than any
+  // enqueued one read below, and one that ends meanwhile was enqueued before our caller's fence.
+  const std::uint64_t mine = t_issuing ? 1 : 0;
+  if (g_in_flight.load(std::memory_order_seq_cst) > mine) return false;
+  *seq = g_issued.load(std::memory_order_seq_cst);
+  return *seq != 0;
 }
 
 std::size_t CollectHits(BlockIndex& index, const std::uint64_t* w, std::size_t n,
@@ -414,6 +450,7 @@ bool CuptiLaunch(State& st) {
 }
 
 void OnLaunch(State& st, CUfunction f, CUstream s, bool pt, void** params, void** extra) {
+  IssueBegin();  // ended after the launch is enqueued (the hook's end, or CUPTI's exit callback)
   const std::uint64_t stream = StreamOf(s, pt);
   if (const Capture c = CaptureOf(st, stream); c != Capture::kNo) [[unlikely]] {
     std::vector<std::uint64_t>& w = t_words;
@@ -430,6 +467,7 @@ void OnLaunch(State& st, CUfunction f, CUstream s, bool pt, void** params, void*
 }
 
 void OnDirect(State& st, CUdeviceptr a, CUdeviceptr b, CUstream s, bool pt) {
+  IssueBegin();  // ended by CUPTI's exit callback
   const std::uint64_t w[2] = {a, b};
   const std::size_t n = b != 0 ? 2 : 1;
   const std::uint64_t stream = StreamOf(s, pt);
@@ -443,6 +481,7 @@ void OnDirect(State& st, CUdeviceptr a, CUdeviceptr b, CUstream s, bool pt) {
 }
 
 void OnGraphLaunch(State& st, CUgraphExec e, CUstream s, bool pt) {
+  IssueBegin();  // ended by CUPTI's exit callback
   const GraphMap::Addrs addrs = st.graphs.exec_addrs(Key(e));
   const std::uint64_t stream = StreamOf(s, pt);
   if (const Capture c = CaptureOf(st, stream); c != Capture::kNo) [[unlikely]] {
@@ -643,6 +682,7 @@ void Dispatch(State& st, CUpti_CallbackDomain domain, CUpti_CallbackId cbid, con
   const auto* cb = static_cast<const CUpti_CallbackData*>(cbdata);
   if (cb->functionParams == nullptr) return;
   if (cb->callbackSite == CUPTI_API_EXIT) {
+    IssueEnd();  // the operation begun at this call's entry is enqueued (no-op for others)
     OnExit(st, cbid, cb);
     return;
   }
@@ -981,6 +1021,7 @@ void HookedLaunchBegin(const void* f, void* stream, bool per_thread, void** para
 void HookedLaunchEnd() {
   if (!t_hooked) return;
   t_hooked = false;
+  IssueEnd();
   State* st = g_hook_state.load(std::memory_order_relaxed);
   if (st->launch_cb.load(std::memory_order_relaxed) == kChecking &&
       st->confirmed.load(std::memory_order_relaxed) >= kHookCheckLaunches) [[unlikely]]

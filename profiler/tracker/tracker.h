@@ -224,6 +224,20 @@ using ResidencyHook = void (*)(void* ctx, const std::uint64_t* addrs, std::size_
                                std::uint64_t stream, bool blind);
 void SetResidencyHook(ResidencyHook hook, void* ctx);
 
+// The issue watermark, for the offload pager's progress fences. An operation's sequence number
+// is taken (and its accesses recorded) before it is enqueued: a fence event recorded on a stream
+// covers only operations already enqueued there. IssueBegin is called before an operation takes
+// its number, IssueEnd once it is enqueued (the launch hook's end, CUPTI's exit callback; its
+// number, or this thread's last). IssuedWatermark gives the newest number of an enqueued
+// operation such that every operation with a number at or below it is enqueued: false when
+// another thread's operation is between its begin and end (the calling thread's own is
+// allowed: the pager runs inside it) or none ended yet. Thread-safe, process-wide; a thread
+// has at most one operation in flight (a nested begin is ignored).
+void IssueBegin();
+void IssueEnd(std::uint64_t seq);
+void IssueEnd();
+bool IssuedWatermark(std::uint64_t* seq);
+
 // Launches through the preload's hooks. The preload interposes cuLaunchKernel,
 // cuLaunchKernelEx and cuLaunchCooperativeKernel (and their _ptsz forms) wherever they are
 // resolved (by symbol, dlsym or cuGetProcAddress, which is how cudart reaches them) and calls
@@ -233,9 +247,9 @@ void SetResidencyHook(ResidencyHook hook, void* ctx);
 // at once. After 10,000 hooked launches confirmed by CUPTI with none that bypassed the hooks,
 // the tracker turns CUPTI's launch callbacks off (the CUPTI callback itself costs about 4% of a
 // GPT-2 step); if any bypassed them, they stay on and take those. Launches by code first run
-// after that check, through a path other than the hooks, would go unseen: with
-// SPILLWAY_TRACK_LAUNCHES=cupti (or while an offload pager runs, KeepCuptiLaunchCallbacks) they
-// stay on for good. No-ops until StartTracking succeeded. Thread-safe; not reentrant.
+// after that check, through a path other than the hooks, would go unseen: while an offload pager
+// runs (KeepCuptiLaunchCallbacks) they stay on for good. SPILLWAY_TRACK_LAUNCHES=cupti: the
+// preload installs no hooks, and CUPTI's callbacks see every launch. No-ops until StartTracking succeeded. Thread-safe; not reentrant.
 void HookedLaunchBegin(const void* f, void* stream, bool per_thread, void** params,
                        void** extra);
 void HookedLaunchEnd();

@@ -17,6 +17,7 @@
 
 #include "offload/nvme_store.h"
 #include "profiler/tracker/block_index.h"
+#include "profiler/tracker/tracker.h"
 #include "test_util.h"
 
 namespace spillway::test {
@@ -359,9 +360,12 @@ void SimLaunch(SimAlloc& a, const void* p, prim::Stream s) {
   tracker::BlockIndex* ix = a.alloc->block_index();
   ASSERT_NE(ix, nullptr);
   const std::uint64_t w = reinterpret_cast<std::uint64_t>(p);
-  ix->record(&w, 1, tracker::Access{++seq * 1000, ++seq, reinterpret_cast<std::uint64_t>(s)});
+  tracker::IssueBegin();  // as the tracker does: the number is taken before the enqueue
+  ++seq;
+  ix->record(&w, 1, tracker::Access{seq * 1000, ++seq, reinterpret_cast<std::uint64_t>(s)});
   std::vector<std::uint64_t> away;
   if (tracker::BlockIndex::TakeAway(&away)) a.alloc->on_away(away.data(), away.size(), s, false);
+  tracker::IssueEnd(seq);  // "enqueued"
 }
 
 // Random evictions, NVMe writes, prefetches onto random streams, "kernels" rewriting blocks,
@@ -606,6 +610,52 @@ TEST(PagerTracked, EvictsTheBlockNeededLast) {
   a.sim->synchronize(s);
   EXPECT_EQ(bad.load(), 0u);
   for (void* p : {param, state, other, fresh}) EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
+  ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
+}
+
+// A launch's accesses are recorded before it is enqueued. A progress fence the pager records
+// meanwhile (here: while the launch makes room) is enqueued before that launch, so it must not
+// count the launch as done: later, the block it uses may be evicted only after it (the copy
+// waits for the "kernel", which rewrites the block), never by the fast path that skips the wait.
+TEST(PagerTracked, ProgressFenceIgnoresTheLaunchBeingIssued) {
+  Config cfg = OffloadConfig(0, 128 * kMiB);
+  cfg.offload_safety = Config::Safety::kTracked;
+  SimAlloc a(256 * kMiB, 1, cfg);
+  a.alloc->enable_access_tracking();
+  prim::Stream s = a.stream();
+  void *p = nullptr, *r = nullptr;
+  ASSERT_EQ(a.alloc_on(&p, 8 * kMiB, s), SPILLWAY_OK);
+  ASSERT_EQ(a.alloc_on(&r, 8 * kMiB, s), SPILLWAY_OK);
+  Fill(p, 8 * kMiB, 31);
+  Pager* pg = PagerOf(a);
+  tracker::BlockIndex* ix = a.alloc->block_index();
+  const auto stream = reinterpret_cast<std::uint64_t>(s);
+  std::uint64_t seq = std::uint64_t{1} << 40;  // after every other test's numbers
+  // Launch 1 names p: recorded, then (before its enqueue) the pager records a progress fence.
+  tracker::IssueBegin();
+  const std::uint64_t w1 = U(p);
+  ix->record(&w1, 1, tracker::Access{seq, ++seq, stream});
+  pg->make_room(1, U(r));  // r (not used yet) is not a victim here
+  a.sim->enqueue(s, [&] {  // the launch's kernel: slow, rewrites p
+    usleep(100000);
+    Fill(p, 8 * kMiB, 32);
+  });
+  tracker::IssueEnd(seq);
+  // Launch 2 names r (the newest operation).
+  tracker::IssueBegin();
+  const std::uint64_t w2 = U(r);
+  ix->record(&w2, 1, tracker::Access{seq, ++seq, stream});
+  tracker::IssueEnd(seq);
+  usleep(5000);  // the fence has passed; the kernel still runs
+  pg->make_room(8 * kMiB, 0);  // p is the victim
+  EXPECT_EQ(pg->residency(U(p)), Residency::kHost);
+  EXPECT_EQ(pg->counters().fast_evictions.load(), 0u) << "p's launch is not known done";
+  ASSERT_EQ(pg->prefetch(U(p), s), SPILLWAY_OK) << LastError();
+  std::atomic<std::size_t> bad{1};
+  a.sim->enqueue(s, [&] { bad = Mismatches(p, 8 * kMiB, 32); });
+  a.sim->synchronize(s);
+  EXPECT_EQ(bad.load(), 0u) << "the eviction copied p before its kernel wrote it";
+  for (void* x : {p, r}) EXPECT_EQ(a.free_on(x, s), SPILLWAY_OK);
   ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
 }
 
