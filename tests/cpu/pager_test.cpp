@@ -368,6 +368,18 @@ void SimLaunch(SimAlloc& a, const void* p, prim::Stream s) {
   tracker::IssueEnd(seq);  // "enqueued"
 }
 
+// A simulated device with the pager in tracked mode, its block index fed by the test.
+struct TrackedSim : SimAlloc {
+  TrackedSim(std::size_t device_memory, std::uint64_t budget, std::uint64_t host_limit)
+      : SimAlloc(device_memory, 1, Tracked(OffloadConfig(budget, host_limit))) {
+    alloc->enable_access_tracking();
+  }
+  static Config Tracked(Config c) {
+    c.offload_safety = Config::Safety::kTracked;
+    return c;
+  }
+};
+
 // Random evictions, NVMe writes, prefetches onto random streams, "kernels" rewriting blocks,
 // frees and allocations, with a budget; every byte checked at the end of each round. Strict:
 // no tracker; tracked: the block index is fed as the tracker would feed it (SimLaunch), evicted
@@ -498,10 +510,7 @@ TEST(Pager, RandomizedOperationsLoseNothingWithoutNvme) {
 // Tracked mode: an evicted block's VA is left unmapped; a launch that names it (the tracker's
 // hook) brings it back before the kernel is enqueued, and that counts as a stall.
 TEST(PagerTracked, LaunchBringsAnEvictedBlockBack) {
-  Config cfg = OffloadConfig(0, 64 * kMiB);
-  cfg.offload_safety = Config::Safety::kTracked;
-  SimAlloc a(256 * kMiB, 1, cfg);
-  a.alloc->enable_access_tracking();
+  TrackedSim a(256 * kMiB, 0, 64 * kMiB);
   prim::Stream s = a.stream();
   void* p = nullptr;
   ASSERT_EQ(a.alloc_on(&p, 10 * kMiB, s), SPILLWAY_OK);
@@ -537,10 +546,7 @@ TEST(PagerTracked, LaunchBringsAnEvictedBlockBack) {
 // Tracked mode learns the order in which launches ask for evicted blocks and brings the next
 // ones back ahead (with free memory): the second pass over the same blocks stalls once.
 TEST(PagerTracked, LearnedOrderPrefetchesAhead) {
-  Config cfg = OffloadConfig(0, 256 * kMiB);
-  cfg.offload_safety = Config::Safety::kTracked;
-  SimAlloc a(512 * kMiB, 1, cfg);
-  a.alloc->enable_access_tracking();
+  TrackedSim a(512 * kMiB, 0, 256 * kMiB);
   prim::Stream s = a.stream();
   std::vector<void*> blocks(6);
   for (std::size_t i = 0; i < blocks.size(); ++i) {
@@ -577,10 +583,7 @@ TEST(PagerTracked, LearnedOrderPrefetchesAhead) {
 // recently used: a "parameter" used every cycle stays, an "optimizer state" used every fourth
 // cycle goes, though it was used after the parameter.
 TEST(PagerTracked, EvictsTheBlockNeededLast) {
-  Config cfg = OffloadConfig(44 * kMiB, 256 * kMiB);
-  cfg.offload_safety = Config::Safety::kTracked;
-  SimAlloc a(512 * kMiB, 1, cfg);
-  a.alloc->enable_access_tracking();
+  TrackedSim a(512 * kMiB, 44 * kMiB, 256 * kMiB);
   prim::Stream s = a.stream();
   void *param = nullptr, *state = nullptr, *other = nullptr, *fresh = nullptr;
   ASSERT_EQ(a.alloc_on(&param, 16 * kMiB, s), SPILLWAY_OK);
@@ -618,10 +621,7 @@ TEST(PagerTracked, EvictsTheBlockNeededLast) {
 // count the launch as done: later, the block it uses may be evicted only after it (the copy
 // waits for the "kernel", which rewrites the block), never by the fast path that skips the wait.
 TEST(PagerTracked, ProgressFenceIgnoresTheLaunchBeingIssued) {
-  Config cfg = OffloadConfig(0, 128 * kMiB);
-  cfg.offload_safety = Config::Safety::kTracked;
-  SimAlloc a(256 * kMiB, 1, cfg);
-  a.alloc->enable_access_tracking();
+  TrackedSim a(256 * kMiB, 0, 128 * kMiB);
   prim::Stream s = a.stream();
   void *p = nullptr, *r = nullptr;
   ASSERT_EQ(a.alloc_on(&p, 8 * kMiB, s), SPILLWAY_OK);
