@@ -900,8 +900,8 @@ void Pager::go_strict() {
   poll_locked(true);
   opt_.safety = Safety::kStrict;
   std::fprintf(stderr,
-               "spillway: a kernel launch could not be decoded (its pointers are "
-               "unknown): offload safety is strict from now on\n");
+               "spillway: a kernel launch's pointers are unknown to the tracker (arguments it "
+               "could not decode, or an NCCL kernel): offload safety is strict from now on\n");
   for (auto& [p, e] : entries_) {
     if (e.state != Residency::kHost || e.mapped) continue;
     std::vector<prim::PhysHandle> in, old;

@@ -106,6 +106,8 @@ bool Load() {
   Resolve(reinterpret_cast<void**>(&g_driver.cuKernelGetParamInfo), "cuKernelGetParamInfo", v,
           true);
   Resolve(reinterpret_cast<void**>(&g_driver.cuFuncGetParamInfo), "cuFuncGetParamInfo", v, true);
+  Resolve(reinterpret_cast<void**>(&g_driver.cuKernelGetName), "cuKernelGetName", v, true);
+  Resolve(reinterpret_cast<void**>(&g_driver.cuFuncGetName), "cuFuncGetName", v, true);
   // Per-thread-default-stream flavours, resolved by their exported names.
   g_driver.cuMemAllocAsync_ptsz = reinterpret_cast<decltype(g_driver.cuMemAllocAsync_ptsz)>(
       RealDlsym(lib, "cuMemAllocAsync_ptsz"));

@@ -61,6 +61,10 @@ struct CudaDriver {
   // for the profiler's tracker. In CUPTI launch callbacks the handle is a CUkernel (use
   // cuKernelGetParamInfo); cuFuncGetParamInfo is for real CUfunctions.
   CUresult (*cuKernelGetParamInfo)(CUkernel, size_t, size_t*, size_t*);
+  // Optional (CUDA 12.3+): kernel names, for the tracker's check of kernels that keep device
+  // pointers where it cannot see them (NCCL).
+  CUresult (*cuKernelGetName)(const char**, CUkernel);
+  CUresult (*cuFuncGetName)(const char**, CUfunction);
   CUresult (*cuFuncGetParamInfo)(CUfunction, size_t, size_t*, size_t*);
 };
 

@@ -33,6 +33,7 @@ CounterValues Read(const Counters& c) {
   v.by_param_info = c.by_param_info.load(std::memory_order_relaxed);
   v.by_extra = c.by_extra.load(std::memory_order_relaxed);
   v.undecodable = c.undecodable.load(std::memory_order_relaxed);
+  v.hiding = c.hiding.load(std::memory_order_relaxed);
   v.words = c.words.load(std::memory_order_relaxed);
   v.hits = c.hits.load(std::memory_order_relaxed);
   v.copies = c.copies.load(std::memory_order_relaxed);
@@ -167,7 +168,13 @@ Decoded ScanLaunchPlan(BlockIndex& index, const KernelLayout* k, void* const* pa
 
 // ---- LayoutCache -------------------------------------------------------------------------------
 
-LayoutCache::LayoutCache(Query query, void* ctx) : query_(query), ctx_(ctx) {
+bool KernelHidesPointers(const char* name) {
+  return name != nullptr &&
+         (std::strstr(name, "ncclDevKernel") != nullptr || std::strstr(name, "ncclKernel") != nullptr);
+}
+
+LayoutCache::LayoutCache(Query query, void* ctx, HidesQuery hides)
+    : query_(query), hides_(hides), ctx_(ctx) {
   tables_.push_back(std::make_unique<Table>(1024));
   table_.store(tables_.back().get(), std::memory_order_release);
 }
@@ -190,6 +197,7 @@ const KernelLayout* LayoutCache::get_slow(const void* handle) {
   fresh->known = query_(ctx_, handle, &fresh->layout.slots);  // no lock held: a driver call
   if (!fresh->known) fresh->layout.slots.clear();
   fresh->layout.plan = CompileScanPlan(fresh->layout.slots);
+  fresh->layout.hides = hides_ != nullptr && hides_(ctx_, handle);
   std::lock_guard<std::mutex> lk(mu_);
   const Table* t = table_.load(std::memory_order_relaxed);
   for (std::size_t i = Hash(handle) & t->mask;; i = (i + 1) & t->mask) {  // another thread's?
@@ -335,12 +343,28 @@ bool QueryLayout(void* ctx, const void* handle, ParamLayout* out) {
   return r1 == CUDA_ERROR_INVALID_VALUE || r2 == CUDA_ERROR_INVALID_VALUE;
 }
 
+// LayoutCache::HidesQuery through the driver: the kernel's name (a CUkernel in launch callbacks
+// and hooks, else a CUfunction). A kernel without a name to read is taken not to hide pointers.
+bool QueryHides(void* ctx, const void* handle) {
+  const auto* d = static_cast<const prim::CudaDriver*>(ctx);
+  const char* name = nullptr;
+  auto h = const_cast<void*>(handle);
+  if (d->cuKernelGetName != nullptr &&
+      d->cuKernelGetName(&name, static_cast<CUkernel>(h)) == CUDA_SUCCESS && name != nullptr)
+    return KernelHidesPointers(name);
+  name = nullptr;
+  if (d->cuFuncGetName != nullptr &&
+      d->cuFuncGetName(&name, static_cast<CUfunction>(h)) == CUDA_SUCCESS && name != nullptr)
+    return KernelHidesPointers(name);
+  return false;
+}
+
 // SPILLWAY_TRACK_DIAG (tracker.h): kEmpty, the callback returns at once; kTime, it times itself.
 enum class Diag { kNone, kEmpty, kTime };
 
 struct State {
   State(const prim::CudaDriver* d, BlockIndex* index)
-      : drv(d), path(index, &QueryLayout, const_cast<prim::CudaDriver*>(d)) {}
+      : drv(d), path(index, &QueryLayout, const_cast<prim::CudaDriver*>(d), &QueryHides) {}
   const prim::CudaDriver* drv;
   Diag diag = Diag::kNone;
   std::atomic<std::uint64_t> callback_ns{0}, callback_calls{0};  // Diag::kTime
@@ -459,7 +483,20 @@ void OnLaunch(State& st, CUfunction f, CUstream s, bool pt, void** params, void*
     Keep(st, c, stream, w.data(), w.size());
     return;
   }
-  if (st.path.launch(f, stream, params, extra) == Decoded::kUndecodable) [[unlikely]] {
+  bool hides = false;
+  if (st.path.launch(f, stream, params, extra, &hides) == Decoded::kUndecodable || hides)
+      [[unlikely]] {
+    if (hides) {
+      st.counters().hiding.fetch_add(1, std::memory_order_relaxed);
+      static std::once_flag said;
+      std::call_once(said, [] {
+        std::fprintf(stderr,
+                     "spillway: an NCCL kernel was launched: it reaches its buffers through "
+                     "pointers kept in device memory, which the tracker cannot see (its accesses "
+                     "are missing from the records); offload, if on, uses strict safety from now "
+                     "on\n");
+      });
+    }
     if (ResidencyHook h = g_residency_hook.load(std::memory_order_acquire))
       h(g_residency_ctx, nullptr, 0, stream, true);
   }
@@ -1087,12 +1124,12 @@ std::string TrackingSummary() {
   std::snprintf(buf, sizeof buf,
                 "  tracker (CUPTI)\n"
                 "    launches          %" PRIu64 " (decoded: %" PRIu64 " by parameter info, %" PRIu64
-                " by extra buffer; %" PRIu64 " undecodable)\n"
+                " by extra buffer; %" PRIu64 " undecodable; %" PRIu64 " of kernels hiding pointers)\n"
                 "    copies and sets   %" PRIu64 "\n"
                 "    graph launches    %" PRIu64 " (%" PRIu64 " block accesses; captured: %" PRIu64
                 " operations, %" PRIu64 " with no capture to join; explicit nodes %" PRIu64 ")\n"
                 "    argument words    %" PRIu64 " looked up, %" PRIu64 " in live blocks\n",
-                v.launches, v.by_param_info, v.by_extra, v.undecodable, v.copies,
+                v.launches, v.by_param_info, v.by_extra, v.undecodable, v.hiding, v.copies,
                 v.graph_launches, v.graph_hits, v.captured, v.uncaptured, v.graph_nodes, v.words,
                 v.hits);
   std::string r = buf;

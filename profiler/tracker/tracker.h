@@ -68,6 +68,7 @@ struct Counters {
   std::atomic<std::uint64_t> by_param_info{0};  // decoded through the parameter layout
   std::atomic<std::uint64_t> by_extra{0};       // decoded through an `extra` buffer
   std::atomic<std::uint64_t> undecodable{0};
+  std::atomic<std::uint64_t> hiding{0};  // launches of kernels that hide pointers (NCCL)
   std::atomic<std::uint64_t> words{0};  // argument words looked up (launches, copies, sets)
   std::atomic<std::uint64_t> hits{0};   // words inside a live block
   std::atomic<std::uint64_t> copies{0};           // memcpy/memset calls seen
@@ -80,7 +81,7 @@ struct Counters {
 };
 
 struct CounterValues {
-  std::uint64_t launches = 0, by_param_info = 0, by_extra = 0, undecodable = 0, words = 0,
+  std::uint64_t launches = 0, by_param_info = 0, by_extra = 0, undecodable = 0, hiding = 0, words = 0,
                 hits = 0, copies = 0, graph_launches = 0, streams_created = 0, captured = 0,
                 uncaptured = 0, graph_nodes = 0, graph_hits = 0;
 };
@@ -95,11 +96,19 @@ enum class Decoded { kParamInfo, kExtra, kUndecodable };
 Decoded ScanLaunch(BlockIndex& index, const ParamLayout* layout, void* const* params,
                    void* const* extra, const Access& a, Counters& c);
 
-// A kernel's parameter layout and its compiled scan plan (immutable once made).
+// A kernel's parameter layout and its compiled scan plan (immutable once made). `hides`: the
+// kernel keeps device pointers where the argument scan cannot see them (KernelHidesPointers).
 struct KernelLayout {
   ParamLayout slots;
   ScanPlan plan;
+  bool hides = false;
 };
+
+// Whether a kernel of this (possibly mangled) name reaches device memory through pointers kept
+// in memory of its own rather than in its arguments: NCCL's collective kernels
+// (ncclDevKernel_*, and ncclKernel_* before NCCL 2.19) read their buffer addresses from device
+// structures. A launch of one makes the offload pager strict, like an undecodable launch.
+bool KernelHidesPointers(const char* name);
 
 // ScanLaunch with a compiled layout (`k` nullptr = unknown): the launch path of the callback.
 // Words outside every live block are dropped before the index's lock is taken (a launch none
@@ -117,7 +126,10 @@ class LayoutCache {
   // Fills *out; false when the layout cannot be known. Called without locks held, possibly by
   // two threads for one handle (the first answer stored is kept).
   using Query = bool (*)(void* ctx, const void* handle, ParamLayout* out);
-  LayoutCache(Query query, void* ctx);
+  // Whether the kernel hides pointers (KernelLayout::hides); nullptr: none does. Asked once per
+  // handle, with `ctx`, like Query.
+  using HidesQuery = bool (*)(void* ctx, const void* handle);
+  LayoutCache(Query query, void* ctx, HidesQuery hides = nullptr);
   ~LayoutCache();
   LayoutCache(const LayoutCache&) = delete;
   LayoutCache& operator=(const LayoutCache&) = delete;
@@ -153,6 +165,7 @@ class LayoutCache {
   const KernelLayout* get_slow(const void* handle);
   static void Put(const Table& t, const Entry* e);  // a free slot: under mu_
   Query query_;
+  HidesQuery hides_;
   void* ctx_;
   std::atomic<const Table*> table_;              // the current table
   mutable std::mutex mu_;                        // inserts; the members below
@@ -165,10 +178,15 @@ class LayoutCache {
 // sequence number), the scan, the lookups and the touches. bench/tracker_bench.cpp drives it.
 class LaunchPath {
  public:
-  LaunchPath(BlockIndex* index, LayoutCache::Query query, void* ctx)
-      : index_(index), layouts_(query, ctx) {}
-  Decoded launch(const void* f, std::uint64_t stream, void* const* params, void* const* extra) {
-    return ScanLaunchPlan(*index_, layouts_.get(f), params, extra, next(stream), counters_);
+  LaunchPath(BlockIndex* index, LayoutCache::Query query, void* ctx,
+             LayoutCache::HidesQuery hides = nullptr)
+      : index_(index), layouts_(query, ctx, hides) {}
+  // *hides (when given): the kernel hides pointers (KernelLayout::hides).
+  Decoded launch(const void* f, std::uint64_t stream, void* const* params, void* const* extra,
+                 bool* hides = nullptr) {
+    const KernelLayout* k = layouts_.get(f);
+    if (hides != nullptr) *hides = k != nullptr && k->hides;
+    return ScanLaunchPlan(*index_, k, params, extra, next(stream), counters_);
   }
   // The next tracked operation on `stream`.
   Access next(std::uint64_t stream);

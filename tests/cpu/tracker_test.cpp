@@ -548,6 +548,51 @@ TEST(Tracker, ScanLaunchPlanMatchesScanLaunch) {
 
 // Layouts are queried once per handle, whatever the threads; an unknown layout is nullptr.
 // (Run under TSan by scripts/test.sh: the name matches its "Thread" filter.)
+TEST(Tracker, NcclKernelsHidePointers) {
+  for (const char* n : {"ncclDevKernel_AllReduce_Sum_f32_RING_LL",
+                        "_Z39ncclDevKernel_AllReduce_Sum_f32_RING_LL24ncclDevKernelArgsStorageILm4096EE",
+                        "ncclKernel_AllReduce_RING_LL_Sum_float", "ncclDevKernel_Generic"})
+    EXPECT_TRUE(tracker::KernelHidesPointers(n)) << n;
+  for (const char* n : {"_Z10add_kernelPfS_S_i", "ampere_bf16_s16816gemm_bf16_128x128_ldg8_f2f_tn",
+                        "nccl", "", "_ZN2at6native29vectorized_elementwise_kernelILi4E"})
+    EXPECT_FALSE(tracker::KernelHidesPointers(n)) << n;
+  EXPECT_FALSE(tracker::KernelHidesPointers(nullptr));
+}
+
+// The hides flag is asked once per handle and kept with the layout; launches of such a kernel
+// say so (LaunchPath::launch), and are still scanned.
+TEST(Tracker, LayoutCacheKeepsTheHidesFlag) {
+  static std::atomic<int> asked{0};
+  asked = 0;
+  tracker::BlockIndex index;
+  tracker::LaunchPath path(
+      &index,
+      [](void*, const void*, ParamLayout* out) {
+        out->assign(1, tracker::ParamSlot{0, 8});
+        return true;
+      },
+      nullptr,
+      [](void*, const void* h) {
+        asked.fetch_add(1);
+        return reinterpret_cast<std::uintptr_t>(h) == 2;  // kernel 2 is "NCCL"
+      });
+  ASSERT_TRUE(index.add(0x10000, 4096, 0));
+  std::uint64_t arg = 0x10010;
+  void* params[] = {&arg};
+  for (int round = 0; round < 3; ++round) {
+    for (std::uintptr_t h : {std::uintptr_t{1}, std::uintptr_t{2}}) {
+      bool hides = !(h == 2);
+      EXPECT_EQ(path.launch(reinterpret_cast<const void*>(h), 0, params, nullptr, &hides),
+                tracker::Decoded::kParamInfo);
+      EXPECT_EQ(hides, h == 2) << "kernel " << h;
+    }
+  }
+  EXPECT_EQ(asked.load(), 2) << "once per handle";
+  auto s = index.remove(0x10000);
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->count, 6u) << "both kernels' launches are recorded";
+}
+
 TEST(Tracker, ThreadedLayoutCacheQueriesOncePerHandle) {
   static std::atomic<int> queries{0};
   queries = 0;
