@@ -530,13 +530,14 @@ std::string Allocator::summary() {
                     " evictions, %" PRIu64 " fetches (%" PRIu64 " prefetches, %" PRIu64
                     " stalls, %.1f ms stalled), %" PRIu64 " cancelled, %" PRIu64 " errors\n"
                     "    traffic           to host %.1f MiB, from host %.1f MiB, to nvme %.1f "
-                    "MiB, from nvme %.1f MiB; safety %s\n",
+                    "MiB (%" PRIu64 " blocks spilled from a full host tier), from nvme %.1f MiB; "
+                    "safety %s\n",
                     static_cast<double>(pg->host_bytes()) / mib,
                     static_cast<double>(pg->nvme_bytes()) / mib, ld(k.evictions), ld(k.fetches),
                     ld(k.prefetches), ld(k.stalls), static_cast<double>(ld(k.stall_ns)) / 1e6,
                     ld(k.cancelled), ld(k.errors), static_cast<double>(ld(k.bytes_to_host)) / mib,
                     static_cast<double>(ld(k.bytes_from_host)) / mib,
-                    static_cast<double>(ld(k.bytes_to_nvme)) / mib,
+                    static_cast<double>(ld(k.bytes_to_nvme)) / mib, ld(k.spills),
                     static_cast<double>(ld(k.bytes_from_nvme)) / mib,
                     pg->safety() == offload::Safety::kTracked ? "tracked" : "strict");
       r += buf;

@@ -6,6 +6,7 @@
 # save_on_cpu's peak). Definitions follow issue 4; see docs/offload.md.
 #   offload_collect.py RUN_DIR --out offload.json --commit C --gpu NAME
 import argparse
+import os
 import datetime
 import json
 from pathlib import Path
@@ -86,6 +87,23 @@ def main():
         res["ga"]["max_footprint_over_budget_at_0_9"] = max(ok) if ok else None
         res["ga"]["max_footprint_note"] = ("largest of the ratios tried (not bisected)" if ok else
                                           "no ratio tried kept throughput >= 0.9")
+    gn = load(d, "ga_nvme.json")
+    rep = load(d, "ga_nvme_report/report.json")
+    if gn and free:
+        n = len(gn["losses"])
+        traffic = {(t["from"], t["to"]): t for t in (rep or {}).get("offload", {}).get("traffic", [])}
+        w, r = traffic.get(("host", "nvme"), {}), traffic.get(("nvme", "host"), {})
+        raw = res.get("nvme", {}).get("nvme_raw_gbps")
+        model = {"host_limit": os.environ.get("GA_NVME_HOST_LIMIT"), "optimizer_steps": n,
+                 "losses_match": gn["losses"] == free["losses"][:n],
+                 "throughput_ratio": gn["tokens_per_s"] / free["tokens_per_s"],
+                 "bytes_to_nvme": gn["offload"]["bytes_to_nvme"],
+                 "bytes_from_nvme": gn["offload"]["bytes_from_nvme"],
+                 "nvme_gbps": {"write": w.get("gbps"), "read": r.get("gbps")},
+                 "stall_fraction": stall_fraction(gn), "prefetch_hit_rate": hit_rate(gn)}
+        if raw and w.get("gbps") and r.get("gbps"):
+            model["ratio"] = {"write": w["gbps"] / raw["write"], "read": r["gbps"] / raw["read"]}
+        res.setdefault("nvme", {})["ga_model"] = model
     free, bud = load(d, "activations_free.json"), load(d, "activations_budget.json")
     if free and bud:
         steps = len(bud["losses"])

@@ -142,7 +142,7 @@ bool Pager::fast_evict_locked(std::uintptr_t p, const Geometry& g, std::uint64_t
   if (entries_.count(p) != 0) return false;
   std::string why;
   std::vector<HostChunk> chunks;
-  if (host_->acquire(g.pages, &chunks, &why) != SPILLWAY_OK) {
+  if (acquire_host_locked(p, g.pages, &chunks, &why) != SPILLWAY_OK) {
     error_locked(p, g.pages * gran_, trace::kErrHostLimit, SPILLWAY_ERR_OUT_OF_MEMORY, why);
     return false;
   }
@@ -365,10 +365,59 @@ spillway_status Pager::fence_cpu_locked(const Entry& e, prim::Stream extra, bool
 
 // ---------------------------------------------------------------- moves
 
+// How far (in tracked operations after `now`) a block's next use is expected, for the victim
+// choice (Belady's rule: evict what is needed last). A block seen in several bursts of accesses
+// repeats its period (an optimizer state, used once per optimizer step, is needed after every
+// parameter and gradient used once per micro-batch); a block seen in one burst (an activation
+// made in the forward pass) is taken to be needed as long after now as it has been idle (the
+// backward pass uses activations in the reverse order of their making), which orders such
+// blocks as least-recently-used does. Never used: furthest of all.
+static std::int64_t NextUseDistance(const tracker::BlockSummary& s, std::uint64_t now) {
+  if (s.count == 0 || s.last_seq == 0) return INT64_MAX;
+  const auto idle = static_cast<std::int64_t>(now - std::min(now, s.last_seq));
+  if (s.period == 0) return idle;
+  return static_cast<std::int64_t>(s.period) - idle;  // overdue: negative, needed any moment
+}
+
+spillway_status Pager::acquire_host_locked(std::uintptr_t p, std::size_t pages,
+                                           std::vector<HostChunk>* chunks, std::string* why) {
+  spillway_status s = host_->acquire(pages, chunks, why);
+  if (s != SPILLWAY_ERR_OUT_OF_MEMORY || opt_.nvme == nullptr) return s;
+  // The host tier is full: its blocks needed last go on to NVMe, one at a time, until `pages`
+  // chunks are free (or none is left to move).
+  struct Cand {
+    std::uintptr_t p;
+    tracker::BlockSummary sum;
+    std::int64_t dist;
+  };
+  std::vector<Cand> cands;
+  for (const auto& [q, e] : entries_)
+    if (q != p && e.state == Residency::kHost) cands.push_back({q, {}, 0});
+  std::uint64_t now = 0;
+  if (opt_.index != nullptr) {
+    auto lk = opt_.index->read_lock();
+    for (Cand& c : cands)
+      if (const tracker::Block* b = opt_.index->find(c.p)) c.sum = b->summary();
+  }
+  for (const Cand& c : cands) now = std::max(now, c.sum.last_seq);
+  for (Cand& c : cands) c.dist = NextUseDistance(c.sum, now);
+  std::sort(cands.begin(), cands.end(), [](const Cand& a, const Cand& b) { return a.dist > b.dist; });
+  for (const Cand& c : cands) {
+    auto it = entries_.find(c.p);
+    if (it == entries_.end() || it->second.state != Residency::kHost) continue;
+    if (host_to_nvme_locked(it->second) != SPILLWAY_OK) continue;  // said and counted there
+    counters_.spills.fetch_add(1, std::memory_order_relaxed);
+    chunks->clear();
+    s = host_->acquire(pages, chunks, why);
+    if (s != SPILLWAY_ERR_OUT_OF_MEMORY) return s;
+  }
+  return s;
+}
+
 spillway_status Pager::evict_host_locked(std::uintptr_t p, Entry* e) {
   std::string why;
   std::vector<HostChunk> chunks;
-  if (spillway_status s = host_->acquire(e->pages, &chunks, &why); s != SPILLWAY_OK) {
+  if (spillway_status s = acquire_host_locked(p, e->pages, &chunks, &why); s != SPILLWAY_OK) {
     error_locked(p, e->pages * gran_, trace::kErrHostLimit, s, why);
     return Fail(s, why);
   }
@@ -671,7 +720,7 @@ spillway_status Pager::nvme_to_host_locked(Entry& e) {
   const std::uint64_t t0 = MonotonicNs();
   std::string why;
   std::vector<HostChunk> chunks;
-  if (spillway_status s = host_->acquire(e.pages, &chunks, &why); s != SPILLWAY_OK) {
+  if (spillway_status s = acquire_host_locked(e.p, e.pages, &chunks, &why); s != SPILLWAY_OK) {
     error_locked(e.p, e.pages * gran_, trace::kErrHostLimit, s, why);
     return Fail(s, why);
   }
@@ -1017,20 +1066,6 @@ std::uint64_t Pager::make_room(std::uint64_t bytes, std::uintptr_t except) {
   std::lock_guard<std::mutex> lk(mu_);
   poll_locked(false);
   return make_room_locked(bytes, except);
-}
-
-// How far (in tracked operations after `now`) a block's next use is expected, for the victim
-// choice (Belady's rule: evict what is needed last). A block seen in several bursts of accesses
-// repeats its period (an optimizer state, used once per optimizer step, is needed after every
-// parameter and gradient used once per micro-batch); a block seen in one burst (an activation
-// made in the forward pass) is taken to be needed as long after now as it has been idle (the
-// backward pass uses activations in the reverse order of their making), which orders such
-// blocks as least-recently-used does. Never used: furthest of all.
-static std::int64_t NextUseDistance(const tracker::BlockSummary& s, std::uint64_t now) {
-  if (s.count == 0 || s.last_seq == 0) return INT64_MAX;
-  const auto idle = static_cast<std::int64_t>(now - std::min(now, s.last_seq));
-  if (s.period == 0) return idle;
-  return static_cast<std::int64_t>(s.period) - idle;  // overdue: negative, needed any moment
 }
 
 std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except) {

@@ -63,7 +63,8 @@ struct PagerCounters {
   std::atomic<std::uint64_t> evictions{0}, fetches{0}, prefetches{0}, stalls{0}, stall_ns{0},
       cancelled{0}, errors{0}, bytes_to_host{0}, bytes_from_host{0}, bytes_to_nvme{0},
       bytes_from_nvme{0}, fence_waits{0}, fence_wait_ns{0}, remap_ns{0}, fast_evictions{0},
-      prefetch_hits{0};
+      prefetch_hits{0},
+      spills{0};  // host blocks moved on to NVMe because the host tier was full
 };
 
 class Pager {
@@ -162,6 +163,10 @@ class Pager {
   // Leaves the block's moved pages unmapped (holes).
   spillway_status unmap_pages_locked(Entry& e);
   spillway_status evict_host_locked(std::uintptr_t p, Entry* e);  // kDevice -> kMovingOut
+  // `pages` host chunks for block `p`; when the host tier is full and NVMe is on, host blocks
+  // (other than p) needed last are first moved on to NVMe.
+  spillway_status acquire_host_locked(std::uintptr_t p, std::size_t pages,
+                                      std::vector<HostChunk>* chunks, std::string* why);
   spillway_status host_to_nvme_locked(Entry& e);
   spillway_status nvme_to_host_locked(Entry& e);
   // `fenced`: the caller already made sure no queued work reads the host pages.

@@ -13,6 +13,9 @@
 # tracker: a SPILLWAY_TRACK=1 training run, and tests/gpu/graph_check.py (CUDA graphs, NVTX marks).
 # offload: the pager's GPU tests (kernels reading evicted blocks, NVMe round trip, budget) and
 #        bench/offload_bench (eviction/prefetch against pinned memcpy, NVMe against raw io_uring).
+# offload_torch: PyTorch models under a budget (OFFLOAD_MODELS=ga,activations; GA_SWEEP_RATIOS
+#        for more footprint/budget ratios; GA_NVME_HOST_LIMIT for ga with the host tier capped,
+#        spilling to NVMe).
 set -uo pipefail
 stage=${1:?usage: gpu-check.sh STAGE[,STAGE...] OUTDIR [BUILD]}
 out=${2:?usage: gpu-check.sh STAGE[,STAGE...] OUTDIR [BUILD]}
@@ -142,6 +145,17 @@ if want offload_torch; then
       --budget "$budget" --offload --track -- python3 bench/torch/offload_train.py --model $model \
       --steps $steps --warmup 2 --json "$out/${model}_budget.json"
     tail -n 4 "$out/${model}_free.log" "$out/${model}_budget.log"
+    if [ "$model" = ga ] && [ -n "${GA_NVME_HOST_LIMIT:-}" ]; then
+      # nvme: the same budget with the host tier capped (GA_NVME_HOST_LIMIT, e.g. 4G), so that
+      # blocks spill on to the NVMe tier; the report gives the tier's bandwidth each way.
+      nvme_dir=${SPILLWAY_NVME_DIR:-/tmp/spillway-nvme}
+      mkdir -p "$nvme_dir"
+      step ga_nvme timeout ${OFFLOAD_TIMEOUT:-300} env SPILLWAY_STATS=1 SPILLWAY_NVME_PATH="$nvme_dir" \
+        SPILLWAY_HOST_LIMIT="$GA_NVME_HOST_LIMIT" "$build/spillway" run --budget "$budget" --offload \
+        --track --report "$out/ga_nvme_report" -- python3 bench/torch/offload_train.py --model ga \
+        --steps ${GA_NVME_STEPS:-4} --warmup 1 --json "$out/ga_nvme.json"
+      tail -n 3 "$out/ga_nvme.log"
+    fi
     if [ "$model" = ga ]; then
       # max_footprint_over_budget_at_0_9: the same model at smaller footprint/budget ratios
       # (fewer optimizer steps; their losses are compared with the unconstrained run's first ones).

@@ -319,6 +319,43 @@ TEST_F(PagerNvme, RoundTripThroughTheDisk) {
   EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
 }
 
+// Past the host limit, automatic eviction moves host blocks on to NVMe to make room: three
+// times the budget fits in the budget, a host tier of half of it and the disk; every byte back.
+TEST_F(PagerNvme, FullHostTierSpillsToNvme) {
+  const std::size_t budget = 64 * kMiB, blk = 12 * kMiB;
+  SimAlloc a(512 * kMiB, 1, OffloadConfig(budget, 48 * kMiB, dir_.path));
+  prim::Stream s = a.stream();
+  std::vector<void*> blocks;
+  for (int i = 0; i < 16; ++i) {  // 192 MiB: 64 on the device, 48 on the host, the rest on disk
+    void* p = nullptr;
+    ASSERT_EQ(a.alloc_on(&p, blk, s), SPILLWAY_OK) << "block " << i << ": " << LastError();
+    Fill(p, blk, 300 + static_cast<std::uint64_t>(i));
+    blocks.push_back(p);
+    EXPECT_LE(a.stats().reserved_bytes, budget) << "after block " << i;
+  }
+  Pager* pg = a.alloc->pager_if_any(0);
+  ASSERT_NE(pg, nullptr);
+  EXPECT_GT(pg->counters().spills.load(), 0u);
+  EXPECT_GT(pg->nvme_bytes(), 0u);
+  EXPECT_LE(pg->host_pool().in_use_bytes(), 48 * kMiB);
+  EXPECT_EQ(pg->counters().errors.load(), 0u) << "no block was refused for the host limit";
+  int on_nvme = 0;
+  for (void* p : blocks) on_nvme += pg->residency(U(p)) == Residency::kNvme;
+  EXPECT_GT(on_nvme, 0);
+  for (std::size_t i = 0; i < blocks.size(); ++i) {  // each back in turn, checked on the device
+    ASSERT_EQ(pg->prefetch(U(blocks[i]), s), SPILLWAY_OK) << "block " << i << ": " << LastError();
+    a.sim->synchronize(s);
+    EXPECT_EQ(pg->residency(U(blocks[i])), Residency::kDevice);
+    EXPECT_EQ(Mismatches(blocks[i], blk, 300 + i), 0u) << "block " << i;
+    EXPECT_LE(a.stats().reserved_bytes, budget);
+  }
+  for (void* p : blocks) EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
+  ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
+  EXPECT_EQ(pg->nvme_bytes(), 0u);
+  EXPECT_EQ(pg->host_pool().in_use_bytes(), 0u);
+  EXPECT_EQ(dir_.entries(), 0) << "no file left in the NVMe directory";
+}
+
 TEST_F(PagerNvme, DiskFullAndIoErrorsKeepTheDataOnTheHost) {
   SimAlloc a(256 * kMiB, 1, OffloadConfig(0, 64 * kMiB, dir_.path, 8 * kMiB));
   prim::Stream s = a.stream();
