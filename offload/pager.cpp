@@ -375,6 +375,11 @@ spillway_status Pager::fence_cpu_locked(const Entry& e, prim::Stream extra, bool
 static std::int64_t NextUseDistance(const tracker::BlockSummary& s, std::uint64_t now) {
   if (s.count == 0 || s.last_seq == 0) return INT64_MAX;
   const auto idle = static_cast<std::int64_t>(now - std::min(now, s.last_seq));
+  // Still within its latest spacing of accesses (idle up to twice the last gap): a block in the
+  // middle of a run of uses, such as an optimizer state between the passes of a foreach
+  // optimizer, is wanted again about one gap after its last use.
+  if (const auto gap = static_cast<std::int64_t>(s.gap); gap != 0 && idle <= 2 * gap)
+    return gap - idle;
   if (s.period == 0) return idle;
   return static_cast<std::int64_t>(s.period) - idle;  // overdue: negative, needed any moment
 }

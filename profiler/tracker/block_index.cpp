@@ -34,7 +34,7 @@ RwLock::RwLock() {
 void Block::reset(std::uint64_t addr, std::uint64_t size, int device) {
   more_streams_ = false;
   count_ = 0;
-  last_t_ = last_seq_ = period_ = 0;
+  last_t_ = last_seq_ = period_ = gap_ = 0;
   touch_epoch_ = first_t_ = first_seq_ = ~std::uint64_t{0};
   for (auto& s : streams_) s = kNoStream;
   away_.store(0, std::memory_order_relaxed);
@@ -64,7 +64,10 @@ inline bool Block::record_inline(const Access& a, std::uint64_t n, bool* away) {
   const bool touch = touch_epoch_ != epoch;
   touch_epoch_ = epoch;
   last_t_ = std::max(last_t_, a.t_ns);
-  if (last_seq_ != 0 && a.seq > last_seq_ + kBurstGap) period_ = a.seq - last_seq_;
+  if (last_seq_ != 0 && a.seq > last_seq_) {
+    gap_ = a.seq - last_seq_;
+    if (gap_ > kBurstGap) period_ = gap_;
+  }
   last_seq_ = std::max(last_seq_, a.seq);
   first_t_ = std::min(first_t_, a.t_ns);
   first_seq_ = std::min(first_seq_, a.seq);
@@ -104,6 +107,7 @@ BlockSummary Block::summary() const {
     s.first_seq = first_seq_;
     s.last_seq = last_seq_;
     s.period = period_;
+    s.gap = gap_;
   }
   for (std::uint64_t v : streams_)
     if (v != kNoStream) s.streams[s.nstreams++] = v;

@@ -80,6 +80,8 @@ struct BlockSummary {
   // one burst. For a block used once per iteration, the iteration's length: the pager predicts
   // its next use as last_seq + period.
   std::uint64_t period = 0;
+  // Operations between the block's last two accesses (any gap; 0 while it has had one).
+  std::uint64_t gap = 0;
   std::uint32_t nstreams = 0;                   // distinct streams remembered (<= kMaxStreams)
   bool more_streams = false;                    // a further distinct stream was seen
   std::uint64_t streams[kMaxStreams] = {};
@@ -135,6 +137,7 @@ class alignas(64) Block {
   std::uint64_t touch_epoch_ = ~std::uint64_t{0};  // epoch of the last touch
   std::uint64_t first_t_ = ~std::uint64_t{0}, first_seq_ = ~std::uint64_t{0};
   std::uint64_t period_ = 0;  // BlockSummary::period
+  std::uint64_t gap_ = 0;     // BlockSummary::gap
   std::uint64_t streams_[kMaxStreams] = {kNoStream, kNoStream, kNoStream, kNoStream};
   // Written only when the block is not reachable (reset).
   std::uint64_t addr_ = 0, size_ = 0;

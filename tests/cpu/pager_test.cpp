@@ -653,6 +653,38 @@ TEST(PagerTracked, EvictsTheBlockNeededLast) {
   ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
 }
 
+// A block in a run of closely spaced uses (an optimizer state between the passes of a foreach
+// optimizer) is wanted again soon, whatever its long period: the idle block goes instead.
+TEST(PagerTracked, BlockInARunOfUsesStays) {
+  TrackedSim a(512 * kMiB, 44 * kMiB, 256 * kMiB);
+  prim::Stream s = a.stream();
+  void *state = nullptr, *idle = nullptr, *other = nullptr, *fresh = nullptr;
+  ASSERT_EQ(a.alloc_on(&state, 16 * kMiB, s), SPILLWAY_OK);
+  ASSERT_EQ(a.alloc_on(&idle, 20 * kMiB, s), SPILLWAY_OK);
+  ASSERT_EQ(a.alloc_on(&other, 4 * kMiB, s), SPILLWAY_OK);  // advances time; the newest
+  Fill(idle, 20 * kMiB, 21);
+  auto pass_time = [&](int launches) {
+    for (int i = 0; i < launches; ++i) SimLaunch(a, other, s);
+  };
+  SimLaunch(a, state, s);
+  pass_time(50);
+  SimLaunch(a, idle, s);  // used once, long ago
+  pass_time(200);
+  SimLaunch(a, state, s);  // a long period (~500 operations) ...
+  for (int pass = 0; pass < 3; ++pass) {  // ... then passes 10 operations apart
+    pass_time(5);
+    SimLaunch(a, state, s);
+  }
+  pass_time(2);
+  Pager* pg = PagerOf(a);
+  // Room for 16 MiB: the allocator asks for 18, the idle block's worth.
+  ASSERT_EQ(a.alloc_on(&fresh, 16 * kMiB, s), SPILLWAY_OK) << LastError();
+  EXPECT_EQ(pg->residency(U(state)), Residency::kDevice) << "in a run of uses: needed next";
+  EXPECT_EQ(pg->residency(U(idle)), Residency::kHost);
+  for (void* p : {state, idle, other, fresh}) EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
+  ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
+}
+
 // A launch's accesses are recorded before it is enqueued. A progress fence the pager records
 // meanwhile (here: while the launch makes room) is enqueued before that launch, so it must not
 // count the launch as done: later, the block it uses may be evicted only after it (the copy

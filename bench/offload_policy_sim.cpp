@@ -1,0 +1,202 @@
+// offload_policy_sim.cpp — the pager's victim and prefetch policy on a training-shaped access
+// pattern, on the CPU (SimBackend, no GPU): how many bytes it moves per optimizer step against
+// the least any policy must move, so that the policy can be tuned without GPU time.
+//
+// The model (sizes in MiB, scaled down from bench/torch/offload_train.py's `ga`): L layers,
+// each with a parameter, a gradient and two optimizer states of P MiB, and an activation of A MiB
+// made in the forward pass and freed in the backward pass; K micro-batches per optimizer step.
+// Each "launch" records its blocks in the tracker's block index the way the tracker does (issue
+// watermark, accesses, then the away blocks brought back through Allocator::on_away), in order:
+//   forward, layer i = 0..L-1: allocate A_i; launch(P_i, A_i)
+//   backward, layer i = L-1..0: launch(A_i, P_i, G_i); free A_i
+//   optimizer step (after K micro-batches): F passes (PyTorch's foreach AdamW makes several,
+//   one per foreach operation), each over the layers T at a time:
+//   launch(P_i, G_i, M_i, V_i, ... for T layers)
+// The budget is the peak divided by --ratio. The floor printed is about the least a policy
+// must move each way per optimizer step: the excess over the budget taken from the optimizer
+// states (idle for K micro-batches: out and back once a step), and past the states, the rest
+// streamed once per micro-batch.
+//
+//   offload_policy_sim [--layers L] [--param-mib P] [--act-mib A] [--accum K] [--steps S]
+//                      [--ratio R] [--optim-passes F] [--foreach-layers T]
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "allocator/allocator.h"
+#include "allocator/error.h"
+#include "allocator/prim/sim_backend.h"
+#include "offload/pager.h"
+#include "profiler/tracker/block_index.h"
+#include "profiler/tracker/tracker.h"
+
+namespace {
+
+using namespace spillway;
+constexpr std::size_t kMiB = std::size_t{1} << 20;
+
+struct Args {
+  int layers = 16, accum = 8, steps = 6, passes = 1, foreach = 1;
+  std::size_t param_mib = 8, act_mib = 12;
+  double ratio = 2.0;
+};
+
+bool Parse(int argc, char** argv, Args* a) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string k = argv[i];
+    if (i + 1 >= argc) return false;
+    const char* v = argv[++i];
+    if (k == "--layers") a->layers = std::atoi(v);
+    else if (k == "--accum") a->accum = std::atoi(v);
+    else if (k == "--steps") a->steps = std::atoi(v);
+    else if (k == "--param-mib") a->param_mib = std::strtoull(v, nullptr, 10);
+    else if (k == "--act-mib") a->act_mib = std::strtoull(v, nullptr, 10);
+    else if (k == "--ratio") a->ratio = std::atof(v);
+    else if (k == "--optim-passes") a->passes = std::atoi(v);
+    else if (k == "--foreach-layers") a->foreach = std::atoi(v);
+    else return false;
+  }
+  return a->layers > 0 && a->accum > 0 && a->steps > 1 && a->param_mib >= 4 && a->act_mib >= 4 &&
+         a->ratio >= 1.0 && a->passes > 0 && a->foreach > 0 && a->foreach <= a->layers;
+}
+
+class Sim {
+ public:
+  Sim(std::size_t device_memory, std::uint64_t budget) {
+    prim::SimOptions o;
+    o.device_memory = device_memory;
+    o.granularity = 2 * kMiB;
+    auto b = std::make_unique<prim::SimBackend>(o);
+    sim_ = b.get();
+    Config c;
+    c.budget_bytes = budget;
+    c.offload = true;
+    c.host_limit_bytes = device_memory * 2;
+    c.offload_safety = Config::Safety::kTracked;
+    alloc_ = std::make_unique<Allocator>(std::move(b), c);
+    alloc_->enable_access_tracking();
+    stream_ = sim_->create_stream();
+  }
+  ~Sim() { sim_->synchronize(stream_); }
+  void* alloc(std::size_t n) {
+    void* p = nullptr;
+    if (alloc_->allocate(&p, n, 0, stream_, false, trace::Kind::kApiMalloc) != SPILLWAY_OK) {
+      std::fprintf(stderr, "allocation of %zu MiB failed: %s\n", n / kMiB, LastError());
+      std::exit(1);
+    }
+    return p;
+  }
+  void free(void* p) { alloc_->free(p, FreeMode::kStreamOrdered, stream_, trace::Kind::kApiFree); }
+  // One launch naming `blocks`, as the tracker feeds the pager.
+  void launch(std::initializer_list<void*> blocks) { launch(std::vector<void*>(blocks)); }
+  void launch(const std::vector<void*>& blocks) {
+    tracker::IssueBegin();
+    ++seq_;
+    std::vector<std::uint64_t> w;
+    for (void* p : blocks) w.push_back(reinterpret_cast<std::uint64_t>(p));
+    alloc_->block_index()->record(w.data(), w.size(),
+                                  tracker::Access{seq_ * 1000, seq_, Stream()});
+    std::vector<std::uint64_t> away;
+    if (tracker::BlockIndex::TakeAway(&away))
+      alloc_->on_away(away.data(), away.size(), stream_, false);
+    tracker::IssueEnd(seq_);
+  }
+  offload::Pager* pager() { return alloc_->pager_if_any(0); }
+  std::uint64_t reserved() {
+    spillway_stats s{};
+    alloc_->stats(0, &s);
+    return s.reserved_bytes;
+  }
+
+ private:
+  std::uint64_t Stream() const { return reinterpret_cast<std::uint64_t>(stream_); }
+  prim::SimBackend* sim_ = nullptr;
+  std::unique_ptr<Allocator> alloc_;
+  prim::Stream stream_ = nullptr;
+  std::uint64_t seq_ = std::uint64_t{1} << 32;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  if (!Parse(argc, argv, &a)) {
+    std::fprintf(stderr,
+                 "usage: offload_policy_sim [--layers L] [--param-mib P] [--act-mib A] "
+                 "[--accum K] [--steps S>1] [--ratio R>=1] [--optim-passes F] "
+                 "[--foreach-layers T<=L]\n");
+    return 2;
+  }
+  const std::size_t L = static_cast<std::size_t>(a.layers);
+  const std::size_t P = a.param_mib * kMiB, A = a.act_mib * kMiB;
+  const std::uint64_t peak = L * (4 * P + A);  // parameters, gradients, states, activations
+  const auto budget = static_cast<std::uint64_t>(static_cast<double>(peak) / a.ratio);
+  Sim sim(2 * peak + 256 * kMiB, budget);
+  std::vector<void*> par(L), grad(L), m(L), v(L), act(L);
+  for (std::size_t i = 0; i < L; ++i) {
+    par[i] = sim.alloc(P);
+    grad[i] = sim.alloc(P);
+    m[i] = sim.alloc(P);
+    v[i] = sim.alloc(P);
+  }
+  std::uint64_t to0 = 0, from0 = 0, stalls0 = 0, prefetch0 = 0;
+  std::uint64_t max_reserved = 0;
+  for (int step = 0; step < a.steps; ++step) {
+    if (step == 1 && sim.pager() != nullptr) {  // the first step is warm-up
+      const auto& k = sim.pager()->counters();
+      to0 = k.bytes_to_host.load();
+      from0 = k.bytes_from_host.load();
+      stalls0 = k.stalls.load();
+      prefetch0 = k.prefetches.load();
+    }
+    for (int mb = 0; mb < a.accum; ++mb) {
+      for (std::size_t i = 0; i < L; ++i) {
+        act[i] = sim.alloc(A);
+        sim.launch({par[i], act[i]});
+      }
+      for (std::size_t i = L; i-- > 0;) {
+        sim.launch({act[i], par[i], grad[i]});
+        sim.free(act[i]);
+      }
+      max_reserved = std::max(max_reserved, sim.reserved());
+    }
+    const auto T = static_cast<std::size_t>(a.foreach);
+    for (int pass = 0; pass < a.passes; ++pass) {
+      for (std::size_t i = 0; i < L; i += T) {
+        std::vector<void*> named;
+        for (std::size_t j = i; j < std::min(L, i + T); ++j)
+          named.insert(named.end(), {par[j], grad[j], m[j], v[j]});
+        sim.launch(named);
+      }
+    }
+  }
+  offload::Pager* pg = sim.pager();
+  const double steps = a.steps - 1;
+  const double to = pg ? static_cast<double>(pg->counters().bytes_to_host.load() - to0) / steps : 0;
+  const double from =
+      pg ? static_cast<double>(pg->counters().bytes_from_host.load() - from0) / steps : 0;
+  // The floor each way: what exceeds the budget, taken from the optimizer states (idle for K
+  // micro-batches: they leave and come back once a step); past the states, the rest streams once
+  // per micro-batch.
+  const double states = static_cast<double>(2 * L * P);
+  const double excess = static_cast<double>(peak) - static_cast<double>(budget);
+  const double floor = excess <= states ? excess : states + (excess - states) * a.accum;
+  std::printf("model: %d layers, %zu MiB parameters each, %zu MiB activations, %d micro-batches; "
+              "peak %.0f MiB, budget %.0f MiB (footprint/budget %.2f); max reserved %.0f MiB\n",
+              a.layers, a.param_mib, a.act_mib, a.accum, static_cast<double>(peak) / kMiB,
+              static_cast<double>(budget) / kMiB, a.ratio,
+              static_cast<double>(max_reserved) / kMiB);
+  std::printf("per optimizer step: %.0f MiB to host, %.0f MiB back; floor %.0f MiB each way; "
+              "moved/floor %.2f / %.2f; stalls %.1f, prefetches %.1f\n",
+              to / kMiB, from / kMiB, floor / kMiB, to / floor, from / floor,
+              pg ? static_cast<double>(pg->counters().stalls.load() - stalls0) / steps : 0,
+              pg ? static_cast<double>(pg->counters().prefetches.load() - prefetch0) / steps : 0);
+  for (std::size_t i = 0; i < L; ++i)
+    for (void* p : {par[i], grad[i], m[i], v[i]}) sim.free(p);
+  return 0;
+}
