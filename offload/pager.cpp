@@ -387,7 +387,14 @@ static std::int64_t NextUseDistance(const tracker::BlockSummary& s, std::uint64_
 spillway_status Pager::acquire_host_locked(std::uintptr_t p, std::size_t pages,
                                            std::vector<HostChunk>* chunks, std::string* why) {
   spillway_status s = host_->acquire(pages, chunks, why);
-  if (s != SPILLWAY_ERR_OUT_OF_MEMORY || opt_.nvme == nullptr) return s;
+  if (s != SPILLWAY_ERR_OUT_OF_MEMORY) return s;
+  if (!moves_.empty()) {  // copies back to the device still hold host chunks: finish them
+    poll_locked(true);
+    chunks->clear();
+    s = host_->acquire(pages, chunks, why);
+    if (s != SPILLWAY_ERR_OUT_OF_MEMORY) return s;
+  }
+  if (opt_.nvme == nullptr) return s;
   // The host tier is full: its blocks needed last go on to NVMe, one at a time, until `pages`
   // chunks are free (or none is left to move).
   struct Cand {
@@ -397,7 +404,7 @@ spillway_status Pager::acquire_host_locked(std::uintptr_t p, std::size_t pages,
   };
   std::vector<Cand> cands;
   for (const auto& [q, e] : entries_)
-    if (q != p && e.state == Residency::kHost) cands.push_back({q, {}, 0});
+    if (q != p && q != no_spill_ && e.state == Residency::kHost) cands.push_back({q, {}, 0});
   std::uint64_t now = 0;
   if (opt_.index != nullptr) {
     auto lk = opt_.index->read_lock();
@@ -628,7 +635,11 @@ spillway_status Pager::host_to_device_locked(Entry& e, prim::Stream s, bool dema
   }
   if (st == SPILLWAY_ERR_OUT_OF_MEMORY && speculative) return Fail(st, "no room to prefetch");
   if (st == SPILLWAY_ERR_OUT_OF_MEMORY && !retried) {  // make room, once
+    // The evictions may need host chunks: this block's must not spill to NVMe meanwhile.
+    const std::uintptr_t outer = no_spill_;
+    no_spill_ = e.p;
     make_room_locked(e.pages * gran_, e.p);
+    no_spill_ = outer;
     return host_to_device_locked(e, s, demand, fenced, true, speculative);
   }
   if (st == SPILLWAY_ERR_OUT_OF_MEMORY) {
@@ -853,6 +864,13 @@ spillway_status Pager::prefetch(std::uintptr_t p, prim::Stream stream, bool dema
   if (s == SPILLWAY_OK && e.state == Residency::kHost) {
     s = host_to_device_locked(e, stream, demand);
     if (s == SPILLWAY_OK) e.state = Residency::kDevice;
+  }
+  if (s != SPILLWAY_OK && demand && e.state == Residency::kHost && !e.mapped) {
+    // The launch runs either way: it gets the host pages at the block's VA (read over the
+    // link, as in strict mode) rather than an unmapped range.
+    std::vector<prim::PhysHandle> in, old;
+    for (const HostChunk& c : e.host) in.push_back(c.handle);
+    if (swap_locked(e, in.data(), true, &old) == SPILLWAY_OK) e.mapped = true;
   }
   if (e.state == Residency::kDevice) mark_away(p, false);
   if (demand && s == SPILLWAY_OK)

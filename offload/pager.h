@@ -167,6 +167,7 @@ class Pager {
   // (other than p) needed last are first moved on to NVMe.
   spillway_status acquire_host_locked(std::uintptr_t p, std::size_t pages,
                                       std::vector<HostChunk>* chunks, std::string* why);
+  std::uintptr_t no_spill_ = 0;  // a host block being brought back: never spilled (under mu_)
   spillway_status host_to_nvme_locked(Entry& e);
   spillway_status nvme_to_host_locked(Entry& e);
   // `fenced`: the caller already made sure no queued work reads the host pages.
