@@ -7,6 +7,7 @@
 #include "allocator/allocator.h"
 #include "allocator/error.h"
 #include "offload/pager.h"
+#include "profiler/tracker/tracker.h"
 #include "spillway/spillway.h"
 
 using spillway::Allocator;
@@ -130,6 +131,23 @@ spillway_status spillway_mark(const char* label) {
   spillway_status s;
   Allocator* a = Get(&s);
   return a ? a->mark(label) : s;
+}
+
+spillway_status spillway_set_tracking(int on) {
+  spillway_status s;
+  Allocator* a = Get(&s);
+  if (a == nullptr) return s;
+  if (on != 0 && on != 1)
+    return spillway::Fail(SPILLWAY_ERR_INVALID_VALUE, "spillway: spillway_set_tracking(on): on must "
+                                                      "be 0 or 1, got " + std::to_string(on));
+  if (a->block_index() == nullptr || !spillway::tracker::TrackingActive())
+    return spillway::Fail(SPILLWAY_ERR_CONFIG,
+                          "spillway: tracking is not running (set SPILLWAY_TRACK=1; CUPTI must be "
+                          "available)");
+  if (!spillway::tracker::SetPaused(on == 0))
+    return spillway::Fail(SPILLWAY_ERR_BUSY, "spillway: tracking cannot pause while offload runs "
+                                             "in tracked safety (it must see every launch)");
+  return SPILLWAY_OK;
 }
 
 namespace {

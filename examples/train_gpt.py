@@ -98,6 +98,10 @@ def parse_args():
                    help="make Spillway PyTorch's allocator (spillway.torch.install()) first")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--alternate-tracking", type=int, default=0, metavar="K",
+                   help="under the preload with SPILLWAY_TRACK=1: pause and resume the tracker "
+                        "every K steps after the warm-up (spillway.set_tracking), and report the "
+                        "median step with it on and off: its cost measured inside one run")
     p.add_argument("--kinds-truth", type=Path, default=None,
                    help="write what PyTorch knows of each tensor's kind here (JSON lines: "
                         "wall-clock ns, kind, storage address), to score Spillway's inferred kinds")
@@ -108,6 +112,8 @@ def parse_args():
         p.error("--warmup must be >= 0")
     if args.fixed_len is not None and args.fixed_len < 1:
         p.error("--fixed-len must be >= 1")
+    if args.alternate_tracking < 0:
+        p.error("--alternate-tracking must be >= 0")
     return args
 
 
@@ -179,8 +185,15 @@ def main():
 
     len_rng = random.Random(args.seed)
     tok_gen = torch.Generator().manual_seed(args.seed)  # CPU: same tokens on any device
-    losses, step_s = [], []
+    if args.alternate_tracking and spillway is None:
+        raise SystemExit("--alternate-tracking needs the Spillway preload (spillway run)")
+    losses, step_s, tracked = [], [], []
     for step in range(args.steps):
+        if args.alternate_tracking:
+            # On through the warm-up, then K steps off, K on, ...
+            on = step < args.warmup or ((step - args.warmup) // args.alternate_tracking) % 2 == 1
+            spillway.set_tracking(on)
+            tracked.append(on)
         t0 = time.perf_counter()
         length = args.fixed_len or len_rng.randint(cfg["min_len"], cfg["max_len"])
         batch = torch.randint(cfg["vocab"], (cfg["batch"], length + 1), generator=tok_gen)
@@ -229,6 +242,18 @@ def main():
         "torch_version": torch.__version__,
         "device_name": torch.cuda.get_device_name(device),
     }
+    if args.alternate_tracking:
+        timed = list(zip(step_s, tracked))[args.warmup:]
+        on_s = [t for t, on in timed if on]
+        off_s = [t for t, on in timed if not on]
+        results["alternate_tracking"] = {
+            "k": args.alternate_tracking, "tracked": tracked,
+            "on_median_s": statistics.median(on_s) if on_s else None,
+            "off_median_s": statistics.median(off_s) if off_s else None,
+            "ratio": statistics.median(on_s) / statistics.median(off_s) if on_s and off_s else None}
+        print(f"alternate tracking: on {results['alternate_tracking']['on_median_s']}, off "
+              f"{results['alternate_tracking']['off_median_s']}, ratio "
+              f"{results['alternate_tracking']['ratio']}", flush=True)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1) + "\n")

@@ -85,6 +85,12 @@ spillway_status spillway_print_summary(int fd);
  * on their timelines. 1..4096 bytes of text; a no-op when no trace is recorded. */
 spillway_status spillway_mark(const char* label);
 
+/* Pauses (on = 0) or resumes (on = 1) the tracker (SPILLWAY_TRACK=1): while paused, kernel
+ * launches, copies and sets are not recorded (allocations still are). For measuring the
+ * tracker's cost inside one run, or skipping phases. SPILLWAY_ERR_CONFIG when tracking is not
+ * running; SPILLWAY_ERR_BUSY when offload runs in tracked safety (it must see every launch). */
+spillway_status spillway_set_tracking(int on);
+
 /* ---- Offload (docs/offload.md) ------------------------------------------------------------
  * A block moves by its whole pages (2 MiB on H200; the first and last page, shared with
  * neighbours, stay on the device). Only blocks spanning at least one whole page can move. */

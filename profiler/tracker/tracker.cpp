@@ -393,6 +393,8 @@ constexpr std::uint64_t kHookCheckLaunches = 10000;
 State* g_state = nullptr;  // set once, before any callback is enabled; never freed
 std::atomic<State*> g_hook_state{nullptr};  // g_state for the launch hooks, once tracking runs
 thread_local bool t_hooked = false;         // this thread is inside a hooked launch
+std::atomic<bool> g_paused{false};          // SetPaused
+std::atomic<bool> g_pause_forbidden{false};  // KeepCuptiLaunchCallbacks
 void* g_cupti_lib = nullptr;  // the libcupti handle of a running tracker
 std::mutex g_start_mu;
 int g_start_result = -1;  // -1 not tried, 0 failed, 1 active
@@ -465,6 +467,8 @@ void OnLaunch(State& st, CUfunction f, CUstream s, bool pt, void** params, void*
 
 // A CUPTI launch callback (at API entry): false when a preload hook already took this launch.
 bool CuptiLaunch(State& st) {
+  if (g_paused.load(std::memory_order_relaxed)) [[unlikely]]
+    return false;  // neither recorded nor counted against the hooks
   if (t_hooked) {
     st.confirmed.fetch_add(1, std::memory_order_relaxed);
     return false;
@@ -504,6 +508,8 @@ void OnLaunch(State& st, CUfunction f, CUstream s, bool pt, void** params, void*
 }
 
 void OnDirect(State& st, CUdeviceptr a, CUdeviceptr b, CUstream s, bool pt) {
+  if (g_paused.load(std::memory_order_relaxed)) [[unlikely]]
+    return;
   IssueBegin();  // ended by CUPTI's exit callback
   const std::uint64_t w[2] = {a, b};
   const std::size_t n = b != 0 ? 2 : 1;
@@ -518,6 +524,8 @@ void OnDirect(State& st, CUdeviceptr a, CUdeviceptr b, CUstream s, bool pt) {
 }
 
 void OnGraphLaunch(State& st, CUgraphExec e, CUstream s, bool pt) {
+  if (g_paused.load(std::memory_order_relaxed)) [[unlikely]]
+    return;
   IssueBegin();  // ended by CUPTI's exit callback
   const GraphMap::Addrs addrs = st.graphs.exec_addrs(Key(e));
   const std::uint64_t stream = StreamOf(s, pt);
@@ -1039,7 +1047,7 @@ void DecideLaunchCallbacks(State& st) {
 void HookedLaunchBegin(const void* f, void* stream, bool per_thread, void** params,
                        void** extra) {
   State* st = g_hook_state.load(std::memory_order_acquire);
-  if (st == nullptr || prim::t_internal_call) return;
+  if (st == nullptr || prim::t_internal_call || g_paused.load(std::memory_order_relaxed)) return;
   t_hooked = true;
   st->hooked.fetch_add(1, std::memory_order_relaxed);
   auto fn = reinterpret_cast<CUfunction>(const_cast<void*>(f));
@@ -1065,7 +1073,23 @@ void HookedLaunchEnd() {
     DecideLaunchCallbacks(*st);
 }
 
+std::mutex g_pause_mu;  // SetPaused against KeepCuptiLaunchCallbacks
+
+bool SetPaused(bool paused) {
+  std::lock_guard<std::mutex> lk(g_pause_mu);
+  if (paused && g_pause_forbidden.load(std::memory_order_acquire)) return false;
+  g_paused.store(paused, std::memory_order_release);
+  return true;
+}
+
+bool Paused() { return g_paused.load(std::memory_order_acquire); }
+
 void KeepCuptiLaunchCallbacks() {
+  {
+    std::lock_guard<std::mutex> lk(g_pause_mu);
+    g_pause_forbidden.store(true, std::memory_order_release);
+    g_paused.store(false, std::memory_order_release);
+  }
   State* st = g_hook_state.load(std::memory_order_acquire);
   if (st == nullptr) return;
   std::lock_guard<std::mutex> lk(st->launch_cb_mu);

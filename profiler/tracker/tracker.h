@@ -272,7 +272,16 @@ void HookedLaunchBegin(const void* f, void* stream, bool per_thread, void** para
                        void** extra);
 void HookedLaunchEnd();
 // Turns CUPTI's launch callbacks back on (if the check turned them off) and keeps them on.
+// Also forbids pausing (SetPaused): the offload pager must see every launch.
 void KeepCuptiLaunchCallbacks();
+
+// Pausing: launches, copies, sets and graph launches go unrecorded while paused (allocations
+// and frees still update the index; operations are still numbered by those that are recorded;
+// graph captures made while paused are incomplete). For measuring the tracker's cost inside one
+// process (spillway_set_tracking) and for skipping phases nobody wants to see. False (and no
+// change) when pausing is forbidden: an offload pager in tracked mode runs.
+bool SetPaused(bool paused);
+bool Paused();
 
 // The libcupti for NVTX_INJECTION64_PATH, without loading it: SPILLWAY_CUPTI_LIB, else the
 // first of the tracker's candidates that is found: a bare name ("libcupti.so.13") when it is

@@ -29,6 +29,7 @@ __all__ = [
     "device_count",
     "summary",
     "mark",
+    "set_tracking",
     "library_path",
     "offload",
     "prefetch",
@@ -122,6 +123,15 @@ def mark(label):
     if not isinstance(label, str):
         raise TypeError(f"spillway.mark: label must be a str, got {label!r}")
     _check(_LIB.spillway_mark(label.encode("utf-8")), "spillway_mark")
+
+
+def set_tracking(on):
+    """Pauses (False) or resumes (True) the tracker (SPILLWAY_TRACK=1): while paused, kernel
+    launches, copies and sets are not recorded. Raises SpillwayError when tracking is not running
+    or offload runs in tracked safety (it must see every launch)."""
+    if not isinstance(on, bool):
+        raise TypeError(f"spillway.set_tracking: on must be a bool, got {on!r}")
+    _check(_LIB.spillway_set_tracking(1 if on else 0), "spillway_set_tracking")
 
 
 _TIERS = {"device": 0, "host": 1, "nvme": 2}

@@ -111,6 +111,7 @@ def _declare(lib):
         "spillway_device_count": (ctypes.c_int, []),
         "spillway_print_summary": (status, [ctypes.c_int]),
         "spillway_mark": (status, [ctypes.c_char_p]),
+        "spillway_set_tracking": (status, [ctypes.c_int]),
         "spillway_offload": (status, [ctypes.c_void_p, ctypes.c_int]),
         "spillway_prefetch": (status, [ctypes.c_void_p, ctypes.c_void_p]),
         "spillway_advise": (status, [ctypes.c_void_p, ctypes.c_int]),

@@ -58,6 +58,11 @@ TEST_F(ApiTest, StatusCodesAndMessages) {
   EXPECT_EQ(spillway_mark(""), SPILLWAY_ERR_INVALID_VALUE);
   EXPECT_EQ(spillway_mark(nullptr), SPILLWAY_ERR_INVALID_VALUE);
   EXPECT_NE(std::string(spillway_last_error()).find("label"), std::string::npos);
+  // No tracker in this process (SimBackend): pausing it is refused with the reason.
+  EXPECT_EQ(spillway_set_tracking(0), SPILLWAY_ERR_CONFIG);
+  EXPECT_NE(std::string(spillway_last_error()).find("SPILLWAY_TRACK=1"), std::string::npos);
+  EXPECT_EQ(spillway_set_tracking(2), SPILLWAY_ERR_INVALID_VALUE);
+  EXPECT_NE(std::string(spillway_last_error()).find("0 or 1"), std::string::npos);
 }
 
 TEST_F(ApiTest, OffloadCalls) {

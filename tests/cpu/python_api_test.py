@@ -42,6 +42,13 @@ class PythonApi(unittest.TestCase):
             spillway.set_budget(1 << 20)  # below one physical chunk
         self.assertIn("SPILLWAY_ERR_INVALID_VALUE", str(cm.exception))
 
+    def test_set_tracking_without_a_tracker(self):
+        with self.assertRaises(spillway.SpillwayError) as cm:
+            spillway.set_tracking(False)  # no tracker in this process
+        self.assertIn("SPILLWAY_TRACK=1", str(cm.exception))
+        with self.assertRaises(TypeError):
+            spillway.set_tracking(1)
+
     def test_mark(self):
         spillway.mark("step 1")  # no trace in this process: checked, not recorded
         with self.assertRaises(spillway.SpillwayError) as cm:

@@ -548,6 +548,21 @@ TEST(Tracker, ScanLaunchPlanMatchesScanLaunch) {
 
 // Layouts are queried once per handle, whatever the threads; an unknown layout is nullptr.
 // (Run under TSan by scripts/test.sh: the name matches its "Thread" filter.)
+// Pausing works until an offload pager in tracked mode needs every launch; then it is refused
+// and the tracker runs again. (KeepCuptiLaunchCallbacks is for good: last in this process.)
+TEST(Tracker, PauseIsRefusedOnceThePagerNeedsEveryLaunch) {
+  ASSERT_TRUE(tracker::SetPaused(true));
+  EXPECT_TRUE(tracker::Paused());
+  ASSERT_TRUE(tracker::SetPaused(false));
+  EXPECT_FALSE(tracker::Paused());
+  ASSERT_TRUE(tracker::SetPaused(true));
+  tracker::KeepCuptiLaunchCallbacks();  // no CUPTI here: only the pause state changes
+  EXPECT_FALSE(tracker::Paused()) << "resumed by the pager";
+  EXPECT_FALSE(tracker::SetPaused(true));
+  EXPECT_FALSE(tracker::Paused());
+  EXPECT_TRUE(tracker::SetPaused(false));
+}
+
 TEST(Tracker, NcclKernelsHidePointers) {
   for (const char* n : {"ncclDevKernel_AllReduce_Sum_f32_RING_LL",
                         "_Z39ncclDevKernel_AllReduce_Sum_f32_RING_LL24ncclDevKernelArgsStorageILm4096EE",
