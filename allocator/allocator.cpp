@@ -254,24 +254,32 @@ spillway_status Allocator::allocate(void** out, std::size_t n, int device, prim:
   return s;
 }
 
-void Allocator::on_away(const std::uint64_t* addrs, std::size_t n, prim::Stream stream,
+bool Allocator::on_away(const std::uint64_t* addrs, std::size_t n, prim::Stream stream,
                         bool blind) {
   if (blind) {
     for (auto& pg : pagers_)
       if (offload::Pager* p = pg.load(std::memory_order_acquire)) p->go_strict();
-    return;
+    return true;
   }
+  bool ok = true;
   for (std::size_t i = 0; i < n; ++i) {
     const int device = device_of(reinterpret_cast<const void*>(addrs[i]));
     if (offload::Pager* pg = pager_if_any(device)) {
-      if (pg->prefetch(static_cast<std::uintptr_t>(addrs[i]), stream, true) != SPILLWAY_OK) {
+      const auto p = static_cast<std::uintptr_t>(addrs[i]);
+      if (pg->prefetch(p, stream, true) != SPILLWAY_OK) {
+        const std::string why = LastError();
+        const bool readable = pg->readable(p);  // e.g. host pages mapped at its address
+        ok = ok && readable;
         static std::atomic<int> said{0};
         if (said.fetch_add(1) < 4)
           std::fprintf(stderr, "spillway: a launch needs 0x%" PRIx64 " back and it could not "
-                       "come: %s\n", addrs[i], LastError());
+                       "come: %s%s\n", addrs[i], why.c_str(),
+                       readable ? " (it reads the host copy over the link)"
+                                : " (it is not readable at its address)");
       }
     }
   }
+  return ok;
 }
 
 int Allocator::device_of(const void* p) const {
@@ -399,8 +407,8 @@ void Allocator::start_tracking() {
   };
   tracker::SetResidencyHook(
       [](void* self, const std::uint64_t* addrs, std::size_t n, std::uint64_t stream, bool blind) {
-        static_cast<Allocator*>(self)->on_away(addrs, n, reinterpret_cast<prim::Stream>(stream),
-                                               blind);
+        return static_cast<Allocator*>(self)->on_away(
+            addrs, n, reinterpret_cast<prim::Stream>(stream), blind);
       },
       this);
   // Prints why once and returns false when CUPTI cannot be had: then no index at all.

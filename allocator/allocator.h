@@ -85,8 +85,9 @@ class Allocator {
   int device_of(const void* p) const;
   // The tracker's residency hook (tracker::SetResidencyHook): the blocks an operation about to be
   // enqueued on `stream` names that are not on the device come back first (a stall); `blind`: a
-  // launch the tracker could not decode, after which every pager is strict.
-  void on_away(const std::uint64_t* addrs, std::size_t n, prim::Stream stream, bool blind);
+  // launch the tracker could not decode, after which every pager is strict. False when a block
+  // could not be made readable at its address (still on NVMe: the operation would fault).
+  bool on_away(const std::uint64_t* addrs, std::size_t n, prim::Stream stream, bool blind);
   offload::NvmeStore* nvme_store() { return nvme_.get(); }  // tests
   std::string offload_summary();
 

@@ -1012,6 +1012,15 @@ Residency Pager::residency(std::uintptr_t p) {
   return it == entries_.end() ? Residency::kDevice : it->second.state;
 }
 
+bool Pager::readable(std::uintptr_t p) {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = entries_.find(p);
+  if (it == entries_.end()) return true;
+  const Entry& e = it->second;
+  return e.state == Residency::kDevice || e.state == Residency::kMovingOut ||
+         (e.state == Residency::kHost && e.mapped);
+}
+
 spillway_status Pager::before_free(std::uintptr_t p, FreeMode mode, prim::Stream stream) {
   std::lock_guard<std::mutex> lk(mu_);
   speculated_.erase(p);

@@ -92,6 +92,10 @@ class Pager {
   // their VA mapped to the host chunks again. Said once on stderr.
   void go_strict();
   Residency residency(std::uintptr_t p);
+  // Whether the block's own address maps its data now: on the device (or still being copied
+  // out), or on the host with the host pages mapped there. False on NVMe, or on the host with
+  // the address unmapped (tracked mode).
+  bool readable(std::uintptr_t p);
   // Before the arena frees p: a block off the device loses its off-device pages (they become
   // holes); one whose copy back is in flight orders the free after it. Never fails for a block
   // the pager does not know.

@@ -6,6 +6,7 @@
 // otherwise the exported symbols pass straight through.
 #include <dlfcn.h>
 
+#include <cstdio>
 #include <cstring>
 
 #include "preload/preload.h"
@@ -45,15 +46,23 @@ const RealLaunches& TheReal() {
   return r;
 }
 
-// Begin before the launch, End after it, also when the real call is missing.
+// Begin before the launch, End after it, also when the real call is missing. `ok` false: a
+// block the launch names is not readable at its address (on NVMe, and it could not come back):
+// the launch is refused with CUDA_ERROR_OUT_OF_MEMORY rather than run against unmapped memory.
 struct Hooked {
-  Hooked(CUfunction f, CUstream s, bool ptsz, void** params, void** extra) {
-    tr::HookedLaunchBegin(f, s, ptsz, params, extra);
-  }
+  Hooked(CUfunction f, CUstream s, bool ptsz, void** params, void** extra)
+      : ok(tr::HookedLaunchBegin(f, s, ptsz, params, extra)) {}
   ~Hooked() { tr::HookedLaunchEnd(); }
   Hooked(const Hooked&) = delete;
   Hooked& operator=(const Hooked&) = delete;
+  const bool ok;
 };
+
+CUresult Refused() {
+  std::fprintf(stderr, "spillway: a kernel launch was refused with CUDA_ERROR_OUT_OF_MEMORY: a "
+                       "block it names could not be brought back (see above)\n");
+  return CUDA_ERROR_OUT_OF_MEMORY;
+}
 
 CUresult Launch(bool ptsz, CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
                 unsigned by, unsigned bz, unsigned shmem, CUstream s, void** params,
@@ -61,6 +70,7 @@ CUresult Launch(bool ptsz, CUfunction f, unsigned gx, unsigned gy, unsigned gz, 
   LaunchFn real = ptsz ? TheReal().launch_ptsz : TheReal().launch;
   if (real == nullptr) return CUDA_ERROR_NOT_INITIALIZED;
   Hooked h(f, s, ptsz, params, extra);
+  if (!h.ok) return Refused();
   return real(f, gx, gy, gz, bx, by, bz, shmem, s, params, extra);
 }
 
@@ -69,6 +79,7 @@ CUresult LaunchEx(bool ptsz, const CUlaunchConfig* cfg, CUfunction f, void** par
   LaunchExFn real = ptsz ? TheReal().ex_ptsz : TheReal().ex;
   if (real == nullptr) return CUDA_ERROR_NOT_INITIALIZED;
   Hooked h(f, cfg != nullptr ? cfg->hStream : nullptr, ptsz, params, extra);
+  if (!h.ok) return Refused();
   return real(cfg, f, params, extra);
 }
 
@@ -77,6 +88,7 @@ CUresult Coop(bool ptsz, CUfunction f, unsigned gx, unsigned gy, unsigned gz, un
   CoopFn real = ptsz ? TheReal().coop_ptsz : TheReal().coop;
   if (real == nullptr) return CUDA_ERROR_NOT_INITIALIZED;
   Hooked h(f, s, ptsz, params, nullptr);
+  if (!h.ok) return Refused();
   return real(f, gx, gy, gz, bx, by, bz, shmem, s, params);
 }
 

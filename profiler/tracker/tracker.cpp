@@ -454,16 +454,19 @@ std::atomic<ResidencyHook> g_residency_hook{nullptr};
 void* g_residency_ctx = nullptr;
 
 // Hands the away blocks this thread's operation named to the pager (see SetResidencyHook).
-void DeliverAway(std::uint64_t stream) {
+// False when one could not be made readable.
+bool DeliverAway(std::uint64_t stream) {
   thread_local std::vector<std::uint64_t> away;
   if (!BlockIndex::TakeAway(&away)) [[likely]]
-    return;
+    return true;
+  bool ok = true;
   if (ResidencyHook h = g_residency_hook.load(std::memory_order_acquire))
-    h(g_residency_ctx, away.data(), away.size(), stream, false);
+    ok = h(g_residency_ctx, away.data(), away.size(), stream, false);
   away.clear();
+  return ok;
 }
 
-void OnLaunch(State& st, CUfunction f, CUstream s, bool pt, void** params, void** extra);
+bool OnLaunch(State& st, CUfunction f, CUstream s, bool pt, void** params, void** extra);
 
 // A CUPTI launch callback (at API entry): false when a preload hook already took this launch.
 bool CuptiLaunch(State& st) {
@@ -477,7 +480,8 @@ bool CuptiLaunch(State& st) {
   return true;
 }
 
-void OnLaunch(State& st, CUfunction f, CUstream s, bool pt, void** params, void** extra) {
+// False when a block the launch names could not be made readable (DeliverAway).
+bool OnLaunch(State& st, CUfunction f, CUstream s, bool pt, void** params, void** extra) {
   IssueBegin();  // ended after the launch is enqueued (the hook's end, or CUPTI's exit callback)
   const std::uint64_t stream = StreamOf(s, pt);
   if (const Capture c = CaptureOf(st, stream); c != Capture::kNo) [[unlikely]] {
@@ -485,7 +489,7 @@ void OnLaunch(State& st, CUfunction f, CUstream s, bool pt, void** params, void*
     w.clear();
     DecodeLaunch(SlotsOf(LayoutOf(st, f)), params, extra, &w, st.counters());
     Keep(st, c, stream, w.data(), w.size());
-    return;
+    return true;
   }
   bool hides = false;
   if (st.path.launch(f, stream, params, extra, &hides) == Decoded::kUndecodable || hides)
@@ -504,7 +508,7 @@ void OnLaunch(State& st, CUfunction f, CUstream s, bool pt, void** params, void*
     if (ResidencyHook h = g_residency_hook.load(std::memory_order_acquire))
       h(g_residency_ctx, nullptr, 0, stream, true);
   }
-  DeliverAway(stream);
+  return DeliverAway(stream);
 }
 
 void OnDirect(State& st, CUdeviceptr a, CUdeviceptr b, CUstream s, bool pt) {
@@ -1044,23 +1048,23 @@ void DecideLaunchCallbacks(State& st) {
 
 }  // namespace
 
-void HookedLaunchBegin(const void* f, void* stream, bool per_thread, void** params,
+bool HookedLaunchBegin(const void* f, void* stream, bool per_thread, void** params,
                        void** extra) {
   State* st = g_hook_state.load(std::memory_order_acquire);
-  if (st == nullptr || prim::t_internal_call || g_paused.load(std::memory_order_relaxed)) return;
+  if (st == nullptr || prim::t_internal_call || g_paused.load(std::memory_order_relaxed))
+    return true;
   t_hooked = true;
   st->hooked.fetch_add(1, std::memory_order_relaxed);
   auto fn = reinterpret_cast<CUfunction>(const_cast<void*>(f));
   auto s = static_cast<CUstream>(stream);
-  if (st->diag == Diag::kNone) [[likely]] {
-    OnLaunch(*st, fn, s, per_thread, params, extra);
-    return;
-  }
-  if (st->diag == Diag::kEmpty) return;
+  if (st->diag == Diag::kNone) [[likely]]
+    return OnLaunch(*st, fn, s, per_thread, params, extra);
+  if (st->diag == Diag::kEmpty) return true;
   const std::uint64_t t0 = MonotonicNs();  // Diag::kTime
-  OnLaunch(*st, fn, s, per_thread, params, extra);
+  const bool ok = OnLaunch(*st, fn, s, per_thread, params, extra);
   st->callback_ns.fetch_add(MonotonicNs() - t0, std::memory_order_relaxed);
   st->callback_calls.fetch_add(1, std::memory_order_relaxed);
+  return ok;
 }
 
 void HookedLaunchEnd() {

@@ -237,8 +237,9 @@ std::string TrackingSummary();
 // The offload pager's hook: called from the launch, copy and set callbacks (before the
 // operation is enqueued, on the calling thread, no tracker lock held) with the blocks marked
 // away (Block::set_away) that the operation names, and the operation's stream; `blind` instead
-// (addrs empty) when a launch could not be decoded (its pointers are unknown). Set once.
-using ResidencyHook = void (*)(void* ctx, const std::uint64_t* addrs, std::size_t n,
+// (addrs empty) when a launch could not be decoded (its pointers are unknown). Returns false
+// when a block could not be made readable at its address (the operation would fault). Set once.
+using ResidencyHook = bool (*)(void* ctx, const std::uint64_t* addrs, std::size_t n,
                                std::uint64_t stream, bool blind);
 void SetResidencyHook(ResidencyHook hook, void* ctx);
 
@@ -268,7 +269,10 @@ bool IssuedWatermark(std::uint64_t* seq);
 // after that check, through a path other than the hooks, would go unseen: while an offload pager
 // runs (KeepCuptiLaunchCallbacks) they stay on for good. SPILLWAY_TRACK_LAUNCHES=cupti: the
 // preload installs no hooks, and CUPTI's callbacks see every launch. No-ops until StartTracking succeeded. Thread-safe; not reentrant.
-void HookedLaunchBegin(const void* f, void* stream, bool per_thread, void** params,
+// False: a block the launch names could not be made readable (the pager said why); the
+// caller must not launch (the preload returns CUDA_ERROR_OUT_OF_MEMORY), and still calls
+// HookedLaunchEnd.
+bool HookedLaunchBegin(const void* f, void* stream, bool per_thread, void** params,
                        void** extra);
 void HookedLaunchEnd();
 // Turns CUPTI's launch callbacks back on (if the check turned them off) and keeps them on.

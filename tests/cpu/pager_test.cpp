@@ -356,6 +356,40 @@ TEST_F(PagerNvme, FullHostTierSpillsToNvme) {
   EXPECT_EQ(dir_.entries(), 0) << "no file left in the NVMe directory";
 }
 
+// A launch naming a block on NVMe that can come back neither to the host (tier full, nothing
+// can spill: the disk is full too) nor anywhere readable: the tracker is told so (on_away
+// false), and the preload's launch hook refuses the launch instead of letting it fault.
+TEST_F(PagerNvme, BlockThatCannotComeBackIsReportedUnreadable) {
+  Config cfg = OffloadConfig(0, 16 * kMiB, dir_.path, 8 * kMiB);
+  cfg.offload_safety = Config::Safety::kTracked;
+  SimAlloc a(256 * kMiB, 1, cfg);
+  a.alloc->enable_access_tracking();
+  prim::Stream s = a.stream();
+  void *on_disk = nullptr, *b = nullptr, *c = nullptr;
+  for (void** p : {&on_disk, &b, &c}) ASSERT_EQ(a.alloc_on(p, 8 * kMiB, s), SPILLWAY_OK);
+  Fill(on_disk, 8 * kMiB, 41);
+  Pager* pg = PagerOf(a);
+  ASSERT_EQ(pg->offload(U(on_disk), trace::kTierNvme, true), SPILLWAY_OK) << LastError();
+  ASSERT_EQ(pg->offload(U(b), trace::kTierHost, true), SPILLWAY_OK) << LastError();
+  ASSERT_EQ(pg->offload(U(c), trace::kTierHost, true), SPILLWAY_OK) << LastError();
+  ASSERT_EQ(pg->residency(U(on_disk)), Residency::kNvme);
+  EXPECT_FALSE(pg->readable(U(on_disk)));
+  EXPECT_FALSE(pg->readable(U(b))) << "tracked: evicted addresses are unmapped";
+  const std::uint64_t w = U(on_disk);
+  EXPECT_FALSE(a.alloc->on_away(&w, 1, s, false)) << "host tier full, disk full: it cannot come";
+  EXPECT_EQ(pg->residency(U(on_disk)), Residency::kNvme) << "nothing lost: still on the disk";
+  // Room on the host again: it comes back, every byte.
+  EXPECT_EQ(a.free_on(b, s), SPILLWAY_OK);
+  EXPECT_TRUE(a.alloc->on_away(&w, 1, s, false)) << LastError();
+  EXPECT_TRUE(pg->readable(U(on_disk)));
+  std::atomic<std::size_t> bad{1};
+  a.sim->enqueue(s, [&] { bad = Mismatches(on_disk, 8 * kMiB, 41); });
+  a.sim->synchronize(s);
+  EXPECT_EQ(bad.load(), 0u);
+  for (void* p : {on_disk, c}) EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
+  ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
+}
+
 TEST_F(PagerNvme, DiskFullAndIoErrorsKeepTheDataOnTheHost) {
   SimAlloc a(256 * kMiB, 1, OffloadConfig(0, 64 * kMiB, dir_.path, 8 * kMiB));
   prim::Stream s = a.stream();
