@@ -11,6 +11,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -18,6 +19,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "allocator/allocator.h"
@@ -243,6 +245,54 @@ int main(int argc, char** argv) {
     for (auto h : hh) be.release(h);
     be.release_va(va, np * g);
   }
+  // Whether the driver's mapping calls scale across threads (the question behind a mapping
+  // thread off the launch path): T threads, each remapping device chunks on its own VA range
+  // (map, grant access, unmap; one page at a time), all at once. Aggregate us per page.
+  std::vector<std::pair<int, double>> remap_scaling;
+  {
+    spillway::prim::Backend& be = alloc->backend();
+    const std::size_t g = std::size_t{2} << 20, np = 64;
+    for (int threads : {1, 2, 4, 8}) {
+      struct Range {
+        std::uintptr_t va = 0;
+        std::vector<spillway::prim::PhysHandle> h;
+      };
+      std::vector<Range> rs(static_cast<std::size_t>(threads));
+      bool ok = true;
+      for (Range& r : rs) {
+        ok = ok && be.reserve(0, np * g, g, &r.va).ok();
+        r.h.resize(np);
+        for (auto& h : r.h) ok = ok && be.create({spillway::prim::LocationKind::kDevice, 0}, g, &h).ok();
+      }
+      if (ok) {
+        std::atomic<bool> go{false};
+        std::atomic<int> failed{0};
+        std::vector<std::thread> ts;
+        for (Range& r : rs)
+          ts.emplace_back([&be, &go, &failed, &r, g] {
+            while (!go.load(std::memory_order_acquire)) {
+            }
+            for (int round = 0; round < 3; ++round)
+              for (std::size_t i = 0; i < r.h.size(); ++i) {
+                const std::uintptr_t at = r.va + i * g;
+                if (!be.map(at, g, r.h[i]).ok() || !be.set_access(0, at, g).ok() ||
+                    !be.unmap(at, g).ok())
+                  failed.fetch_add(1);
+              }
+          });
+        const auto t0 = Clock::now();
+        go.store(true, std::memory_order_release);
+        for (auto& t : ts) t.join();
+        const double us = Seconds(t0, Clock::now()) * 1e6 / (3.0 * np * threads);
+        if (failed.load() == 0) remap_scaling.push_back({threads, us});
+      }
+      for (Range& r : rs) {
+        for (auto h : r.h)
+          if (h != 0) be.release(h);
+        if (r.va != 0) be.release_va(r.va, np * g);
+      }
+    }
+  }
   const double remap_s = static_cast<double>(pg->counters().remap_ns.load()) / 1e9 / (a.reps + 1);
   const double pcie_d2h = Median(d2h), pcie_h2d = Median(h2d);
   const double host_evict = Median(evict), host_fetch = Median(fetch);
@@ -297,6 +347,10 @@ int main(int argc, char** argv) {
   std::printf("  %-34s %8.3f s per round trip (evict + prefetch of all)\n", "remapping (CPU)",
               remap_s);
   for (const OpCost& o : ops) std::printf("    %-40s %8.1f us/page\n", o.what, o.us_per_page);
+  for (const auto& [t, us] : remap_scaling)
+    std::printf("    remap (map+access+unmap), %d thread%s    %8.1f us/page aggregate (%.2fx one "
+                "thread)\n",
+                t, t == 1 ? " " : "s", us, remap_scaling.front().second / us);
   if (!a.nvme_dir.empty()) {
     std::printf("  %-34s %8.2f GB/s  raw %.2f  (%.3f)\n", "nvme write (host->file)", nvme_w, raw_w,
                 nvme_w / raw_w);
@@ -315,6 +369,10 @@ int main(int argc, char** argv) {
       << "},\n \"host_over_pcie\": {\"evict\": " << host_evict / pcie_d2h
       << ", \"prefetch\": " << host_fetch / pcie_h2d << "},\n \"host_pool_create_s\": " << pool_s
       << ",\n \"remap_s_per_round_trip\": " << remap_s;
+    j << ",\n \"remap_us_per_page_by_threads\": {";
+    for (std::size_t i = 0; i < remap_scaling.size(); ++i)
+      j << (i ? ", " : "") << "\"" << remap_scaling[i].first << "\": " << remap_scaling[i].second;
+    j << "}";
     if (!a.nvme_dir.empty())
       j << ",\n \"nvme\": {\"nvme_gbps\": {\"write\": " << nvme_w << ", \"read\": " << nvme_r
         << "}, \"nvme_raw_gbps\": {\"write\": " << raw_w << ", \"read\": " << raw_r
