@@ -1121,11 +1121,15 @@ std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except
         c.last = c.sum.last_seq;
       }
   }
-  // Blocks of the operation being issued right now (the newest access: a launch whose other
-  // blocks are being brought back) must stay.
+  // Inside an operation being issued (a launch whose other blocks are being brought back), its
+  // blocks (the newest access) must stay: it is not enqueued yet, and an eviction ordered after
+  // the work enqueued so far would not wait for it. Outside one (an allocation), the newest
+  // operation is enqueued and its blocks may go like any other (the copy waits for it): a launch
+  // naming more than the budget (a foreach optimizer's) must not pin everything it named.
   std::uint64_t newest = 0;
   for (const Cand& c : cands) newest = std::max(newest, c.last);
-  if (newest != 0) std::erase_if(cands, [&](const Cand& c) { return c.last == newest; });
+  if (newest != 0 && tracker::Issuing())
+    std::erase_if(cands, [&](const Cand& c) { return c.last == newest; });
   for (Cand& c : cands)
     if (auto it = entries_.find(c.p); it != entries_.end())
       c.first = it->second.advice == Advice::kEvictFirst;

@@ -248,6 +248,8 @@ void IssueEnd(std::uint64_t seq) {
 
 void IssueEnd() { IssueEnd(t_last_seq); }
 
+bool Issuing() { return t_issuing; }
+
 bool IssuedWatermark(std::uint64_t* seq) {
   // In flight first: an operation that begins after this load takes a newer number than any
   // enqueued one read below, and one that ends meanwhile was enqueued before our caller's fence.

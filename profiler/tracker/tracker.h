@@ -256,6 +256,9 @@ void IssueBegin();
 void IssueEnd(std::uint64_t seq);
 void IssueEnd();
 bool IssuedWatermark(std::uint64_t* seq);
+// The calling thread is between IssueBegin and IssueEnd: the pager runs inside an operation that
+// is not enqueued yet (its blocks must not be evicted for it).
+bool Issuing();
 
 // Launches through the preload's hooks. The preload interposes cuLaunchKernel,
 // cuLaunchKernelEx and cuLaunchCooperativeKernel (and their _ptsz forms) wherever they are

@@ -426,14 +426,20 @@ TEST_F(PagerNvme, DiskFullAndIoErrorsKeepTheDataOnTheHost) {
 // What the CUPTI tracker does for a launch on `s` that names `p`, on the simulator: records the
 // access in the block index, then hands the blocks marked away to the pager (they come back
 // before the "kernel" is enqueued).
+// Operation numbers for the tests' "launches": increasing across all tests of the process, as
+// the tracker's are (its issue watermark is process-wide).
+std::uint64_t NextSeq() {
+  static std::atomic<std::uint64_t> seq{0};
+  return seq.fetch_add(2) + 2;
+}
+
 void SimLaunch(SimAlloc& a, const void* p, prim::Stream s) {
-  static std::uint64_t seq = 0;
   tracker::BlockIndex* ix = a.alloc->block_index();
   ASSERT_NE(ix, nullptr);
   const std::uint64_t w = reinterpret_cast<std::uint64_t>(p);
   tracker::IssueBegin();  // as the tracker does: the number is taken before the enqueue
-  ++seq;
-  ix->record(&w, 1, tracker::Access{seq * 1000, ++seq, reinterpret_cast<std::uint64_t>(s)});
+  const std::uint64_t seq = NextSeq();
+  ix->record(&w, 1, tracker::Access{seq * 1000, seq, reinterpret_cast<std::uint64_t>(s)});
   std::vector<std::uint64_t> away;
   if (tracker::BlockIndex::TakeAway(&away)) a.alloc->on_away(away.data(), away.size(), s, false);
   tracker::IssueEnd(seq);  // "enqueued"
@@ -735,6 +741,39 @@ TEST(PagerTracked, BlockInARunOfUsesStays) {
   ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
 }
 
+// After a launch that named every block (a foreach optimizer's), an allocation may still evict
+// them: that launch is enqueued, and the eviction copy waits for it. (Only inside the launch being
+// issued are its blocks kept.)
+TEST(PagerTracked, AnAllocationMayEvictTheLastLaunchsBlocks) {
+  TrackedSim a(512 * kMiB, 40 * kMiB, 256 * kMiB);
+  prim::Stream s = a.stream();
+  void *x = nullptr, *y = nullptr, *fresh = nullptr;
+  ASSERT_EQ(a.alloc_on(&x, 18 * kMiB, s), SPILLWAY_OK);
+  ASSERT_EQ(a.alloc_on(&y, 18 * kMiB, s), SPILLWAY_OK);
+  Fill(x, 18 * kMiB, 51);
+  Fill(y, 18 * kMiB, 52);
+  tracker::BlockIndex* ix = a.alloc->block_index();
+  const std::uint64_t both[2] = {U(x), U(y)};
+  tracker::IssueBegin();
+  const std::uint64_t seq = NextSeq();
+  ix->record(both, 2, tracker::Access{seq, seq, reinterpret_cast<std::uint64_t>(s)});
+  tracker::IssueEnd(seq);
+  ASSERT_EQ(a.alloc_on(&fresh, 16 * kMiB, s), SPILLWAY_OK) << LastError();
+  Pager* pg = PagerOf(a);
+  EXPECT_EQ(pg->counters().evictions.load(), 1u);
+  EXPECT_LE(a.stats().reserved_bytes, 40 * kMiB);
+  // Each read by a "kernel" the tracker sees (bringing it back, and maybe evicting the other).
+  for (auto [p, tag] : {std::pair<void*, std::uint64_t>{x, 51}, {y, 52}}) {
+    SimLaunch(a, p, s);
+    std::atomic<std::size_t> bad{1};
+    a.sim->enqueue(s, [&bad, p = p, tag = tag] { bad = Mismatches(p, 18 * kMiB, tag); });
+    a.sim->synchronize(s);
+    EXPECT_EQ(bad.load(), 0u) << "block " << p;
+  }
+  for (void* p : {x, y, fresh}) EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
+  ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
+}
+
 // A launch's accesses are recorded before it is enqueued. A progress fence the pager records
 // meanwhile (here: while the launch makes room) is enqueued before that launch, so it must not
 // count the launch as done: later, the block it uses may be evicted only after it (the copy
@@ -749,11 +788,11 @@ TEST(PagerTracked, ProgressFenceIgnoresTheLaunchBeingIssued) {
   Pager* pg = PagerOf(a);
   tracker::BlockIndex* ix = a.alloc->block_index();
   const auto stream = reinterpret_cast<std::uint64_t>(s);
-  std::uint64_t seq = std::uint64_t{1} << 40;  // after every other test's numbers
   // Launch 1 names p: recorded, then (before its enqueue) the pager records a progress fence.
   tracker::IssueBegin();
+  std::uint64_t seq = NextSeq();
   const std::uint64_t w1 = U(p);
-  ix->record(&w1, 1, tracker::Access{seq, ++seq, stream});
+  ix->record(&w1, 1, tracker::Access{seq, seq, stream});
   pg->make_room(1, U(r));  // r (not used yet) is not a victim here
   a.sim->enqueue(s, [&] {  // the launch's kernel: slow, rewrites p
     usleep(100000);
@@ -762,8 +801,9 @@ TEST(PagerTracked, ProgressFenceIgnoresTheLaunchBeingIssued) {
   tracker::IssueEnd(seq);
   // Launch 2 names r (the newest operation).
   tracker::IssueBegin();
+  seq = NextSeq();
   const std::uint64_t w2 = U(r);
-  ix->record(&w2, 1, tracker::Access{seq, ++seq, stream});
+  ix->record(&w2, 1, tracker::Access{seq, seq, stream});
   tracker::IssueEnd(seq);
   usleep(5000);  // the fence has passed; the kernel still runs
   pg->make_room(8 * kMiB, 0);  // p is the victim
