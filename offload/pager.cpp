@@ -9,6 +9,7 @@
 
 #include "allocator/device_heap.h"
 #include "allocator/error.h"
+#include "offload/next_use.h"
 #include "offload/numa.h"
 #include "profiler/clock.h"
 #include "profiler/tracker/tracker.h"
@@ -364,25 +365,6 @@ spillway_status Pager::fence_cpu_locked(const Entry& e, prim::Stream extra, bool
 }
 
 // ---------------------------------------------------------------- moves
-
-// How far (in tracked operations after `now`) a block's next use is expected, for the victim
-// choice (Belady's rule: evict what is needed last). A block seen in several bursts of accesses
-// repeats its period (an optimizer state, used once per optimizer step, is needed after every
-// parameter and gradient used once per micro-batch); a block seen in one burst (an activation
-// made in the forward pass) is taken to be needed as long after now as it has been idle (the
-// backward pass uses activations in the reverse order of their making), which orders such
-// blocks as least-recently-used does. Never used: furthest of all.
-static std::int64_t NextUseDistance(const tracker::BlockSummary& s, std::uint64_t now) {
-  if (s.count == 0 || s.last_seq == 0) return INT64_MAX;
-  const auto idle = static_cast<std::int64_t>(now - std::min(now, s.last_seq));
-  // Still within its latest spacing of accesses (idle up to twice the last gap): a block in the
-  // middle of a run of uses, such as an optimizer state between the passes of a foreach
-  // optimizer, is wanted again about one gap after its last use.
-  if (const auto gap = static_cast<std::int64_t>(s.gap); gap != 0 && idle <= 2 * gap)
-    return gap - idle;
-  if (s.period == 0) return idle;
-  return static_cast<std::int64_t>(s.period) - idle;  // overdue: negative, needed any moment
-}
 
 spillway_status Pager::acquire_host_locked(std::uintptr_t p, std::size_t pages,
                                            std::vector<HostChunk>* chunks, std::string* why) {

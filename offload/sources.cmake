@@ -1,6 +1,7 @@
 # Sources of the pager (offload/, DESIGN.md "Offload"), compiled into libspillway (one per line).
 set(SPILLWAY_OFFLOAD_SOURCES
   host_pool.cpp
+  next_use.cpp
   numa.cpp
   pager.cpp
   nvme_store.cpp
