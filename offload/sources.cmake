@@ -4,6 +4,8 @@ set(SPILLWAY_OFFLOAD_SOURCES
   next_use.cpp
   numa.cpp
   pager.cpp
+  pager_nvme.cpp
+  pager_policy.cpp
   nvme_store.cpp
   crc32c.cpp
 )

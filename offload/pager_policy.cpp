@@ -1,0 +1,232 @@
+// pager_policy.cpp — what the pager moves and when (see pager.h): progress fences and fast
+// eviction, the choice of victims (make_room, by offload/next_use.h) and the learned prefetch
+// order. The mechanism of each move is in pager.cpp.
+#include "offload/pager.h"
+
+#include <algorithm>
+#include <array>
+#include <cinttypes>
+#include <climits>
+#include <cstdio>
+
+#include "allocator/device_heap.h"
+#include "allocator/error.h"
+#include "offload/next_use.h"
+#include "profiler/clock.h"
+#include "profiler/trace_writer.h"
+#include "profiler/tracker/block_index.h"
+#include "profiler/tracker/tracker.h"
+
+namespace spillway::offload {
+
+void Pager::poll_progress_locked() {
+  while (!progress_.empty()) {
+    bool done = false;
+    if (!backend_.event_query(progress_.front().ev, &done).ok() || !done) return;
+    std::uint64_t& d = done_seq_[progress_.front().stream];
+    d = std::max(d, progress_.front().seq);
+    put_event(progress_.front().ev);
+    progress_.pop_front();
+  }
+}
+
+void Pager::record_progress_locked(std::uint64_t seq) {
+  if (seq == 0 || progress_.size() >= 256) return;
+  std::array<prim::Stream, DeviceHeap::kMaxArenas + 1> streams;
+  const int n = heap_.fence_streams(&streams);
+  for (int i = 0; i < n; ++i) {
+    const prim::Stream s = streams[static_cast<std::size_t>(i)];
+    prim::Event ev = get_event();
+    if (ev == nullptr) return;
+    if (!backend_.event_record(device_, ev, s).ok()) {
+      put_event(ev);
+      return;
+    }
+    progress_.push_back({ev, s, seq});
+  }
+}
+
+bool Pager::users_done_locked(const tracker::BlockSummary& s) const {
+  if (s.more_streams) return false;
+  for (std::uint32_t i = 0; i < s.nstreams; ++i) {
+    auto it = done_seq_.find(reinterpret_cast<prim::Stream>(s.streams[i]));
+    if (it == done_seq_.end() || it->second < s.last_seq) return false;
+  }
+  return true;
+}
+
+bool Pager::fast_evict_locked(std::uintptr_t p, const Geometry& g, std::uint64_t count) {
+  if (entries_.count(p) != 0) return false;
+  std::string why;
+  std::vector<HostChunk> chunks;
+  if (acquire_host_locked(p, g.pages, &chunks, &why) != SPILLWAY_OK) {
+    error_locked(p, g.pages * gran_, trace::kErrHostLimit, SPILLWAY_ERR_OUT_OF_MEMORY, why);
+    return false;
+  }
+  // Mark first, then look at the count (under the block's lock, as launches record): a launch
+  // either saw the mark (and will wait for the block to come back) or is counted here.
+  mark_away(p, true);
+  if (access_count(p) != count) {
+    mark_away(p, false);
+    host_->release(chunks);
+    return false;
+  }
+  prim::Event done = get_out_event();
+  if (done == nullptr) {
+    mark_away(p, false);
+    host_->release(chunks);
+    return false;
+  }
+  order_after_fetch_locked(p);
+  if (!copy_pages(g.first, g.pages, chunks, true, done).ok()) {  // copies may be queued: keep the chunks out of circulation
+    mark_away(p, false);
+    out_events_.push_back(done);
+    return false;
+  }
+  std::vector<prim::PhysHandle> dev;
+  {
+    std::lock_guard<detail::SpinLock> lk(g.arena->mu());
+    g.arena->page_handles_locked(g.first, g.pages, &dev);
+  }
+  heap_.return_chunks(dev, done);  // reusable now: whoever takes them waits for the copy
+  Entry e;
+  e.p = p;
+  e.arena = g.arena;
+  e.first = g.first;
+  e.pages = g.pages;
+  e.state = Residency::kHost;
+  e.mapped = false;
+  e.host = std::move(chunks);
+  e.access_mark = count;
+  Move m;
+  m.id = next_move_++;
+  m.out = true;
+  m.fast = true;
+  m.p = p;
+  m.bytes = g.pages * gran_;
+  m.t0 = MonotonicNs();
+  m.done = done;
+  m.dev = std::move(dev);
+  e.move = m.id;
+  entries_.emplace(p, std::move(e));
+  moves_.push_back(std::move(m));
+  host_bytes_.fetch_add(g.pages * gran_, std::memory_order_relaxed);
+  counters_.fast_evictions.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+void Pager::learn_and_prefetch_locked(std::uintptr_t p) {
+  // Launches ask for evicted blocks in the order of the last iteration (the caching of
+  // addresses makes an iteration's blocks reappear at the same addresses): remember which block
+  // was asked for after which, and bring the next few back ahead, with memory that is free
+  // (no eviction for a guess).
+  if (last_demand_ != 0 && last_demand_ != p) next_after_[last_demand_] = p;
+  last_demand_ = p;
+  std::uintptr_t q = p;
+  for (int k = 0; k < kLookahead; ++k) {
+    auto n = next_after_.find(q);
+    if (n == next_after_.end()) break;
+    q = n->second;
+    if (q == p) break;
+    auto it = entries_.find(q);
+    if (it == entries_.end() || it->second.state != Residency::kHost) continue;
+    Entry& e = it->second;
+    if (host_to_device_locked(e, nullptr, false, false, false, true) != SPILLWAY_OK) break;
+    e.state = Residency::kDevice;  // arriving; still marked away until a launch names it
+    entries_.erase(it);
+    speculated_.insert(q);
+  }
+}
+
+std::uint64_t Pager::make_room(std::uint64_t bytes, std::uintptr_t except) {
+  std::lock_guard<std::mutex> lk(mu_);
+  poll_locked(false);
+  return make_room_locked(bytes, except);
+}
+
+std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except) {
+  struct Cand {
+    std::uintptr_t p;
+    std::uint64_t size;
+    std::uint64_t last;  // last access (tracker's operation number); 0 = never / unknown
+    bool first;          // advised kEvictFirst
+    tracker::BlockSummary sum;
+    std::int64_t dist = 0;  // NextUseDistance
+  };
+  std::vector<Cand> cands;
+  heap_.for_each_large_block([&](std::uintptr_t p, std::size_t size) {
+    if (p != except && size >= 2 * gran_) cands.push_back({p, size, 0, false, {}});
+  });
+  if (opt_.index != nullptr) {
+    auto lk = opt_.index->read_lock();
+    for (Cand& c : cands)
+      if (const tracker::Block* b = opt_.index->find(c.p)) {
+        c.sum = b->summary();
+        c.last = c.sum.last_seq;
+      }
+  }
+  // Inside an operation being issued (a launch whose other blocks are being brought back), its
+  // blocks (the newest access) must stay: it is not enqueued yet, and an eviction ordered after
+  // the work enqueued so far would not wait for it. Outside one (an allocation), the newest
+  // operation is enqueued and its blocks may go like any other (the copy waits for it): a launch
+  // naming more than the budget (a foreach optimizer's) must not pin everything it named.
+  std::uint64_t newest = 0;
+  for (const Cand& c : cands) newest = std::max(newest, c.last);
+  if (newest != 0 && tracker::Issuing())
+    std::erase_if(cands, [&](const Cand& c) { return c.last == newest; });
+  for (Cand& c : cands)
+    if (auto it = entries_.find(c.p); it != entries_.end())
+      c.first = it->second.advice == Advice::kEvictFirst;
+  std::erase_if(cands, [&](const Cand& c) {
+    for (const Move& m : moves_)  // being brought back (a prefetch): not a victim
+      if (!m.out && m.p == c.p) return true;
+    auto it = entries_.find(c.p);
+    return it != entries_.end() &&
+           (it->second.state != Residency::kDevice || it->second.advice == Advice::kKeepOnDevice);
+  });
+  // Advised first; then the block whose next use is furthest away (NextUseDistance), largest
+  // first among equals (and without a tracker, where nothing is known).
+  for (Cand& c : cands) c.dist = NextUseDistance(c.sum, newest);
+#ifdef SPILLWAY_DIAG_VICTIM_LRU  // diagnostic builds only: least recently used, as before
+  for (Cand& c : cands) c.dist = c.last == 0 ? INT64_MAX : static_cast<std::int64_t>(newest - c.last);
+#endif
+  std::sort(cands.begin(), cands.end(), [](const Cand& a, const Cand& b) {
+    if (a.first != b.first) return a.first;
+    if (a.dist != b.dist) return a.dist > b.dist;
+    return a.size > b.size;
+  });
+  // Tracked mode: a victim whose last use is known done (progress fences) is evicted without any
+  // wait: its chunks go to the heap at once, tagged with the copy. Every other victim's copy is
+  // queued after its users, then all of those are completed at once (one wait, not one each).
+  const bool tracked = opt_.safety == Safety::kTracked && opt_.index != nullptr;
+  if (tracked) {
+    poll_progress_locked();
+    // Tagged with the newest operation known to be enqueued, not `newest`: that one (the launch
+    // being issued) is enqueued after the fence, so the fence says nothing of it.
+    if (std::uint64_t issued = 0; tracker::IssuedWatermark(&issued))
+      record_progress_locked(issued);
+  }
+  std::uint64_t freed = 0, queued = 0;
+  std::vector<std::uintptr_t> victims;
+  for (const Cand& c : cands) {
+    if (freed + queued >= bytes) break;
+    Geometry g{};
+    if (geometry(c.p, &g) != SPILLWAY_OK) continue;
+    if (tracked && users_done_locked(c.sum) && fast_evict_locked(c.p, g, c.sum.count)) {
+      freed += g.pages * gran_;
+      continue;
+    }
+    if (offload_locked(c.p, g, trace::kTierHost, false) == SPILLWAY_OK) {
+      queued += g.pages * gran_;
+      victims.push_back(c.p);
+    }
+  }
+  if (victims.empty()) return freed;
+  poll_locked(true);
+  for (std::uintptr_t p : victims)
+    if (auto it = entries_.find(p); it != entries_.end() && it->second.state == Residency::kHost)
+      freed += it->second.pages * gran_;
+  return freed;
+}
+
+}  // namespace spillway::offload
