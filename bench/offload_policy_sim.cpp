@@ -18,7 +18,9 @@
 // streamed once per micro-batch.
 //
 //   offload_policy_sim [--layers L] [--param-mib P] [--act-mib A] [--accum K] [--steps S]
-//                      [--ratio R] [--optim-passes F] [--foreach-layers T]
+//                      [--ratio R] [--optim-passes F] [--foreach-layers T] [--max-over-floor X]
+// --max-over-floor: exit 1 when the bytes moved exceed X times the floor (the CPU test suite
+// runs a small case as a guard against policy regressions: tests/cpu/CMakeLists.txt).
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
@@ -44,6 +46,7 @@ struct Args {
   int layers = 16, accum = 8, steps = 6, passes = 1, foreach = 1;
   std::size_t param_mib = 8, act_mib = 12;
   double ratio = 2.0;
+  double max_over_floor = 0;  // 0: no check
 };
 
 bool Parse(int argc, char** argv, Args* a) {
@@ -59,6 +62,7 @@ bool Parse(int argc, char** argv, Args* a) {
     else if (k == "--ratio") a->ratio = std::atof(v);
     else if (k == "--optim-passes") a->passes = std::atoi(v);
     else if (k == "--foreach-layers") a->foreach = std::atoi(v);
+    else if (k == "--max-over-floor") a->max_over_floor = std::atof(v);
     else return false;
   }
   return a->layers > 0 && a->accum > 0 && a->steps > 1 && a->param_mib >= 4 && a->act_mib >= 4 &&
@@ -129,7 +133,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "usage: offload_policy_sim [--layers L] [--param-mib P] [--act-mib A] "
                  "[--accum K] [--steps S>1] [--ratio R>=1] [--optim-passes F] "
-                 "[--foreach-layers T<=L]\n");
+                 "[--foreach-layers T<=L] [--max-over-floor X]\n");
     return 2;
   }
   const std::size_t L = static_cast<std::size_t>(a.layers);
@@ -198,5 +202,11 @@ int main(int argc, char** argv) {
               pg ? static_cast<double>(pg->counters().prefetches.load() - prefetch0) / steps : 0);
   for (std::size_t i = 0; i < L; ++i)
     for (void* p : {par[i], grad[i], m[i], v[i]}) sim.free(p);
+  if (a.max_over_floor > 0 && (pg == nullptr || to / floor > a.max_over_floor ||
+                               from / floor > a.max_over_floor)) {
+    std::fprintf(stderr, "FAIL: moved %.2f / %.2f times the floor, more than %.2f\n", to / floor,
+                 from / floor, a.max_over_floor);
+    return 1;
+  }
   return 0;
 }
