@@ -198,7 +198,12 @@ class ProcessKinds {
     return t < it->t0 ? static_cast<long>(it - bursts_.begin()) : -1;
   }
 
-  // Turning point of each gap: when the process's allocated bytes peak inside it.
+  // Turning points of each gap: when the process's allocated bytes peak, once per forward and
+  // backward pass. With gradient accumulation a gap holds several passes: each is a "mountain"
+  // of allocated bytes, begun when they rise past 3/4 of the way from the gap's lowest to its
+  // highest figure after having been under 1/4 of it, and ended when they fall under 1/4 again;
+  // its turning point is its highest moment. A gap with one pass has one mountain, whose
+  // turning point is the gap's peak.
   void FindTurningPoints() {
     std::vector<std::pair<std::uint64_t, std::int64_t>> ev;
     for (std::uint32_t b = lo_; b < hi_; ++b) {
@@ -208,18 +213,56 @@ class ProcessKinds {
       if (!blk.live_at_end) ev.emplace_back(blk.free_ns, -static_cast<std::int64_t>(blk.requested));
     }
     std::sort(ev.begin(), ev.end());
-    turn_.assign(bursts_.size() + 1, kInf);
-    std::vector<std::int64_t> best(bursts_.size() + 1, -1);
+    const std::size_t gaps = bursts_.size() + 1;
+    std::vector<std::int64_t> lowest(gaps, std::numeric_limits<std::int64_t>::max()), highest(gaps, -1);
     std::int64_t cur = 0;
     for (const auto& [t, d] : ev) {
       cur += d;
       const long k = GapOf(t);
       if (k < 0) continue;
-      if (cur > best[static_cast<std::size_t>(k)]) {
-        best[static_cast<std::size_t>(k)] = cur;
-        turn_[static_cast<std::size_t>(k)] = t;
+      lowest[static_cast<std::size_t>(k)] = std::min(lowest[static_cast<std::size_t>(k)], cur);
+      highest[static_cast<std::size_t>(k)] = std::max(highest[static_cast<std::size_t>(k)], cur);
+    }
+    turns_.assign(gaps, {});
+    std::vector<char> inside(gaps, 0), armed(gaps, 1);
+    std::vector<std::int64_t> best(gaps, -1);
+    std::vector<std::uint64_t> best_t(gaps, kInf);
+    cur = 0;
+    for (const auto& [t, d] : ev) {
+      cur += d;
+      const long kl = GapOf(t);
+      if (kl < 0) continue;
+      const auto k = static_cast<std::size_t>(kl);
+      const std::int64_t span = highest[k] - lowest[k];
+      const std::int64_t low = lowest[k] + span / 4, high = highest[k] - span / 4;
+      if (!inside[k] && armed[k] && cur >= high) {
+        inside[k] = 1;
+        armed[k] = 0;
+        best[k] = -1;
+      }
+      if (inside[k] && cur > best[k]) {
+        best[k] = cur;
+        best_t[k] = t;
+      }
+      if (cur <= low) {
+        if (inside[k]) turns_[k].push_back(best_t[k]);
+        inside[k] = 0;
+        armed[k] = 1;
       }
     }
+    for (std::size_t k = 0; k < gaps; ++k)
+      if (inside[k]) turns_[k].push_back(best_t[k]);  // the log ends on a mountain
+    turn_.assign(gaps, kInf);
+    for (std::size_t k = 0; k < gaps; ++k)
+      if (!turns_[k].empty()) turn_[k] = turns_[k].front();
+  }
+
+  // How many of its gap's turning points the block was made before and freed after.
+  std::size_t TurningPointsSpanned(long k, const Block& blk) const {
+    std::size_t n = 0;
+    for (std::uint64_t turn : turns_[static_cast<std::size_t>(k)])
+      n += blk.alloc_ns <= turn && blk.free_ns > turn;
+    return n;
   }
 
   TensorKind Classify(std::uint32_t b) const {
@@ -262,9 +305,12 @@ class ProcessKinds {
         if (op < next.op0) before_next = true;
       }
       if (in_next && before_next && blk.free_ns >= next.t0) return TensorKind::kGradient;
+      // Across two passes or more (gradient accumulation) and into the step: an activation
+      // lives within one pass; this is a gradient (whose touch by the step the log may have
+      // merged into backward's last epoch).
+      if (TurningPointsSpanned(k, blk) >= 2 && blk.free_ns >= next.t0) return TensorKind::kGradient;
     }
-    const std::uint64_t turn = turn_[static_cast<std::size_t>(k)];
-    if (blk.alloc_ns <= turn && blk.free_ns > turn) return TensorKind::kActivation;
+    if (TurningPointsSpanned(k, blk) != 0) return TensorKind::kActivation;
     return TensorKind::kTemporary;
   }
 
@@ -276,7 +322,8 @@ class ProcessKinds {
   std::vector<std::uint32_t> first_;     // per block (from lo_): start in by_block_
   std::vector<std::uint32_t> by_block_;
   std::vector<Burst> bursts_;
-  std::vector<std::uint64_t> turn_;      // per gap
+  std::vector<std::uint64_t> turn_;      // per gap: its first turning point (kInf: none)
+  std::vector<std::vector<std::uint64_t>> turns_;  // per gap: every turning point, in order
 };
 
 // Bytes of each kind of the blocks of (process, device) at each of the given times (sorted).

@@ -3,8 +3,9 @@
 // kept for backward, temporaries freed at once), a backward pass (gradients, backward
 // temporaries), a foreach optimizer step touching parameters, gradients and states in a few
 // operations (states made lazily in the first step), then zero_grad freeing the gradients.
-// Also: no touches (kinds stay unknown), no optimizer (no bursts), persistent gradients
-// (zero_grad(set_to_none=False)), the bytes of each kind at the peak and in the series.
+// Also: gradient accumulation (several passes a step), no touches (kinds stay unknown), no
+// optimizer (no bursts), persistent gradients (zero_grad(set_to_none=False)), the bytes of each
+// kind at the peak and in the series.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -19,8 +20,9 @@ namespace {
 
 class Loop {
  public:
-  explicit Loop(bool grads_persist = false, bool optimizer = true)
-      : grads_persist_(grads_persist), optimizer_(optimizer) {
+  // `accum`: micro-batches (forward and backward) per optimizer step, gradients accumulating.
+  explicit Loop(bool grads_persist = false, bool optimizer = true, int accum = 1)
+      : grads_persist_(grads_persist), optimizer_(optimizer), accum_(accum) {
     m_.processes.push_back(Process{});
     DeviceSummary d;
     m_.devices.push_back(d);
@@ -61,6 +63,15 @@ class Loop {
   }
 
   void Iteration(int layers) {
+    std::vector<std::uint32_t> grads(params_.size(), ~0u);
+    for (int mb = 0; mb < accum_; ++mb) MicroBatch(layers, &grads);
+    Step(grads);
+  }
+
+  // Forward and backward; gradients made by the first micro-batch (when absent), accumulated
+  // by the others.
+  void MicroBatch(int layers, std::vector<std::uint32_t>* grads_out) {
+    std::vector<std::uint32_t>& grads = *grads_out;
     std::vector<std::uint32_t> acts;
     const std::uint32_t input = Alloc(4096, TensorKind::kActivation);  // saved by the embedding
     Launch({input});
@@ -77,7 +88,6 @@ class Loop {
       Free(tmp);
       Idle(20);
     }
-    std::vector<std::uint32_t> grads(params_.size());
     for (int l = layers - 1; l >= 0; --l) {  // backward
       const auto li = static_cast<std::size_t>(l);
       const std::size_t top = 4 * li + 4;  // the layer's last saved tensor
@@ -88,7 +98,7 @@ class Loop {
         if (persistent_grads_[li] == ~0u)
           persistent_grads_[li] = Alloc(2 << 20, TensorKind::kGradient);
         grads[li] = persistent_grads_[li];
-      } else {
+      } else if (grads[li] == ~0u) {
         grads[li] = Alloc(2 << 20, TensorKind::kGradient);
       }
       Launch({gtmp, acts[top - 4], params_[li], grads[li]});
@@ -97,6 +107,10 @@ class Loop {
       Idle(20);
     }
     Free(acts[0]);
+  }
+
+  // The optimizer step and zero_grad.
+  void Step(const std::vector<std::uint32_t>& grads) {
     if (optimizer_) {
       if (states_.empty())
         for (std::size_t i = 0; i < params_.size(); ++i) {
@@ -173,6 +187,7 @@ class Loop {
  private:
   std::uint64_t Tick() { return now_ += 1000; }
   bool grads_persist_, optimizer_;
+  int accum_;
   std::uint64_t now_ = 0, op_ = 0, next_addr_ = 0x10000000;
   std::vector<std::uint32_t> params_, states_, persistent_grads_;
   std::map<std::uint32_t, std::uint64_t> last_epoch_;
@@ -186,6 +201,15 @@ TEST(Kinds, TrainingLoopWithSetToNone) {
   loop.ExpectAccuracy(0.95);
   EXPECT_EQ(loop.m_.iterations, 6u);
   EXPECT_NE(loop.m_.kinds_method.find("6 optimizer steps"), std::string::npos);
+}
+
+// Gradient accumulation: four forward and backward passes per optimizer step, the gradients
+// made by the first and accumulated by the others.
+TEST(Kinds, GradientAccumulation) {
+  Loop loop(/*grads_persist=*/false, /*optimizer=*/true, /*accum=*/4);
+  loop.Run(5, 6);
+  loop.ExpectAccuracy(0.95);
+  EXPECT_EQ(loop.m_.iterations, 5u);
 }
 
 TEST(Kinds, EverythingFreedAtExit) {
