@@ -4,9 +4,10 @@
 // operations in which at least half as many long-lived blocks (live for at least half of the
 // process's log: a process may free everything at exit) are
 // touched as in the busiest epoch (a foreach/fused optimizer updates every parameter and state
-// within a few launches); bursts up to 4 epochs apart merge. (2) Between two bursts lies one
-// forward and backward pass; its turning point is the moment allocated bytes peak there.
-// (3) Each tracked block is labelled from its lifetime against bursts and turning points.
+// within a few launches); bursts up to 4 epochs apart merge. (2) Between two bursts lie one
+// or more forward and backward passes (gradient accumulation); each pass's turning point is the
+// moment allocated bytes peak in it. (3) Each tracked block is labelled from its lifetime
+// against bursts and turning points.
 #include "profiler/report/kinds.h"
 
 #include <algorithm>
