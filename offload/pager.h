@@ -174,6 +174,8 @@ class Pager {
   std::uintptr_t no_spill_ = 0;  // a host block being brought back: never spilled (under mu_)
   spillway_status host_to_nvme_locked(Entry& e);
   spillway_status nvme_to_host_locked(Entry& e);
+  // The tier counters and the trace record of a finished move between the host and NVMe.
+  void count_nvme_move(const Entry& e, bool to_nvme, std::uint64_t t0);
   // `fenced`: the caller already made sure no queued work reads the host pages.
   // `speculative`: a guess (learn_and_prefetch_locked): no eviction to make room, nobody waits.
   spillway_status host_to_device_locked(Entry& e, prim::Stream s, bool demand, bool fenced = false,

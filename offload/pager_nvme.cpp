@@ -98,12 +98,7 @@ spillway_status Pager::host_to_nvme_locked(Entry& e) {
   e.host.clear();
   e.slot = slot;
   e.state = Residency::kNvme;
-  const std::uint64_t bytes = e.pages * gran_;
-  host_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
-  nvme_bytes_.fetch_add(bytes, std::memory_order_relaxed);
-  counters_.bytes_to_nvme.fetch_add(bytes, std::memory_order_relaxed);
-  trace_move(trace::Kind::kEvict, e.p, bytes, MonotonicNs() - t0, trace::kTierHost, trace::kTierNvme,
-             false);
+  count_nvme_move(e, true, t0);
   return SPILLWAY_OK;
 }
 
@@ -141,13 +136,20 @@ spillway_status Pager::nvme_to_host_locked(Entry& e) {
   e.host = std::move(chunks);
   e.state = Residency::kHost;
   e.access_mark = access_count(e.p);
-  const std::uint64_t bytes = e.pages * gran_;
-  nvme_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
-  host_bytes_.fetch_add(bytes, std::memory_order_relaxed);
-  counters_.bytes_from_nvme.fetch_add(bytes, std::memory_order_relaxed);
-  trace_move(trace::Kind::kFetch, e.p, bytes, MonotonicNs() - t0, trace::kTierNvme, trace::kTierHost,
-             false);
+  count_nvme_move(e, false, t0);
   return SPILLWAY_OK;
+}
+
+void Pager::count_nvme_move(const Entry& e, bool to_nvme, std::uint64_t t0) {
+  const std::uint64_t bytes = e.pages * gran_;
+  (to_nvme ? host_bytes_ : nvme_bytes_).fetch_sub(bytes, std::memory_order_relaxed);
+  (to_nvme ? nvme_bytes_ : host_bytes_).fetch_add(bytes, std::memory_order_relaxed);
+  (to_nvme ? counters_.bytes_to_nvme : counters_.bytes_from_nvme)
+      .fetch_add(bytes, std::memory_order_relaxed);
+  const std::uint32_t from = to_nvme ? trace::kTierHost : trace::kTierNvme;
+  const std::uint32_t to = to_nvme ? trace::kTierNvme : trace::kTierHost;
+  trace_move(to_nvme ? trace::Kind::kEvict : trace::Kind::kFetch, e.p, bytes,
+             MonotonicNs() - t0, from, to, false);
 }
 
 }  // namespace spillway::offload
