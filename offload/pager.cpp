@@ -184,12 +184,14 @@ spillway_status Pager::geometry(std::uintptr_t p, Geometry* g) {
   return SPILLWAY_OK;
 }
 
-std::uint64_t Pager::access_count(std::uintptr_t p) const {
-  if (opt_.index == nullptr) return 0;
+tracker::BlockSummary Pager::summary_of(std::uintptr_t p) const {
+  if (opt_.index == nullptr) return {};
   auto lk = opt_.index->read_lock();
   const tracker::Block* b = opt_.index->find(p);
-  return b ? b->summary().count : 0;
+  return b ? b->summary() : tracker::BlockSummary{};
 }
+
+std::uint64_t Pager::access_count(std::uintptr_t p) const { return summary_of(p).count; }
 
 void Pager::mark_away(std::uintptr_t p, bool away) const {
   if (opt_.index == nullptr) return;
@@ -622,9 +624,7 @@ spillway_status Pager::prefetch(std::uintptr_t p, prim::Stream stream, bool dema
   if (s != SPILLWAY_OK && demand && e.state == Residency::kHost && !e.mapped) {
     // The launch runs either way: it gets the host pages at the block's VA (read over the
     // link, as in strict mode) rather than an unmapped range.
-    std::vector<prim::PhysHandle> in, old;
-    for (const HostChunk& c : e.host) in.push_back(c.handle);
-    if (swap_locked(e, in.data(), true, &old) == SPILLWAY_OK) e.mapped = true;
+    map_host_locked(e);
   }
   if (e.state == Residency::kDevice) mark_away(p, false);
   if (demand && s == SPILLWAY_OK)
@@ -707,10 +707,14 @@ void Pager::go_strict() {
                "could not decode, or an NCCL kernel): offload safety is strict from now on\n");
   for (auto& [p, e] : entries_) {
     if (e.state != Residency::kHost || e.mapped) continue;
-    std::vector<prim::PhysHandle> in, old;
-    for (const HostChunk& c : e.host) in.push_back(c.handle);
-    if (swap_locked(e, in.data(), true, &old) == SPILLWAY_OK) e.mapped = true;
+    map_host_locked(e);
   }
+}
+
+void Pager::map_host_locked(Entry& e) {
+  std::vector<prim::PhysHandle> in, old;
+  for (const HostChunk& c : e.host) in.push_back(c.handle);
+  if (swap_locked(e, in.data(), true, &old) == SPILLWAY_OK) e.mapped = true;
 }
 
 spillway_status Pager::advise(std::uintptr_t p, Advice a) {

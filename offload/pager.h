@@ -174,6 +174,8 @@ class Pager {
   std::uintptr_t no_spill_ = 0;  // a host block being brought back: never spilled (under mu_)
   spillway_status host_to_nvme_locked(Entry& e);
   spillway_status nvme_to_host_locked(Entry& e);
+  // Maps a host block's chunks at its own VA (strict mode's view; a launch's last resort).
+  void map_host_locked(Entry& e);
   // The tier counters and the trace record of a finished move between the host and NVMe.
   void count_nvme_move(const Entry& e, bool to_nvme, std::uint64_t t0);
   // `fenced`: the caller already made sure no queued work reads the host pages.
@@ -198,6 +200,8 @@ class Pager {
   // Makes `s` wait for the work that may use the block (tracked) / all work (strict).
   spillway_status order_after_users_locked(std::uintptr_t p, Arena* arena, prim::Stream s);
   std::uint64_t access_count(std::uintptr_t p) const;
+  // The tracker's bookkeeping of the block at p (empty without a tracker or block).
+  tracker::BlockSummary summary_of(std::uintptr_t p) const;
   // The tracker's away mark of the block (Block::set_away): launches naming it call back.
   void mark_away(std::uintptr_t p, bool away) const;
   int block_streams(std::uintptr_t p, Arena* arena, prim::Stream* out, int cap) const;

@@ -38,15 +38,12 @@ spillway_status Pager::acquire_host_locked(std::uintptr_t p, std::size_t pages,
     std::int64_t dist;
   };
   std::vector<Cand> cands;
-  for (const auto& [q, e] : entries_)
-    if (q != p && q != no_spill_ && e.state == Residency::kHost) cands.push_back({q, {}, 0});
   std::uint64_t now = 0;
-  if (opt_.index != nullptr) {
-    auto lk = opt_.index->read_lock();
-    for (Cand& c : cands)
-      if (const tracker::Block* b = opt_.index->find(c.p)) c.sum = b->summary();
-  }
-  for (const Cand& c : cands) now = std::max(now, c.sum.last_seq);
+  for (const auto& [q, e] : entries_)
+    if (q != p && q != no_spill_ && e.state == Residency::kHost) {
+      cands.push_back({q, summary_of(q), 0});
+      now = std::max(now, cands.back().sum.last_seq);
+    }
   for (Cand& c : cands) c.dist = NextUseDistance(c.sum, now);
   std::sort(cands.begin(), cands.end(), [](const Cand& a, const Cand& b) { return a.dist > b.dist; });
   for (const Cand& c : cands) {

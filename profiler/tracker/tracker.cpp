@@ -14,6 +14,7 @@
 #include <cstring>
 #include <ctime>
 #include <mutex>
+#include <iterator>
 #include <vector>
 
 #include "allocator/prim/backend.h"
@@ -377,7 +378,6 @@ struct State {
   CUpti_SubscriberHandle sub = nullptr;
   EnableCallbackFn enable = nullptr;
   bool allow_hooks_only = true;  // SPILLWAY_TRACK_LAUNCHES is not `cupti`
-  std::atomic<std::uint64_t> hooked{0};     // launches taken by a preload hook
   std::atomic<std::uint64_t> confirmed{0};  // CUPTI launch callbacks inside a hooked launch
   std::atomic<std::uint64_t> missed{0};     // CUPTI launch callbacks no hook took
   std::atomic<int> launch_cb{0};            // LaunchCallbacks
@@ -851,12 +851,15 @@ void CUPTIAPI Callback(void* userdata, CUpti_CallbackDomain domain, CUpti_Callba
   st.callback_calls.fetch_add(1, std::memory_order_relaxed);
 }
 
-// Exactly the callbacks handled above (enabling more costs time per call).
-constexpr CUpti_CallbackId kCallbacks[] = {
+// The launch callbacks (turned off once the preload's hooks are known to see every launch),
+// then exactly the other callbacks handled above (enabling more costs time per call).
+constexpr CUpti_CallbackId kLaunchCallbacks[] = {
     CUPTI_DRIVER_TRACE_CBID_cuLaunchKernel, CUPTI_DRIVER_TRACE_CBID_cuLaunchKernel_ptsz,
     CUPTI_DRIVER_TRACE_CBID_cuLaunchKernelEx, CUPTI_DRIVER_TRACE_CBID_cuLaunchKernelEx_ptsz,
     CUPTI_DRIVER_TRACE_CBID_cuLaunchCooperativeKernel,
     CUPTI_DRIVER_TRACE_CBID_cuLaunchCooperativeKernel_ptsz,
+};
+constexpr CUpti_CallbackId kCallbacks[] = {
     CUPTI_DRIVER_TRACE_CBID_cuMemcpy, CUPTI_DRIVER_TRACE_CBID_cuMemcpy_ptds,
     CUPTI_DRIVER_TRACE_CBID_cuMemcpyAsync, CUPTI_DRIVER_TRACE_CBID_cuMemcpyAsync_ptsz,
     CUPTI_DRIVER_TRACE_CBID_cuMemcpyHtoD_v2, CUPTI_DRIVER_TRACE_CBID_cuMemcpyHtoD_v2_ptds,
@@ -988,7 +991,9 @@ bool Start(BlockIndex* index, MarkSink marks, void* ctx, std::string* why) {
   // The hooks take launches from here on: a launch CUPTI sees from now on and no hook took
   // really bypassed them.
   g_hook_state.store(st, std::memory_order_release);
-  for (CUpti_CallbackId cbid : kCallbacks) {
+  std::vector<CUpti_CallbackId> all(std::begin(kLaunchCallbacks), std::end(kLaunchCallbacks));
+  all.insert(all.end(), std::begin(kCallbacks), std::end(kCallbacks));
+  for (CUpti_CallbackId cbid : all) {
     r = enable(1, sub, CUPTI_CB_DOMAIN_DRIVER_API, cbid);
     if (r != CUPTI_SUCCESS) {
       *why = "cuptiEnableCallback(driver cbid " + std::to_string(cbid) + "): " +
@@ -1018,12 +1023,6 @@ bool Start(BlockIndex* index, MarkSink marks, void* ctx, std::string* why) {
   return true;
 }
 
-constexpr CUpti_CallbackId kLaunchCallbacks[] = {
-    CUPTI_DRIVER_TRACE_CBID_cuLaunchKernel, CUPTI_DRIVER_TRACE_CBID_cuLaunchKernel_ptsz,
-    CUPTI_DRIVER_TRACE_CBID_cuLaunchKernelEx, CUPTI_DRIVER_TRACE_CBID_cuLaunchKernelEx_ptsz,
-    CUPTI_DRIVER_TRACE_CBID_cuLaunchCooperativeKernel,
-    CUPTI_DRIVER_TRACE_CBID_cuLaunchCooperativeKernel_ptsz,
-};
 
 // Turns CUPTI's launch callbacks on or off. Under st.launch_cb_mu.
 bool EnableLaunchCallbacks(State& st, bool on) {
@@ -1056,7 +1055,6 @@ bool HookedLaunchBegin(const void* f, void* stream, bool per_thread, void** para
   if (st == nullptr || prim::t_internal_call || g_paused.load(std::memory_order_relaxed))
     return true;
   t_hooked = true;
-  st->hooked.fetch_add(1, std::memory_order_relaxed);
   auto fn = reinterpret_cast<CUfunction>(const_cast<void*>(f));
   auto s = static_cast<CUstream>(stream);
   if (st->diag == Diag::kNone) [[likely]]
@@ -1172,7 +1170,7 @@ std::string TrackingSummary() {
           buf, sizeof buf,
           "    launch hooks      %" PRIu64 " launches through the preload's hooks, %" PRIu64
           " past them; CUPTI launch callbacks %s\n",
-          st->hooked.load(std::memory_order_relaxed), missed,
+          v.launches - std::min(v.launches, missed), missed,
           cb == kHooksOnly  ? "off (every checked launch went through a hook)"
           : cb == kChecking ? "on (still checking the hooks)"
           : !st->allow_hooks_only ? "on (SPILLWAY_TRACK_LAUNCHES=cupti)"
