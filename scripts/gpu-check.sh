@@ -105,11 +105,12 @@ if med["plain"]:
             print(f"overhead ratio ({mode}): {res[f'ratio_{mode}']:.3f}")
 (out / "overhead.json").write_text(json.dumps(res, indent=1) + "\n")
 PY
-  # The tracker's cost inside one run: paused and resumed every 3 steps (spillway.set_tracking),
-  # the event log on throughout; both arms see the same machine state.
+  # The tracker's cost inside one run: paused and resumed every ALTERNATE_K steps
+  # (spillway.set_tracking), the event log on throughout; both arms see the same machine state,
+  # and each tracked step is paired with the untracked ones either side (paired_ratio).
   step overhead_alternate env SPILLWAY_TRACK=1 SPILLWAY_TRACE="$out/overhead_alt.trace" \
     "$build/spillway" run -- python3 examples/train_gpt.py --preset gpt2 --fixed-len 1024 \
-    --steps ${ALTERNATE_STEPS:-130} --warmup 10 --alternate-tracking 3 \
+    --steps ${ALTERNATE_STEPS:-410} --warmup 10 --alternate-tracking ${ALTERNATE_K:-1} \
     --json "$out/overhead_alternate.json"
   rm -f "$out/overhead_alt.trace"
   grep -h "alternate tracking" "$out/overhead_alternate.log"
