@@ -25,6 +25,8 @@
 //   BM_Baseline/<walk KiB>: BM_Launch's loop without the launch.
 //   BM_IndexChurn: BlockIndex::remove + add at ~2000 live blocks (the allocator's free and
 //       allocation under SPILLWAY_TRACK=1); half of the adds reuse the freed address.
+//   BM_LogRecord: one allocation record and one free record into a TraceWriter on a temporary
+//       file (what the event log costs per allocation/free pair, tracking or not).
 // Other counters: words_per_launch, hits_per_launch, touches_per_launch. The machine where this
 // is built is shared and noisy: run with --benchmark_repetitions=5 and read the "min" rows.
 #include <benchmark/benchmark.h>
@@ -335,6 +337,30 @@ void BM_IndexChurn(benchmark::State& state) {
 
 }  // namespace
 
+void BM_LogRecord(benchmark::State& state) {
+  spillway::trace::TraceWriter writer;
+  char path[] = "/tmp/spillway-log-bench-XXXXXX";
+  const int fd = mkstemp(path);
+  if (fd < 0) {
+    state.SkipWithError("mkstemp failed");
+    return;
+  }
+  close(fd);
+  std::string error;
+  if (!writer.open(path, &error)) {
+    state.SkipWithError(error.c_str());
+    return;
+  }
+  std::uint64_t addr = kVaBase;
+  for (auto _ : state) {
+    writer.record(spillway::trace::Kind::kCudaMalloc, 0, nullptr, addr, 4096, 0, 4096);
+    writer.record(spillway::trace::Kind::kCudaFree, 0, nullptr, addr, 4096, 0);
+    addr += 4096;
+  }
+  writer.close();
+  unlink(path);
+}
+
 // With --benchmark_repetitions=N, "min" is reported beside mean/median (a shared build machine
 // is noisy: the fastest repetition is the least disturbed).
 double Min(const std::vector<double>& v) {
@@ -354,4 +380,5 @@ BENCHMARK(BM_Launch)
     ->ComputeStatistics("min", Min);
 BENCHMARK(BM_Baseline)->Arg(0)->Arg(1024)->UseRealTime()->ComputeStatistics("min", Min);
 BENCHMARK(BM_IndexChurn)->UseRealTime()->ComputeStatistics("min", Min);
+BENCHMARK(BM_LogRecord)->UseRealTime()->ComputeStatistics("min", Min);
 BENCHMARK_MAIN();
