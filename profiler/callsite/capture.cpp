@@ -1,5 +1,6 @@
 // capture.cpp — call sites cached by stack content (see capture.h). The lock is never held while
-// unwinding, symbolizing or reading Python frames (those take the loader's lock or need the GIL).
+// unwinding, symbolizing or reading Python frames (those take the loader's lock or run CPython's
+// C API).
 #include "profiler/callsite/capture.h"
 
 #include <pthread.h>

@@ -1,12 +1,17 @@
-// python_frames.cpp — Python frames of the calling thread (see python_frames.h). Uses only the
-// stable C API of CPython 3.9+: PyEval_GetFrame, PyFrame_GetBack, PyFrame_GetCode,
-// PyFrame_GetLineNumber, and the co_filename / co_qualname (or co_name) attributes.
+// python_frames.cpp — Python frames of the calling thread (see python_frames.h). Holding the GIL:
+// the stable C API of CPython 3.9+ (PyEval_GetFrame, PyFrame_GetBack, PyFrame_GetCode,
+// PyFrame_GetLineNumber, and the co_filename / co_qualname (or co_name) attributes). Without
+// it: PythonFramesWithoutGil (python_nogil.cpp). Also the set of interned "FILE FUNCTION" texts.
 #include "profiler/callsite/python_frames.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
 
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
+
+#include "profiler/callsite/python_nogil.h"
 
 namespace spillway::callsite {
 
@@ -57,10 +62,29 @@ const Api& GetApi() {
   return api;
 }
 
-// A code object's "FILE FUNCTION", keyed by the object, which is kept alive (one reference
-// taken for good) so that its address is never reused.
+// Interned "FILE FUNCTION" texts (never freed: PyFrame::where and the stack cache point into
+// the set's nodes).
+struct Interned {
+  std::mutex mu;
+  std::unordered_set<std::string> texts;
+};
+
+Interned& TheInterned() {
+  static Interned* in = [] {
+    auto* p = new Interned;
+    // A fork while another thread holds the lock must not leave it held in the child.
+    pthread_atfork([] { TheInterned().mu.lock(); }, [] { TheInterned().mu.unlock(); },
+                   [] { TheInterned().mu.unlock(); });
+    return p;
+  }();
+  return *in;
+}
+
+// A code object's interned "FILE FUNCTION", keyed by the object, which is kept alive (one
+// reference taken for good) so that its address is never reused. Read with the GIL held only.
 std::mutex g_mu;
-std::unordered_map<Obj, std::string>* g_names = new std::unordered_map<Obj, std::string>;
+std::unordered_map<Obj, const std::string*>* g_names =
+    new std::unordered_map<Obj, const std::string*>;
 
 std::string Attr(const Api& a, Obj o, const char* name) {
   Obj v = a.getattr(o, name);
@@ -76,27 +100,48 @@ std::string Attr(const Api& a, Obj o, const char* name) {
 }
 
 const std::string* NameOf(const Api& a, Obj code) {  // consumes the reference to `code`
-  std::lock_guard<std::mutex> lk(g_mu);
-  if (auto it = g_names->find(code); it != g_names->end()) {
-    a.decref(code);
-    return &it->second;
+  {
+    std::lock_guard<std::mutex> lk(g_mu);
+    if (auto it = g_names->find(code); it != g_names->end()) {
+      a.decref(code);
+      return it->second;
+    }
   }
+  // Not under the lock: the attribute calls run CPython code.
   std::string file = Attr(a, code, "co_filename");
   std::string fn = Attr(a, code, "co_qualname");
   if (fn.empty()) fn = Attr(a, code, "co_name");
   if (file.empty()) file = "?";
   if (fn.empty()) fn = "?";
-  return &g_names->emplace(code, file + " " + fn).first->second;  // keeps the reference
+  const std::string* where = InternWhere(file, fn);
+  std::lock_guard<std::mutex> lk(g_mu);
+  if (!g_names->emplace(code, where).second) a.decref(code);  // keeps the reference if new
+  return where;
 }
 
 }  // namespace
 
+const std::string* InternWhere(std::string_view file, std::string_view function) {
+  std::string text;
+  text.reserve(file.size() + 1 + function.size());
+  text.append(file).append(" ").append(function);
+  Interned& in = TheInterned();
+  std::lock_guard<std::mutex> lk(in.mu);
+  return &*in.texts.insert(std::move(text)).first;
+}
+
 std::size_t PythonFrames(PyFrame* out, std::size_t max) {
   const Api& a = GetApi();
-  if (!a.ok || max == 0 || !a.is_initialized() || !a.gil_check()) return 0;
+  if (!a.ok || max == 0 || !a.is_initialized()) return 0;
+  if (!a.gil_check()) return PythonFramesWithoutGil(out, max);
   if (a.current_state != nullptr) {
+    // PyGILState_Check answers 1 unconditionally once sub-interpreters exist: the thread state
+    // this thread runs with must be its own. None attached (3.12+; 3.11: none holds the GIL):
+    // this thread does not hold the GIL.
+    Obj current = a.current_state();
+    if (current == nullptr) return PythonFramesWithoutGil(out, max);
     Obj mine = a.this_thread_state();
-    if (mine == nullptr || a.current_state() != mine) return 0;
+    if (mine == nullptr || current != mine) return 0;
   }
   if (a.err_occurred() != nullptr) return 0;  // leave a pending exception alone
   Obj f = a.get_frame();
