@@ -255,7 +255,7 @@ spillway_status Allocator::allocate(void** out, std::size_t n, int device, prim:
 }
 
 bool Allocator::on_away(const std::uint64_t* addrs, std::size_t n, prim::Stream stream,
-                        bool blind) {
+                        bool blind, bool streaming) {
   if (blind) {
     for (auto& pg : pagers_)
       if (offload::Pager* p = pg.load(std::memory_order_acquire)) p->go_strict();
@@ -266,7 +266,9 @@ bool Allocator::on_away(const std::uint64_t* addrs, std::size_t n, prim::Stream 
     const int device = device_of(reinterpret_cast<const void*>(addrs[i]));
     if (offload::Pager* pg = pager_if_any(device)) {
       const auto p = static_cast<std::uintptr_t>(addrs[i]);
-      if (pg->prefetch(p, stream, true) != SPILLWAY_OK) {
+      const spillway_status st =
+          streaming ? pg->access_in_place(p, stream) : pg->prefetch(p, stream, true);
+      if (st != SPILLWAY_OK) {
         const std::string why = LastError();
         const bool readable = pg->readable(p);  // e.g. host pages mapped at its address
         ok = ok && readable;
@@ -406,9 +408,10 @@ void Allocator::start_tracking() {
     if (a->trace_) a->trace_->mark(std::string(label, n), phase);
   };
   tracker::SetResidencyHook(
-      [](void* self, const std::uint64_t* addrs, std::size_t n, std::uint64_t stream, bool blind) {
+      [](void* self, const std::uint64_t* addrs, std::size_t n, std::uint64_t stream, bool blind,
+         bool streaming) {
         return static_cast<Allocator*>(self)->on_away(
-            addrs, n, reinterpret_cast<prim::Stream>(stream), blind);
+            addrs, n, reinterpret_cast<prim::Stream>(stream), blind, streaming);
       },
       this);
   // Prints why once and returns false when CUPTI cannot be had: then no index at all.
@@ -539,6 +542,7 @@ std::string Allocator::summary() {
                     " stalls, %.1f ms stalled), %" PRIu64 " cancelled, %" PRIu64 " errors\n"
                     "    traffic           to host %.1f MiB, from host %.1f MiB, to nvme %.1f "
                     "MiB (%" PRIu64 " blocks spilled from a full host tier), from nvme %.1f MiB; "
+                    "%" PRIu64 " used in place by streaming kernels (%" PRIu64 " mapped for it); "
                     "safety %s\n",
                     static_cast<double>(pg->host_bytes()) / mib,
                     static_cast<double>(pg->nvme_bytes()) / mib, ld(k.evictions), ld(k.fetches),
@@ -546,7 +550,8 @@ std::string Allocator::summary() {
                     ld(k.cancelled), ld(k.errors), static_cast<double>(ld(k.bytes_to_host)) / mib,
                     static_cast<double>(ld(k.bytes_from_host)) / mib,
                     static_cast<double>(ld(k.bytes_to_nvme)) / mib, ld(k.spills),
-                    static_cast<double>(ld(k.bytes_from_nvme)) / mib,
+                    static_cast<double>(ld(k.bytes_from_nvme)) / mib, ld(k.in_place),
+                    ld(k.in_place_maps),
                     pg->safety() == offload::Safety::kTracked ? "tracked" : "strict");
       r += buf;
     }

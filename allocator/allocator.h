@@ -85,9 +85,12 @@ class Allocator {
   int device_of(const void* p) const;
   // The tracker's residency hook (tracker::SetResidencyHook): the blocks an operation about to be
   // enqueued on `stream` names that are not on the device come back first (a stall); `blind`: a
-  // launch the tracker could not decode, after which every pager is strict. False when a block
-  // could not be made readable at its address (still on NVMe: the operation would fault).
-  bool on_away(const std::uint64_t* addrs, std::size_t n, prim::Stream stream, bool blind);
+  // launch the tracker could not decode, after which every pager is strict. `streaming`: a
+  // streaming kernel's launch, which reads the blocks that only such kernels use where they lie
+  // (Pager::access_in_place). False when a block could not be made readable at its address
+  // (still on NVMe: the operation would fault).
+  bool on_away(const std::uint64_t* addrs, std::size_t n, prim::Stream stream, bool blind,
+               bool streaming = false);
   offload::NvmeStore* nvme_store() { return nvme_.get(); }  // tests
   std::string offload_summary();
 

@@ -244,6 +244,7 @@ spillway_status spillway_get_offload_stats(int device, spillway_offload_stats* o
   out->bytes_from_nvme = ld(k.bytes_from_nvme);
   out->fast_evictions = ld(k.fast_evictions);
   out->remap_ns = ld(k.remap_ns);
+  out->in_place = ld(k.in_place);
   return SPILLWAY_OK;
 }
 

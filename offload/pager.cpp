@@ -634,6 +634,62 @@ spillway_status Pager::prefetch(std::uintptr_t p, prim::Stream stream, bool dema
   return s;
 }
 
+spillway_status Pager::access_in_place(std::uintptr_t p, prim::Stream stream) {
+  if (opt_.safety != Safety::kTracked || !summary_of(p).streamed_only)
+    return prefetch(p, stream, true);
+  std::unique_lock<std::mutex> lk(mu_);
+  poll_locked(false);
+  auto it = entries_.find(p);
+  if (it == entries_.end() || (it->second.state != Residency::kHost &&
+                               it->second.state != Residency::kNvme)) {
+    lk.unlock();
+    return prefetch(p, stream, true);  // on the device, arriving or leaving: as a demand
+  }
+  const std::uint64_t t0 = MonotonicNs();
+  bool waited = false;
+  spillway_status s = SPILLWAY_OK;
+  if (it->second.state == Residency::kNvme) {
+    s = nvme_to_host_locked(it->second);
+    waited = true;
+  }
+  if (s == SPILLWAY_OK && !it->second.mapped) {
+    // A fast eviction still copying out of the VA: let it finish (it unmaps the device chunks
+    // there), then map the host chunks in their place.
+    const std::uint64_t move = it->second.move;
+    for (const Move& m : moves_)
+      if (m.fast && m.id == move) {
+        backend_.event_synchronize(m.done);
+        poll_locked(false);
+        break;
+      }
+    it = entries_.find(p);
+    if (it == entries_.end() || it->second.state != Residency::kHost) {
+      lk.unlock();
+      return prefetch(p, stream, true);
+    }
+    map_host_locked(it->second);
+    waited = true;
+    if (!it->second.mapped) {
+      lk.unlock();
+      return prefetch(p, stream, true);  // said by swap_locked's failure; a copy back instead
+    }
+    counters_.in_place_maps.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (s != SPILLWAY_OK) return s;  // still on NVMe: said and counted there
+  it->second.in_place = true;
+  // The kernel about to be enqueued writes the host pages, and its access is already counted:
+  // a mark that no count equals makes every later unmap or copy of them wait for the block's
+  // streams (fence_cpu_locked), whatever nvme_to_host_locked marked.
+  it->second.access_mark = ~std::uint64_t{0};
+  counters_.in_place.fetch_add(1, std::memory_order_relaxed);
+  if (waited) {
+    counters_.stalls.fetch_add(1, std::memory_order_relaxed);
+    counters_.stall_ns.fetch_add(MonotonicNs() - t0, std::memory_order_relaxed);
+  }
+  set_active_locked();
+  return SPILLWAY_OK;  // still marked away: every launch that names it asks again
+}
+
 void Pager::cancel_eviction_locked(Entry& e, prim::Stream stream) {
   // Not gone yet: the block stays. Its copy still reads it, so the streams that may write it
   // next (`stream`, and the block's users) wait for that copy first; its result is dropped.

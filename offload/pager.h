@@ -64,7 +64,9 @@ struct PagerCounters {
       cancelled{0}, errors{0}, bytes_to_host{0}, bytes_from_host{0}, bytes_to_nvme{0},
       bytes_from_nvme{0}, fence_waits{0}, fence_wait_ns{0}, remap_ns{0}, fast_evictions{0},
       prefetch_hits{0},
-      spills{0};  // host blocks moved on to NVMe because the host tier was full
+      spills{0},      // host blocks moved on to NVMe because the host tier was full
+      in_place{0},    // blocks a streaming launch used where they lay (access_in_place)
+      in_place_maps{0};  // of those, host blocks whose chunks were mapped at their VA for it
 };
 
 class Pager {
@@ -87,6 +89,15 @@ class Pager {
   // back to back, so the CPU's remapping of one block overlaps the copy of the one before.
   // The first failure is returned; the other blocks are still brought back.
   spillway_status prefetch_many(const std::uintptr_t* ps, std::size_t n, prim::Stream stream);
+  // A streaming kernel's launch (tracker::KernelStreams) on `stream` names p, which is not on
+  // the device. Tracked mode, for a block that only streaming operations have used
+  // (BlockSummary::streamed_only: an optimizer state, which only a foreach optimizer's kernels
+  // and fills touch): it stays off the device, and the kernel reads and writes it over the link
+  // at the link's speed, which is what a copy back would cost, without the remaps, the device
+  // room and the copy back out. On the host, its chunks are mapped at its VA (once: they stay
+  // mapped, so later steps pay nothing); on NVMe, it is read to the host first. Any other block
+  // (and every block in strict mode, or one moving out) is brought back as prefetch(demand).
+  spillway_status access_in_place(std::uintptr_t p, prim::Stream stream);
   spillway_status advise(std::uintptr_t p, Advice a);
   // Tracked -> strict, for good (a launch the tracker could not decode): blocks on the host get
   // their VA mapped to the host chunks again. Said once on stderr.
@@ -130,6 +141,7 @@ class Pager {
     std::uint64_t move = 0;         // id of the eviction in flight (kMovingOut)
     Advice advice = Advice::kNone;
     bool mapped = false;  // kHost: the host chunks are mapped at the block's VA
+    bool in_place = false;  // used where it lies (access_in_place): never speculated back
   };
   struct Move {  // a copy in flight on the copy stream
     std::uint64_t id = 0;

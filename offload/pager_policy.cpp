@@ -129,7 +129,9 @@ void Pager::learn_and_prefetch_locked(std::uintptr_t p) {
     q = n->second;
     if (q == p) break;
     auto it = entries_.find(q);
-    if (it == entries_.end() || it->second.state != Residency::kHost) continue;
+    // A block used where it lies (access_in_place) is not wanted back.
+    if (it == entries_.end() || it->second.state != Residency::kHost || it->second.in_place)
+      continue;
     Entry& e = it->second;
     if (host_to_device_locked(e, nullptr, false, false, false, true) != SPILLWAY_OK) break;
     e.state = Residency::kDevice;  // arriving; still marked away until a launch names it

@@ -134,6 +134,7 @@ typedef struct spillway_offload_stats {
   uint64_t bytes_to_host, bytes_from_host, bytes_to_nvme, bytes_from_nvme;
   uint64_t fast_evictions;     /* evictions that needed no wait (tracked: last use known done) */
   uint64_t remap_ns;           /* CPU time in the driver's map/unmap/access calls */
+  uint64_t in_place;           /* blocks streaming kernels used where they lay (not fetched) */
 } spillway_offload_stats;
 spillway_status spillway_get_offload_stats(int device, spillway_offload_stats* out);
 

@@ -33,6 +33,7 @@ RwLock::RwLock() {
 
 void Block::reset(std::uint64_t addr, std::uint64_t size, int device) {
   more_streams_ = false;
+  nonstreaming_ = false;
   count_ = 0;
   last_t_ = last_seq_ = period_ = gap_ = 0;
   touch_epoch_ = first_t_ = first_seq_ = ~std::uint64_t{0};
@@ -61,6 +62,7 @@ inline bool Block::record_inline(const Access& a, std::uint64_t n, bool* away) {
   const std::uint64_t epoch = a.seq >> kTouchEpochShift;
   lock();
   count_ += n;
+  nonstreaming_ = nonstreaming_ || !a.streaming;
   const bool touch = touch_epoch_ != epoch;
   touch_epoch_ = epoch;
   last_t_ = std::max(last_t_, a.t_ns);
@@ -108,6 +110,7 @@ BlockSummary Block::summary() const {
     s.last_seq = last_seq_;
     s.period = period_;
     s.gap = gap_;
+    s.streamed_only = !nonstreaming_;
   }
   for (std::uint64_t v : streams_)
     if (v != kNoStream) s.streams[s.nstreams++] = v;

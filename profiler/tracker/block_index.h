@@ -42,6 +42,10 @@ struct Access {
   std::uint64_t t_ns = 0;
   std::uint64_t seq = 0;
   std::uint64_t stream = 0;
+  // The operation reads and writes each byte it names at most once, in order (a streaming
+  // kernel: KernelStreams; a copy or a set): such an operation can work on a block where it lies,
+  // over the link, as well as anywhere (BlockSummary::streamed_only).
+  bool streaming = false;
 };
 
 // A writer-preferring reader-writer lock (usable with std::shared_lock / std::unique_lock).
@@ -84,6 +88,9 @@ struct BlockSummary {
   std::uint64_t gap = 0;
   std::uint32_t nstreams = 0;                   // distinct streams remembered (<= kMaxStreams)
   bool more_streams = false;                    // a further distinct stream was seen
+  // Every access so far was a streaming one (Access::streaming): e.g. an optimizer state, which
+  // only a foreach optimizer's kernels and fills touch. False while the block has none.
+  bool streamed_only = false;
   std::uint64_t streams[kMaxStreams] = {};
 };
 
@@ -132,6 +139,7 @@ class alignas(64) Block {
   mutable std::atomic<std::uint8_t> lock_{0};
   std::atomic<std::uint8_t> away_{0};
   bool more_streams_ = false;  // a further distinct stream was seen
+  bool nonstreaming_ = false;  // some access was not a streaming one (Access::streaming)
   std::uint64_t count_ = 0;
   std::uint64_t last_t_ = 0, last_seq_ = 0;
   std::uint64_t touch_epoch_ = ~std::uint64_t{0};  // epoch of the last touch

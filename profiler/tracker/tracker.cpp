@@ -174,8 +174,17 @@ bool KernelHidesPointers(const char* name) {
          (std::strstr(name, "ncclDevKernel") != nullptr || std::strstr(name, "ncclKernel") != nullptr);
 }
 
-LayoutCache::LayoutCache(Query query, void* ctx, HidesQuery hides)
-    : query_(query), hides_(hides), ctx_(ctx) {
+bool KernelStreams(const char* name) {
+  return name != nullptr && (std::strstr(name, "elementwise_kernel") != nullptr ||
+                             std::strstr(name, "multi_tensor_apply_kernel") != nullptr);
+}
+
+KernelTraits KernelTraitsOf(const char* name) {
+  return {KernelHidesPointers(name), KernelStreams(name)};
+}
+
+LayoutCache::LayoutCache(Query query, void* ctx, TraitsQuery traits)
+    : query_(query), traits_(traits), ctx_(ctx) {
   tables_.push_back(std::make_unique<Table>(1024));
   table_.store(tables_.back().get(), std::memory_order_release);
 }
@@ -198,7 +207,11 @@ const KernelLayout* LayoutCache::get_slow(const void* handle) {
   fresh->known = query_(ctx_, handle, &fresh->layout.slots);  // no lock held: a driver call
   if (!fresh->known) fresh->layout.slots.clear();
   fresh->layout.plan = CompileScanPlan(fresh->layout.slots);
-  fresh->layout.hides = hides_ != nullptr && hides_(ctx_, handle);
+  if (traits_ != nullptr) {
+    const KernelTraits t = traits_(ctx_, handle);
+    fresh->layout.hides = t.hides;
+    fresh->layout.streams = t.streams;
+  }
   std::lock_guard<std::mutex> lk(mu_);
   const Table* t = table_.load(std::memory_order_relaxed);
   for (std::size_t i = Hash(handle) & t->mask;; i = (i + 1) & t->mask) {  // another thread's?
@@ -346,20 +359,20 @@ bool QueryLayout(void* ctx, const void* handle, ParamLayout* out) {
   return r1 == CUDA_ERROR_INVALID_VALUE || r2 == CUDA_ERROR_INVALID_VALUE;
 }
 
-// LayoutCache::HidesQuery through the driver: the kernel's name (a CUkernel in launch callbacks
-// and hooks, else a CUfunction). A kernel without a name to read is taken not to hide pointers.
-bool QueryHides(void* ctx, const void* handle) {
+// LayoutCache::TraitsQuery through the driver: the kernel's name (a CUkernel in launch callbacks
+// and hooks, else a CUfunction). A kernel without a name to read has no traits.
+KernelTraits QueryTraits(void* ctx, const void* handle) {
   const auto* d = static_cast<const prim::CudaDriver*>(ctx);
   const char* name = nullptr;
   auto h = const_cast<void*>(handle);
   if (d->cuKernelGetName != nullptr &&
       d->cuKernelGetName(&name, static_cast<CUkernel>(h)) == CUDA_SUCCESS && name != nullptr)
-    return KernelHidesPointers(name);
+    return KernelTraitsOf(name);
   name = nullptr;
   if (d->cuFuncGetName != nullptr &&
       d->cuFuncGetName(&name, static_cast<CUfunction>(h)) == CUDA_SUCCESS && name != nullptr)
-    return KernelHidesPointers(name);
-  return false;
+    return KernelTraitsOf(name);
+  return {};
 }
 
 // SPILLWAY_TRACK_DIAG (tracker.h): kEmpty, the callback returns at once; kTime, it times itself.
@@ -367,7 +380,7 @@ enum class Diag { kNone, kEmpty, kTime };
 
 struct State {
   State(const prim::CudaDriver* d, BlockIndex* index)
-      : drv(d), path(index, &QueryLayout, const_cast<prim::CudaDriver*>(d), &QueryHides) {}
+      : drv(d), path(index, &QueryLayout, const_cast<prim::CudaDriver*>(d), &QueryTraits) {}
   const prim::CudaDriver* drv;
   Diag diag = Diag::kNone;
   std::atomic<std::uint64_t> callback_ns{0}, callback_calls{0};  // Diag::kTime
@@ -457,13 +470,14 @@ void* g_residency_ctx = nullptr;
 
 // Hands the away blocks this thread's operation named to the pager (see SetResidencyHook).
 // False when one could not be made readable.
-bool DeliverAway(std::uint64_t stream) {
+// `streaming`: the operation is a streaming kernel's launch (ResidencyHook).
+bool DeliverAway(std::uint64_t stream, bool streaming = false) {
   thread_local std::vector<std::uint64_t> away;
   if (!BlockIndex::TakeAway(&away)) [[likely]]
     return true;
   bool ok = true;
   if (ResidencyHook h = g_residency_hook.load(std::memory_order_acquire))
-    ok = h(g_residency_ctx, away.data(), away.size(), stream, false);
+    ok = h(g_residency_ctx, away.data(), away.size(), stream, false, streaming);
   away.clear();
   return ok;
 }
@@ -493,10 +507,10 @@ bool OnLaunch(State& st, CUfunction f, CUstream s, bool pt, void** params, void*
     Keep(st, c, stream, w.data(), w.size());
     return true;
   }
-  bool hides = false;
-  if (st.path.launch(f, stream, params, extra, &hides) == Decoded::kUndecodable || hides)
+  KernelTraits traits;
+  if (st.path.launch(f, stream, params, extra, &traits) == Decoded::kUndecodable || traits.hides)
       [[unlikely]] {
-    if (hides) {
+    if (traits.hides) {
       st.counters().hiding.fetch_add(1, std::memory_order_relaxed);
       static std::once_flag said;
       std::call_once(said, [] {
@@ -508,9 +522,9 @@ bool OnLaunch(State& st, CUfunction f, CUstream s, bool pt, void** params, void*
       });
     }
     if (ResidencyHook h = g_residency_hook.load(std::memory_order_acquire))
-      h(g_residency_ctx, nullptr, 0, stream, true);
+      h(g_residency_ctx, nullptr, 0, stream, true, false);
   }
-  return DeliverAway(stream);
+  return DeliverAway(stream, traits.streams);
 }
 
 void OnDirect(State& st, CUdeviceptr a, CUdeviceptr b, CUstream s, bool pt) {
@@ -525,7 +539,9 @@ void OnDirect(State& st, CUdeviceptr a, CUdeviceptr b, CUstream s, bool pt) {
     Keep(st, c, stream, w, n);
     return;
   }
-  ScanDirect(st.index(), w, n, Next(st, s, pt), st.counters());
+  Access acc = Next(st, s, pt);
+  acc.streaming = true;  // a copy or a set goes through each byte once
+  ScanDirect(st.index(), w, n, acc, st.counters());
   DeliverAway(stream);
 }
 

@@ -96,12 +96,20 @@ enum class Decoded { kParamInfo, kExtra, kUndecodable };
 Decoded ScanLaunch(BlockIndex& index, const ParamLayout* layout, void* const* params,
                    void* const* extra, const Access& a, Counters& c);
 
-// A kernel's parameter layout and its compiled scan plan (immutable once made). `hides`: the
-// kernel keeps device pointers where the argument scan cannot see them (KernelHidesPointers).
+// What a kernel's name says of it (LayoutCache::TraitsQuery). `hides`: it keeps device pointers
+// where the argument scan cannot see them (KernelHidesPointers). `streams`: it reads and writes
+// each byte it names once, in order (KernelStreams), so it may work on a block where it lies.
+struct KernelTraits {
+  bool hides = false;
+  bool streams = false;
+};
+
+// A kernel's parameter layout and its compiled scan plan (immutable once made), and its traits.
 struct KernelLayout {
   ParamLayout slots;
   ScanPlan plan;
   bool hides = false;
+  bool streams = false;
 };
 
 // Whether a kernel of this (possibly mangled) name reaches device memory through pointers kept
@@ -109,6 +117,16 @@ struct KernelLayout {
 // (ncclDevKernel_*, and ncclKernel_* before NCCL 2.19) read their buffer addresses from device
 // structures. A launch of one makes the offload pager strict, like an undecodable launch.
 bool KernelHidesPointers(const char* name);
+
+// Whether a kernel of this (possibly mangled) name streams through the tensors it names: each
+// element read and written once, in order, with no reuse (PyTorch's elementwise kernels,
+// `vectorized_elementwise_kernel`, `unrolled_elementwise_kernel`, `elementwise_kernel`, and its
+// foreach and fused optimizers' `multi_tensor_apply_kernel`). Such a kernel reads an evicted block
+// over the link at the link's speed, so the offload pager may leave the block where it is
+// (Pager::access_in_place) instead of bringing it back. Matrix products, reductions, attention
+// and everything unnamed are not streaming.
+bool KernelStreams(const char* name);
+KernelTraits KernelTraitsOf(const char* name);  // both of the above
 
 // ScanLaunch with a compiled layout (`k` nullptr = unknown): the launch path of the callback.
 // Words outside every live block are dropped before the index's lock is taken (a launch none
@@ -126,10 +144,10 @@ class LayoutCache {
   // Fills *out; false when the layout cannot be known. Called without locks held, possibly by
   // two threads for one handle (the first answer stored is kept).
   using Query = bool (*)(void* ctx, const void* handle, ParamLayout* out);
-  // Whether the kernel hides pointers (KernelLayout::hides); nullptr: none does. Asked once per
+  // The kernel's traits (KernelLayout::hides, ::streams); nullptr: none has any. Asked once per
   // handle, with `ctx`, like Query.
-  using HidesQuery = bool (*)(void* ctx, const void* handle);
-  LayoutCache(Query query, void* ctx, HidesQuery hides = nullptr);
+  using TraitsQuery = KernelTraits (*)(void* ctx, const void* handle);
+  LayoutCache(Query query, void* ctx, TraitsQuery traits = nullptr);
   ~LayoutCache();
   LayoutCache(const LayoutCache&) = delete;
   LayoutCache& operator=(const LayoutCache&) = delete;
@@ -165,7 +183,7 @@ class LayoutCache {
   const KernelLayout* get_slow(const void* handle);
   static void Put(const Table& t, const Entry* e);  // a free slot: under mu_
   Query query_;
-  HidesQuery hides_;
+  TraitsQuery traits_;
   void* ctx_;
   std::atomic<const Table*> table_;              // the current table
   mutable std::mutex mu_;                        // inserts; the members below
@@ -179,14 +197,17 @@ class LayoutCache {
 class LaunchPath {
  public:
   LaunchPath(BlockIndex* index, LayoutCache::Query query, void* ctx,
-             LayoutCache::HidesQuery hides = nullptr)
-      : index_(index), layouts_(query, ctx, hides) {}
-  // *hides (when given): the kernel hides pointers (KernelLayout::hides).
+             LayoutCache::TraitsQuery traits = nullptr)
+      : index_(index), layouts_(query, ctx, traits) {}
+  // *traits (when given): the kernel's (KernelLayout::hides, ::streams; none when unknown). The
+  // access is recorded as a streaming one for a streaming kernel.
   Decoded launch(const void* f, std::uint64_t stream, void* const* params, void* const* extra,
-                 bool* hides = nullptr) {
+                 KernelTraits* traits = nullptr) {
     const KernelLayout* k = layouts_.get(f);
-    if (hides != nullptr) *hides = k != nullptr && k->hides;
-    return ScanLaunchPlan(*index_, k, params, extra, next(stream), counters_);
+    Access a = next(stream);
+    a.streaming = k != nullptr && k->streams;
+    if (traits != nullptr) *traits = {k != nullptr && k->hides, a.streaming};
+    return ScanLaunchPlan(*index_, k, params, extra, a, counters_);
   }
   // The next tracked operation on `stream`.
   Access next(std::uint64_t stream);
@@ -237,10 +258,12 @@ std::string TrackingSummary();
 // The offload pager's hook: called from the launch, copy and set callbacks (before the
 // operation is enqueued, on the calling thread, no tracker lock held) with the blocks marked
 // away (Block::set_away) that the operation names, and the operation's stream; `blind` instead
-// (addrs empty) when a launch could not be decoded (its pointers are unknown). Returns false
-// when a block could not be made readable at its address (the operation would fault). Set once.
+// (addrs empty) when a launch could not be decoded (its pointers are unknown). `streaming`: the
+// operation is a streaming kernel's launch (KernelStreams), which may read its blocks where
+// they lie. Returns false when a block could not be made readable at its address (the
+// operation would fault). Set once.
 using ResidencyHook = bool (*)(void* ctx, const std::uint64_t* addrs, std::size_t n,
-                               std::uint64_t stream, bool blind);
+                               std::uint64_t stream, bool blind, bool streaming);
 void SetResidencyHook(ResidencyHook hook, void* ctx);
 
 // The issue watermark, for the offload pager's progress fences. An operation's sequence number

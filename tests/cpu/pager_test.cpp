@@ -433,15 +433,20 @@ std::uint64_t NextSeq() {
   return seq.fetch_add(2) + 2;
 }
 
-void SimLaunch(SimAlloc& a, const void* p, prim::Stream s) {
+// `streaming`: a streaming kernel's launch (tracker::KernelStreams), as the tracker reports one.
+void SimLaunch(SimAlloc& a, const void* p, prim::Stream s, bool streaming = false) {
   tracker::BlockIndex* ix = a.alloc->block_index();
   ASSERT_NE(ix, nullptr);
   const std::uint64_t w = reinterpret_cast<std::uint64_t>(p);
   tracker::IssueBegin();  // as the tracker does: the number is taken before the enqueue
   const std::uint64_t seq = NextSeq();
-  ix->record(&w, 1, tracker::Access{seq * 1000, seq, reinterpret_cast<std::uint64_t>(s)});
+  ix->record(&w, 1,
+             tracker::Access{seq * 1000, seq, reinterpret_cast<std::uint64_t>(s), streaming});
   std::vector<std::uint64_t> away;
-  if (tracker::BlockIndex::TakeAway(&away)) a.alloc->on_away(away.data(), away.size(), s, false);
+  if (tracker::BlockIndex::TakeAway(&away)) {
+    EXPECT_TRUE(a.alloc->on_away(away.data(), away.size(), s, false, streaming))
+        << "a launch would fault: " << LastError();
+  }
   tracker::IssueEnd(seq);  // "enqueued"
 }
 
@@ -475,6 +480,7 @@ void Randomized(const std::string& nvme_dir, bool tracked, std::size_t host_limi
     std::size_t n;
     std::uint64_t tag;
     prim::Stream s;
+    bool state;  // only streaming "kernels" use it (tracked: used where it lies when away)
   };
   std::vector<B> live;
   std::mt19937_64 rng(tracked ? 777 : 12345);
@@ -484,7 +490,7 @@ void Randomized(const std::string& nvme_dir, bool tracked, std::size_t host_limi
   std::size_t mismatches = 0;
   // A "kernel" on s that writes b: tracked mode shows the launch to the tracker first.
   auto kernel = [&](const B& b) {
-    if (tracked) SimLaunch(a, b.p, b.s);
+    if (tracked) SimLaunch(a, b.p, b.s, b.state);
     a.sim->enqueue(b.s, [b] { Fill(b.p, b.n, b.tag); });
   };
   for (int step = 0; step < 600; ++step) {
@@ -493,7 +499,7 @@ void Randomized(const std::string& nvme_dir, bool tracked, std::size_t host_limi
     // blocks under two pages cannot move, and must fit in the budget with the rest.
     if (live.size() < 4 || (op < 3 && live.size() < 14)) {
       B b{nullptr, (3 + rng() % 10) * kMiB + (rng() % 4) * 4096, next_tag++,
-          streams[rng() % streams.size()]};
+          streams[rng() % streams.size()], rng() % 3 == 0};
       ASSERT_EQ(a.alloc_on(&b.p, b.n, b.s), SPILLWAY_OK) << "step " << step << ": " << LastError();
       kernel(b);
       live.push_back(b);
@@ -575,6 +581,9 @@ void Randomized(const std::string& nvme_dir, bool tracked, std::size_t host_limi
     EXPECT_GT(pg->counters().stalls.load(), 0u);
     // Evictions whose block's last use was known done, with no wait (progress fences).
     EXPECT_GT(pg->counters().fast_evictions.load(), 0u);
+    // "Optimizer states" rewritten where they lay, over the link.
+    EXPECT_GT(pg->counters().in_place.load(), 0u);
+    EXPECT_GT(pg->counters().in_place_maps.load(), 0u);
   }
   for (auto s : streams) a.sim->synchronize(s);
   for (const B& b : live) EXPECT_EQ(a.free_on(b.p, b.s), SPILLWAY_OK);
@@ -634,6 +643,81 @@ TEST(PagerTracked, LaunchBringsAnEvictedBlockBack) {
   EXPECT_EQ(pg->safety(), offload::Safety::kStrict);
   EXPECT_EQ(Mismatches(p, 10 * kMiB, 77), 0u);  // readable through its own VA again
   EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
+}
+
+// A streaming kernel (an optimizer's foreach kernel) that names an evicted block which only
+// streaming kernels have used (an optimizer state) uses it where it lies: the host chunks are
+// mapped at its VA once and the kernel reads and writes them over the link; nothing comes back.
+// A block some other kernel used (a parameter) is brought back as before, and so is the state
+// when a non-streaming kernel names it: with what the in-place kernels wrote.
+TEST(PagerTracked, StreamingKernelUsesAnOptimizerStateWhereItLies) {
+  TrackedSim a(256 * kMiB, 0, 64 * kMiB);
+  prim::Stream s = a.stream();
+  Pager* pg = PagerOf(a);
+  void* state = nullptr;
+  void* param = nullptr;
+  ASSERT_EQ(a.alloc_on(&state, 10 * kMiB, s), SPILLWAY_OK);
+  ASSERT_EQ(a.alloc_on(&param, 10 * kMiB, s), SPILLWAY_OK);
+  auto write = [&](void* p, std::uint64_t tag, bool streaming) {  // a kernel rewrites p
+    SimLaunch(a, p, s, streaming);
+    a.sim->enqueue(s, [p, tag] { Fill(p, 10 * kMiB, tag); });
+    a.sim->synchronize(s);
+  };
+  write(state, 1, true);   // zeros_like's fill
+  write(param, 2, false);  // a matrix product's output
+  for (void* p : {state, param}) ASSERT_EQ(pg->offload(U(p), trace::kTierHost, true), SPILLWAY_OK);
+  write(param, 3, true);  // a streaming kernel, but a GEMM used it: it comes back
+  EXPECT_EQ(pg->residency(U(param)), Residency::kDevice);
+  EXPECT_EQ(pg->counters().in_place.load(), 0u);
+  EXPECT_EQ(pg->counters().stalls.load(), 1u);
+  for (std::uint64_t step = 0; step < 3; ++step) {  // three optimizer steps
+    std::atomic<std::size_t> bad{1};
+    SimLaunch(a, state, s, true);  // reads it (the tag the last step wrote) and rewrites it
+    a.sim->enqueue(s, [&bad, state, step] {
+      bad = Mismatches(state, 10 * kMiB, step == 0 ? 1 : 10 + step - 1);
+      Fill(state, 10 * kMiB, 10 + step);
+    });
+    a.sim->synchronize(s);
+    EXPECT_EQ(bad.load(), 0u) << "step " << step;
+    EXPECT_EQ(pg->residency(U(state)), Residency::kHost) << "step " << step;
+    EXPECT_TRUE(pg->readable(U(state)));
+    EXPECT_EQ(pg->counters().in_place.load(), step + 1);
+    EXPECT_EQ(pg->counters().in_place_maps.load(), 1u) << "mapped once, then left mapped";
+    EXPECT_EQ(pg->counters().fetches.load(), 1u) << "only the parameter came back";
+  }
+  EXPECT_GE(pg->host_bytes(), 8 * kMiB) << "the state's whole pages stay on the host";
+  // A non-streaming kernel names it: it comes back, with the last step's data.
+  std::atomic<std::size_t> bad{1};
+  SimLaunch(a, state, s, false);
+  a.sim->enqueue(s, [&bad, state] { bad = Mismatches(state, 10 * kMiB, 12); });
+  a.sim->synchronize(s);
+  EXPECT_EQ(bad.load(), 0u);
+  EXPECT_EQ(pg->residency(U(state)), Residency::kDevice);
+  EXPECT_EQ(pg->counters().fetches.load(), 2u);
+  ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
+  for (void* p : {state, param}) EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
+  EXPECT_EQ(pg->host_pool().in_use_bytes(), 0u);
+}
+
+// Strict mode never leaves a block in place for a streaming kernel: it brings it back.
+TEST(PagerTracked, StrictModeBringsAStateBackForAStreamingKernel) {
+  TrackedSim a(256 * kMiB, 0, 64 * kMiB);
+  prim::Stream s = a.stream();
+  Pager* pg = PagerOf(a);
+  void* state = nullptr;
+  ASSERT_EQ(a.alloc_on(&state, 10 * kMiB, s), SPILLWAY_OK);
+  SimLaunch(a, state, s, true);
+  Fill(state, 10 * kMiB, 5);
+  a.alloc->on_away(nullptr, 0, s, true);  // an undecodable launch: strict from now on
+  ASSERT_EQ(pg->safety(), offload::Safety::kStrict);
+  ASSERT_EQ(pg->access_in_place(U(state), s), SPILLWAY_OK);  // on the device: nothing to do
+  ASSERT_EQ(pg->offload(U(state), trace::kTierHost, true), SPILLWAY_OK);
+  ASSERT_EQ(pg->access_in_place(U(state), s), SPILLWAY_OK) << LastError();
+  EXPECT_EQ(pg->residency(U(state)), Residency::kDevice);
+  EXPECT_EQ(pg->counters().in_place.load(), 0u);
+  a.sim->synchronize(s);
+  EXPECT_EQ(Mismatches(state, 10 * kMiB, 5), 0u);
+  EXPECT_EQ(a.free_on(state, s), SPILLWAY_OK);
 }
 
 // Tracked mode learns the order in which launches ask for evicted blocks and brings the next

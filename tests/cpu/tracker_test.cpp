@@ -574,9 +574,27 @@ TEST(Tracker, NcclKernelsHidePointers) {
   EXPECT_FALSE(tracker::KernelHidesPointers(nullptr));
 }
 
-// The hides flag is asked once per handle and kept with the layout; launches of such a kernel
-// say so (LaunchPath::launch), and are still scanned.
-TEST(Tracker, LayoutCacheKeepsTheHidesFlag) {
+TEST(Tracker, StreamingKernelsByName) {
+  for (const char* n :
+       {"_ZN2at6native29vectorized_elementwise_kernelILi4ENS0_11FillFunctorIfEESt5arrayIPcLm1EEEEviT0_T1_",
+        "_ZN2at6native27unrolled_elementwise_kernelINS0_13BinaryFunctorIfffNS0_15binary_internal10MulFunctorIfEEEE",
+        "_ZN2at6native18elementwise_kernelILi128ELi4EZNS0_22gpu_kernel_impl_nocastINS0_13BUnaryFunctorIfffNS0_10AddFunctorIfEEEEEEvRNS_18TensorIteratorBaseERKT_EUliE_EEviT1_",
+        "_ZN2at6native12_GLOBAL__N_125multi_tensor_apply_kernelINS1_18TensorListMetadataILi3EEENS1_14LerpFunctorIfEEJfEEEvT_T0_DpT1_"})
+    EXPECT_TRUE(tracker::KernelStreams(n)) << n;
+  for (const char* n : {"ampere_bf16_s16816gemm_bf16_128x128_ldg8_f2f_tn", "_Z10add_kernelPfS_S_i",
+                        "_ZN2at6native13reduce_kernelILi512ELi1ENS0_8ReduceOpIfNS0_7MeanOpsIffEEjfLi4EEEEEvT1_",
+                        "flash_fwd_kernel", "ncclDevKernel_AllReduce_Sum_f32_RING_LL", ""})
+    EXPECT_FALSE(tracker::KernelStreams(n)) << n;
+  EXPECT_FALSE(tracker::KernelStreams(nullptr));
+  const tracker::KernelTraits t = tracker::KernelTraitsOf("ncclDevKernel_Generic");
+  EXPECT_TRUE(t.hides);
+  EXPECT_FALSE(t.streams);
+}
+
+// A kernel's traits are asked once per handle and kept with the layout; launches of such a
+// kernel say so (LaunchPath::launch), and are still scanned. A block is "streamed only" while
+// every launch that named it was a streaming kernel's.
+TEST(Tracker, LayoutCacheKeepsTheTraits) {
   static std::atomic<int> asked{0};
   asked = 0;
   tracker::BlockIndex index;
@@ -589,23 +607,45 @@ TEST(Tracker, LayoutCacheKeepsTheHidesFlag) {
       nullptr,
       [](void*, const void* h) {
         asked.fetch_add(1);
-        return reinterpret_cast<std::uintptr_t>(h) == 2;  // kernel 2 is "NCCL"
+        const auto v = reinterpret_cast<std::uintptr_t>(h);
+        return tracker::KernelTraits{v == 2, v == 3};  // kernel 2 is "NCCL", 3 streams
       });
   ASSERT_TRUE(index.add(0x10000, 4096, 0));
-  std::uint64_t arg = 0x10010;
+  ASSERT_TRUE(index.add(0x20000, 4096, 0));
+  std::uint64_t arg = 0x20010;
   void* params[] = {&arg};
+  auto launch = [&](std::uintptr_t h, tracker::KernelTraits* t) {
+    return path.launch(reinterpret_cast<const void*>(h), 0, params, nullptr, t);
+  };
+  tracker::KernelTraits t;
+  EXPECT_EQ(launch(3, &t), tracker::Decoded::kParamInfo);
+  EXPECT_TRUE(t.streams);
+  EXPECT_FALSE(t.hides);
+  {
+    auto lk = index.read_lock();
+    EXPECT_TRUE(index.find(0x20000)->summary().streamed_only) << "one streaming launch so far";
+    EXPECT_FALSE(index.find(0x10000)->summary().streamed_only) << "never accessed";
+  }
+  arg = 0x10010;
   for (int round = 0; round < 3; ++round) {
     for (std::uintptr_t h : {std::uintptr_t{1}, std::uintptr_t{2}}) {
-      bool hides = !(h == 2);
-      EXPECT_EQ(path.launch(reinterpret_cast<const void*>(h), 0, params, nullptr, &hides),
-                tracker::Decoded::kParamInfo);
-      EXPECT_EQ(hides, h == 2) << "kernel " << h;
+      t = {h != 2, true};
+      EXPECT_EQ(launch(h, &t), tracker::Decoded::kParamInfo);
+      EXPECT_EQ(t.hides, h == 2) << "kernel " << h;
+      EXPECT_FALSE(t.streams) << "kernel " << h;
     }
   }
-  EXPECT_EQ(asked.load(), 2) << "once per handle";
+  arg = 0x20010;
+  EXPECT_EQ(launch(1, nullptr), tracker::Decoded::kParamInfo);
+  {
+    auto lk = index.read_lock();
+    EXPECT_FALSE(index.find(0x20000)->summary().streamed_only) << "a non-streaming launch named it";
+  }
+  EXPECT_EQ(asked.load(), 3) << "once per handle";
   auto s = index.remove(0x10000);
   ASSERT_TRUE(s.has_value());
   EXPECT_EQ(s->count, 6u) << "both kernels' launches are recorded";
+  EXPECT_FALSE(s->streamed_only);
 }
 
 TEST(Tracker, ThreadedLayoutCacheQueriesOncePerHandle) {
