@@ -175,8 +175,10 @@ bool KernelHidesPointers(const char* name) {
 }
 
 bool KernelStreams(const char* name) {
-  return name != nullptr && (std::strstr(name, "elementwise_kernel") != nullptr ||
-                             std::strstr(name, "multi_tensor_apply_kernel") != nullptr);
+  if (name == nullptr || std::strstr(name, "index_elementwise_kernel") != nullptr)
+    return false;  // gathers and scatters through an index: random access
+  return std::strstr(name, "elementwise_kernel") != nullptr ||
+         std::strstr(name, "multi_tensor_apply_kernel") != nullptr;
 }
 
 KernelTraits KernelTraitsOf(const char* name) {

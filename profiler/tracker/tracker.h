@@ -123,8 +123,10 @@ bool KernelHidesPointers(const char* name);
 // `vectorized_elementwise_kernel`, `unrolled_elementwise_kernel`, `elementwise_kernel`, and its
 // foreach and fused optimizers' `multi_tensor_apply_kernel`). Such a kernel reads an evicted block
 // over the link at the link's speed, so the offload pager may leave the block where it is
-// (Pager::access_in_place) instead of bringing it back. Matrix products, reductions, attention
-// and everything unnamed are not streaming.
+// (Pager::access_in_place) instead of bringing it back. Matrix products, reductions, attention,
+// indexed gathers and scatters (`index_elementwise_kernel`) and everything unnamed are not
+// streaming. A kernel taken for streaming wrongly costs speed, never correctness: the block is
+// read at its own address either way.
 bool KernelStreams(const char* name);
 KernelTraits KernelTraitsOf(const char* name);  // both of the above
 

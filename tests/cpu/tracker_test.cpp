@@ -583,7 +583,8 @@ TEST(Tracker, StreamingKernelsByName) {
     EXPECT_TRUE(tracker::KernelStreams(n)) << n;
   for (const char* n : {"ampere_bf16_s16816gemm_bf16_128x128_ldg8_f2f_tn", "_Z10add_kernelPfS_S_i",
                         "_ZN2at6native13reduce_kernelILi512ELi1ENS0_8ReduceOpIfNS0_7MeanOpsIffEEjfLi4EEEEEvT1_",
-                        "flash_fwd_kernel", "ncclDevKernel_AllReduce_Sum_f32_RING_LL", ""})
+                        "flash_fwd_kernel", "ncclDevKernel_AllReduce_Sum_f32_RING_LL",
+                        "_ZN2at6native24index_elementwise_kernelILi128ELi4EZNS0_16gpu_index_kernel", ""})
     EXPECT_FALSE(tracker::KernelStreams(n)) << n;
   EXPECT_FALSE(tracker::KernelStreams(nullptr));
   const tracker::KernelTraits t = tracker::KernelTraitsOf("ncclDevKernel_Generic");
