@@ -10,6 +10,7 @@
 #include <dlfcn.h>
 
 #include <atomic>
+#include <bit>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -62,6 +63,10 @@ NoGil Discover() {
     g.version = VersionBefore311();
   }
   std::string why;
+  if constexpr (sizeof(void*) != 8 || std::endian::native != std::endian::little) {
+    minor = 0;  // the layouts are LP64 and the str state bits little-endian
+    why = "not an LP64 little-endian build";
+  }
   if (minor == 11 || minor == 12) {
     g.env.layout = pylayout::FixedLayout(minor);
   } else if (minor == 13) {
