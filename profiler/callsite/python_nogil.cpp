@@ -4,7 +4,9 @@
 // the thread state being this thread's own (PyGILState_GetThisThreadState, which reads a
 // thread-local and needs no GIL). Lines come from PyCode_Addr2Line, which only reads the code
 // object's line table (in 3.11 it may read a line array another thread's tracer is filling:
-// at worst a wrong line).
+// at worst a wrong line). Checks on every frame: the code object's and names' types, and on
+// 3.12+ the instruction offset against PyUnstable_InterpreterFrame_GetLasti (pure arithmetic
+// on the frame with CPython's own offsets).
 #include "profiler/callsite/python_nogil.h"
 
 #include <dlfcn.h>
@@ -85,6 +87,10 @@ NoGil Discover() {
   g.env.code_type = dlsym(RTLD_DEFAULT, "PyCode_Type");
   g.env.str_type = dlsym(RTLD_DEFAULT, "PyUnicode_Type");
   g.env.addr2line = reinterpret_cast<int (*)(void*, int)>(dlsym(RTLD_DEFAULT, "PyCode_Addr2Line"));
+  if (minor >= 12) {  // 3.12+: a pure read of the frame (prev_instr or instr_ptr - code units)
+    g.env.lasti = reinterpret_cast<int (*)(void*)>(
+        dlsym(RTLD_DEFAULT, "PyUnstable_InterpreterFrame_GetLasti"));
+  }
   if (g.env.layout != nullptr && (g.this_thread_state == nullptr || g.env.code_type == nullptr ||
                                   g.env.str_type == nullptr || g.env.addr2line == nullptr)) {
     g.env.layout = nullptr;
@@ -137,6 +143,8 @@ WalkStatus WalkFrames(const WalkEnv& env, const void* tstate, PyFrame* out, std:
     const auto units = reinterpret_cast<std::uintptr_t>(code) + l.code_adaptive;
     const auto offset = static_cast<std::int64_t>(
         Load<std::uintptr_t>(frame, l.frame_instr) - units);  // wraps to negative before
+    if (env.lasti != nullptr && env.lasti(const_cast<void*>(frame)) != offset)
+      return WalkStatus::kBadLayout;
     const auto first = Load<int>(code, l.code_firsttraceable);
     // A frame pushed but not yet at its first traceable instruction is incomplete
     // (_PyFrame_IsIncomplete); a generator's frame never is.
@@ -177,7 +185,8 @@ std::size_t PythonFramesWithoutGil(PyFrame* out, std::size_t max) {
   if (WalkFrames(g.env, tstate, out, max, &n) == WalkStatus::kBadLayout) {
     g_disabled.store(true);
     SayOnce("spillway: the layout check of CPython " + g.version +
-            " failed (a frame's code object or name is not of the type the layout expects); "
+            " failed (a frame's code object or name is not of the type the layout expects, or "
+            "its instruction offset is not the one CPython computes); "
             "Python frames of allocations made without the GIL are no longer read; call sites "
             "there have C++ frames only\n");
     return 0;

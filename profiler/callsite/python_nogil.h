@@ -24,13 +24,16 @@ namespace spillway::callsite {
 std::size_t PythonFramesWithoutGil(PyFrame* out, std::size_t max);
 
 // What one walk needs: the layout, the addresses of PyCode_Type and PyUnicode_Type (every
-// frame's code object and its names are checked against them), and PyCode_Addr2Line (nullptr:
-// each frame gets its code's first line).
+// frame's code object and its names are checked against them), PyCode_Addr2Line (nullptr:
+// each frame gets its code's first line) and, where CPython has it (3.12+),
+// PyUnstable_InterpreterFrame_GetLasti, which computes a frame's instruction offset with
+// CPython's own offsets: every frame's offset computed here must equal it.
 struct WalkEnv {
   const pylayout::Layout* layout = nullptr;
   const void* code_type = nullptr;
   const void* str_type = nullptr;
   int (*addr2line)(void* code, int byte_offset) = nullptr;
+  int (*lasti)(void* frame) = nullptr;
 };
 
 enum class WalkStatus { kOk, kBadLayout };
@@ -38,7 +41,8 @@ enum class WalkStatus { kOk, kBadLayout };
 // The frames of the chain whose innermost frame the thread state `tstate` points to (through
 // tstate->cframe in 3.11 and 3.12), innermost first, up to `max`; eval-loop shim frames and
 // frames not yet started are skipped. kBadLayout (with the frames found before) when a code
-// object or a name is not of the expected type: the layout does not fit this interpreter.
+// object or a name is not of the expected type, or an instruction offset differs from
+// env.lasti's: the layout does not fit this interpreter.
 // `tstate` and the memory it leads to must be a live thread state's (tests build fakes).
 WalkStatus WalkFrames(const WalkEnv& env, const void* tstate, PyFrame* out, std::size_t max,
                       std::size_t* n);

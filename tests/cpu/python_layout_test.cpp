@@ -2,8 +2,8 @@
 // python_nogil.*) on objects built in memory: str contents of every kind (ASCII, latin-1,
 // UCS-2, UCS-4, a lone surrogate) and the strs it refuses; a frame chain with an entry shim, a
 // frame not yet started, a generator's frame, an instruction outside the code, walked in the
-// 3.11, 3.12 and 3.13 layouts; the layout check stopping at a wrong type; the 3.13 debug table's
-// checks. Then the numbers themselves against offsetof() in the headers of each CPython 3.11-3.13
+// 3.11, 3.12 and 3.13 layouts; the layout check stopping at a wrong type or an instruction
+// offset CPython computes otherwise; the 3.13 debug table's checks. Then the numbers themselves against offsetof() in the headers of each CPython 3.11-3.13
 // found at configure time (python_layout_probe.c, one object per version; none found: those
 // tests are not built).
 #include <gtest/gtest.h>
@@ -102,6 +102,19 @@ char* MakeThreadState(Arena& a, const Layout& l, const void* innermost) {
 }
 
 int FakeAddr2Line(void* /*code*/, int byte_offset) { return 1000 + byte_offset; }
+
+// PyUnstable_InterpreterFrame_GetLasti over the fake frames of g_lasti_layout, off by
+// g_lasti_shift bytes (0: what CPython would answer).
+const Layout* g_lasti_layout = nullptr;
+int g_lasti_shift = 0;
+int FakeLasti(void* frame) {
+  const Layout& l = *g_lasti_layout;
+  char* code;
+  char* instr;
+  std::memcpy(&code, static_cast<char*>(frame) + l.frame_code, sizeof code);
+  std::memcpy(&instr, static_cast<char*>(frame) + l.frame_instr, sizeof instr);
+  return static_cast<int>(instr - (code + l.code_adaptive)) + g_lasti_shift;
+}
 
 // 3.13's debug offsets table with the values CPython 3.13.0 fills in (x86-64 GIL build,
 // checked against its headers below where they are installed).
@@ -224,6 +237,18 @@ TEST(PythonLayout, WalksAChainAcrossFrameKinds) {
     EXPECT_EQ(out[1].line, 20);
     EXPECT_EQ(out[2].line, 1);
     env.addr2line = &FakeAddr2Line;
+
+    // The instruction offsets agree with CPython's own (GetLasti, 3.12+); one that does not
+    // is a layout that does not fit.
+    g_lasti_layout = &l;
+    env.lasti = &FakeLasti;
+    g_lasti_shift = 0;
+    ASSERT_EQ(WalkFrames(env, ts, out, 8, &n), WalkStatus::kOk);
+    EXPECT_EQ(n, 3u);
+    g_lasti_shift = 2;
+    EXPECT_EQ(WalkFrames(env, ts, out, 8, &n), WalkStatus::kBadLayout);
+    EXPECT_EQ(n, 0u);
+    env.lasti = nullptr;
 
     // A thread state with no frame (a thread back in C for good): nothing.
     ASSERT_EQ(WalkFrames(env, MakeThreadState(a, l, nullptr), out, 8, &n), WalkStatus::kOk);
