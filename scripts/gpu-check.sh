@@ -8,8 +8,9 @@
 # torch: tests/gpu/torch_checks.py (losses in 4 modes, fragmentation, step time), and the
 #        fragmentation run again with SPILLWAY_RESERVE_POLICY=compact.
 # bench: pair and random-allocation benchmarks, the libtorch anchor, then bench/collect.py.
-# profiler: a training run with SPILLWAY_REPORT (all report formats), and the memory_viz snapshot
-#        read back by PyTorch's torch.cuda._memory_viz (segsum, trace_plot).
+# profiler: a training run with SPILLWAY_REPORT (all report formats), the memory_viz snapshot
+#        read back by PyTorch's torch.cuda._memory_viz (segsum, trace_plot), and Python call
+#        sites read without the GIL (the simulator test, then the run's largest blocks).
 # tracker: a SPILLWAY_TRACK=1 training run, and tests/gpu/graph_check.py (CUDA graphs, NVTX marks).
 # offload: the pager's GPU tests (kernels reading evicted blocks, NVMe round trip, budget) and
 #        bench/offload_bench (eviction/prefetch against pinned memcpy, NVMe against raw io_uring).
@@ -62,6 +63,11 @@ if want profiler; then
   step report_run "$build/spillway" run --report "$out/report" -- \
     python3 examples/train_gpt.py --preset small --steps 10 --warmup 2
   step memviz python3 scripts/check_memviz.py "$out/report/snapshot.pickle"
+  # Python call sites: the frame reader without the GIL on this machine's CPython (the CPU test
+  # on the simulator), then under PyTorch (which allocates with the GIL released).
+  step pyframes_sim env SPILLWAY_BUILD="$root/$build" python3 tests/cpu/python_callsite_test.py
+  step pyframes_torch python3 scripts/check_pyframes.py "$out/report/report.json" train_gpt.py
+  cat "$out/pyframes_torch.log"
 fi
 if want tracker; then
   # The CUPTI tracker under the PyTorch example: its counters (launches decoded, argument words

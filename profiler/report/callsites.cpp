@@ -87,25 +87,60 @@ std::uint32_t CallSiteTable::Intern(Model* m, const std::string& text) {
   return it->second;
 }
 
-std::string CallSiteLine(const Model& m, const Block& b) {
-  const std::string* text = TextOf(m, b);
-  if (text == nullptr) return {};
-  const std::vector<CallFrame> frames = ParseCallSite(*text);
-  const CallFrame* py = nullptr;
+std::string AutogradNode(const std::vector<CallFrame>& frames) {
+  for (const CallFrame& f : frames) {
+    if (f.python) continue;
+    std::string_view t = f.text;
+    if (!t.starts_with("torch::autograd::")) continue;
+    const std::size_t apply = t.find("::apply(");
+    if (apply == std::string_view::npos) continue;
+    t = t.substr(0, apply);
+    return std::string(t.substr(t.rfind("::") + 2));
+  }
+  return {};
+}
+
+bool LibraryPythonFrame(const CallFrame& f) {
+  if (!f.python) return false;
+  const std::string_view t = f.text;
+  return t.find("/site-packages/") != std::string_view::npos ||
+         t.find("/dist-packages/") != std::string_view::npos ||
+         t.find("/lib/python3.") != std::string_view::npos || t.starts_with("<frozen ");
+}
+
+std::string SummaryOf(const std::vector<CallFrame>& frames) {
+  const CallFrame* py = nullptr;        // innermost Python frame
+  const CallFrame* py_user = nullptr;   // innermost outside installed packages
   const CallFrame* cpp = nullptr;
   const CallFrame* first_cpp = nullptr;
   for (const CallFrame& f : frames) {
     if (f.python) {
       if (py == nullptr) py = &f;
+      if (py_user == nullptr && !LibraryPythonFrame(f)) py_user = &f;
     } else {
       if (first_cpp == nullptr) first_cpp = &f;
       if (cpp == nullptr && !InternalFrame(f)) cpp = &f;
     }
   }
-  if (py == nullptr && cpp == nullptr) cpp = first_cpp;
-  std::string line = py != nullptr ? py->text : "";
+  if (py == nullptr && cpp == nullptr) {
+    // PyTorch's backward runs on its autograd thread, which has no Python frames: the node.
+    if (std::string node = AutogradNode(frames); !node.empty()) return "[autograd " + node + "]";
+    cpp = first_cpp;
+  }
+  std::string line;
+  if (py_user != nullptr) {
+    line = py_user->text;
+    if (py_user != py) line += " (in " + py->text.substr(py->text.rfind(' ') + 1) + ")";
+  } else if (py != nullptr) {
+    line = py->text;
+  }
   if (cpp != nullptr) line += (line.empty() ? "" : " ") + ("[C++ " + cpp->text + "]");
   return line;
+}
+
+std::string CallSiteLine(const Model& m, const Block& b) {
+  const std::string* text = TextOf(m, b);
+  return text == nullptr ? std::string{} : SummaryOf(ParseCallSite(*text));
 }
 
 void CallSiteJson(std::string* o, const Model& m, const Block& b) {

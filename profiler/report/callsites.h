@@ -36,8 +36,22 @@ class CallSiteTable {
   std::unordered_map<std::string, std::uint32_t> ids_;
 };
 
-// "train.py:42 forward [C++ main+0x1a (app)]": the innermost Python frame and the nearest C++
-// frame outside the internals (either may be missing); "" when the block has no call site.
+// The PyTorch autograd node a C++ stack runs in ("NllLossBackward0" for a frame
+// `torch::autograd::generated::NllLossBackward0::apply(...)`, innermost first); "" when none.
+std::string AutogradNode(const std::vector<CallFrame>& frames);
+
+// A Python frame in an installed package or the standard library (site-packages,
+// dist-packages, lib/python3.X, frozen modules): not the user's code.
+bool LibraryPythonFrame(const CallFrame& f);
+
+// "train.py:42 forward (in linear) [C++ main+0x1a (app)]": the innermost Python frame outside
+// installed packages (with the innermost Python function, when that is a library's, in
+// parentheses; the innermost frame when every one is a library's) and the nearest C++ frame
+// outside the internals (either may be missing); with neither, "[autograd NODE]" for an
+// allocation of PyTorch's backward (its autograd thread runs no Python), else the innermost C++
+// frame.
+std::string SummaryOf(const std::vector<CallFrame>& frames);
+// SummaryOf the block's call site; "" when it has none.
 std::string CallSiteLine(const Model& m, const Block& b);
 // Appends `,"callsite":{"summary":...,"frames":[...]}`, or nothing when there is none.
 void CallSiteJson(std::string* o, const Model& m, const Block& b);

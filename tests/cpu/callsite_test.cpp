@@ -196,6 +196,46 @@ const std::string kCppSite =
     "c spillway_malloc+0x10 (libspillway.so.0)\nc libcudart.so.12+0x4242\n"
     "c Trainer::step(int)+0x2a (trainer)\nc main+0x5 (trainer)";
 
+// PyTorch's backward allocates on its autograd thread, which runs no Python: the summary names
+// the autograd node (seen on the H200: cross_entropy's backward, a matrix product's backward).
+TEST(CallSiteReport, AutogradThreadNamesTheNode) {
+  const std::vector<report::CallFrame> f = report::ParseCallSite(
+      "c libc10_cuda.so+0x4bfb4\n"
+      "c at::detail::empty_cuda(c10::ArrayRef<long>, c10::TensorOptions const&)+0xe7 "
+      "(libtorch_cuda.so)\n"
+      "c torch::autograd::generated::NllLossBackward0::apply(std::vector<at::Tensor, "
+      "std::allocator<at::Tensor> >&&)+0x170 (libtorch_cpu.so)\n"
+      "c torch::autograd::Engine::evaluate_function(std::shared_ptr<torch::autograd::GraphTask>&, "
+      "torch::autograd::Node*)+0x1 (libtorch_cpu.so)\n"
+      "c torch::autograd::Engine::thread_main(std::shared_ptr<torch::autograd::GraphTask> "
+      "const&)+0x5c9 (libtorch_cpu.so)");
+  ASSERT_EQ(f.size(), 5u);
+  EXPECT_EQ(report::AutogradNode(f), "NllLossBackward0");
+  EXPECT_EQ(report::AutogradNode(report::ParseCallSite(
+                "c torch::autograd::AccumulateGrad::apply(std::vector<at::Tensor>&&)+0x9 "
+                "(libtorch_cpu.so)")),
+            "AccumulateGrad");
+  EXPECT_EQ(report::AutogradNode(report::ParseCallSite("c libc10_cuda.so+0x4bfb4\n"
+                                                       "c at::empty+0x12 (libtorch_cpu.so)")),
+            "");
+  EXPECT_EQ(report::SummaryOf(f), "[autograd NllLossBackward0]");
+}
+
+// The summary names the user's own line, with the library function it was in (seen on the
+// H200: torch/nn/functional.py cross_entropy, called from the training script).
+TEST(CallSiteReport, SummaryNamesTheUsersLine) {
+  const auto f = report::ParseCallSite(
+      "py /opt/venv/lib/python3.12/site-packages/torch/nn/functional.py:3504 cross_entropy\n"
+      "py /work/train_gpt.py:230 main\npy /work/train_gpt.py:300 <module>\n"
+      "c at::empty+0x12 (libtorch_cpu.so)");
+  EXPECT_TRUE(report::LibraryPythonFrame(f[0]));
+  EXPECT_FALSE(report::LibraryPythonFrame(f[1]));
+  EXPECT_EQ(report::SummaryOf(f), "/work/train_gpt.py:230 main (in cross_entropy)");
+  const auto lib_only = report::ParseCallSite(
+      "py /usr/lib/python3.12/threading.py:1010 Thread.run\nc at::empty+0x12 (libtorch_cpu.so)");
+  EXPECT_EQ(report::SummaryOf(lib_only), "/usr/lib/python3.12/threading.py:1010 Thread.run");
+}
+
 TEST(CallSiteReport, TopBlocksShowTheirCallSites) {
   const trace::Trace t = ReportLog(true, &kPySite, &kCppSite);
   EXPECT_EQ(OfKind(t, Kind::kString).size(),
