@@ -640,19 +640,17 @@ spillway_status Pager::access_in_place(std::uintptr_t p, prim::Stream stream) {
   std::unique_lock<std::mutex> lk(mu_);
   poll_locked(false);
   auto it = entries_.find(p);
-  if (it == entries_.end() || (it->second.state != Residency::kHost &&
-                               it->second.state != Residency::kNvme)) {
+  if (it == entries_.end() || it->second.state != Residency::kHost) {
+    // On the device, arriving or leaving: as a demand. On NVMe too: it would hold host chunks
+    // for as long as the launch runs, and a launch's blocks may not all fit in the host tier
+    // (found on the H200 with a 4 GiB host tier: a foreach launch's states pushed each other
+    // back to disk); through the host to the device, the chunks are released as each copy ends.
     lk.unlock();
-    return prefetch(p, stream, true);  // on the device, arriving or leaving: as a demand
+    return prefetch(p, stream, true);
   }
   const std::uint64_t t0 = MonotonicNs();
   bool waited = false;
-  spillway_status s = SPILLWAY_OK;
-  if (it->second.state == Residency::kNvme) {
-    s = nvme_to_host_locked(it->second);
-    waited = true;
-  }
-  if (s == SPILLWAY_OK && !it->second.mapped) {
+  if (!it->second.mapped) {
     // A fast eviction still copying out of the VA: let it finish (it unmaps the device chunks
     // there), then map the host chunks in their place.
     const std::uint64_t move = it->second.move;
@@ -675,11 +673,10 @@ spillway_status Pager::access_in_place(std::uintptr_t p, prim::Stream stream) {
     }
     counters_.in_place_maps.fetch_add(1, std::memory_order_relaxed);
   }
-  if (s != SPILLWAY_OK) return s;  // still on NVMe: said and counted there
   it->second.in_place = true;
   // The kernel about to be enqueued writes the host pages, and its access is already counted:
   // a mark that no count equals makes every later unmap or copy of them wait for the block's
-  // streams (fence_cpu_locked), whatever nvme_to_host_locked marked.
+  // streams (fence_cpu_locked), whatever was marked before.
   it->second.access_mark = ~std::uint64_t{0};
   counters_.in_place.fetch_add(1, std::memory_order_relaxed);
   if (waited) {

@@ -95,8 +95,8 @@ class Pager {
   // and fills touch): it stays off the device, and the kernel reads and writes it over the link
   // at the link's speed, which is what a copy back would cost, without the remaps, the device
   // room and the copy back out. On the host, its chunks are mapped at its VA (once: they stay
-  // mapped, so later steps pay nothing); on NVMe, it is read to the host first. Any other block
-  // (and every block in strict mode, or one moving out) is brought back as prefetch(demand).
+  // mapped, so later steps pay nothing). Any other block (and every block in strict mode, one
+  // moving out, or one on NVMe) is brought back as prefetch(demand).
   spillway_status access_in_place(std::uintptr_t p, prim::Stream stream);
   spillway_status advise(std::uintptr_t p, Advice a);
   // Tracked -> strict, for good (a launch the tracker could not decode): blocks on the host get

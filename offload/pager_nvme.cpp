@@ -44,6 +44,17 @@ spillway_status Pager::acquire_host_locked(std::uintptr_t p, std::size_t pages,
       cands.push_back({q, summary_of(q), 0});
       now = std::max(now, cands.back().sum.last_seq);
     }
+  // Inside an operation being issued (a launch whose blocks are being made readable), the blocks
+  // it names stay: it is not enqueued yet, and one it reads where it lies (access_in_place) must
+  // keep its host pages. Those are the blocks used after the issue watermark (every operation up
+  // to it is enqueued); without one, the newest operation's.
+  if (tracker::Issuing()) {
+    std::uint64_t issued = 0;
+    const bool known = tracker::IssuedWatermark(&issued);
+    std::erase_if(cands, [&](const Cand& c) {
+      return known ? c.sum.last_seq > issued : c.sum.last_seq == now;
+    });
+  }
   for (Cand& c : cands) c.dist = NextUseDistance(c.sum, now);
   std::sort(cands.begin(), cands.end(), [](const Cand& a, const Cand& b) { return a.dist > b.dist; });
   for (const Cand& c : cands) {

@@ -720,6 +720,57 @@ TEST(PagerTracked, StrictModeBringsAStateBackForAStreamingKernel) {
   EXPECT_EQ(a.free_on(state, s), SPILLWAY_OK);
 }
 
+// One launch names a state used in place (on the host, its pages mapped for it) and a block on
+// NVMe it needs back, and the host tier cannot hold both: the state must not be spilled to make
+// room for the other (found on the H200: a foreach launch's states pushed each other back to
+// disk). The block that cannot come is reported unreadable (the launch is refused), the state
+// stays readable; once that launch is gone, the next one may spill the state and gets its block.
+TEST_F(PagerNvme, LaunchKeepsTheHostPagesItUsesInPlace) {
+  SimAlloc a(256 * kMiB, 1, TrackedSim::Tracked(OffloadConfig(0, 12 * kMiB, dir_.path)));
+  a.alloc->enable_access_tracking();
+  prim::Stream s = a.stream();
+  Pager* pg = PagerOf(a);
+  void* state = nullptr;
+  void* other = nullptr;
+  ASSERT_EQ(a.alloc_on(&state, 10 * kMiB, s), SPILLWAY_OK);
+  ASSERT_EQ(a.alloc_on(&other, 10 * kMiB, s), SPILLWAY_OK);
+  SimLaunch(a, state, s, true);
+  SimLaunch(a, other, s, false);
+  Fill(state, 10 * kMiB, 41);
+  Fill(other, 10 * kMiB, 42);
+  ASSERT_EQ(pg->offload(U(other), trace::kTierNvme, true), SPILLWAY_OK) << LastError();
+  ASSERT_EQ(pg->offload(U(state), trace::kTierHost, true), SPILLWAY_OK) << LastError();
+  // One streaming launch naming both: the state first (used in place), then the other.
+  tracker::BlockIndex* ix = a.alloc->block_index();
+  const std::uint64_t w[2] = {U(state), U(other)};
+  tracker::IssueBegin();
+  std::uint64_t seq = NextSeq();
+  ix->record(w, 2, tracker::Access{seq * 1000, seq, reinterpret_cast<std::uint64_t>(s), true});
+  std::vector<std::uint64_t> away;
+  ASSERT_TRUE(tracker::BlockIndex::TakeAway(&away));
+  ASSERT_EQ(away.size(), 2u);
+  EXPECT_FALSE(a.alloc->on_away(away.data(), away.size(), s, false, true))
+      << "the other block cannot come without spilling the launch's own state";
+  tracker::IssueEnd(seq);
+  EXPECT_EQ(pg->residency(U(state)), Residency::kHost);
+  EXPECT_TRUE(pg->readable(U(state))) << "the launch reads it where it lies";
+  EXPECT_EQ(pg->residency(U(other)), Residency::kNvme);
+  EXPECT_EQ(pg->counters().in_place.load(), 1u);
+  EXPECT_EQ(Mismatches(state, 10 * kMiB, 41), 0u);
+  // The next launch names the other block only: the state may go to disk now.
+  SimLaunch(a, other, s, false);
+  EXPECT_EQ(pg->residency(U(other)), Residency::kDevice);
+  EXPECT_EQ(pg->residency(U(state)), Residency::kNvme);
+  EXPECT_GT(pg->counters().spills.load(), 0u);
+  ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
+  a.sim->synchronize(s);
+  EXPECT_EQ(Mismatches(other, 10 * kMiB, 42), 0u);
+  SimLaunch(a, state, s, false);  // a non-streaming kernel: back to the device, data intact
+  a.sim->synchronize(s);
+  EXPECT_EQ(Mismatches(state, 10 * kMiB, 41), 0u);
+  for (void* p : {state, other}) EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
+}
+
 // Tracked mode learns the order in which launches ask for evicted blocks and brings the next
 // ones back ahead (with free memory): the second pass over the same blocks stalls once.
 TEST(PagerTracked, LearnedOrderPrefetchesAhead) {
