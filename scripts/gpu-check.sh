@@ -16,7 +16,8 @@
 #        bench/offload_bench (eviction/prefetch against pinned memcpy, NVMe against raw io_uring).
 # offload_torch: PyTorch models under a budget (OFFLOAD_MODELS=ga,activations; GA_SWEEP_RATIOS
 #        for more footprint/budget ratios; GA_NVME_HOST_LIMIT for ga with the host tier capped,
-#        spilling to NVMe).
+#        spilling to NVMe, GA_NVME_OPTIMIZER=fused for it with fused AdamW; GA_FUSED=1 for ga with
+#        fused AdamW too).
 set -uo pipefail
 stage=${1:?usage: gpu-check.sh STAGE[,STAGE...] OUTDIR [BUILD]}
 out=${2:?usage: gpu-check.sh STAGE[,STAGE...] OUTDIR [BUILD]}
@@ -160,15 +161,31 @@ if want offload_torch; then
       --budget "$budget" --offload --track -- python3 bench/torch/offload_train.py --model $model \
       --steps $steps --warmup 2 --json "$out/${model}_budget.json"
     tail -n 4 "$out/${model}_free.log" "$out/${model}_budget.log"
+    if [ "$model" = ga ] && [ -n "${GA_FUSED:-}" ]; then
+      # ga_fused: the same model with fused AdamW (one pass over the states a step instead of
+      # foreach's five), unconstrained and at the same footprint/budget ratio.
+      step ga_fused_free env SPILLWAY_STATS=1 "$build/spillway" run -- python3 \
+        bench/torch/offload_train.py --model ga --optimizer fused --steps $steps --warmup 2 \
+        --json "$out/ga_fused_free.json"
+      fb=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(int(d['spillway']['peak_reserved_bytes'] / ${OFFLOAD_RATIO:-2}))" "$out/ga_fused_free.json" 2>/dev/null)
+      [ -n "$fb" ] && step ga_fused_budget timeout ${OFFLOAD_TIMEOUT:-300} env SPILLWAY_STATS=1 \
+        "$build/spillway" run --budget "$fb" --offload --track -- python3 \
+        bench/torch/offload_train.py --model ga --optimizer fused --steps $steps --warmup 2 \
+        --json "$out/ga_fused_budget.json"
+      tail -n 2 "$out/ga_fused_budget.log"
+    fi
     if [ "$model" = ga ] && [ -n "${GA_NVME_HOST_LIMIT:-}" ]; then
       # nvme: the same budget with the host tier capped (GA_NVME_HOST_LIMIT, e.g. 4G), so that
       # blocks spill on to the NVMe tier; the report gives the tier's bandwidth each way.
       nvme_dir=${SPILLWAY_NVME_DIR:-/tmp/spillway-nvme}
       mkdir -p "$nvme_dir"
+      nb=$budget  # fused AdamW: half of its own unconstrained peak (ga_fused_free)
+      [ "${GA_NVME_OPTIMIZER:-foreach}" = fused ] && [ -n "${fb:-}" ] && nb=$fb
       step ga_nvme timeout ${OFFLOAD_TIMEOUT:-300} env SPILLWAY_STATS=1 SPILLWAY_NVME_PATH="$nvme_dir" \
-        SPILLWAY_HOST_LIMIT="$GA_NVME_HOST_LIMIT" "$build/spillway" run --budget "$budget" --offload \
+        SPILLWAY_HOST_LIMIT="$GA_NVME_HOST_LIMIT" "$build/spillway" run --budget "$nb" --offload \
         --track --report "$out/ga_nvme_report" -- python3 bench/torch/offload_train.py --model ga \
-        --steps ${GA_NVME_STEPS:-4} --warmup 1 --json "$out/ga_nvme.json"
+        --optimizer ${GA_NVME_OPTIMIZER:-foreach} --steps ${GA_NVME_STEPS:-4} --warmup 1 \
+        --json "$out/ga_nvme.json"
       tail -n 3 "$out/ga_nvme.log"
     fi
     if [ "$model" = ga ]; then

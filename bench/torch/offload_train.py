@@ -36,6 +36,9 @@ def main():
     p.add_argument("--accum", type=int, default=None, help="micro-batches per step (ga: 8)")
     p.add_argument("--layers", type=int, default=None)
     p.add_argument("--save-on-cpu", action="store_true")
+    p.add_argument("--optimizer", choices=("foreach", "fused"), default="foreach",
+                   help="AdamW's implementation: foreach (PyTorch's default on CUDA: several "
+                        "passes over the states a step) or fused (one kernel, one pass)")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     cfg = dict(SHAPES[args.model])
@@ -48,12 +51,14 @@ def main():
     torch.manual_seed(1234)
     dev = torch.device("cuda", 0)
     model = GPT(cfg["vocab"], cfg["d"], cfg["layers"], cfg["heads"], cfg["length"]).to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
+    opt = (torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True) if args.optimizer == "fused"
+           else torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True))
     n_params = sum(x.numel() for x in model.parameters())
     gen = torch.Generator().manual_seed(1234)
     under = "libspillway_preload" in os.environ.get("LD_PRELOAD", "")
     print(f"{args.model}: {n_params / 1e6:.0f}M parameters, micro-batch {cfg['batch']}x"
-          f"{cfg['length']}, accum {accum}, save_on_cpu {args.save_on_cpu}, spillway {under}, "
+          f"{cfg['length']}, accum {accum}, AdamW {args.optimizer}, save_on_cpu {args.save_on_cpu}, "
+          f"spillway {under}, "
           f"budget {os.environ.get('SPILLWAY_DEVICE_BUDGET')}", flush=True)
     losses, step_s = [], []
     for step in range(args.steps):
@@ -80,6 +85,7 @@ def main():
     med = statistics.median(step_s[args.warmup:])
     tokens = accum * cfg["batch"] * cfg["length"]
     res = {"model": args.model, "params": n_params, "accum": accum, "cfg": cfg,
+           "optimizer": args.optimizer,
            "save_on_cpu": args.save_on_cpu, "losses": losses, "step_s": step_s,
            "median_step_s": med, "tokens_per_s": tokens / med,
            "torch_peak_allocated": torch.cuda.max_memory_allocated(),
