@@ -8,6 +8,8 @@
 //            segment_type ("large" | "small"), segment_pool_id (0, 0), is_expandable, frames [],
 //            blocks: [{address, size, requested_size, state, frames []}]
 //   TraceEntry: action, addr, size, stream, time_us, frames [] (an "oom" entry adds device_free)
+//   Frames: {filename, line, name}; an "alloc" entry and a live block carry the block's call
+//   site (SPILLWAY_CALLSITE_MIN; WriteFrames), everything else an empty list.
 //
 // What the readers use:
 //   _memory_viz.segsum (stats): segments[].total_size, .stream, .blocks[].state, .size,
@@ -42,6 +44,7 @@
 #include <utility>
 #include <vector>
 
+#include "profiler/report/callsites.h"
 #include "profiler/report/model.h"
 #include "profiler/report/pickle.h"
 #include "profiler/report/render.h"
@@ -70,14 +73,51 @@ struct Event {
   std::uint64_t seq = 0;    // tie-break: generation order
 };
 
-void WriteFrames(PickleWriter& w) {
+// `"frames": [...]`: the block's call site (SPILLWAY_CALLSITE_MIN), as PyTorch's snapshots
+// hold one, innermost first: the C++ frames ({"filename": MODULE or "??", "line": 0, "name":
+// SYMBOL+0xOFF}), then the Python frames ({"filename", "line", "name"}, from "FILE:LINE
+// FUNCTION"); an empty list when none was recorded.
+void WriteFrames(PickleWriter& w, const Model* m = nullptr, const Block* b = nullptr) {
   w.Str("frames");
   w.BeginList();
+  if (m != nullptr && b != nullptr && b->callsite != 0 && b->callsite <= m->callsites.size()) {
+    const std::vector<CallFrame> frames = ParseCallSite(m->callsites[b->callsite - 1]);
+    auto one = [&w](const std::string& file, std::int64_t line, const std::string& name) {
+      w.BeginDict();
+      w.Str("filename");
+      w.Str(file);
+      w.Str("line");
+      w.Int(line);
+      w.Str("name");
+      w.Str(name);
+      w.EndDict();
+    };
+    for (const CallFrame& f : frames)
+      if (!f.python) one(f.module.empty() ? "??" : f.module, 0, f.text);
+    for (const CallFrame& f : frames) {
+      if (!f.python) continue;
+      const std::size_t sp = f.text.rfind(' ');
+      const std::string where = sp == std::string::npos ? f.text : f.text.substr(0, sp);
+      const std::string name = sp == std::string::npos ? "?" : f.text.substr(sp + 1);
+      const std::size_t colon = where.rfind(':');
+      std::int64_t line = 0;
+      bool digits = colon != std::string::npos && colon + 1 < where.size();
+      for (std::size_t i = colon + 1; digits && i < where.size(); ++i) {
+        if (where[i] < '0' || where[i] > '9' || line > (INT64_MAX - 9) / 10) {
+          digits = false;
+          break;
+        }
+        line = line * 10 + (where[i] - '0');
+      }
+      one(digits ? where.substr(0, colon) : where, digits ? line : 0, name);
+    }
+  }
   w.EndList();
 }
 
 void WriteEntry(PickleWriter& w, const char* action, std::uint64_t addr, std::uint64_t size,
-                std::uint64_t stream, std::uint64_t t_ns) {
+                std::uint64_t stream, std::uint64_t t_ns, const Model* m = nullptr,
+                const Block* b = nullptr) {
   w.BeginDict();
   w.Str("action");
   w.Str(action);
@@ -89,7 +129,7 @@ void WriteEntry(PickleWriter& w, const char* action, std::uint64_t addr, std::ui
   w.UInt(stream);
   w.Str("time_us");
   w.UInt(t_ns / 1000);
-  WriteFrames(w);
+  WriteFrames(w, m, b);
   w.EndDict();
 }
 
@@ -219,7 +259,7 @@ std::string RenderMemviz(const Model& m) {
         w.UInt(std::min(b->requested, Footprint(*b)));
         w.Str("state");
         w.Str("active_allocated");
-        WriteFrames(w);
+        WriteFrames(w, &m, b);
         w.EndDict();
         cursor = End(*b);
       }
@@ -276,7 +316,7 @@ std::string RenderMemviz(const Model& m) {
       }
       const Block& b = m.blocks[e.index];
       if (e.order == 1) {
-        WriteEntry(w, "alloc", b.addr, TraceSize(b), b.stream, e.t_ns);
+        WriteEntry(w, "alloc", b.addr, TraceSize(b), b.stream, e.t_ns, &m, &b);
       } else {
         WriteEntry(w, "free_requested", b.addr, TraceSize(b), b.stream, e.t_ns);
         WriteEntry(w, "free_completed", b.addr, TraceSize(b), b.stream, e.t_ns);

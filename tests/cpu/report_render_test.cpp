@@ -269,6 +269,41 @@ assert s['spillway_devices'] == [dict(index=0, process=0, pid=4242, rank=0, devi
   std::remove(path.c_str());
 }
 
+// A block's call site goes into its "alloc" entry and its live segment block as PyTorch's frames
+// (innermost first: C++, then Python): memory_viz shows where each allocation came from.
+TEST(RenderMemviz, CallSitesBecomeFrames) {
+  if (!HavePython()) GTEST_SKIP() << "python3 not found";
+  auto m = test::SyntheticModel();
+  m.callsites.push_back(
+      "py /home/u/train.py:42 Model.forward\npy /home/u/my app/run: 2.py:7 <module>\n"
+      "c at::empty+0x12 (libtorch_cpu.so)\nc libfoo.so+0x40");
+  std::size_t live = m.blocks.size();
+  for (std::size_t i = 0; i < m.blocks.size() && live == m.blocks.size(); ++i)
+    if (m.blocks[i].live_at_end && m.blocks[i].device == 0) live = i;
+  ASSERT_LT(live, m.blocks.size());
+  m.blocks[live].callsite = 1;
+  const std::string path = TempPath("frames.pickle");
+  WriteFile(path, RenderMemviz(m));
+  const std::string script = std::string(kSnapshotCheck) + R"PY(
+want = [dict(filename='libtorch_cpu.so', line=0, name='at::empty+0x12 (libtorch_cpu.so)'),
+        dict(filename='libfoo.so', line=0, name='libfoo.so+0x40'),
+        dict(filename='/home/u/train.py', line=42, name='Model.forward'),
+        dict(filename='/home/u/my app/run: 2.py', line=7, name='<module>')]
+addr = int(sys.argv[5], 16)
+allocs = [e for e in s['device_traces'][0] if e['action'] == 'alloc' and e['addr'] == addr]
+assert allocs and allocs[-1]['frames'] == want, allocs
+blocks = [b for g in s['segments'] for b in g['blocks'] if b['address'] == addr and
+          b['state'] == 'active_allocated']
+assert len(blocks) == 1 and blocks[0]['frames'] == want, blocks
+others = [e for t in s['device_traces'] for e in t if e['addr'] != addr and e['frames']]
+assert not others, others[:2]
+)PY";
+  char hex[32];
+  std::snprintf(hex, sizeof hex, "%llx", static_cast<unsigned long long>(m.blocks[live].addr));
+  EXPECT_EQ(RunPython(script, path + " 4 123,8 7 " + hex), 0);
+  std::remove(path.c_str());
+}
+
 TEST(RenderMemviz, SharedDeviceNumbersGetTheirOwnIndex) {
   if (!HavePython()) GTEST_SKIP() << "python3 not found";
   auto m = test::SyntheticModel();
