@@ -93,13 +93,6 @@ constexpr Layout kLayout312 = [] {
 // A table value that cannot be an offset into these small structs is a wrong table.
 constexpr std::uint64_t kMaxOffset = 4096;
 
-template <typename T>
-T Load(const void* base, std::size_t off) {
-  T v;
-  std::memcpy(&v, static_cast<const char*>(base) + off, sizeof v);
-  return v;
-}
-
 void PutUtf8(std::uint32_t c, std::string* out) {
   if ((c >= 0xD800 && c <= 0xDFFF) || c > 0x10FFFF) c = 0xFFFD;
   if (c < 0x80) {

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 namespace spillway::callsite::pylayout {
@@ -100,5 +101,13 @@ bool LayoutFromDebugOffsets(const void* table, unsigned long py_version, Layout*
 // cached UTF-8, which another thread may be filling). false for a str that is not compact
 // (legacy), has an unknown kind, or is longer than `max_chars` code points.
 bool ReadStr(const Layout& l, const void* str, std::size_t max_chars, std::string* out);
+
+// A T at byte `off` of `base` (no alignment assumed): how every field of a layout is read.
+template <typename T>
+T Load(const void* base, std::size_t off) {
+  T v;
+  std::memcpy(&v, static_cast<const char*>(base) + off, sizeof v);
+  return v;
+}
 
 }  // namespace spillway::callsite::pylayout

@@ -21,17 +21,12 @@ namespace spillway::callsite {
 
 namespace {
 
+using pylayout::Load;
+
 // Frames visited per walk at most (skipped ones included): a bound should a chain ever loop.
 constexpr int kMaxSteps = 4096;
 // Longest file or function name read, in code points; a longer one is shown as "?".
 constexpr std::size_t kMaxChars = 4096;
-
-template <typename T>
-T Load(const void* base, std::size_t off) {
-  T v;
-  std::memcpy(&v, static_cast<const char*>(base) + off, sizeof v);
-  return v;
-}
 
 struct NoGil {
   WalkEnv env;
