@@ -68,8 +68,8 @@ struct ArenaCounters {
     add(allocs_, 1);
   }
   void on_free(std::uint64_t waste) {
-    add(waste_, -waste);
-    add(live_, -1);
+    sub(waste_, waste);
+    sub(live_, 1);
     add(frees_, 1);
   }
   void add_to(spillway_stats* s) const {
@@ -82,6 +82,9 @@ struct ArenaCounters {
  private:
   static void add(std::atomic<std::uint64_t>& a, std::uint64_t d) {
     a.store(a.load(std::memory_order_relaxed) + d, std::memory_order_relaxed);
+  }
+  static void sub(std::atomic<std::uint64_t>& a, std::uint64_t d) {
+    a.store(a.load(std::memory_order_relaxed) - d, std::memory_order_relaxed);
   }
   std::atomic<std::uint64_t> waste_{0}, live_{0}, allocs_{0}, frees_{0};
 };
