@@ -4,7 +4,9 @@
 //   host_gbps: Spillway evicting blocks to its host tier (copy + remap) and prefetching them
 //              back, the same bytes in the same block size;
 //   nvme (with --nvme-dir): blocks evicted to the NVMe tier and read back, against plain
-//              io_uring O_DIRECT on the same directory (offload::RawIoThroughput).
+//              io_uring O_DIRECT on the same directory (offload::RawIoThroughput);
+//   remapping: the driver's calls per page, their scaling over threads, and whether they hold
+//              up launches made meanwhile from another thread (bench/launch_remap.h).
 // Medians of --reps repetitions. Prints a table and writes --json FILE.
 //   offload_bench [--gib 8] [--block-mib 256] [--reps 3] [--nvme-dir DIR] [--nvme-gib 4]
 //                 [--json FILE]
@@ -25,6 +27,7 @@
 #include "allocator/allocator.h"
 #include "allocator/error.h"
 #include "allocator/prim/cuda_backend.h"
+#include "bench/launch_remap.h"
 #include "offload/nvme_store.h"
 #include "offload/pager.h"
 
@@ -262,7 +265,8 @@ int main(int argc, char** argv) {
       for (Range& r : rs) {
         ok = ok && be.reserve(0, np * g, g, &r.va).ok();
         r.h.resize(np);
-        for (auto& h : r.h) ok = ok && be.create({spillway::prim::LocationKind::kDevice, 0}, g, &h).ok();
+        for (auto& h : r.h)
+          ok = ok && be.create({spillway::prim::LocationKind::kDevice, 0}, g, &h).ok();
       }
       if (ok) {
         std::atomic<bool> go{false};
@@ -293,6 +297,10 @@ int main(int argc, char** argv) {
       }
     }
   }
+  spillway::bench::LaunchRemap lr;
+  std::string lr_why;
+  const bool lr_ok = spillway::bench::MeasureLaunchWhileRemapping(alloc->backend(), &lr, &lr_why);
+  if (!lr_ok) std::fprintf(stderr, "offload_bench: launches while remapping: %s\n", lr_why.c_str());
   const double remap_s = static_cast<double>(pg->counters().remap_ns.load()) / 1e9 / (a.reps + 1);
   const double pcie_d2h = Median(d2h), pcie_h2d = Median(h2d);
   const double host_evict = Median(evict), host_fetch = Median(fetch);
@@ -348,9 +356,16 @@ int main(int argc, char** argv) {
               remap_s);
   for (const OpCost& o : ops) std::printf("    %-40s %8.1f us/page\n", o.what, o.us_per_page);
   for (const auto& [t, us] : remap_scaling)
-    std::printf("    remap (map+access+unmap), %d thread%s    %8.1f us/page aggregate (%.2fx one "
-                "thread)\n",
-                t, t == 1 ? " " : "s", us, remap_scaling.front().second / us);
+    std::printf(
+        "    remap (map+access+unmap), %d thread%s    %8.1f us/page aggregate (%.2fx one "
+        "thread)\n",
+        t, t == 1 ? " " : "s", us, remap_scaling.front().second / us);
+  if (lr_ok)
+    std::printf(
+        "    launch of an empty kernel: %.2f us alone, %.2f us (slowest batch %.2f) while "
+        "another thread remaps (%.1f us/page meanwhile)\n",
+        lr.launch_us_alone, lr.launch_us_remapping, lr.launch_us_max_remapping,
+        lr.remap_us_per_page);
   if (!a.nvme_dir.empty()) {
     std::printf("  %-34s %8.2f GB/s  raw %.2f  (%.3f)\n", "nvme write (host->file)", nvme_w, raw_w,
                 nvme_w / raw_w);
@@ -373,6 +388,11 @@ int main(int argc, char** argv) {
     for (std::size_t i = 0; i < remap_scaling.size(); ++i)
       j << (i ? ", " : "") << "\"" << remap_scaling[i].first << "\": " << remap_scaling[i].second;
     j << "}";
+    if (lr_ok)
+      j << ",\n \"launch_while_remapping\": {\"launch_us_alone\": " << lr.launch_us_alone
+        << ", \"launch_us_remapping\": " << lr.launch_us_remapping
+        << ", \"launch_us_max_remapping\": " << lr.launch_us_max_remapping
+        << ", \"remap_us_per_page\": " << lr.remap_us_per_page << "}";
     if (!a.nvme_dir.empty())
       j << ",\n \"nvme\": {\"nvme_gbps\": {\"write\": " << nvme_w << ", \"read\": " << nvme_r
         << "}, \"nvme_raw_gbps\": {\"write\": " << raw_w << ", \"read\": " << raw_r

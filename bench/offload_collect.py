@@ -47,6 +47,8 @@ def main():
             "target": "evict and prefetch >= 0.9 of pinned memcpy",
             "met": min(bench["host_over_pcie_tracked"].values()) >= 0.9,
             "remap_s_per_round_trip": bench.get("remap_s_per_round_trip"),
+            "remap_us_per_page_by_threads": bench.get("remap_us_per_page_by_threads"),
+            "launch_while_remapping": bench.get("launch_while_remapping"),
             "block_bytes": bench["block_bytes"], "blocks": bench["blocks"]}
         if "nvme" in bench:
             n = bench["nvme"]
