@@ -415,7 +415,7 @@ void Allocator::start_tracking() {
       },
       this);
   // Prints why once and returns false when CUPTI cannot be had: then no index at all.
-  if (!tracker::StartTracking(index.get(), nvtx_mark, this)) return;
+  if (!tracker::StartTracking(index.get(), nvtx_mark, this, cfg_.track_launches_cupti)) return;
   if (cfg_.kernels) {
     std::string why;
     auto sink = [](void* self, int device, std::uint64_t start, std::uint64_t end,

@@ -374,6 +374,16 @@ void Pager::complete_locked(Move& m) {
   trace_move(trace::Kind::kEvict, m.p, m.bytes, ns, trace::kTierDevice, trace::kTierHost, false);
 }
 
+void Pager::finish_fast_eviction_locked(std::uint64_t move) {
+  // Copies finish in order, so polling completes it and those before.
+  for (const Move& m : moves_)
+    if (m.fast && m.id == move) {
+      backend_.event_synchronize(m.done);
+      poll_locked(false);
+      return;
+    }
+}
+
 void Pager::poll_locked(bool block) {
   while (!moves_.empty()) {
     Move& m = moves_.front();
@@ -454,14 +464,7 @@ spillway_status Pager::swap_locked(Entry& e, const prim::PhysHandle* in, bool ho
 spillway_status Pager::host_to_device_locked(Entry& e, prim::Stream s, bool demand, bool fenced,
                                              bool retried, bool speculative) {
   const std::uint64_t t0 = MonotonicNs();
-  // A fast eviction of this block still copying out of its VA: let it finish first (its VA is
-  // about to be remapped). Copies finish in order, so polling completes it and those before.
-  for (const Move& m : moves_)
-    if (m.fast && m.id == e.move) {
-      backend_.event_synchronize(m.done);
-      poll_locked(false);
-      break;
-    }
+  finish_fast_eviction_locked(e.move);  // its VA is about to be remapped
   // The host pages are about to be unmapped: no queued work may still read them.
   if (e.mapped && !fenced && !retried)
     if (spillway_status st = fence_cpu_locked(e, nullptr, false); st != SPILLWAY_OK) return st;
@@ -648,30 +651,22 @@ spillway_status Pager::access_in_place(std::uintptr_t p, prim::Stream stream) {
     lk.unlock();
     return prefetch(p, stream, true);
   }
-  const std::uint64_t t0 = MonotonicNs();
-  bool waited = false;
-  if (!it->second.mapped) {
-    // A fast eviction still copying out of the VA: let it finish (it unmaps the device chunks
-    // there), then map the host chunks in their place.
-    const std::uint64_t move = it->second.move;
-    for (const Move& m : moves_)
-      if (m.fast && m.id == move) {
-        backend_.event_synchronize(m.done);
-        poll_locked(false);
-        break;
-      }
+  if (!it->second.mapped) {  // map the host chunks at the VA (the launch waits: a stall)
+    const std::uint64_t t0 = MonotonicNs();
+    finish_fast_eviction_locked(it->second.move);  // it unmaps the device chunks there
     it = entries_.find(p);
     if (it == entries_.end() || it->second.state != Residency::kHost) {
       lk.unlock();
       return prefetch(p, stream, true);
     }
     map_host_locked(it->second);
-    waited = true;
     if (!it->second.mapped) {
       lk.unlock();
       return prefetch(p, stream, true);  // said by swap_locked's failure; a copy back instead
     }
     counters_.in_place_maps.fetch_add(1, std::memory_order_relaxed);
+    counters_.stalls.fetch_add(1, std::memory_order_relaxed);
+    counters_.stall_ns.fetch_add(MonotonicNs() - t0, std::memory_order_relaxed);
   }
   it->second.in_place = true;
   // The kernel about to be enqueued writes the host pages, and its access is already counted:
@@ -679,10 +674,6 @@ spillway_status Pager::access_in_place(std::uintptr_t p, prim::Stream stream) {
   // streams (fence_cpu_locked), whatever was marked before.
   it->second.access_mark = ~std::uint64_t{0};
   counters_.in_place.fetch_add(1, std::memory_order_relaxed);
-  if (waited) {
-    counters_.stalls.fetch_add(1, std::memory_order_relaxed);
-    counters_.stall_ns.fetch_add(MonotonicNs() - t0, std::memory_order_relaxed);
-  }
   set_active_locked();
   return SPILLWAY_OK;  // still marked away: every launch that names it asks again
 }

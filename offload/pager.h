@@ -206,6 +206,9 @@ class Pager {
   std::uint64_t make_room_locked(std::uint64_t bytes, std::uintptr_t except);
   void complete_locked(Move& m);
   void poll_locked(bool block);
+  // The fast eviction `move` of a block still copying out of the block's VA (about to be
+  // remapped): waits for its copy and completes it (which unmaps its device chunks there).
+  void finish_fast_eviction_locked(std::uint64_t move);
   // Waits (CPU) until no queued work may touch the block's pages: its streams (tracked) or
   // every stream (strict) after the ones named in `extra`.
   spillway_status fence_cpu_locked(const Entry& e, prim::Stream extra, bool all);

@@ -950,7 +950,8 @@ std::string CuptiError(GetResultStringFn str, CUptiResult r) {
 }
 
 // Subscribes and enables the callbacks. False with *why.
-bool Start(BlockIndex* index, MarkSink marks, void* ctx, std::string* why) {
+bool Start(BlockIndex* index, MarkSink marks, void* ctx, bool cupti_launches,
+           std::string* why) {
   void* lib = OpenCupti(why);
   if (lib == nullptr) return false;
   auto sym = [lib](const char* name) { return prim::RealDlsym(lib, name); };
@@ -1002,8 +1003,8 @@ bool Start(BlockIndex* index, MarkSink marks, void* ctx, std::string* why) {
   }
   st->sub = sub;
   st->enable = enable;
-  if (const char* v = std::getenv("SPILLWAY_TRACK_LAUNCHES"); v != nullptr && std::strcmp(v, "cupti") == 0) {
-    st->allow_hooks_only = false;  // validated by ParseConfig: auto or cupti
+  if (cupti_launches) {
+    st->allow_hooks_only = false;
     st->launch_cb.store(kCupti, std::memory_order_relaxed);
   }
   // The hooks take launches from here on: a launch CUPTI sees from now on and no hook took
@@ -1119,11 +1120,11 @@ void KeepCuptiLaunchCallbacks() {
   st->launch_cb.store(kCupti, std::memory_order_relaxed);
 }
 
-bool StartTracking(BlockIndex* index, MarkSink marks, void* ctx) {
+bool StartTracking(BlockIndex* index, MarkSink marks, void* ctx, bool cupti_launches) {
   std::lock_guard<std::mutex> lk(g_start_mu);
   if (g_start_result < 0) {
     std::string why;
-    g_start_result = index != nullptr && Start(index, marks, ctx, &why) ? 1 : 0;
+    g_start_result = index != nullptr && Start(index, marks, ctx, cupti_launches, &why) ? 1 : 0;
     if (g_start_result == 0) {
       if (index == nullptr) why = "no block index";
       std::fprintf(stderr, "spillway: CUPTI unavailable (%s): running without tracking\n",

@@ -248,8 +248,10 @@ void ScanDirect(BlockIndex& index, const std::uint64_t* ptrs, std::size_t n, con
 // library, no driver, another subscriber such as Nsight), prints once on stderr
 // "spillway: CUPTI unavailable (why): running without tracking" and returns false, then and on
 // every later call. Never aborts. NVTX ranges and marks go to `marks` (with `ctx`) as marks;
-// nullptr: NVTX callbacks are not enabled.
-bool StartTracking(BlockIndex* index, MarkSink marks = nullptr, void* ctx = nullptr);
+// nullptr: NVTX callbacks are not enabled. `cupti_launches` (SPILLWAY_TRACK_LAUNCHES=cupti,
+// Config::track_launches_cupti): launches are seen through CUPTI's callbacks alone, for good.
+bool StartTracking(BlockIndex* index, MarkSink marks = nullptr, void* ctx = nullptr,
+                   bool cupti_launches = false);
 bool TrackingActive();
 // The libcupti the running tracker loaded (kernel_activity.h uses it), or nullptr.
 void* CuptiLibrary();
