@@ -17,7 +17,8 @@
 # offload_torch: PyTorch models under a budget (OFFLOAD_MODELS=ga,activations; GA_SWEEP_RATIOS
 #        for more footprint/budget ratios; GA_NVME_HOST_LIMIT for ga with the host tier capped,
 #        spilling to NVMe, GA_NVME_OPTIMIZER=fused for it with fused AdamW; GA_FUSED=1 for ga with
-#        fused AdamW too).
+#        fused AdamW too; GA_ACCUM for more micro-batches per optimizer step than 8).
+# offload_kernels: per-kernel GPU times of ga unconstrained and under the budget, side by side.
 set -uo pipefail
 stage=${1:?usage: gpu-check.sh STAGE[,STAGE...] OUTDIR [BUILD]}
 out=${2:?usage: gpu-check.sh STAGE[,STAGE...] OUTDIR [BUILD]}
@@ -152,25 +153,27 @@ if want offload_torch; then
   for model in ${OFFLOAD_MODELS:-ga}; do
     steps=${OFFLOAD_STEPS:-6}
     [ "$model" = ga ] && steps=${GA_STEPS:-$steps}
+    acc=()  # GA_ACCUM: micro-batches per optimizer step for every ga run (offload_train.py: 8)
+    [ "$model" = ga ] && [ -n "${GA_ACCUM:-}" ] && acc=(--accum "$GA_ACCUM")
     step ${model}_free env SPILLWAY_STATS=1 "$build/spillway" run -- python3 \
-      bench/torch/offload_train.py --model $model --steps $steps --warmup 2 \
+      bench/torch/offload_train.py --model $model "${acc[@]}" --steps $steps --warmup 2 \
       --json "$out/${model}_free.json"
     budget=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(int(d['spillway']['peak_reserved_bytes'] / ${OFFLOAD_RATIO:-2}))" "$out/${model}_free.json" 2>/dev/null)
     [ -n "$budget" ] || continue
     step ${model}_budget timeout ${OFFLOAD_TIMEOUT:-300} env SPILLWAY_STATS=1 "$build/spillway" run \
-      --budget "$budget" --offload --track -- python3 bench/torch/offload_train.py --model $model \
+      --budget "$budget" --offload --track -- python3 bench/torch/offload_train.py --model $model "${acc[@]}" \
       --steps $steps --warmup 2 --json "$out/${model}_budget.json"
     tail -n 4 "$out/${model}_free.log" "$out/${model}_budget.log"
     if [ "$model" = ga ] && [ -n "${GA_FUSED:-}" ]; then
       # ga_fused: the same model with fused AdamW (one pass over the states a step instead of
       # foreach's five), unconstrained and at the same footprint/budget ratio.
       step ga_fused_free env SPILLWAY_STATS=1 "$build/spillway" run -- python3 \
-        bench/torch/offload_train.py --model ga --optimizer fused --steps $steps --warmup 2 \
+        bench/torch/offload_train.py --model ga "${acc[@]}" --optimizer fused --steps $steps --warmup 2 \
         --json "$out/ga_fused_free.json"
       fb=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(int(d['spillway']['peak_reserved_bytes'] / ${OFFLOAD_RATIO:-2}))" "$out/ga_fused_free.json" 2>/dev/null)
       [ -n "$fb" ] && step ga_fused_budget timeout ${OFFLOAD_TIMEOUT:-300} env SPILLWAY_STATS=1 \
         "$build/spillway" run --budget "$fb" --offload --track -- python3 \
-        bench/torch/offload_train.py --model ga --optimizer fused --steps $steps --warmup 2 \
+        bench/torch/offload_train.py --model ga "${acc[@]}" --optimizer fused --steps $steps --warmup 2 \
         --json "$out/ga_fused_budget.json"
       tail -n 2 "$out/ga_fused_budget.log"
     fi
@@ -183,7 +186,7 @@ if want offload_torch; then
       [ "${GA_NVME_OPTIMIZER:-foreach}" = fused ] && [ -n "${fb:-}" ] && nb=$fb
       step ga_nvme timeout ${OFFLOAD_TIMEOUT:-300} env SPILLWAY_STATS=1 SPILLWAY_NVME_PATH="$nvme_dir" \
         SPILLWAY_HOST_LIMIT="$GA_NVME_HOST_LIMIT" "$build/spillway" run --budget "$nb" --offload \
-        --track --report "$out/ga_nvme_report" -- python3 bench/torch/offload_train.py --model ga \
+        --track --report "$out/ga_nvme_report" -- python3 bench/torch/offload_train.py --model ga "${acc[@]}" \
         --optimizer ${GA_NVME_OPTIMIZER:-foreach} --steps ${GA_NVME_STEPS:-4} --warmup 1 \
         --json "$out/ga_nvme.json"
       tail -n 3 "$out/ga_nvme.log"
@@ -194,7 +197,7 @@ if want offload_torch; then
       for r in ${GA_SWEEP_RATIOS:-}; do
         b=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(int(d['spillway']['peak_reserved_bytes'] / $r))" "$out/ga_free.json")
         step ga_budget_r$r timeout ${OFFLOAD_TIMEOUT:-300} env SPILLWAY_STATS=1 "$build/spillway" \
-          run --budget "$b" --offload --track -- python3 bench/torch/offload_train.py --model ga \
+          run --budget "$b" --offload --track -- python3 bench/torch/offload_train.py --model ga "${acc[@]}" \
           --steps ${GA_SWEEP_STEPS:-6} --warmup 2 --json "$out/ga_budget_r$r.json"
         tail -n 2 "$out/ga_budget_r$r.log"
       done
@@ -211,6 +214,25 @@ if want offload_torch; then
         --warmup 2 --json "$out/spillway_at_soc.json"
     fi
   done
+fi
+if want offload_kernels; then
+  # Where ga's GPU time goes under the budget: per-kernel times (CUPTI activity records,
+  # SPILLWAY_KERNELS=1) of a few optimizer steps unconstrained and at half the peak, side by side
+  # (scripts/kernel_times.py). KERNELS_OPTIMIZER=fused|foreach (default fused).
+  opt=${KERNELS_OPTIMIZER:-fused}
+  acc=()
+  [ -n "${GA_ACCUM:-}" ] && acc=(--accum "$GA_ACCUM")
+  step kernels_ga_free env SPILLWAY_TRACK=1 SPILLWAY_KERNELS=1 SPILLWAY_STATS=1 "$build/spillway" \
+    run --report "$out/kernels_ga_free" -- python3 bench/torch/offload_train.py --model ga \
+    "${acc[@]}" --optimizer "$opt" --steps 3 --warmup 1 --json "$out/kernels_ga_free.json"
+  kb=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(int(d['spillway']['peak_reserved_bytes'] / ${OFFLOAD_RATIO:-2}))" "$out/kernels_ga_free.json" 2>/dev/null)
+  [ -n "$kb" ] && step kernels_ga_budget timeout ${OFFLOAD_TIMEOUT:-300} env SPILLWAY_KERNELS=1 \
+    SPILLWAY_STATS=1 "$build/spillway" run --budget "$kb" --offload --track \
+    --report "$out/kernels_ga_budget" -- python3 bench/torch/offload_train.py --model ga \
+    "${acc[@]}" --optimizer "$opt" --steps 3 --warmup 1 --json "$out/kernels_ga_budget.json"
+  step kernel_times python3 scripts/kernel_times.py "$out/kernels_ga_free/trace.json" \
+    "$out/kernels_ga_budget/trace.json" --top 12 --json "$out/kernel_times.json"
+  cat "$out/kernel_times.log"
 fi
 if want tracker_diag; then
   # Where the tracker's and the log's cost goes (GPT-2, length 1024), runs interleaved: the
