@@ -638,17 +638,9 @@ spillway_status Pager::prefetch(std::uintptr_t p, prim::Stream stream, bool dema
 }
 
 spillway_status Pager::access_in_place(std::uintptr_t p, prim::Stream stream) {
-  const tracker::BlockSummary sum = summary_of(p);
-  if (opt_.safety != Safety::kTracked || !sum.streamed_only) return prefetch(p, stream, true);
-  std::unique_lock<std::mutex> lk(mu_);
-  // Used once per iteration (its period among the longest seen): leave it where it lies. A block
-  // used more often (a parameter that autocast casts every micro-batch) would cross the link at
-  // each use: it comes back instead.
-  longest_period_ = std::max(longest_period_, sum.period);
-  if (sum.period == 0 || sum.period < longest_period_ / 4 * 3) {
-    lk.unlock();
+  if (opt_.safety != Safety::kTracked || !summary_of(p).streamed_only)
     return prefetch(p, stream, true);
-  }
+  std::unique_lock<std::mutex> lk(mu_);
   poll_locked(false);
   auto it = entries_.find(p);
   if (it == entries_.end() || it->second.state != Residency::kHost) {

@@ -92,11 +92,9 @@ class Pager {
   // A streaming kernel's launch (tracker::KernelStreams) on `stream` names p, which is not on
   // the device. Tracked mode, for a block that only streaming operations have used
   // (BlockSummary::streamed_only: an optimizer state, which only a foreach optimizer's kernels
-  // and fills touch) and that is used once per iteration (its period, BlockSummary::period, at
-  // least 3/4 of the longest period seen: a parameter that autocast casts every micro-batch
-  // has a shorter one and would cross the link at each use): it stays off the device, and the
-  // kernel reads and writes it over the link, which is what a copy back would cost, without the
-  // remaps, the device room and the copy back out. On the host, its chunks are mapped at its VA (once: they stay
+  // and fills touch): it stays off the device, and the kernel reads and writes it over the link
+  // at the link's speed, which is what a copy back would cost, without the remaps, the device
+  // room and the copy back out. On the host, its chunks are mapped at its VA (once: they stay
   // mapped, so later steps pay nothing). Any other block (and every block in strict mode, one
   // moving out, or one on NVMe) is brought back as prefetch(demand).
   spillway_status access_in_place(std::uintptr_t p, prim::Stream stream);
@@ -202,9 +200,6 @@ class Pager {
   std::unordered_map<std::uintptr_t, std::uintptr_t> next_after_;
   std::uintptr_t last_demand_ = 0;
   std::unordered_set<std::uintptr_t> speculated_;  // brought back ahead, not yet asked for
-  // The longest period (BlockSummary::period) of the blocks seen by make_room and
-  // access_in_place: about an iteration (an optimizer step, with gradient accumulation).
-  std::uint64_t longest_period_ = 0;
   spillway_status swap_locked(Entry& e, const prim::PhysHandle* in, bool host,
                               std::vector<prim::PhysHandle>* old);
   spillway_status offload_locked(std::uintptr_t p, const Geometry& g, trace::Tier to, bool wait);

@@ -188,10 +188,7 @@ std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except
   });
   // Advised first; then the block whose next use is furthest away (NextUseDistance), largest
   // first among equals (and without a tracker, where nothing is known).
-  for (Cand& c : cands) {
-    c.dist = NextUseDistance(c.sum, newest);
-    longest_period_ = std::max(longest_period_, c.sum.period);  // for access_in_place
-  }
+  for (Cand& c : cands) c.dist = NextUseDistance(c.sum, newest);
 #ifdef SPILLWAY_DIAG_VICTIM_LRU  // diagnostic builds only: least recently used, as before
   for (Cand& c : cands) c.dist = c.last == 0 ? INT64_MAX : static_cast<std::int64_t>(newest - c.last);
 #endif
