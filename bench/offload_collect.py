@@ -17,6 +17,29 @@ def load(d, name):
     return json.loads(p.read_text()) if p.exists() else None
 
 
+def sweep_into(res, free, bud, d, pattern):
+    """The sweep (gpu-check GA_SWEEP_RATIOS): each footprint/budget ratio tried (the main run and
+    the files matching `pattern`), and the largest at which throughput stayed >= 0.9 (None when
+    none did; only the ratios tried are known)."""
+    sweep = [{"footprint_over_budget": res["footprint_over_budget"],
+              "throughput_ratio": res["throughput_ratio"],
+              "losses_match": res["losses_match"], "optimizer_steps": len(bud["losses"])}]
+    for p in sorted(Path(d).glob(pattern)):
+        r = json.loads(p.read_text())
+        n = len(r["losses"])
+        sweep.append({"footprint_over_budget": free["spillway"]["peak_reserved_bytes"] / int(r["budget"]),
+                      "throughput_ratio": r["tokens_per_s"] / free["tokens_per_s"],
+                      "losses_match": r["losses"] == free["losses"][:n], "optimizer_steps": n,
+                      "stall_fraction": stall_fraction(r), "prefetch_hit_rate": hit_rate(r),
+                      "offload": r["offload"]})
+    sweep.sort(key=lambda x: x["footprint_over_budget"])
+    ok = [x["footprint_over_budget"] for x in sweep if x["throughput_ratio"] >= 0.9 and x["losses_match"]]
+    res["sweep"] = sweep
+    res["max_footprint_over_budget_at_0_9"] = max(ok) if ok else None
+    res["max_footprint_note"] = ("largest of the ratios tried (not bisected)" if ok else
+                                 "no ratio tried kept throughput >= 0.9")
+
+
 def stall_fraction(run):
     o = run["offload"]
     return o["stall_ns"] / 1e9 / sum(run["step_s"]) if run.get("step_s") else None
@@ -71,24 +94,7 @@ def main():
             "stall_fraction": stall_fraction(bud), "prefetch_hit_rate": hit_rate(bud),
             "offload": bud["offload"],
             "target": "throughput_ratio >= 0.9", "met": bud["tokens_per_s"] / free["tokens_per_s"] >= 0.9}
-        # The sweep (gpu-check GA_SWEEP_RATIOS): each ratio tried, and the largest at which
-        # throughput stayed >= 0.9 (None when none did; only the ratios tried are known).
-        sweep = [{"footprint_over_budget": res["ga"]["footprint_over_budget"],
-                  "throughput_ratio": res["ga"]["throughput_ratio"],
-                  "losses_match": res["ga"]["losses_match"], "optimizer_steps": len(bud["losses"])}]
-        for p in sorted(Path(d).glob("ga_budget_r*.json")):
-            r = json.loads(p.read_text())
-            n = len(r["losses"])
-            sweep.append({"footprint_over_budget": free["spillway"]["peak_reserved_bytes"] / int(r["budget"]),
-                          "throughput_ratio": r["tokens_per_s"] / free["tokens_per_s"],
-                          "losses_match": r["losses"] == free["losses"][:n], "optimizer_steps": n,
-                          "stall_fraction": stall_fraction(r), "prefetch_hit_rate": hit_rate(r)})
-        sweep.sort(key=lambda x: x["footprint_over_budget"])
-        ok = [x["footprint_over_budget"] for x in sweep if x["throughput_ratio"] >= 0.9 and x["losses_match"]]
-        res["ga"]["sweep"] = sweep
-        res["ga"]["max_footprint_over_budget_at_0_9"] = max(ok) if ok else None
-        res["ga"]["max_footprint_note"] = ("largest of the ratios tried (not bisected)" if ok else
-                                          "no ratio tried kept throughput >= 0.9")
+        sweep_into(res["ga"], free, bud, d, "ga_budget_r*.json")
     ff, fb = load(d, "ga_fused_free.json"), load(d, "ga_fused_budget.json")
     if ff and fb:
         res["ga_fused"] = {
@@ -101,6 +107,7 @@ def main():
             "losses_match": ff["losses"] == fb["losses"],
             "stall_fraction": stall_fraction(fb), "prefetch_hit_rate": hit_rate(fb),
             "offload": fb["offload"]}
+        sweep_into(res["ga_fused"], ff, fb, d, "ga_fused_budget_r*.json")
     gn = load(d, "ga_nvme.json")
     rep = load(d, "ga_nvme_report/report.json")
     if gn and gn.get("optimizer", "foreach") == "fused":
@@ -157,7 +164,8 @@ def main():
         if k in res:
             v = res[k]
             short = {x: v[x] for x in ("throughput_ratio", "link_efficiency", "speedup", "met",
-                                       "over_pcie_tracked", "ratio", "losses_match")
+                                       "over_pcie_tracked", "ratio", "losses_match",
+                                       "max_footprint_over_budget_at_0_9")
                      if x in v}
             print(f"{k:16s} {short}")
 

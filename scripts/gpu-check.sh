@@ -194,12 +194,18 @@ if want offload_torch; then
     if [ "$model" = ga ]; then
       # max_footprint_over_budget_at_0_9: the same model at smaller footprint/budget ratios
       # (fewer optimizer steps; their losses are compared with the unconstrained run's first ones).
+      # With GA_FUSED, fused AdamW's runs too (ga_fused_budget_r*, against ga_fused_free).
       for r in ${GA_SWEEP_RATIOS:-}; do
-        b=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(int(d['spillway']['peak_reserved_bytes'] / $r))" "$out/ga_free.json")
-        step ga_budget_r$r timeout ${OFFLOAD_TIMEOUT:-300} env SPILLWAY_STATS=1 "$build/spillway" \
-          run --budget "$b" --offload --track -- python3 bench/torch/offload_train.py --model ga "${acc[@]}" \
-          --steps ${GA_SWEEP_STEPS:-6} --warmup 2 --json "$out/ga_budget_r$r.json"
-        tail -n 2 "$out/ga_budget_r$r.log"
+        for o in foreach ${GA_FUSED:+fused}; do
+          n=ga; [ $o = fused ] && n=ga_fused
+          [ -f "$out/${n}_free.json" ] || continue
+          b=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(int(d['spillway']['peak_reserved_bytes'] / $r))" "$out/${n}_free.json")
+          step ${n}_budget_r$r timeout ${OFFLOAD_TIMEOUT:-300} env SPILLWAY_STATS=1 "$build/spillway" \
+            run --budget "$b" --offload --track -- python3 bench/torch/offload_train.py --model ga \
+            "${acc[@]}" --optimizer $o --steps ${GA_SWEEP_STEPS:-6} --warmup 2 \
+            --json "$out/${n}_budget_r$r.json"
+          tail -n 2 "$out/${n}_budget_r$r.log"
+        done
       done
     fi
     if [ "$model" = activations ]; then
