@@ -542,8 +542,8 @@ std::string Allocator::summary() {
                     " stalls, %.1f ms stalled), %" PRIu64 " cancelled, %" PRIu64 " errors\n"
                     "    traffic           to host %.1f MiB, from host %.1f MiB, to nvme %.1f "
                     "MiB (%" PRIu64 " blocks spilled from a full host tier), from nvme %.1f MiB; "
-                    "%" PRIu64 " used in place by streaming kernels (%" PRIu64 " mapped for it); "
-                    "safety %s\n",
+                    "%" PRIu64 " used in place by streaming kernels (%" PRIu64 " mapped for it, %" PRIu64
+                    " brought back instead); safety %s\n",
                     static_cast<double>(pg->host_bytes()) / mib,
                     static_cast<double>(pg->nvme_bytes()) / mib, ld(k.evictions), ld(k.fetches),
                     ld(k.prefetches), ld(k.stalls), static_cast<double>(ld(k.stall_ns)) / 1e6,
@@ -551,7 +551,7 @@ std::string Allocator::summary() {
                     static_cast<double>(ld(k.bytes_from_host)) / mib,
                     static_cast<double>(ld(k.bytes_to_nvme)) / mib, ld(k.spills),
                     static_cast<double>(ld(k.bytes_from_nvme)) / mib, ld(k.in_place),
-                    ld(k.in_place_maps),
+                    ld(k.in_place_maps), ld(k.in_place_returns),
                     pg->safety() == offload::Safety::kTracked ? "tracked" : "strict");
       r += buf;
     }

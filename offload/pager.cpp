@@ -638,11 +638,17 @@ spillway_status Pager::prefetch(std::uintptr_t p, prim::Stream stream, bool dema
 }
 
 spillway_status Pager::access_in_place(std::uintptr_t p, prim::Stream stream) {
-  if (opt_.safety != Safety::kTracked || !summary_of(p).streamed_only)
-    return prefetch(p, stream, true);
+  const tracker::BlockSummary sum = summary_of(p);
+  if (opt_.safety != Safety::kTracked || !sum.streamed_only) return prefetch(p, stream, true);
   std::unique_lock<std::mutex> lk(mu_);
   poll_locked(false);
   auto it = entries_.find(p);
+  if (it != entries_.end() && it->second.state == Residency::kHost &&
+      wanted_back_locked(sum, it->second.pages * gran_)) {
+    counters_.in_place_returns.fetch_add(1, std::memory_order_relaxed);
+    lk.unlock();
+    return prefetch(p, stream, true);
+  }
   if (it == entries_.end() || it->second.state != Residency::kHost) {
     // On the device, arriving or leaving: as a demand. On NVMe too: it would hold host chunks
     // for as long as the launch runs, and a launch's blocks may not all fit in the host tier

@@ -66,7 +66,9 @@ struct PagerCounters {
       prefetch_hits{0},
       spills{0},      // host blocks moved on to NVMe because the host tier was full
       in_place{0},    // blocks a streaming launch used where they lay (access_in_place)
-      in_place_maps{0};  // of those, host blocks whose chunks were mapped at their VA for it
+      in_place_maps{0},  // of those, host blocks whose chunks were mapped at their VA for it
+      in_place_returns{0};  // streamed-only blocks brought back instead (wanted back sooner
+                            // than a block on the device: Pager::wanted_back_locked)
 };
 
 class Pager {
@@ -92,11 +94,14 @@ class Pager {
   // A streaming kernel's launch (tracker::KernelStreams) on `stream` names p, which is not on
   // the device. Tracked mode, for a block that only streaming operations have used
   // (BlockSummary::streamed_only: an optimizer state, which only a foreach optimizer's kernels
-  // and fills touch): it stays off the device, and the kernel reads and writes it over the link
-  // at the link's speed, which is what a copy back would cost, without the remaps, the device
-  // room and the copy back out. On the host, its chunks are mapped at its VA (once: they stay
-  // mapped, so later steps pay nothing). Any other block (and every block in strict mode, one
-  // moving out, or one on NVMe) is brought back as prefetch(demand).
+  // and fills touch): it stays off the device, and the kernel reads and writes it over the link,
+  // which is what a copy back would cost, without the remaps, the device room and the copy back
+  // out. On the host, its chunks are mapped at its VA (once: they stay mapped, so later steps pay
+  // nothing). Unless it is wanted back (wanted_back_locked: it will be used again sooner than
+  // the device blocks that would make room for it; an fp32 parameter that autocast casts at
+  // every micro-batch, evicted at the first optimizer step while the states were new). Any other
+  // block (and every block in strict mode, one moving out, or one on NVMe) is brought back as
+  // prefetch(demand).
   spillway_status access_in_place(std::uintptr_t p, prim::Stream stream);
   spillway_status advise(std::uintptr_t p, Advice a);
   // Tracked -> strict, for good (a launch the tracker could not decode): blocks on the host get
@@ -200,6 +205,24 @@ class Pager {
   std::unordered_map<std::uintptr_t, std::uintptr_t> next_after_;
   std::uintptr_t last_demand_ = 0;
   std::unordered_set<std::uintptr_t> speculated_;  // brought back ahead, not yet asked for
+  // The victims make_room would take, in order (advised first, then furthest next use); `except`
+  // and, inside a launch being issued, its own blocks left out. *newest: the newest operation.
+  struct Victim {
+    std::uintptr_t p;
+    std::uint64_t size;
+    std::uint64_t last;  // last access (tracker's operation number); 0 = never / unknown
+    bool first;          // advised kEvictFirst
+    tracker::BlockSummary sum;
+    std::int64_t dist = 0;  // NextUseDistance
+  };
+  std::vector<Victim> victims_locked(std::uintptr_t except, std::uint64_t* newest);
+  // Belady's rule at a streaming use of a block off the device: true when making room for its
+  // `bytes` would evict only blocks needed later than it is needed again (its longest period).
+  // The victims' order is cached for kBurstGap / 2 operations (a guess either way: it changes
+  // speed, never what a kernel reads).
+  bool wanted_back_locked(const tracker::BlockSummary& s, std::uint64_t bytes);
+  std::vector<std::pair<std::uint64_t, std::int64_t>> victim_order_;  // (bytes so far, dist)
+  std::uint64_t victim_order_seq_ = 0;
   spillway_status swap_locked(Entry& e, const prim::PhysHandle* in, bool host,
                               std::vector<prim::PhysHandle>* old);
   spillway_status offload_locked(std::uintptr_t p, const Geometry& g, trace::Tier to, bool wait);

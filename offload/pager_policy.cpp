@@ -146,22 +146,14 @@ std::uint64_t Pager::make_room(std::uint64_t bytes, std::uintptr_t except) {
   return make_room_locked(bytes, except);
 }
 
-std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except) {
-  struct Cand {
-    std::uintptr_t p;
-    std::uint64_t size;
-    std::uint64_t last;  // last access (tracker's operation number); 0 = never / unknown
-    bool first;          // advised kEvictFirst
-    tracker::BlockSummary sum;
-    std::int64_t dist = 0;  // NextUseDistance
-  };
-  std::vector<Cand> cands;
+std::vector<Pager::Victim> Pager::victims_locked(std::uintptr_t except, std::uint64_t* newest_out) {
+  std::vector<Victim> cands;
   heap_.for_each_large_block([&](std::uintptr_t p, std::size_t size) {
     if (p != except && size >= 2 * gran_) cands.push_back({p, size, 0, false, {}});
   });
   if (opt_.index != nullptr) {
     auto lk = opt_.index->read_lock();
-    for (Cand& c : cands)
+    for (Victim& c : cands)
       if (const tracker::Block* b = opt_.index->find(c.p)) {
         c.sum = b->summary();
         c.last = c.sum.last_seq;
@@ -173,13 +165,13 @@ std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except
   // operation is enqueued and its blocks may go like any other (the copy waits for it): a launch
   // naming more than the budget (a foreach optimizer's) must not pin everything it named.
   std::uint64_t newest = 0;
-  for (const Cand& c : cands) newest = std::max(newest, c.last);
+  for (const Victim& c : cands) newest = std::max(newest, c.last);
   if (newest != 0 && tracker::Issuing())
-    std::erase_if(cands, [&](const Cand& c) { return c.last == newest; });
-  for (Cand& c : cands)
+    std::erase_if(cands, [&](const Victim& c) { return c.last == newest; });
+  for (Victim& c : cands)
     if (auto it = entries_.find(c.p); it != entries_.end())
       c.first = it->second.advice == Advice::kEvictFirst;
-  std::erase_if(cands, [&](const Cand& c) {
+  std::erase_if(cands, [&](const Victim& c) {
     for (const Move& m : moves_)  // being brought back (a prefetch): not a victim
       if (!m.out && m.p == c.p) return true;
     auto it = entries_.find(c.p);
@@ -188,15 +180,42 @@ std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except
   });
   // Advised first; then the block whose next use is furthest away (NextUseDistance), largest
   // first among equals (and without a tracker, where nothing is known).
-  for (Cand& c : cands) c.dist = NextUseDistance(c.sum, newest);
+  for (Victim& c : cands) c.dist = NextUseDistance(c.sum, newest);
 #ifdef SPILLWAY_DIAG_VICTIM_LRU  // diagnostic builds only: least recently used, as before
-  for (Cand& c : cands) c.dist = c.last == 0 ? INT64_MAX : static_cast<std::int64_t>(newest - c.last);
+  for (Victim& c : cands) c.dist = c.last == 0 ? INT64_MAX : static_cast<std::int64_t>(newest - c.last);
 #endif
-  std::sort(cands.begin(), cands.end(), [](const Cand& a, const Cand& b) {
+  std::sort(cands.begin(), cands.end(), [](const Victim& a, const Victim& b) {
     if (a.first != b.first) return a.first;
     if (a.dist != b.dist) return a.dist > b.dist;
     return a.size > b.size;
   });
+  if (newest_out != nullptr) *newest_out = newest;
+  return cands;
+}
+
+bool Pager::wanted_back_locked(const tracker::BlockSummary& s, std::uint64_t bytes) {
+  if (s.longest_period == 0 || s.last_seq == 0) return false;  // used in one burst so far
+  if (victim_order_.empty() || s.last_seq < victim_order_seq_ ||
+      s.last_seq - victim_order_seq_ > tracker::kBurstGap / 2) {
+    victim_order_.clear();
+    std::uint64_t sum = 0;
+    for (const Victim& v : victims_locked(s.addr, nullptr)) {
+      if (v.first) continue;  // advised: gone first either way, says nothing of next uses
+      sum += v.size;
+      victim_order_.emplace_back(sum, v.dist);
+    }
+    victim_order_seq_ = s.last_seq;
+  }
+  // The victim that would complete the room: needed later than this block is needed again?
+  for (const auto& [so_far, dist] : victim_order_)
+    if (so_far >= bytes) return dist > static_cast<std::int64_t>(s.longest_period);
+  return false;  // not enough to evict: it stays where it lies
+}
+
+std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except) {
+  victim_order_.clear();  // residency changes below
+  std::uint64_t newest = 0;
+  std::vector<Victim> cands = victims_locked(except, &newest);
   // Tracked mode: a victim whose last use is known done (progress fences) is evicted without any
   // wait: its chunks go to the heap at once, tagged with the copy. Every other victim's copy is
   // queued after its users, then all of those are completed at once (one wait, not one each).
@@ -210,7 +229,7 @@ std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except
   }
   std::uint64_t freed = 0, queued = 0;
   std::vector<std::uintptr_t> victims;
-  for (const Cand& c : cands) {
+  for (const Victim& c : cands) {
     if (freed + queued >= bytes) break;
     Geometry g{};
     if (geometry(c.p, &g) != SPILLWAY_OK) continue;

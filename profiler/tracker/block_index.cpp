@@ -35,7 +35,7 @@ void Block::reset(std::uint64_t addr, std::uint64_t size, int device) {
   more_streams_ = false;
   nonstreaming_ = false;
   count_ = 0;
-  last_t_ = last_seq_ = period_ = gap_ = 0;
+  last_t_ = last_seq_ = period_ = longest_period_ = gap_ = 0;
   touch_epoch_ = first_t_ = first_seq_ = ~std::uint64_t{0};
   for (auto& s : streams_) s = kNoStream;
   away_.store(0, std::memory_order_relaxed);
@@ -68,7 +68,10 @@ inline bool Block::record_inline(const Access& a, std::uint64_t n, bool* away) {
   last_t_ = std::max(last_t_, a.t_ns);
   if (last_seq_ != 0 && a.seq > last_seq_) {
     gap_ = a.seq - last_seq_;
-    if (gap_ > kBurstGap) period_ = gap_;
+    if (gap_ > kBurstGap) {
+      period_ = gap_;
+      longest_period_ = std::max(longest_period_, gap_);
+    }
   }
   last_seq_ = std::max(last_seq_, a.seq);
   first_t_ = std::min(first_t_, a.t_ns);
@@ -109,6 +112,7 @@ BlockSummary Block::summary() const {
     s.first_seq = first_seq_;
     s.last_seq = last_seq_;
     s.period = period_;
+    s.longest_period = longest_period_;
     s.gap = gap_;
     s.streamed_only = !nonstreaming_;
   }

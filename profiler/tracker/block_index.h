@@ -84,6 +84,10 @@ struct BlockSummary {
   // one burst. For a block used once per iteration, the iteration's length: the pager predicts
   // its next use as last_seq + period.
   std::uint64_t period = 0;
+  // The longest period seen (0 while it has had one burst): an iteration for an optimizer state
+  // that foreach AdamW sweeps in several passes (its latest period is then the gap between two
+  // passes), a micro-batch for a parameter that autocast casts at each one.
+  std::uint64_t longest_period = 0;
   // Operations between the block's last two accesses (any gap; 0 while it has had one).
   std::uint64_t gap = 0;
   std::uint32_t nstreams = 0;                   // distinct streams remembered (<= kMaxStreams)
@@ -145,6 +149,7 @@ class alignas(64) Block {
   std::uint64_t touch_epoch_ = ~std::uint64_t{0};  // epoch of the last touch
   std::uint64_t first_t_ = ~std::uint64_t{0}, first_seq_ = ~std::uint64_t{0};
   std::uint64_t period_ = 0;  // BlockSummary::period
+  std::uint64_t longest_period_ = 0;  // BlockSummary::longest_period
   std::uint64_t gap_ = 0;     // BlockSummary::gap
   std::uint64_t streams_[kMaxStreams] = {kNoStream, kNoStream, kNoStream, kNoStream};
   // Written only when the block is not reachable (reset).

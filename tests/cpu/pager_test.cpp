@@ -645,6 +645,62 @@ TEST(PagerTracked, LaunchBringsAnEvictedBlockBack) {
   EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
 }
 
+// Belady's rule at a streaming use (Pager::wanted_back_locked): an evicted streamed-only block
+// that is used again every "micro-batch" (an fp32 parameter that autocast casts each time,
+// evicted while the optimizer states were new) comes back when the block that would make room
+// for it is needed later than that (a cold block with a long period), instead of crossing the
+// link at every use; a block used once per "step" (an optimizer state) stays where it lies.
+TEST(PagerTracked, StreamedBlockUsedOftenComesBackForAColderOne) {
+  TrackedSim a(256 * kMiB, 0, 64 * kMiB);
+  prim::Stream s = a.stream();
+  Pager* pg = PagerOf(a);
+  void* master = nullptr;  // streamed only, used every micro-batch
+  void* state = nullptr;   // streamed only, used once a step
+  void* cold = nullptr;    // on the device, used once a step by a matrix product
+  for (void** p : {&master, &state, &cold})
+    ASSERT_EQ(a.alloc_on(p, 10 * kMiB, s), SPILLWAY_OK);
+  auto write = [&](void* p, std::uint64_t tag, bool streaming) {  // a kernel rewrites p
+    SimLaunch(a, p, s, streaming);
+    a.sim->enqueue(s, [p, tag] { Fill(p, 10 * kMiB, tag); });
+    a.sim->synchronize(s);
+  };
+  auto micro_batch = [&](std::uint64_t tag) {  // 100 other operations, then the cast of `master`
+    for (int i = 0; i < 50; ++i) NextSeq();
+    write(master, tag, true);
+  };
+  for (std::uint64_t step = 0; step < 2; ++step) {  // two steps of 4 micro-batches
+    write(cold, 1, false);
+    write(state, 2, true);
+    for (std::uint64_t mb = 0; mb < 4; ++mb) micro_batch(3);
+  }
+  write(cold, 1, false);  // the next step begins: cold's next use is a step (~400 ops) away
+  for (void* p : {master, state}) ASSERT_EQ(pg->offload(U(p), trace::kTierHost, true), SPILLWAY_OK);
+  // The state's use stays where it lies: the cold block is needed sooner than the state again.
+  write(state, 4, true);
+  EXPECT_EQ(pg->residency(U(state)), Residency::kHost);
+  EXPECT_EQ(pg->counters().in_place.load(), 1u);
+  EXPECT_EQ(pg->counters().in_place_returns.load(), 0u);
+  // The master copy's next cast: needed again in ~100 ops, sooner than the cold block: back.
+  std::atomic<std::size_t> bad{1};
+  for (int i = 0; i < 50; ++i) NextSeq();
+  SimLaunch(a, master, s, true);
+  a.sim->enqueue(s, [&bad, master] { bad = Mismatches(master, 10 * kMiB, 3); });
+  a.sim->synchronize(s);
+  EXPECT_EQ(bad.load(), 0u);
+  EXPECT_EQ(pg->residency(U(master)), Residency::kDevice);
+  EXPECT_EQ(pg->counters().in_place_returns.load(), 1u);
+  EXPECT_EQ(pg->counters().in_place.load(), 1u) << "the master copy was not used in place";
+  // The state, read back by a matrix product, holds what the in-place kernel wrote.
+  bad = 1;
+  SimLaunch(a, state, s, false);
+  a.sim->enqueue(s, [&bad, state] { bad = Mismatches(state, 10 * kMiB, 4); });
+  a.sim->synchronize(s);
+  EXPECT_EQ(bad.load(), 0u);
+  ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
+  for (void* p : {master, state, cold}) EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
+  EXPECT_EQ(pg->host_pool().in_use_bytes(), 0u);
+}
+
 // A streaming kernel (an optimizer's foreach kernel) that names an evicted block which only
 // streaming kernels have used (an optimizer state) uses it where it lies: the host chunks are
 // mapped at its VA once and the kernel reads and writes them over the link; nothing comes back.

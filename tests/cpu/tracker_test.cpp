@@ -150,6 +150,31 @@ TEST(BlockIndex, AccessBookkeeping) {
   EXPECT_EQ(s.last_t_ns, 1000u);
 }
 
+// Periods: accesses closer than kBurstGap operations are one burst; the period is the gap
+// before the latest burst, longest_period the longest such gap. A foreach optimizer's state:
+// five passes a step (short gaps), steps far apart.
+TEST(BlockIndex, PeriodsOfBursts) {
+  BlockIndex ix;
+  ASSERT_TRUE(ix.add(0x1000, 64, 0));
+  const std::uint64_t w[] = {0x1000};
+  auto at = [&](std::uint64_t seq) { ix.record(w, 1, Access{seq, seq, 0}); };
+  at(1);
+  at(1 + tracker::kBurstGap);  // one burst
+  auto s = ix.snapshot()[0];
+  EXPECT_EQ(s.period, 0u);
+  EXPECT_EQ(s.longest_period, 0u);
+  std::uint64_t seq = 1 + tracker::kBurstGap;
+  for (int step = 0; step < 3; ++step) {
+    seq += 5000;  // the next optimizer step
+    for (int pass = 0; pass < 5; ++pass, seq += 100) at(seq);
+    seq -= 100;
+  }
+  s = ix.snapshot()[0];
+  EXPECT_EQ(s.period, 100u) << "the gap between the last two passes";
+  EXPECT_EQ(s.longest_period, 5000u) << "the gap between steps";
+  EXPECT_EQ(s.gap, 100u);
+}
+
 // Readers (launch threads) record accesses while writers (alloc/free threads) add and remove
 // blocks: run under TSan by scripts/test.sh (the name matches its "Thread" filter).
 TEST(BlockIndex, ThreadedReadersAndWriters) {
