@@ -194,9 +194,10 @@ if want offload_torch; then
     if [ "$model" = ga ]; then
       # max_footprint_over_budget_at_0_9: the same model at smaller footprint/budget ratios
       # (fewer optimizer steps; their losses are compared with the unconstrained run's first ones).
-      # With GA_FUSED, fused AdamW's runs too (ga_fused_budget_r*, against ga_fused_free).
+      # With GA_FUSED and GA_SWEEP_FUSED, fused AdamW's runs too (ga_fused_budget_r*, against
+      # ga_fused_free).
       for r in ${GA_SWEEP_RATIOS:-}; do
-        for o in foreach ${GA_FUSED:+fused}; do
+        for o in foreach ${GA_SWEEP_FUSED:+fused}; do
           n=ga; [ $o = fused ] && n=ga_fused
           [ -f "$out/${n}_free.json" ] || continue
           b=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(int(d['spillway']['peak_reserved_bytes'] / $r))" "$out/${n}_free.json")
