@@ -619,14 +619,16 @@ spillway_status Pager::prefetch(std::uintptr_t p, prim::Stream stream, bool dema
   const std::uint64_t t0 = MonotonicNs();
   spillway_status s = SPILLWAY_OK;
   if (e.state == Residency::kMovingOut) cancel_eviction_locked(e, stream);
-  if (e.state == Residency::kNvme) s = nvme_to_host_locked(e);
+  if (e.state == Residency::kNvme) s = nvme_to_host_locked(e, true);
   if (s == SPILLWAY_OK && e.state == Residency::kHost) {
     s = host_to_device_locked(e, stream, demand);
     if (s == SPILLWAY_OK) e.state = Residency::kDevice;
   }
-  if (s != SPILLWAY_OK && demand && e.state == Residency::kHost && !e.mapped) {
+  if (s != SPILLWAY_OK && e.state == Residency::kHost && !e.mapped &&
+      (demand || eager_host_map())) {
     // The launch runs either way: it gets the host pages at the block's VA (read over the
-    // link, as in strict mode) rather than an unmapped range.
+    // link, as in strict mode) rather than an unmapped range. Strict mode: a block read through
+    // from NVMe that could not go on to the device gets the mapping it skipped.
     map_host_locked(e);
   }
   if (e.state == Residency::kDevice) mark_away(p, false);
@@ -719,14 +721,17 @@ spillway_status Pager::prefetch_many(const std::uintptr_t* ps, std::size_t n, pr
     Entry& e = it->second;
     if (e.state == Residency::kMovingOut) cancel_eviction_locked(e, stream);
     if (e.state == Residency::kNvme)
-      if (spillway_status st = nvme_to_host_locked(e); st != SPILLWAY_OK) note(st);
+      if (spillway_status st = nvme_to_host_locked(e, true); st != SPILLWAY_OK) note(st);
     if (e.state == Residency::kHost) back.push_back(&e);
   }
   // One fence for all (strict); tracked mode fences each block only if it was used meanwhile.
   bool fenced = false;
   if (!back.empty() && opt_.safety == Safety::kStrict) {
-    if (spillway_status st = fence_cpu_locked(*back.front(), nullptr, true); st != SPILLWAY_OK)
+    if (spillway_status st = fence_cpu_locked(*back.front(), nullptr, true); st != SPILLWAY_OK) {
+      for (Entry* e : back)  // read through from NVMe: they stay on the host, mapped
+        if (!e->mapped) map_host_locked(*e);
       return st;
+    }
     fenced = true;
   }
   for (Entry* e : back) {
@@ -735,6 +740,8 @@ spillway_status Pager::prefetch_many(const std::uintptr_t* ps, std::size_t n, pr
       e->state = Residency::kDevice;
     else
       note(st);
+    if (e->state == Residency::kHost && !e->mapped && eager_host_map())
+      map_host_locked(*e);  // read through from NVMe, left on the host: strict needs its VA
   }
   for (std::size_t i = 0; i < n; ++i)
     if (auto it = entries_.find(ps[i]);

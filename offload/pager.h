@@ -190,7 +190,11 @@ class Pager {
                                       std::vector<HostChunk>* chunks, std::string* why);
   std::uintptr_t no_spill_ = 0;  // a host block being brought back: never spilled (under mu_)
   spillway_status host_to_nvme_locked(Entry& e);
-  spillway_status nvme_to_host_locked(Entry& e);
+  // NVMe -> host chunks. `through`: the caller brings the block on to the device at once, so
+  // strict mode's mapping of the host chunks at the VA is skipped (it costs ~20 ms per 256 MiB
+  // in driver calls, and the device chunks replace it right after); a caller whose copy back
+  // fails must then map them (map_host_locked) before the block is left on the host.
+  spillway_status nvme_to_host_locked(Entry& e, bool through = false);
   // Maps a host block's chunks at its own VA (strict mode's view; a launch's last resort).
   void map_host_locked(Entry& e);
   // The tier counters and the trace record of a finished move between the host and NVMe.

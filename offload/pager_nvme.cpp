@@ -110,14 +110,16 @@ spillway_status Pager::host_to_nvme_locked(Entry& e) {
   return SPILLWAY_OK;
 }
 
-spillway_status Pager::nvme_to_host_locked(Entry& e) {
-  const std::uint64_t t0 = MonotonicNs();
+spillway_status Pager::nvme_to_host_locked(Entry& e, bool through) {
   std::string why;
   std::vector<HostChunk> chunks;
   if (spillway_status s = acquire_host_locked(e.p, e.pages, &chunks, &why); s != SPILLWAY_OK) {
     error_locked(e.p, e.pages * gran_, trace::kErrHostLimit, s, why);
     return Fail(s, why);
   }
+  // Timed from here: making room in a full host tier (spilling other blocks) is timed as their
+  // writes, not as this read.
+  const std::uint64_t t0 = MonotonicNs();
   std::vector<NvmeSegment> segs;
   for (const HostChunk& c : chunks) segs.push_back({reinterpret_cast<void*>(c.window), gran_});
   spillway_status st = opt_.nvme->read(e.slot, segs.data(), segs.size(), &why);
@@ -129,7 +131,7 @@ spillway_status Pager::nvme_to_host_locked(Entry& e) {
         why);
     return Fail(st, why + " (the block stays on NVMe)");
   }
-  if (eager_host_map()) {  // strict: the VA must be valid while on the host
+  if (eager_host_map() && !through) {  // strict: the VA must be valid while on the host
     std::vector<prim::PhysHandle> in, old;
     for (const HostChunk& c : chunks) in.push_back(c.handle);
     st = swap_locked(e, in.data(), true, &old);

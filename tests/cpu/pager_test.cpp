@@ -390,6 +390,42 @@ TEST_F(PagerNvme, BlockThatCannotComeBackIsReportedUnreadable) {
   ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
 }
 
+// Strict mode reads a block from NVMe straight on to the device without mapping the host chunks
+// at its VA first (Pager::nvme_to_host_locked's `through`). When the device has no room for it
+// (every other block kept there), it stays on the host: then its VA must map the host chunks,
+// as strict mode promises, with every byte.
+TEST_F(PagerNvme, StrictReadThroughLeftOnTheHostIsMapped) {
+  SimAlloc a(256 * kMiB, 1, OffloadConfig(48 * kMiB, 64 * kMiB, dir_.path));
+  prim::Stream s = a.stream();
+  Pager* pg = PagerOf(a);
+  ASSERT_EQ(pg->safety(), offload::Safety::kStrict);
+  void* p = nullptr;
+  ASSERT_EQ(a.alloc_on(&p, 10 * kMiB, s), SPILLWAY_OK);
+  Fill(p, 10 * kMiB, 61);
+  ASSERT_EQ(pg->offload(U(p), trace::kTierNvme, true), SPILLWAY_OK) << LastError();
+  std::vector<void*> kept;  // the device fills with blocks that may not leave
+  for (int i = 0; i < 64; ++i) {
+    void* q = nullptr;
+    if (a.alloc_on(&q, 4 * kMiB, s) != SPILLWAY_OK) break;
+    ASSERT_EQ(pg->advise(U(q), offload::Advice::kKeepOnDevice), SPILLWAY_OK);
+    kept.push_back(q);
+  }
+  ASSERT_FALSE(kept.empty());
+  ASSERT_LT(kept.size(), 64u) << "the budget was never reached";
+  EXPECT_EQ(pg->prefetch(U(p), s), SPILLWAY_ERR_OUT_OF_MEMORY) << "no device room";
+  EXPECT_EQ(pg->residency(U(p)), Residency::kHost);
+  EXPECT_TRUE(pg->readable(U(p))) << "strict: a block on the host is mapped at its VA";
+  EXPECT_EQ(Mismatches(p, 10 * kMiB, 61), 0u);
+  // Room again: it comes back, every byte.
+  for (void* q : kept) EXPECT_EQ(a.free_on(q, s), SPILLWAY_OK);
+  ASSERT_EQ(pg->prefetch(U(p), s), SPILLWAY_OK) << LastError();
+  a.sim->synchronize(s);
+  EXPECT_EQ(pg->residency(U(p)), Residency::kDevice);
+  EXPECT_EQ(Mismatches(p, 10 * kMiB, 61), 0u);
+  EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
+  ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
+}
+
 TEST_F(PagerNvme, DiskFullAndIoErrorsKeepTheDataOnTheHost) {
   SimAlloc a(256 * kMiB, 1, OffloadConfig(0, 64 * kMiB, dir_.path, 8 * kMiB));
   prim::Stream s = a.stream();
