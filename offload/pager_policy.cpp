@@ -182,7 +182,8 @@ std::vector<Pager::Victim> Pager::victims_locked(std::uintptr_t except, std::uin
   // first among equals (and without a tracker, where nothing is known).
   for (Victim& c : cands) c.dist = NextUseDistance(c.sum, newest);
 #ifdef SPILLWAY_DIAG_VICTIM_LRU  // diagnostic builds only: least recently used, as before
-  for (Victim& c : cands) c.dist = c.last == 0 ? INT64_MAX : static_cast<std::int64_t>(newest - c.last);
+  for (Victim& c : cands)
+    c.dist = c.last == 0 ? INT64_MAX : static_cast<std::int64_t>(newest - c.last);
 #endif
   std::sort(cands.begin(), cands.end(), [](const Victim& a, const Victim& b) {
     if (a.first != b.first) return a.first;

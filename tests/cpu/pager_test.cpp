@@ -693,8 +693,7 @@ TEST(PagerTracked, StreamedBlockUsedOftenComesBackForAColderOne) {
   void* master = nullptr;  // streamed only, used every micro-batch
   void* state = nullptr;   // streamed only, used once a step
   void* cold = nullptr;    // on the device, used once a step by a matrix product
-  for (void** p : {&master, &state, &cold})
-    ASSERT_EQ(a.alloc_on(p, 10 * kMiB, s), SPILLWAY_OK);
+  for (void** p : {&master, &state, &cold}) ASSERT_EQ(a.alloc_on(p, 10 * kMiB, s), SPILLWAY_OK);
   auto write = [&](void* p, std::uint64_t tag, bool streaming) {  // a kernel rewrites p
     SimLaunch(a, p, s, streaming);
     a.sim->enqueue(s, [p, tag] { Fill(p, 10 * kMiB, tag); });
