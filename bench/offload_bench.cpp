@@ -5,7 +5,8 @@
 //              back, the same bytes in the same block size;
 //   nvme (with --nvme-dir): blocks evicted to the NVMe tier and read back, against plain
 //              io_uring O_DIRECT on the same directory (offload::RawIoThroughput);
-//   remapping: the driver's calls per page, their scaling over threads, and whether they hold
+//   remapping: the driver's calls per page, by physical chunk size (bench/remap_chunk_size.h),
+//              their scaling over threads, and whether they hold
 //              up launches made meanwhile from another thread (bench/launch_remap.h).
 // Medians of --reps repetitions. Prints a table and writes --json FILE.
 //   offload_bench [--gib 8] [--block-mib 256] [--reps 3] [--nvme-dir DIR] [--nvme-gib 4]
@@ -28,6 +29,7 @@
 #include "allocator/error.h"
 #include "allocator/prim/cuda_backend.h"
 #include "bench/launch_remap.h"
+#include "bench/remap_chunk_size.h"
 #include "offload/nvme_store.h"
 #include "offload/pager.h"
 
@@ -308,6 +310,10 @@ int main(int argc, char** argv) {
   std::string lr_why;
   const bool lr_ok = spillway::bench::MeasureLaunchWhileRemapping(alloc->backend(), &lr, &lr_why);
   if (!lr_ok) std::fprintf(stderr, "offload_bench: launches while remapping: %s\n", lr_why.c_str());
+  std::vector<spillway::bench::ChunkRemapCost> by_chunk;
+  std::string bc_why;
+  if (!spillway::bench::MeasureRemapByChunkSize(alloc->backend(), &by_chunk, &bc_why))
+    std::fprintf(stderr, "offload_bench: remapping by chunk size: %s\n", bc_why.c_str());
   const double remap_s = static_cast<double>(pg->counters().remap_ns.load()) / 1e9 / (a.reps + 1);
   const double pcie_d2h = Median(d2h), pcie_h2d = Median(h2d);
   const double host_evict = Median(evict), host_fetch = Median(fetch);
@@ -386,6 +392,9 @@ int main(int argc, char** argv) {
         "another thread remaps (%.1f us/page meanwhile)\n",
         lr.launch_us_alone, lr.launch_us_remapping, lr.launch_us_max_remapping,
         lr.remap_us_per_page);
+  for (const auto& c : by_chunk)
+    std::printf("    %3zu MiB chunks: map %.1f, access %.1f, unmap %.1f us per 2 MiB\n",
+                c.chunk_bytes >> 20, c.map_us_per_2mib, c.access_us_per_2mib, c.unmap_us_per_2mib);
   if (!a.nvme_dir.empty()) {
     std::printf("  %-34s %8.2f GB/s  raw %.2f  (%.3f)\n", "nvme write (host->file)", nvme_w, raw_w,
                 nvme_w / raw_w);
@@ -413,6 +422,12 @@ int main(int argc, char** argv) {
         << ", \"launch_us_remapping\": " << lr.launch_us_remapping
         << ", \"launch_us_max_remapping\": " << lr.launch_us_max_remapping
         << ", \"remap_us_per_page\": " << lr.remap_us_per_page << "}";
+    j << ",\n \"remap_us_per_2mib_by_chunk_mib\": {";
+    for (std::size_t i = 0; i < by_chunk.size(); ++i)
+      j << (i ? ", " : "") << "\"" << (by_chunk[i].chunk_bytes >> 20) << "\": {\"map\": "
+        << by_chunk[i].map_us_per_2mib << ", \"access\": " << by_chunk[i].access_us_per_2mib
+        << ", \"unmap\": " << by_chunk[i].unmap_us_per_2mib << "}";
+    j << "}";
     if (!a.nvme_dir.empty())
       j << ",\n \"nvme\": {\"nvme_gbps\": {\"write\": " << nvme_w << ", \"read\": " << nvme_r
         << "}, \"nvme_raw_gbps\": {\"write\": " << raw_w << ", \"read\": " << raw_r
