@@ -72,6 +72,7 @@ def main():
             "remap_s_per_round_trip": bench.get("remap_s_per_round_trip"),
             "remap_us_per_page_by_threads": bench.get("remap_us_per_page_by_threads"),
             "launch_while_remapping": bench.get("launch_while_remapping"),
+            "remap_us_per_2mib_by_chunk_mib": bench.get("remap_us_per_2mib_by_chunk_mib"),
             "block_bytes": bench["block_bytes"], "blocks": bench["blocks"]}
         if "nvme" in bench:
             n = bench["nvme"]
