@@ -245,6 +245,7 @@ spillway_status spillway_get_offload_stats(int device, spillway_offload_stats* o
   out->fast_evictions = ld(k.fast_evictions);
   out->remap_ns = ld(k.remap_ns);
   out->in_place = ld(k.in_place);
+  out->in_place_returns = ld(k.in_place_returns);
   return SPILLWAY_OK;
 }
 

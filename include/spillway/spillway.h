@@ -135,6 +135,8 @@ typedef struct spillway_offload_stats {
   uint64_t fast_evictions;     /* evictions that needed no wait (tracked: last use known done) */
   uint64_t remap_ns;           /* CPU time in the driver's map/unmap/access calls */
   uint64_t in_place;           /* blocks streaming kernels used where they lay (not fetched) */
+  uint64_t in_place_returns;   /* blocks such a kernel named that came back instead (needed
+                                  again sooner than the device blocks that made room) */
 } spillway_offload_stats;
 spillway_status spillway_get_offload_stats(int device, spillway_offload_stats* out);
 

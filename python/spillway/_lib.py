@@ -31,7 +31,8 @@ class SpillwayOffloadStats(ctypes.Structure):
     _fields_ = [(name, ctypes.c_uint64) for name in (
         "host_bytes", "nvme_bytes", "host_pool_bytes", "evictions", "fetches", "prefetches",
         "stalls", "stall_ns", "cancelled", "errors", "bytes_to_host", "bytes_from_host",
-        "bytes_to_nvme", "bytes_from_nvme", "fast_evictions", "remap_ns", "in_place")]
+        "bytes_to_nvme", "bytes_from_nvme", "fast_evictions", "remap_ns", "in_place",
+        "in_place_returns")]
 
 
 # libspillway.so, or a versioned name of it (libspillway.so.0, libspillway.so.0.1).

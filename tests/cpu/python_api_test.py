@@ -72,6 +72,7 @@ class PythonApi(unittest.TestCase):
         st = spillway.offload_stats()
         self.assertGreaterEqual(st["evictions"], 1)
         self.assertGreaterEqual(st["host_bytes"], 6 << 20)
+        self.assertEqual(st["in_place_returns"], 0)  # no tracker: no in-place use at all
         spillway.prefetch(p)
         self.assertEqual(spillway.residency(p), "device")
         spillway.advise(p, "keep_on_device")
