@@ -12,6 +12,14 @@
 //   optimizer step (after K micro-batches): F passes (PyTorch's foreach AdamW makes several,
 //   one per foreach operation), each over the layers T at a time:
 //   launch(P_i, G_i, M_i, V_i, ... for T layers)
+// --autocast 1: as PyTorch under bf16 autocast, the fp32 parameters and gradients are touched
+// only by streaming kernels (tracker::KernelStreams): forward launch~(P_i) (the bf16 cast), then
+// launch(A_i); backward launch(A_i), then launch~(G_i) (the accumulation); the optimizer's
+// passes are streaming too (multi_tensor_apply). Blocks named by a streaming launch may be used
+// where they lie (Pager::access_in_place); the bytes so used are counted, with an estimate of
+// the step's excess time at the H200's rates (copies 55 GB/s each way, overlapped; ~60 us of
+// remapping per 2 MiB page moved; in-place use at ~50 GB/s, serial with the kernels).
+// --return-uses X: Pager::set_return_uses (Belady's rule for in-place use).
 // The budget is the peak divided by --ratio. The floor printed is about the least a policy
 // must move each way per optimizer step: the excess over the budget taken from the optimizer
 // states (idle for K micro-batches: out and back once a step), and past the states, the rest
@@ -19,6 +27,7 @@
 //
 //   offload_policy_sim [--layers L] [--param-mib P] [--act-mib A] [--accum K] [--steps S]
 //                      [--ratio R] [--optim-passes F] [--foreach-layers T] [--max-over-floor X]
+//                      [--autocast 0|1] [--return-uses X]
 // --max-over-floor: exit 1 when the bytes moved exceed X times the floor (the CPU test suite
 // runs a small case as a guard against policy regressions: tests/cpu/CMakeLists.txt).
 #include <algorithm>
@@ -28,6 +37,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "allocator/allocator.h"
@@ -47,6 +57,8 @@ struct Args {
   std::size_t param_mib = 8, act_mib = 12;
   double ratio = 2.0;
   double max_over_floor = 0;  // 0: no check
+  bool autocast = false;
+  double return_uses = 1.0;
 };
 
 bool Parse(int argc, char** argv, Args* a) {
@@ -63,10 +75,13 @@ bool Parse(int argc, char** argv, Args* a) {
     else if (k == "--optim-passes") a->passes = std::atoi(v);
     else if (k == "--foreach-layers") a->foreach = std::atoi(v);
     else if (k == "--max-over-floor") a->max_over_floor = std::atof(v);
+    else if (k == "--autocast") a->autocast = std::atoi(v) != 0;
+    else if (k == "--return-uses") a->return_uses = std::atof(v);
     else return false;
   }
   return a->layers > 0 && a->accum > 0 && a->steps > 1 && a->param_mib >= 4 && a->act_mib >= 4 &&
-         a->ratio >= 1.0 && a->passes > 0 && a->foreach > 0 && a->foreach <= a->layers;
+         a->ratio >= 1.0 && a->passes > 0 && a->foreach > 0 && a->foreach <= a->layers &&
+         a->return_uses > 0;
 }
 
 class Sim {
@@ -96,20 +111,30 @@ class Sim {
     return p;
   }
   void free(void* p) { alloc_->free(p, FreeMode::kStreamOrdered, stream_, trace::Kind::kApiFree); }
-  // One launch naming `blocks`, as the tracker feeds the pager.
-  void launch(std::initializer_list<void*> blocks) { launch(std::vector<void*>(blocks)); }
-  void launch(const std::vector<void*>& blocks) {
+  // One launch naming `blocks`, as the tracker feeds the pager; `streaming`: a streaming
+  // kernel's. Blocks it named that are still off the device afterwards were used where they
+  // lay: their bytes are added to in_place_bytes.
+  void launch(std::initializer_list<void*> blocks, bool streaming = false) {
+    launch(std::vector<void*>(blocks), streaming);
+  }
+  void launch(const std::vector<void*>& blocks, bool streaming = false) {
     tracker::IssueBegin();
     ++seq_;
     std::vector<std::uint64_t> w;
     for (void* p : blocks) w.push_back(reinterpret_cast<std::uint64_t>(p));
     alloc_->block_index()->record(w.data(), w.size(),
-                                  tracker::Access{seq_ * 1000, seq_, Stream()});
+                                  tracker::Access{seq_ * 1000, seq_, Stream(), streaming});
     std::vector<std::uint64_t> away;
     if (tracker::BlockIndex::TakeAway(&away))
-      alloc_->on_away(away.data(), away.size(), stream_, false);
+      alloc_->on_away(away.data(), away.size(), stream_, false, streaming);
     tracker::IssueEnd(seq_);
+    if (streaming && pager() != nullptr)
+      for (void* p : blocks)
+        if (pager()->residency(reinterpret_cast<std::uintptr_t>(p)) == offload::Residency::kHost)
+          in_place_bytes += sizes_[p];
   }
+  void note_size(void* p, std::size_t n) { sizes_[p] = n; }
+  std::uint64_t in_place_bytes = 0;
   offload::Pager* pager() { return alloc_->pager_if_any(0); }
   std::uint64_t reserved() {
     spillway_stats s{};
@@ -123,6 +148,7 @@ class Sim {
   std::unique_ptr<Allocator> alloc_;
   prim::Stream stream_ = nullptr;
   std::uint64_t seq_ = std::uint64_t{1} << 32;
+  std::unordered_map<void*, std::size_t> sizes_;
 };
 
 }  // namespace
@@ -133,7 +159,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "usage: offload_policy_sim [--layers L] [--param-mib P] [--act-mib A] "
                  "[--accum K] [--steps S>1] [--ratio R>=1] [--optim-passes F] "
-                 "[--foreach-layers T<=L] [--max-over-floor X]\n");
+                 "[--foreach-layers T<=L] [--max-over-floor X] [--autocast 0|1] "
+                 "[--return-uses X>0]\n");
     return 2;
   }
   const std::size_t L = static_cast<std::size_t>(a.layers);
@@ -147,8 +174,11 @@ int main(int argc, char** argv) {
     grad[i] = sim.alloc(P);
     m[i] = sim.alloc(P);
     v[i] = sim.alloc(P);
+    for (void* p : {par[i], grad[i], m[i], v[i]}) sim.note_size(p, P);
   }
-  std::uint64_t to0 = 0, from0 = 0, stalls0 = 0, prefetch0 = 0;
+  if (sim.pager() != nullptr) sim.pager()->set_return_uses(a.return_uses);
+  const bool ac = a.autocast;
+  std::uint64_t to0 = 0, from0 = 0, stalls0 = 0, prefetch0 = 0, in_place0 = 0, returns0 = 0;
   std::uint64_t max_reserved = 0;
   for (int step = 0; step < a.steps; ++step) {
     if (step == 1 && sim.pager() != nullptr) {  // the first step is warm-up
@@ -157,14 +187,25 @@ int main(int argc, char** argv) {
       from0 = k.bytes_from_host.load();
       stalls0 = k.stalls.load();
       prefetch0 = k.prefetches.load();
+      returns0 = k.in_place_returns.load();
+      in_place0 = sim.in_place_bytes;
     }
     for (int mb = 0; mb < a.accum; ++mb) {
       for (std::size_t i = 0; i < L; ++i) {
+        if (ac) sim.launch({par[i]}, true);  // the bf16 cast
         act[i] = sim.alloc(A);
-        sim.launch({par[i], act[i]});
+        if (ac)
+          sim.launch({act[i]});  // a GEMM with the bf16 copy
+        else
+          sim.launch({par[i], act[i]});
       }
       for (std::size_t i = L; i-- > 0;) {
-        sim.launch({act[i], par[i], grad[i]});
+        if (ac) {
+          sim.launch({act[i]});
+          sim.launch({grad[i]}, true);  // the accumulation
+        } else {
+          sim.launch({act[i], par[i], grad[i]});
+        }
         sim.free(act[i]);
       }
       max_reserved = std::max(max_reserved, sim.reserved());
@@ -175,7 +216,7 @@ int main(int argc, char** argv) {
         std::vector<void*> named;
         for (std::size_t j = i; j < std::min(L, i + T); ++j)
           named.insert(named.end(), {par[j], grad[j], m[j], v[j]});
-        sim.launch(named);
+        sim.launch(named, ac);
       }
     }
   }
@@ -200,6 +241,18 @@ int main(int argc, char** argv) {
               to / kMiB, from / kMiB, floor / kMiB, to / floor, from / floor,
               pg ? static_cast<double>(pg->counters().stalls.load() - stalls0) / steps : 0,
               pg ? static_cast<double>(pg->counters().prefetches.load() - prefetch0) / steps : 0);
+  if (ac && pg != nullptr) {
+    const double in_place = static_cast<double>(sim.in_place_bytes - in_place0) / steps;
+    const double returns =
+        static_cast<double>(pg->counters().in_place_returns.load() - returns0) / steps;
+    // At the H200's rates: copies overlap each way; each 2 MiB page moved is remapped (~60 us
+    // of driver calls, on the launch path); in-place bytes cross the link inside the kernels.
+    const double ms = std::max(to, from) / 55e9 * 1e3 + (to + from) / (2.0 * kMiB) * 60e-3 +
+                      in_place / 50e9 * 1e3;
+    std::printf("autocast: %.0f MiB used in place per optimizer step, %.1f returns; estimated "
+                "excess %.1f ms a step at H200 rates (return_uses %.2f)\n",
+                in_place / kMiB, returns, ms, a.return_uses);
+  }
   for (std::size_t i = 0; i < L; ++i)
     for (void* p : {par[i], grad[i], m[i], v[i]}) sim.free(p);
   if (a.max_over_floor > 0 && (pg == nullptr || to / floor > a.max_over_floor ||

@@ -104,6 +104,13 @@ class Pager {
   // prefetch(demand).
   spillway_status access_in_place(std::uintptr_t p, prim::Stream stream);
   spillway_status advise(std::uintptr_t p, Advice a);
+  // Belady's rule for in-place use (wanted_back_locked) brings a block back when the victims
+  // that make room for it are needed later than `uses` times its longest period (default 1).
+  // A tuning hook for bench/offload_policy_sim; not a user knob.
+  void set_return_uses(double uses) {
+    std::lock_guard<std::mutex> lk(mu_);
+    return_uses_ = uses;
+  }
   // Tracked -> strict, for good (a launch the tracker could not decode): blocks on the host get
   // their VA mapped to the host chunks again. Said once on stderr.
   void go_strict();
@@ -226,6 +233,7 @@ class Pager {
   // speed, never what a kernel reads).
   bool wanted_back_locked(const tracker::BlockSummary& s, std::uint64_t bytes);
   std::vector<std::pair<std::uint64_t, std::int64_t>> victim_order_;  // (bytes so far, dist)
+  double return_uses_ = 1.0;  // set_return_uses
   std::uint64_t victim_order_seq_ = 0;
   spillway_status swap_locked(Entry& e, const prim::PhysHandle* in, bool host,
                               std::vector<prim::PhysHandle>* old);

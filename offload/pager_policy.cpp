@@ -207,9 +207,11 @@ bool Pager::wanted_back_locked(const tracker::BlockSummary& s, std::uint64_t byt
     }
     victim_order_seq_ = s.last_seq;
   }
-  // The victim that would complete the room: needed later than this block is needed again?
+  // The victim that would complete the room: needed later than this block is needed again
+  // (return_uses_ times)?
   for (const auto& [so_far, dist] : victim_order_)
-    if (so_far >= bytes) return dist > static_cast<std::int64_t>(s.longest_period);
+    if (so_far >= bytes)
+      return static_cast<double>(dist) > return_uses_ * static_cast<double>(s.longest_period);
   return false;  // not enough to evict: it stays where it lies
 }
 
