@@ -624,13 +624,12 @@ spillway_status Pager::prefetch(std::uintptr_t p, prim::Stream stream, bool dema
     s = host_to_device_locked(e, stream, demand);
     if (s == SPILLWAY_OK) e.state = Residency::kDevice;
   }
-  if (s != SPILLWAY_OK && e.state == Residency::kHost && !e.mapped &&
-      (demand || eager_host_map())) {
+  if (s != SPILLWAY_OK && demand && e.state == Residency::kHost && !e.mapped) {
     // The launch runs either way: it gets the host pages at the block's VA (read over the
-    // link, as in strict mode) rather than an unmapped range. Strict mode: a block read through
-    // from NVMe that could not go on to the device gets the mapping it skipped.
+    // link, as in strict mode) rather than an unmapped range.
     map_host_locked(e);
   }
+  keep_strict_mapping_locked(e);
   if (e.state == Residency::kDevice) mark_away(p, false);
   if (demand && s == SPILLWAY_OK)
     counters_.stall_ns.fetch_add(MonotonicNs() - t0, std::memory_order_relaxed);
@@ -728,8 +727,7 @@ spillway_status Pager::prefetch_many(const std::uintptr_t* ps, std::size_t n, pr
   bool fenced = false;
   if (!back.empty() && opt_.safety == Safety::kStrict) {
     if (spillway_status st = fence_cpu_locked(*back.front(), nullptr, true); st != SPILLWAY_OK) {
-      for (Entry* e : back)  // read through from NVMe: they stay on the host, mapped
-        if (!e->mapped) map_host_locked(*e);
+      for (Entry* e : back) keep_strict_mapping_locked(*e);  // they stay on the host
       return st;
     }
     fenced = true;
@@ -740,8 +738,7 @@ spillway_status Pager::prefetch_many(const std::uintptr_t* ps, std::size_t n, pr
       e->state = Residency::kDevice;
     else
       note(st);
-    if (e->state == Residency::kHost && !e->mapped && eager_host_map())
-      map_host_locked(*e);  // read through from NVMe, left on the host: strict needs its VA
+    keep_strict_mapping_locked(*e);
   }
   for (std::size_t i = 0; i < n; ++i)
     if (auto it = entries_.find(ps[i]);
@@ -772,6 +769,10 @@ void Pager::map_host_locked(Entry& e) {
   std::vector<prim::PhysHandle> in, old;
   for (const HostChunk& c : e.host) in.push_back(c.handle);
   if (swap_locked(e, in.data(), true, &old) == SPILLWAY_OK) e.mapped = true;
+}
+
+void Pager::keep_strict_mapping_locked(Entry& e) {
+  if (eager_host_map() && e.state == Residency::kHost && !e.mapped) map_host_locked(e);
 }
 
 spillway_status Pager::advise(std::uintptr_t p, Advice a) {

@@ -200,10 +200,13 @@ class Pager {
   // NVMe -> host chunks. `through`: the caller brings the block on to the device at once, so
   // strict mode's mapping of the host chunks at the VA is skipped (it costs ~20 ms per 256 MiB
   // in driver calls, and the device chunks replace it right after); a caller whose copy back
-  // fails must then map them (map_host_locked) before the block is left on the host.
+  // fails must then map them (keep_strict_mapping_locked) before the block is left on the host.
   spillway_status nvme_to_host_locked(Entry& e, bool through = false);
   // Maps a host block's chunks at its own VA (strict mode's view; a launch's last resort).
   void map_host_locked(Entry& e);
+  // Strict mode keeps a host block's VA mapped on its chunks: a block read through from NVMe
+  // (nvme_to_host_locked's `through`) that stayed on the host gets the mapping it skipped.
+  void keep_strict_mapping_locked(Entry& e);
   // The tier counters and the trace record of a finished move between the host and NVMe.
   void count_nvme_move(const Entry& e, bool to_nvme, std::uint64_t t0);
   // `fenced`: the caller already made sure no queued work reads the host pages.

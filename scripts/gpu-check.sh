@@ -147,14 +147,17 @@ if want offload; then
     --nvme-dir "$nvme_dir" --nvme-gib 4 --json "$out/offload_bench.json"
   cat "$out/offload_bench.log"
 fi
+# GA_ACCUM: micro-batches per optimizer step for every ga run (offload_train.py's default: 8).
+ga_acc=()
+[ -n "${GA_ACCUM:-}" ] && ga_acc=(--accum "$GA_ACCUM")
 if want offload_torch; then
   # PyTorch under a budget: each model unconstrained (preload, no budget), then with the budget at
   # half its peak reserved memory, offload on and the tracker on (tracked safety).
   for model in ${OFFLOAD_MODELS:-ga}; do
     steps=${OFFLOAD_STEPS:-6}
     [ "$model" = ga ] && steps=${GA_STEPS:-$steps}
-    acc=()  # GA_ACCUM: micro-batches per optimizer step for every ga run (offload_train.py: 8)
-    [ "$model" = ga ] && [ -n "${GA_ACCUM:-}" ] && acc=(--accum "$GA_ACCUM")
+    acc=()
+    [ "$model" = ga ] && acc=("${ga_acc[@]}")
     step ${model}_free env SPILLWAY_STATS=1 "$build/spillway" run -- python3 \
       bench/torch/offload_train.py --model $model "${acc[@]}" --steps $steps --warmup 2 \
       --json "$out/${model}_free.json"
@@ -227,8 +230,7 @@ if want offload_kernels; then
   # SPILLWAY_KERNELS=1) of a few optimizer steps unconstrained and at half the peak, side by side
   # (scripts/kernel_times.py). KERNELS_OPTIMIZER=fused|foreach (default fused).
   opt=${KERNELS_OPTIMIZER:-fused}
-  acc=()
-  [ -n "${GA_ACCUM:-}" ] && acc=(--accum "$GA_ACCUM")
+  acc=("${ga_acc[@]}")
   step kernels_ga_free env SPILLWAY_TRACK=1 SPILLWAY_KERNELS=1 SPILLWAY_STATS=1 "$build/spillway" \
     run --report "$out/kernels_ga_free" -- python3 bench/torch/offload_train.py --model ga \
     "${acc[@]}" --optimizer "$opt" --steps 3 --warmup 1 --json "$out/kernels_ga_free.json"

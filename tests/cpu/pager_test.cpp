@@ -498,6 +498,25 @@ struct TrackedSim : SimAlloc {
   }
 };
 
+// A "kernel" launched on `s` that rewrites the first `n` bytes of p with `tag` (after the
+// tracker's launch path has made p readable), run to completion.
+void SimWrite(SimAlloc& a, void* p, std::size_t n, std::uint64_t tag, prim::Stream s,
+              bool streaming) {
+  SimLaunch(a, p, s, streaming);
+  a.sim->enqueue(s, [p, n, tag] { Fill(p, n, tag); });
+  a.sim->synchronize(s);
+}
+
+// A "kernel" launched on `s` that reads the first `n` bytes of p: how many differ from `tag`.
+std::size_t SimReadMismatches(SimAlloc& a, void* p, std::size_t n, std::uint64_t tag,
+                              prim::Stream s, bool streaming) {
+  std::atomic<std::size_t> bad{1};
+  SimLaunch(a, p, s, streaming);
+  a.sim->enqueue(s, [&bad, p, n, tag] { bad = Mismatches(p, n, tag); });
+  a.sim->synchronize(s);
+  return bad.load();
+}
+
 // Random evictions, NVMe writes, prefetches onto random streams, "kernels" rewriting blocks,
 // frees and allocations, with a budget; every byte checked at the end of each round. Strict:
 // no tracker; tracked: the block index is fed as the tracker would feed it (SimLaunch), evicted
@@ -694,10 +713,8 @@ TEST(PagerTracked, StreamedBlockUsedOftenComesBackForAColderOne) {
   void* state = nullptr;   // streamed only, used once a step
   void* cold = nullptr;    // on the device, used once a step by a matrix product
   for (void** p : {&master, &state, &cold}) ASSERT_EQ(a.alloc_on(p, 10 * kMiB, s), SPILLWAY_OK);
-  auto write = [&](void* p, std::uint64_t tag, bool streaming) {  // a kernel rewrites p
-    SimLaunch(a, p, s, streaming);
-    a.sim->enqueue(s, [p, tag] { Fill(p, 10 * kMiB, tag); });
-    a.sim->synchronize(s);
+  auto write = [&](void* p, std::uint64_t tag, bool streaming) {
+    SimWrite(a, p, 10 * kMiB, tag, s, streaming);
   };
   auto micro_batch = [&](std::uint64_t tag) {  // 100 other operations, then the cast of `master`
     for (int i = 0; i < 50; ++i) NextSeq();
@@ -716,21 +733,13 @@ TEST(PagerTracked, StreamedBlockUsedOftenComesBackForAColderOne) {
   EXPECT_EQ(pg->counters().in_place.load(), 1u);
   EXPECT_EQ(pg->counters().in_place_returns.load(), 0u);
   // The master copy's next cast: needed again in ~100 ops, sooner than the cold block: back.
-  std::atomic<std::size_t> bad{1};
   for (int i = 0; i < 50; ++i) NextSeq();
-  SimLaunch(a, master, s, true);
-  a.sim->enqueue(s, [&bad, master] { bad = Mismatches(master, 10 * kMiB, 3); });
-  a.sim->synchronize(s);
-  EXPECT_EQ(bad.load(), 0u);
+  EXPECT_EQ(SimReadMismatches(a, master, 10 * kMiB, 3, s, true), 0u);
   EXPECT_EQ(pg->residency(U(master)), Residency::kDevice);
   EXPECT_EQ(pg->counters().in_place_returns.load(), 1u);
   EXPECT_EQ(pg->counters().in_place.load(), 1u) << "the master copy was not used in place";
   // The state, read back by a matrix product, holds what the in-place kernel wrote.
-  bad = 1;
-  SimLaunch(a, state, s, false);
-  a.sim->enqueue(s, [&bad, state] { bad = Mismatches(state, 10 * kMiB, 4); });
-  a.sim->synchronize(s);
-  EXPECT_EQ(bad.load(), 0u);
+  EXPECT_EQ(SimReadMismatches(a, state, 10 * kMiB, 4, s, false), 0u);
   ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
   for (void* p : {master, state, cold}) EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
   EXPECT_EQ(pg->host_pool().in_use_bytes(), 0u);
@@ -749,10 +758,8 @@ TEST(PagerTracked, StreamingKernelUsesAnOptimizerStateWhereItLies) {
   void* param = nullptr;
   ASSERT_EQ(a.alloc_on(&state, 10 * kMiB, s), SPILLWAY_OK);
   ASSERT_EQ(a.alloc_on(&param, 10 * kMiB, s), SPILLWAY_OK);
-  auto write = [&](void* p, std::uint64_t tag, bool streaming) {  // a kernel rewrites p
-    SimLaunch(a, p, s, streaming);
-    a.sim->enqueue(s, [p, tag] { Fill(p, 10 * kMiB, tag); });
-    a.sim->synchronize(s);
+  auto write = [&](void* p, std::uint64_t tag, bool streaming) {
+    SimWrite(a, p, 10 * kMiB, tag, s, streaming);
   };
   write(state, 1, true);   // zeros_like's fill
   write(param, 2, false);  // a matrix product's output
@@ -778,11 +785,7 @@ TEST(PagerTracked, StreamingKernelUsesAnOptimizerStateWhereItLies) {
   }
   EXPECT_GE(pg->host_bytes(), 8 * kMiB) << "the state's whole pages stay on the host";
   // A non-streaming kernel names it: it comes back, with the last step's data.
-  std::atomic<std::size_t> bad{1};
-  SimLaunch(a, state, s, false);
-  a.sim->enqueue(s, [&bad, state] { bad = Mismatches(state, 10 * kMiB, 12); });
-  a.sim->synchronize(s);
-  EXPECT_EQ(bad.load(), 0u);
+  EXPECT_EQ(SimReadMismatches(a, state, 10 * kMiB, 12, s, false), 0u);
   EXPECT_EQ(pg->residency(U(state)), Residency::kDevice);
   EXPECT_EQ(pg->counters().fetches.load(), 2u);
   ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
