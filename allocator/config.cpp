@@ -132,6 +132,13 @@ bool ParseConfig(const GetEnv& getenv, Config* cfg, std::string* error) {
     else if (s == "strict") cfg->offload_safety = Config::Safety::kStrict;
     else return Bad(error, "SPILLWAY_OFFLOAD_SAFETY", v, "tracked, strict or auto");
   }
+  if (const char* v = getenv("SPILLWAY_OFFLOAD_RETURN_USES"); v && *v) {
+    char* end = nullptr;
+    const double u = std::strtod(v, &end);
+    if (end == v || *end != '\0' || !(u > 0 && u <= 1000))
+      return Bad(error, "SPILLWAY_OFFLOAD_RETURN_USES", v, "a number in (0, 1000]");
+    cfg->offload_return_uses = u;
+  }
   if (!Switch(getenv, "SPILLWAY_BACKEND", "cuda", "sim", &cfg->use_sim, error)) return false;
   if (const char* v = getenv("SPILLWAY_SIM_DEVICES"); v && *v) {
     long n = 0;

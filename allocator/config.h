@@ -56,6 +56,10 @@ struct Config {
   // SPILLWAY_OFFLOAD_SAFETY=tracked|strict|auto (default auto: tracked when the tracker runs,
   // SPILLWAY_TRACK=1, else strict). See docs/offload.md.
   enum class Safety { kAuto, kTracked, kStrict } offload_safety = Safety::kAuto;
+  // SPILLWAY_OFFLOAD_RETURN_USES: Belady's rule for in-place use (Pager::wanted_back_locked)
+  // brings a streamed-only block back only when it will be used this many times before the
+  // blocks evicted for it are needed. A tuning knob for benchmarks (0 = the pager's default).
+  double offload_return_uses = 0;
   // SPILLWAY_BACKEND=cuda|sim. sim runs on the CPU simulator (tests, replay).
   bool use_sim = false;
   // SPILLWAY_SIM_DEVICES, SPILLWAY_SIM_DEVICE_MEMORY: shape of the simulator.

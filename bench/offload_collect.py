@@ -9,6 +9,7 @@ import argparse
 import os
 import datetime
 import json
+import re
 from pathlib import Path
 
 
@@ -27,13 +28,16 @@ def sweep_into(res, free, bud, d, pattern):
     for p in sorted(Path(d).glob(pattern)):
         r = json.loads(p.read_text())
         n = len(r["losses"])
-        sweep.append({"footprint_over_budget": free["spillway"]["peak_reserved_bytes"] / int(r["budget"]),
+        # gpu-check GA_RETURN_USES: a run with SPILLWAY_OFFLOAD_RETURN_USES set (name ..._uX.json)
+        u = re.search(r"_u([0-9.]+)\.json$", p.name)
+        sweep.append({"return_uses": float(u.group(1)) if u else None,"footprint_over_budget": free["spillway"]["peak_reserved_bytes"] / int(r["budget"]),
                       "throughput_ratio": r["tokens_per_s"] / free["tokens_per_s"],
                       "losses_match": r["losses"] == free["losses"][:n], "optimizer_steps": n,
                       "stall_fraction": stall_fraction(r), "prefetch_hit_rate": hit_rate(r),
                       "offload": r["offload"]})
     sweep.sort(key=lambda x: x["footprint_over_budget"])
-    ok = [x["footprint_over_budget"] for x in sweep if x["throughput_ratio"] >= 0.9 and x["losses_match"]]
+    ok = [x["footprint_over_budget"] for x in sweep
+          if x["throughput_ratio"] >= 0.9 and x["losses_match"] and x.get("return_uses") is None]
     res["sweep"] = sweep
     res["max_footprint_over_budget_at_0_9"] = max(ok) if ok else None
     res["max_footprint_note"] = ("largest of the ratios tried (not bisected)" if ok else

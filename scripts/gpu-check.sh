@@ -199,16 +199,22 @@ if want offload_torch; then
       # (fewer optimizer steps; their losses are compared with the unconstrained run's first ones).
       # With GA_FUSED and GA_SWEEP_FUSED, fused AdamW's runs too (ga_fused_budget_r*, against
       # ga_fused_free).
+      # GA_RETURN_USES="1 3": each point once per SPILLWAY_OFFLOAD_RETURN_USES value
+      # (ga_budget_r2.0_u3.json); unset: the pager's default only.
       for r in ${GA_SWEEP_RATIOS:-}; do
         for o in foreach ${GA_SWEEP_FUSED:+fused}; do
           n=ga; [ $o = fused ] && n=ga_fused
           [ -f "$out/${n}_free.json" ] || continue
           b=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(int(d['spillway']['peak_reserved_bytes'] / $r))" "$out/${n}_free.json")
-          step ${n}_budget_r$r timeout ${OFFLOAD_TIMEOUT:-300} env SPILLWAY_STATS=1 "$build/spillway" \
-            run --budget "$b" --offload --track -- python3 bench/torch/offload_train.py --model ga \
-            "${acc[@]}" --optimizer $o --steps ${GA_SWEEP_STEPS:-6} --warmup 2 \
-            --json "$out/${n}_budget_r$r.json"
-          tail -n 2 "$out/${n}_budget_r$r.log"
+          for u in ${GA_RETURN_USES:--}; do
+            tag=${n}_budget_r$r; ue=()
+            [ "$u" != - ] && tag=${tag}_u$u && ue=(SPILLWAY_OFFLOAD_RETURN_USES=$u)
+            step $tag timeout ${OFFLOAD_TIMEOUT:-300} env SPILLWAY_STATS=1 "${ue[@]}" "$build/spillway" \
+              run --budget "$b" --offload --track -- python3 bench/torch/offload_train.py --model ga \
+              "${acc[@]}" --optimizer $o --steps ${GA_SWEEP_STEPS:-6} --warmup 2 \
+              --json "$out/$tag.json"
+            tail -n 2 "$out/$tag.log"
+          done
         done
       done
     fi

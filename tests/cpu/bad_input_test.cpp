@@ -258,6 +258,8 @@ TEST(Config, ParseConfigRejectsMalformed) {
   ExpectRejected("SPILLWAY_NVME_LIMIT", "0", "bytes");
   ExpectRejected("SPILLWAY_NVME_VERIFY", "yes", "0 or 1");
   ExpectRejected("SPILLWAY_OFFLOAD_SAFETY", "loose", "tracked, strict or auto");
+  for (const char* v : {"0", "-1", "three", "3x", "1e9", "nan"})
+    ExpectRejected("SPILLWAY_OFFLOAD_RETURN_USES", v, "a number in (0, 1000]");
   ExpectRejected("SPILLWAY_KERNELS", "yes", "0 or 1");
   ExpectRejected("SPILLWAY_KERNELS", "1", "SPILLWAY_TRACK=1");  // without the tracker
   ExpectRejected("SPILLWAY_TRACK_LAUNCHES", "hooks", "auto or cupti");
@@ -283,7 +285,8 @@ TEST(Config, OffloadSettings) {
   e.vars = {{"SPILLWAY_OFFLOAD", "1"},        {"SPILLWAY_HOST_LIMIT", "25%"},
             {"SPILLWAY_NVME_PATH", "/tmp"},    {"SPILLWAY_NVME_LIMIT", "100G"},
             {"SPILLWAY_NVME_VERIFY", "1"},     {"SPILLWAY_OFFLOAD_SAFETY", "strict"},
-            {"SPILLWAY_TRACK", "1"},           {"SPILLWAY_KERNELS", "1"}};
+            {"SPILLWAY_TRACK", "1"},           {"SPILLWAY_KERNELS", "1"},
+            {"SPILLWAY_OFFLOAD_RETURN_USES", "2.5"}};
   Config cfg;
   std::string err;
   ASSERT_TRUE(ParseConfig(e.fn(), &cfg, &err)) << err;
@@ -294,6 +297,7 @@ TEST(Config, OffloadSettings) {
   EXPECT_TRUE(cfg.nvme_verify);
   EXPECT_EQ(cfg.offload_safety, Config::Safety::kStrict);
   EXPECT_TRUE(cfg.kernels);
+  EXPECT_DOUBLE_EQ(cfg.offload_return_uses, 2.5);
   e.vars = {{"SPILLWAY_HOST_LIMIT", "8G"}};
   ASSERT_TRUE(ParseConfig(e.fn(), &cfg, &err)) << err;
   EXPECT_EQ(ResolveHostLimit(cfg, 64ull << 30), 8ull << 30);
@@ -301,6 +305,7 @@ TEST(Config, OffloadSettings) {
   EXPECT_EQ(ResolveHostLimit(def, 64ull << 30), 32ull << 30) << "default: half the RAM";
   EXPECT_EQ(def.offload_safety, Config::Safety::kAuto);
   EXPECT_FALSE(def.offload);
+  EXPECT_EQ(def.offload_return_uses, 0.0) << "default: the pager's own factor";
 }
 
 TEST(Config, ReservePolicy) {
