@@ -137,6 +137,10 @@ Status SimBackend::reserve(int, std::size_t size, std::size_t align, std::uintpt
 }
 
 Status SimBackend::release_va(std::uintptr_t va, std::size_t size) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    mapped_.erase(mapped_.lower_bound(va), mapped_.lower_bound(va + size));
+  }
   if (munmap(reinterpret_cast<void*>(va), size) != 0) return Errno("release_va munmap");
   return Status::Ok();
 }
@@ -191,10 +195,21 @@ Status SimBackend::map(std::uintptr_t va, std::size_t size, PhysHandle h) {
     if (it == chunks_.end()) return {EINVAL, "sim: map of unknown handle"};
     if (it->second.size != size) return {EINVAL, "sim: map size differs from handle size"};
     offset = it->second.offset;
+    auto next = mapped_.lower_bound(va);
+    if (next != mapped_.end() && next->first < va + size)
+      return {EINVAL, "sim: map over a mapped range"};
+    if (next != mapped_.begin() && std::prev(next)->first + std::prev(next)->second > va)
+      return {EINVAL, "sim: map over a mapped range"};
+    mapped_[va] = size;
   }
   void* p = mmap(reinterpret_cast<void*>(va), size, PROT_NONE, MAP_SHARED | MAP_FIXED, fd_,
                  static_cast<off_t>(offset));
-  if (p == MAP_FAILED) return Errno("map mmap");
+  if (p == MAP_FAILED) {
+    Status e = Errno("map mmap");
+    std::lock_guard<std::mutex> lk(mu_);
+    mapped_.erase(va);
+    return e;
+  }
   return Status::Ok();
 }
 
@@ -205,6 +220,17 @@ Status SimBackend::set_access(int, std::uintptr_t va, std::size_t size) {
 }
 
 Status SimBackend::unmap(std::uintptr_t va, std::size_t size) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto it = mapped_.lower_bound(va);
+    if (it != mapped_.begin() && std::prev(it)->first + std::prev(it)->second > va)
+      return {EINVAL, "sim: unmap of part of a mapping"};
+    auto end = it;
+    for (; end != mapped_.end() && end->first < va + size; ++end)
+      if (end->first + end->second > va + size) return {EINVAL, "sim: unmap of part of a mapping"};
+    if (it == end) return {EINVAL, "sim: unmap of a range with nothing mapped"};
+    mapped_.erase(it, end);
+  }
   void* p = mmap(reinterpret_cast<void*>(va), size, PROT_NONE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) return Errno("unmap mmap");

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -83,6 +84,9 @@ class SimBackend final : public Backend {
   std::size_t file_end_ = 0;
   std::unordered_map<std::size_t, std::vector<std::size_t>> free_offsets_;  // size -> offsets
   std::unordered_map<PhysHandle, Chunk> chunks_;
+  // Mapped ranges (start -> size): as with cuMemMap / cuMemUnmap, a range is mapped only where
+  // nothing is, and unmapped only in whole mappings (a call may cover several).
+  std::map<std::uintptr_t, std::size_t> mapped_;
   std::vector<std::size_t> device_used_;
   PhysHandle next_handle_ = 1;
   int fail_creates_ = 0;
