@@ -40,7 +40,12 @@ Arena::~Arena() {
   for (std::size_t i = 0; i < size_ / gran_; ++i) {
     Page& pg = pages_[i];
     if (pg.slab != nullptr && static_cast<std::size_t>(page_of(pg.slab->base)) == i) delete pg.slab;
-    if (pg.handle != 0) {
+    if (pg.handle != 0 && pg.span) {  // one mapping and one handle for the whole group
+      if (i % kSpanPages == 0) {
+        backend_.unmap(base_ + i * gran_, gran_ * kSpanPages);
+        backend_.release(pg.handle);
+      }
+    } else if (pg.handle != 0) {
       backend_.unmap(base_ + i * gran_, gran_);
       if (!pg.host) backend_.release(pg.handle);  // host chunks belong to the pager's pool
     }
@@ -124,44 +129,91 @@ spillway_status Arena::carve(std::size_t n, std::size_t align, std::uintptr_t* o
   flush_quick();
   std::uintptr_t a = 0;
   // Among the few best fits, one already backed by memory avoids mapping (and growing).
-  if (!free_.take_preferring(n, align, 16, [&](std::uintptr_t st) { return all_mapped(st, n); },
-                             &a)) {
+  if (!free_.take_preferring(
+          n, align, 16, [&](std::uintptr_t st) { return all_mapped(st, n); }, &a)) {
     heap_.stats().on_oom();
     return Fail(SPILLWAY_ERR_OUT_OF_MEMORY,
-                "spillway: virtual address space of the arena exhausted for " +
-                    std::to_string(n) + " bytes\n" + heap_.report(n, this));
+                "spillway: virtual address space of the arena exhausted for " + std::to_string(n) +
+                    " bytes\n" + heap_.report(n, this));
   }
   add_live(a, n);
   std::vector<std::int32_t> missing;  // pages of the range that are not mapped yet
   for (std::int32_t i = page_of(a), e = page_of(a + n - 1); i <= e; ++i)
     if (pages_[i].handle == 0) missing.push_back(i);
   if (!missing.empty()) {
-    std::vector<prim::PhysHandle> chunks;
-    spillway_status s = heap_.acquire_chunks(this, missing.size(), &chunks, n);
-    if (s != SPILLWAY_OK) {
+    spillway_status s = SPILLWAY_OK;
+    if (!map_missing(missing, n, &s)) {  // pages mapped so far stay mapped (idle)
       release_extent(a, n, 0);
       return s;
-    }
-    for (std::size_t k = 0; k < missing.size(); ++k) {
-      const std::uintptr_t va =
-          base_ + (std::uintptr_t{static_cast<std::uint32_t>(missing[k])} << page_shift_);
-      prim::Status ms = backend_.map(va, gran_, chunks[k]);
-      if (ms.ok()) {
-        ms = backend_.set_access(device_, va, gran_);
-        if (!ms.ok()) backend_.unmap(va, gran_);
-      }
-      if (!ms.ok()) {  // pages mapped so far stay mapped (idle); the rest go back to the pool
-        heap_.return_chunks({chunks.begin() + static_cast<std::ptrdiff_t>(k), chunks.end()});
-        release_extent(a, n, 0);
-        return Fail(SPILLWAY_ERR_BACKEND, "spillway: mapping device memory failed: " + ms.message);
-      }
-      pages_[missing[k]].handle = chunks[k];
-      heap_.stats().on_map();
-      if (auto* t = heap_.trace()) t->physical(trace::Kind::kMap, device_, va, gran_);
     }
   }
   *out = a;
   return SPILLWAY_OK;
+}
+
+bool Arena::map_missing(const std::vector<std::int32_t>& missing, std::size_t request,
+                        spillway_status* st) {
+  // Aligned groups of kSpanPages missing pages become spans; the other pages take chunks.
+  const auto S = static_cast<std::int32_t>(kSpanPages);
+  std::vector<std::int32_t> heads, singles;
+  for (std::size_t k = 0; k < missing.size();) {
+    const std::int32_t i = missing[k];
+    if (i % S == 0 && k + kSpanPages <= missing.size() &&
+        missing[k + kSpanPages - 1] == i + S - 1) {
+      heads.push_back(i);
+      k += kSpanPages;
+    } else {
+      singles.push_back(i);
+      ++k;
+    }
+  }
+  std::vector<prim::PhysHandle> spans, chunks;
+  if (!heads.empty()) heap_.acquire_spans(this, heads.size(), &spans, request);
+  for (std::size_t h = spans.size(); h < heads.size(); ++h)  // no span for these: chunks
+    for (std::int32_t j = 0; j < S; ++j) singles.push_back(heads[h] + j);
+  heads.resize(spans.size());
+  if (!singles.empty()) {
+    *st = heap_.acquire_chunks(this, singles.size(), &chunks, request);
+    if (*st != SPILLWAY_OK) {
+      heap_.return_spans(spans);
+      return false;
+    }
+  }
+  auto map_one = [&](std::int32_t i, std::size_t pages, prim::PhysHandle h) -> prim::Status {
+    const std::uintptr_t va =
+        base_ + (std::uintptr_t{static_cast<std::uint32_t>(i)} << page_shift_);
+    prim::Status ms = backend_.map(va, pages * gran_, h);
+    if (ms.ok()) {
+      ms = backend_.set_access(device_, va, pages * gran_);
+      if (!ms.ok()) backend_.unmap(va, pages * gran_);
+    }
+    if (ms.ok()) {
+      heap_.stats().on_map();
+      if (auto* t = heap_.trace()) t->physical(trace::Kind::kMap, device_, va, pages * gran_);
+    }
+    return ms;
+  };
+  for (std::size_t h = 0; h < heads.size(); ++h) {
+    if (prim::Status ms = map_one(heads[h], kSpanPages, spans[h]); !ms.ok()) {
+      heap_.return_spans({spans.begin() + static_cast<std::ptrdiff_t>(h), spans.end()});
+      heap_.return_chunks(chunks);
+      *st = Fail(SPILLWAY_ERR_BACKEND, "spillway: mapping device memory failed: " + ms.message);
+      return false;
+    }
+    for (std::int32_t j = 0; j < S; ++j) {
+      pages_[heads[h] + j].handle = spans[h];
+      pages_[heads[h] + j].span = true;
+    }
+  }
+  for (std::size_t k = 0; k < singles.size(); ++k) {
+    if (prim::Status ms = map_one(singles[k], 1, chunks[k]); !ms.ok()) {
+      heap_.return_chunks({chunks.begin() + static_cast<std::ptrdiff_t>(k), chunks.end()});
+      *st = Fail(SPILLWAY_ERR_BACKEND, "spillway: mapping device memory failed: " + ms.message);
+      return false;
+    }
+    pages_[singles[k]].handle = chunks[k];
+  }
+  return true;
 }
 
 // ---------------------------------------------------------------- page accounting
@@ -169,7 +221,8 @@ spillway_status Arena::carve(std::size_t n, std::size_t align, std::uintptr_t* o
 void Arena::add_live(std::uintptr_t a, std::size_t n) {
   const std::uintptr_t end = a + n;
   for (std::int32_t i = page_of(a), e = page_of(end - 1); i <= e; ++i) {
-    const std::uintptr_t ps = base_ + (std::uintptr_t{static_cast<std::uint32_t>(i)} << page_shift_);
+    const std::uintptr_t ps =
+        base_ + (std::uintptr_t{static_cast<std::uint32_t>(i)} << page_shift_);
     const std::uintptr_t lo = a > ps ? a : ps, hi = end < ps + gran_ ? end : ps + gran_;
     Page& pg = pages_[i];
     if (pg.live == 0 && pg.handle != 0) idle_remove(i);
@@ -186,7 +239,8 @@ bool Arena::all_mapped(std::uintptr_t a, std::size_t n) const {
 void Arena::sub_live(std::uintptr_t a, std::size_t n, std::uint64_t seq) {
   const std::uintptr_t end = a + n;
   for (std::int32_t i = page_of(a), e = page_of(end - 1); i <= e; ++i) {
-    const std::uintptr_t ps = base_ + (std::uintptr_t{static_cast<std::uint32_t>(i)} << page_shift_);
+    const std::uintptr_t ps =
+        base_ + (std::uintptr_t{static_cast<std::uint32_t>(i)} << page_shift_);
     const std::uintptr_t lo = a > ps ? a : ps, hi = end < ps + gran_ ? end : ps + gran_;
     Page& pg = pages_[i];
     pg.live -= static_cast<std::uint32_t>(hi - lo);
@@ -204,17 +258,23 @@ void Arena::idle_push(std::int32_t i) {
   Page& pg = pages_[i];
   pg.prev = idle_tail_;
   pg.next = -1;
-  if (idle_tail_ >= 0) pages_[idle_tail_].next = i;
-  else idle_head_ = i;
+  if (idle_tail_ >= 0)
+    pages_[idle_tail_].next = i;
+  else
+    idle_head_ = i;
   idle_tail_ = i;
 }
 
 void Arena::idle_remove(std::int32_t i) {
   Page& pg = pages_[i];
-  if (pg.prev >= 0) pages_[pg.prev].next = pg.next;
-  else idle_head_ = pg.next;
-  if (pg.next >= 0) pages_[pg.next].prev = pg.prev;
-  else idle_tail_ = pg.prev;
+  if (pg.prev >= 0)
+    pages_[pg.prev].next = pg.next;
+  else
+    idle_head_ = pg.next;
+  if (pg.next >= 0)
+    pages_[pg.next].prev = pg.prev;
+  else
+    idle_tail_ = pg.prev;
   pg.prev = pg.next = -1;
 }
 
@@ -280,7 +340,7 @@ std::size_t Arena::steal_idle(std::size_t want, bool block, std::vector<prim::Ph
   for (std::int32_t i = idle_head_; i >= 0 && got < want;) {
     Page& pg = pages_[i];
     const std::int32_t next = pg.next;
-    if (pg.free_seq < done_seq_) {
+    if (pg.free_seq < done_seq_ && !pg.span) {  // spans: steal_idle_spans, whole
       const std::uintptr_t va =
           base_ + (std::uintptr_t{static_cast<std::uint32_t>(i)} << page_shift_);
       if (!backend_.unmap(va, gran_).ok()) break;
@@ -294,6 +354,48 @@ std::size_t Arena::steal_idle(std::size_t want, bool block, std::vector<prim::Ph
     i = next;
   }
   if (got < want) ensure_page_fence();  // so that the next attempt finds more pages done
+  return got;
+}
+
+std::size_t Arena::steal_idle_spans(std::size_t want, bool block,
+                                    std::vector<prim::PhysHandle>* out) {
+  if (idle_head_ < 0 || want == 0) return 0;
+  poll_page_fences();
+  if (block && done_seq_ <= free_seq_) {  // wait until every free so far is complete
+    ensure_page_fence();
+    while (!page_fences_.empty()) {
+      backend_.event_synchronize(page_fences_.front().event);
+      poll_page_fences();
+    }
+  }
+  // The heads of idle spans first (stealing one takes several pages out of the idle list).
+  const auto S = static_cast<std::int32_t>(kSpanPages);
+  std::vector<std::int32_t> heads;
+  for (std::int32_t i = idle_head_; i >= 0; i = pages_[i].next)
+    if (pages_[i].span && i % S == 0) heads.push_back(i);
+  std::size_t got = 0;
+  for (std::int32_t h : heads) {
+    if (got >= want) break;
+    bool idle = true;
+    for (std::int32_t j = 0; j < S && idle; ++j) {
+      const Page& pg = pages_[h + j];
+      idle = pg.span && pg.live == 0 && pg.free_seq < done_seq_;
+    }
+    if (!idle) continue;
+    const std::uintptr_t va =
+        base_ + (std::uintptr_t{static_cast<std::uint32_t>(h)} << page_shift_);
+    if (!backend_.unmap(va, gran_ * kSpanPages).ok()) break;
+    heap_.stats().on_unmap();
+    if (auto* t = heap_.trace()) t->physical(trace::Kind::kUnmap, device_, va, gran_ * kSpanPages);
+    out->push_back(pages_[h].handle);
+    for (std::int32_t j = 0; j < S; ++j) {
+      idle_remove(h + j);
+      pages_[h + j].handle = 0;
+      pages_[h + j].span = false;
+    }
+    ++got;
+  }
+  if (got < want) ensure_page_fence();
   return got;
 }
 
@@ -404,7 +506,6 @@ spillway_status Arena::free_large(std::uintptr_t p, FreeMode mode, prim::Stream 
   return defer(p, b.size, mode, stream, b.holes);
 }
 
-
 void Arena::release_small(Slab* s, std::uint32_t i) {
   s->free_idx.push_back(i);
   --s->used;
@@ -422,8 +523,10 @@ void Arena::release_small(Slab* s, std::uint32_t i) {
 
 void Arena::drop_slab(Slab* s) {
   const int c = s->cls;
-  if (s->prev) s->prev->next = s->next;
-  else partial_[c] = s->next;
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    partial_[c] = s->next;
   if (s->next) s->next->prev = s->prev;
   pages_[page_of(s->base)].slab = nullptr;
   --slab_count_[c];
@@ -503,22 +606,29 @@ std::size_t Arena::large_size_locked(std::uintptr_t p) {
   return b ? b->size : 0;
 }
 
-void Arena::page_handles_locked(std::uintptr_t a, std::size_t n,
-                                std::vector<prim::PhysHandle>* out) const {
+void Arena::page_handles_locked(std::uintptr_t a, std::size_t n, std::vector<prim::PhysHandle>* out,
+                                std::vector<std::uint8_t>* span) const {
   const std::int32_t first = page_of(a);
-  for (std::size_t k = 0; k < n; ++k) out->push_back(pages_[first + static_cast<std::int32_t>(k)].handle);
+  for (std::size_t k = 0; k < n; ++k) {
+    const Page& pg = pages_[first + static_cast<std::int32_t>(k)];
+    out->push_back(pg.handle);
+    if (span != nullptr) span->push_back(pg.span ? 1 : 0);
+  }
 }
 
 spillway_status Arena::set_pages_locked(std::uintptr_t block, std::uintptr_t a, std::size_t n,
-                                        const prim::PhysHandle* in, bool host) {
+                                        const prim::PhysHandle* in, bool host,
+                                        const std::uint8_t* span) {
   LargeBlock* b = large_.find(block);
   if (b == nullptr)
-    return Fail(SPILLWAY_ERR_INVALID_VALUE, "spillway: " + describe(block) + " is not a live block");
+    return Fail(SPILLWAY_ERR_INVALID_VALUE,
+                "spillway: " + describe(block) + " is not a live block");
   const std::int32_t first = page_of(a);
   for (std::size_t k = 0; k < n; ++k) {
     Page& pg = pages_[first + static_cast<std::int32_t>(k)];
     pg.handle = in[k];
     pg.host = in[k] != 0 && host;
+    pg.span = in[k] != 0 && span != nullptr && span[k] != 0;
   }
   bool holes = false;
   for (std::int32_t i = page_of(block), e = page_of(block + b->size - 1); i <= e; ++i)
@@ -543,7 +653,8 @@ Arena::Summary Arena::summary_locked() {
   s.largest_free_extent = free_.largest();
   s.quick_bytes = quick_bytes_;
   s.pending_blocks = pending_.size();
-  for (int c = 0; c < detail::kNumClasses; ++c) s.slab_count += static_cast<std::size_t>(slab_count_[c]);
+  for (int c = 0; c < detail::kNumClasses; ++c)
+    s.slab_count += static_cast<std::size_t>(slab_count_[c]);
   return s;
 }
 

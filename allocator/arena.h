@@ -5,6 +5,11 @@
 // else waits for events. Every stream-ordered free gets a sequence number; a page remembers the
 // latest free of its bytes. Pages with no live bytes are "idle" and may be unmapped (stolen)
 // once a fence event recorded on the stream after that free has completed.
+//
+// Spans: the driver's cost of mapping is per mapping, not per byte (H200: ~25 us to grant
+// access and ~17 us to unmap, whether 2 MiB or 128 MiB; docs/offload.md). So an aligned group of
+// kSpanPages pages that a large block covers entirely is mapped with one physical allocation
+// (a span) instead of kSpanPages chunks. A span is mapped, stolen and unmapped whole.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +30,9 @@ namespace spillway {
 
 class DeviceHeap;
 struct Slab;
+
+// Pages per span: 16 x 2 MiB = 32 MiB. Spans sit at VA aligned to their size in the arena.
+inline constexpr std::size_t kSpanPages = 16;
 
 enum class FreeMode {
   kStreamOrdered,  // cudaFreeAsync on `stream`
@@ -51,6 +59,10 @@ class Arena {
   // Waits for fences one at a time, oldest first, only as long as that makes idle pages of
   // this arena stealable, and steals them. Caller holds mu().
   std::size_t steal_idle_waiting(std::size_t want, std::vector<prim::PhysHandle>* out);
+  // Gives up to `want` spans all of whose pages are idle and whose last use has finished,
+  // unmapping them (one call each). With `block`, waits on this arena's fences first. Caller
+  // holds mu(). (steal_idle never takes a page of a span.)
+  std::size_t steal_idle_spans(std::size_t want, bool block, std::vector<prim::PhysHandle>* out);
   // Moves cached memory back to the free extents and unmaps every idle page (waiting for the
   // stream): used by trim and at the last step before out-of-memory. Caller holds mu().
   void flush_caches();
@@ -69,30 +81,40 @@ class Arena {
   // ---- for the pager (offload/pager.h); the caller holds mu() ----
   // The rounded size of the live large block that starts at p, or 0.
   std::size_t large_size_locked(std::uintptr_t p);
-  // The physical chunks of the pages [a, a + n * granularity) (0 = unmapped), appended to *out.
-  void page_handles_locked(std::uintptr_t a, std::size_t n,
-                           std::vector<prim::PhysHandle>* out) const;
+  // The physical chunks of the pages [a, a + n * granularity) (0 = unmapped), appended to *out;
+  // with `span`, whether each page is part of a span (whose handle every page of it repeats).
+  void page_handles_locked(std::uintptr_t a, std::size_t n, std::vector<prim::PhysHandle>* out,
+                           std::vector<std::uint8_t>* span = nullptr) const;
+  // Whether the page at a is part of a span (its pages: a's aligned group of kSpanPages).
+  bool page_in_span_locked(std::uintptr_t a) const {
+    return contains(a) && pages_[page_of(a)].span;
+  }
+  std::size_t span_bytes() const { return gran_ * kSpanPages; }
   // Records that the pager mapped in[0..n) (0: nothing; `host`: host chunks, which the arena
   // never releases) at those pages of the live large block starting at `block`; a block with
   // unmapped pages ("holes") goes to the free extents, not the quick bins, when freed. The pager
   // makes the driver calls itself, without this lock: the pages belong to that live block alone.
+  // `span` (or nullptr): which of in[] are spans (the pager maps each span whole).
   spillway_status set_pages_locked(std::uintptr_t block, std::uintptr_t a, std::size_t n,
-                                   const prim::PhysHandle* in, bool host);
+                                   const prim::PhysHandle* in, bool host,
+                                   const std::uint8_t* span = nullptr);
   std::size_t page_bytes() const { return gran_; }
   // Calls fn(address, rounded size) for every live large block.
   template <class F>
   void for_each_large_locked(F&& fn) {
-    large_.for_each([&](std::uint64_t p, LargeBlock& b) { fn(static_cast<std::uintptr_t>(p), b.size); });
+    large_.for_each(
+        [&](std::uint64_t p, LargeBlock& b) { fn(static_cast<std::uintptr_t>(p), b.size); });
   }
 
  private:
   struct Page {
-    prim::PhysHandle handle = 0;  // 0 = unmapped
-    Slab* slab = nullptr;         // set when the page is a slab
-    std::uint32_t live = 0;       // bytes of non-free blocks overlapping the page
+    prim::PhysHandle handle = 0;        // 0 = unmapped
+    Slab* slab = nullptr;               // set when the page is a slab
+    std::uint32_t live = 0;             // bytes of non-free blocks overlapping the page
     std::int32_t prev = -1, next = -1;  // idle list links
-    std::uint64_t free_seq = 0;  // latest stream-ordered free of bytes of this page
-    bool host = false;           // handle is a host chunk of the pager (never idle, never ours)
+    std::uint64_t free_seq = 0;         // latest stream-ordered free of bytes of this page
+    bool host = false;  // handle is a host chunk of the pager (never idle, never ours)
+    bool span = false;  // handle is a span mapped at this page's aligned group
   };
   struct LargeBlock {
     std::size_t size = 0;       // rounded
@@ -125,7 +147,7 @@ class Arena {
   void sub_live(std::uintptr_t a, std::size_t n, std::uint64_t seq);
   void release_extent(std::uintptr_t a, std::size_t n, std::uint64_t seq);  // + to extents
   bool all_mapped(std::uintptr_t a, std::size_t n) const;
-  void note_free();  // counts a stream-ordered free; records a fence now and then
+  void note_free();    // counts a stream-ordered free; records a fence now and then
   void flush_quick();  // every cached block back to the extents (coalescing)
   void release_small(Slab* s, std::uint32_t i);
   void drop_slab(Slab* s);  // an empty slab on the partial list goes back to the extents
@@ -138,6 +160,10 @@ class Arena {
   prim::Event get_event();
   void idle_push(std::int32_t i);
   void idle_remove(std::int32_t i);
+  // Maps `chunks` at the pages `missing` (ascending), whole aligned groups of them as spans
+  // when the heap has spans; false with *err on a driver failure (the rest go back to the heap).
+  bool map_missing(const std::vector<std::int32_t>& missing, std::size_t request,
+                   spillway_status* st);
   std::int32_t page_of(std::uintptr_t p) const {
     return static_cast<std::int32_t>((p - base_) >> page_shift_);
   }

@@ -14,7 +14,9 @@ namespace spillway {
 namespace {
 thread_local bool t_quiet_oom = false;
 }
-void SetQuietOom(bool quiet) { t_quiet_oom = quiet; }
+void SetQuietOom(bool quiet) {
+  t_quiet_oom = quiet;
+}
 
 namespace {
 // Key of the synchronous arena: never a real stream handle.
@@ -37,6 +39,7 @@ DeviceHeap::DeviceHeap(prim::Backend& backend, int device) : backend_(backend), 
 DeviceHeap::~DeviceHeap() {
   for (int i = 0; i < n_arenas_.load(); ++i) arenas_[static_cast<std::size_t>(i)].reset();
   for (auto h : loose_) backend_.release(h);
+  for (auto h : loose_spans_) backend_.release(h);
 }
 
 spillway_status DeviceHeap::init(std::uint64_t budget_bytes, bool compact) {
@@ -44,9 +47,8 @@ spillway_status DeviceHeap::init(std::uint64_t budget_bytes, bool compact) {
   prim::MemInfo mi;
   prim::Status s = backend_.mem_info(device_, &mi);
   if (!s.ok())
-    return Fail(SPILLWAY_ERR_BACKEND,
-                "spillway: cannot read memory of device " + std::to_string(device_) + ": " +
-                    s.message);
+    return Fail(SPILLWAY_ERR_BACKEND, "spillway: cannot read memory of device " +
+                                          std::to_string(device_) + ": " + s.message);
   total_ = mi.total;
   gran_ = backend_.granularity({prim::LocationKind::kDevice, device_});
   // Each arena may map the whole device, twice over: VA is cheap.
@@ -75,12 +77,13 @@ spillway_status DeviceHeap::arena_for(prim::Stream stream, bool sync, Arena** ou
     }
   }
   if (m == kMaxArenas)
-    return Fail(SPILLWAY_ERR_OUT_OF_MEMORY,
-                "spillway: more than " + std::to_string(kMaxArenas) +
-                    " streams allocate on device " + std::to_string(device_) +
-                    "; Spillway keeps one arena per allocating stream");
+    return Fail(SPILLWAY_ERR_OUT_OF_MEMORY, "spillway: more than " + std::to_string(kMaxArenas) +
+                                                " streams allocate on device " +
+                                                std::to_string(device_) +
+                                                "; Spillway keeps one arena per allocating stream");
   std::uintptr_t va = 0;
-  prim::Status s = backend_.reserve(device_, arena_va_, gran_, &va);
+  // Aligned to a span, so that spans sit at VA aligned to their size.
+  prim::Status s = backend_.reserve(device_, arena_va_, gran_ * kSpanPages, &va);
   if (!s.ok())
     return Fail(SPILLWAY_ERR_OUT_OF_MEMORY,
                 "spillway: cannot reserve " + Bytes(arena_va_) + " of address space: " + s.message);
@@ -107,26 +110,148 @@ int DeviceHeap::fence_streams(std::array<prim::Stream, kMaxArenas + 1>* out) con
   const int n = n_arenas_.load(std::memory_order_acquire);
   for (int i = 0; i < n; ++i) {
     const Arena* a = arenas_[static_cast<std::size_t>(i)].get();
-    if (!a->is_sync() && a->stream() != nullptr) (*out)[static_cast<std::size_t>(k++)] = a->stream();
+    if (!a->is_sync() && a->stream() != nullptr)
+      (*out)[static_cast<std::size_t>(k++)] = a->stream();
   }
   return k;
 }
 
-bool DeviceHeap::create_chunk(prim::PhysHandle* h, std::string* why) {
+bool DeviceHeap::create_chunk(prim::PhysHandle* h, std::string* why, std::size_t size) {
+  if (size == 0) size = gran_;
   std::lock_guard<std::mutex> lk(mu_);
   const std::uint64_t budget = budget_.load(std::memory_order_relaxed);
-  if (budget != 0 && stats_.reserved() + gran_ > budget) {
+  if (budget != 0 && stats_.reserved() + size > budget) {
     *why = "the device budget of " + Bytes(budget) + " is reached";
     return false;
   }
-  prim::Status s = backend_.create({prim::LocationKind::kDevice, device_}, gran_, h);
+  prim::Status s = backend_.create({prim::LocationKind::kDevice, device_}, size, h);
   if (!s.ok()) {
     *why = "the device has no free memory (" + s.message + ")";
     return false;
   }
-  stats_.on_reserve(gran_);
-  if (trace_) trace_->physical(trace::Kind::kChunkCreate, device_, 0, gran_);
+  stats_.on_reserve(size);
+  if (trace_) trace_->physical(trace::Kind::kChunkCreate, device_, 0, size);
   return true;
+}
+
+std::uint64_t DeviceHeap::shed_loose(bool spans, std::uint64_t bytes) {
+  const std::size_t unit = spans ? span_bytes() : gran_;
+  std::vector<prim::PhysHandle> hs;
+  std::vector<prim::Event> tags;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto& pool = spans ? loose_spans_ : loose_;
+    auto& ptag = spans ? loose_span_tag_ : loose_tag_;
+    while (!pool.empty() && hs.size() * unit < bytes) {
+      hs.push_back(pool.back());
+      tags.push_back(ptag.back());
+      pool.pop_back();
+      ptag.pop_back();
+    }
+  }
+  // A tagged handle is still read by a copy through another mapping: the driver would keep its
+  // memory until then anyway, but the budget must not count it free before that.
+  for (prim::Event t : tags)
+    if (t != nullptr) backend_.event_synchronize(t);
+  std::uint64_t released = 0;
+  for (prim::PhysHandle h : hs)
+    if (backend_.release(h).ok()) {
+      stats_.on_release(unit);
+      if (trace_) trace_->physical(trace::Kind::kChunkRelease, device_, 0, unit);
+      released += unit;
+    }
+  return released;
+}
+
+std::uint64_t DeviceHeap::shed_idle_spans(Arena* self, std::size_t want, bool block) {
+  std::vector<prim::PhysHandle> got;
+  self->steal_idle_spans(want, block, &got);
+  const int n = n_arenas_.load(std::memory_order_acquire);
+  for (int i = 0; i < n && got.size() < want; ++i) {
+    Arena* a = arenas_[static_cast<std::size_t>(i)].get();
+    if (a == self) continue;
+    std::unique_lock<detail::SpinLock> lk(a->mu(), std::try_to_lock);  // never wait: lock order
+    if (lk.owns_lock()) a->steal_idle_spans(want - got.size(), block, &got);
+  }
+  return release_spans(got);
+}
+
+std::uint64_t DeviceHeap::release_spans(const std::vector<prim::PhysHandle>& spans) {
+  std::uint64_t released = 0;
+  for (prim::PhysHandle h : spans)
+    if (backend_.release(h).ok()) {
+      stats_.on_release(span_bytes());
+      if (trace_) trace_->physical(trace::Kind::kChunkRelease, device_, 0, span_bytes());
+      released += span_bytes();
+    }
+  return released;
+}
+
+std::size_t DeviceHeap::acquire_spans(Arena* self, std::size_t m,
+                                      std::vector<prim::PhysHandle>* out, std::size_t request_bytes,
+                                      std::vector<prim::Event>* tags_out) {
+  const std::size_t base = out->size();
+  std::vector<prim::Event> tags;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    while (out->size() - base < m && !loose_spans_.empty()) {
+      tags.push_back(loose_span_tag_.back());
+      out->push_back(loose_spans_.back());
+      loose_spans_.pop_back();
+      loose_span_tag_.pop_back();
+    }
+  }
+  auto need = [&] { return m - (out->size() - base); };
+  std::string why;
+  const std::uint64_t live_high =
+      std::max<std::uint64_t>(stats_.peak_allocated(), stats_.allocated() + request_bytes);
+  const std::uint64_t allowance = live_high + live_high / 64 + 4 * gran_;
+  const std::size_t sb = span_bytes();
+  while (need() && stats_.reserved() + sb <= allowance) {
+    prim::PhysHandle h = 0;
+    if (!create_chunk(&h, &why, sb)) break;
+    out->push_back(h);
+  }
+  if (need()) {  // idle spans of the arenas, whole
+    std::vector<prim::PhysHandle> got;
+    self->steal_idle_spans(need(), false, &got);
+    const int n = n_arenas_.load(std::memory_order_acquire);
+    for (int i = 0; i < n && got.size() < need(); ++i) {
+      Arena* a = arenas_[static_cast<std::size_t>(i)].get();
+      if (a == self) continue;
+      std::unique_lock<detail::SpinLock> lk(a->mu(), std::try_to_lock);
+      if (lk.owns_lock()) a->steal_idle_spans(need() - got.size(), false, &got);
+    }
+    if (got.size() < need() && compact_) self->steal_idle_spans(need() - got.size(), true, &got);
+    out->insert(out->end(), got.begin(), got.end());
+  }
+  while (need()) {  // within the budget, loose chunks released to make room if need be
+    prim::PhysHandle h = 0;
+    if (create_chunk(&h, &why, sb)) {
+      out->push_back(h);
+      continue;
+    }
+    if (shed_loose(false, sb) < sb) break;
+  }
+  prim::Event last = nullptr;
+  for (prim::Event t : tags)
+    if (t != nullptr && t != last) {
+      if (tags_out != nullptr)
+        tags_out->push_back(t);
+      else
+        backend_.stream_wait_event(device_, self->stream(), t);
+      last = t;
+    }
+  return out->size() - base;
+}
+
+void DeviceHeap::return_spans(const std::vector<prim::PhysHandle>& spans, prim::Event tag) {
+  std::lock_guard<std::mutex> lk(mu_);
+  for (prim::PhysHandle h : spans) {
+    if (h == 0) continue;
+    loose_spans_.push_back(h);
+    loose_span_tag_.push_back(tag);
+  }
 }
 
 std::size_t DeviceHeap::steal_from_others(Arena* self, std::size_t want, bool block,
@@ -177,23 +302,42 @@ spillway_status DeviceHeap::acquire_chunks(Arena* self, std::size_t k,
   if (need()) self->steal_idle(need(), false, out);
   if (need()) steal_from_others(self, need(), false, out);
   if (need() && compact_) self->steal_idle_waiting(need(), out);
-  while (need()) {
-    prim::PhysHandle h = 0;
-    if (!create_chunk(&h, &why)) break;
-    out->push_back(h);
+  if (need() && compact_) {  // the compact policy waits for idle spans too, before growing
+    std::vector<prim::PhysHandle> spans;
+    self->steal_idle_spans((need() * gran_ + span_bytes() - 1) / span_bytes(), true, &spans);
+    release_spans(spans);
   }
+  // Within the budget; then loose spans and idle spans released to make room for chunks.
+  auto create_rest = [&] {
+    while (need()) {
+      prim::PhysHandle h = 0;
+      if (!create_chunk(&h, &why)) break;
+      out->push_back(h);
+    }
+  };
+  create_rest();
+  if (need() && shed_loose(true, need() * gran_) > 0) create_rest();
+  const std::size_t spans_for = [&] {
+    return (need() * gran_ + span_bytes() - 1) / span_bytes();
+  }();
+  if (need() && shed_idle_spans(self, spans_for, false) > 0) create_rest();
   if (need()) {  // last resort: wait for the streams, drop every cache, and steal again
     self->wait_pending();
     self->flush_caches();
     self->steal_idle(need(), true, out);
     if (need()) steal_from_others(self, need(), true, out);
+    if (need() &&
+        shed_idle_spans(self, (need() * gran_ + span_bytes() - 1) / span_bytes(), true) > 0)
+      create_rest();
   }
   if (need() == 0) {
     prim::Event last = nullptr;
     for (prim::Event t : tags)
       if (t != nullptr && t != last) {
-        if (tags_out != nullptr) tags_out->push_back(t);
-        else backend_.stream_wait_event(device_, self->stream(), t);
+        if (tags_out != nullptr)
+          tags_out->push_back(t);
+        else
+          backend_.stream_wait_event(device_, self->stream(), t);
         last = t;
       }
     return SPILLWAY_OK;
@@ -206,7 +350,8 @@ spillway_status DeviceHeap::acquire_chunks(Arena* self, std::size_t k,
     }
   }
   out->clear();
-  if (t_quiet_oom) return Fail(SPILLWAY_ERR_OUT_OF_MEMORY, "spillway: out of device memory: " + why);
+  if (t_quiet_oom)
+    return Fail(SPILLWAY_ERR_OUT_OF_MEMORY, "spillway: out of device memory: " + why);
   stats_.on_oom();
   if (trace_) trace_->physical(trace::Kind::kOom, device_, 0, request_bytes);
   std::string msg = "spillway: out of memory on device " + std::to_string(device_) +
@@ -240,7 +385,11 @@ spillway_status DeviceHeap::trim(std::uint64_t keep_bytes) {
     a->wait_pending();
     a->flush_caches();
     a->steal_idle(SIZE_MAX, true, &freed);
+    std::vector<prim::PhysHandle> spans;
+    a->steal_idle_spans(SIZE_MAX, true, &spans);
+    release_spans(spans);
   }
+  shed_loose(true, UINT64_MAX);  // spans are not kept loose by a trim
   std::lock_guard<std::mutex> lk(mu_);
   loose_.insert(loose_.end(), freed.begin(), freed.end());
   loose_tag_.resize(loose_.size(), nullptr);
@@ -287,8 +436,8 @@ std::string DeviceHeap::report(std::size_t failed_request, Arena* held) const {
                 "budget %s, device %s, live blocks %" PRIu64 ", request %s\n",
                 device_, Bytes(st.allocated_bytes).c_str(), Bytes(st.peak_allocated_bytes).c_str(),
                 Bytes(st.reserved_bytes).c_str(), Bytes(st.peak_reserved_bytes).c_str(),
-                st.budget_bytes ? Bytes(st.budget_bytes).c_str() : "none",
-                Bytes(total_).c_str(), st.live_blocks, Bytes(failed_request).c_str());
+                st.budget_bytes ? Bytes(st.budget_bytes).c_str() : "none", Bytes(total_).c_str(),
+                st.live_blocks, Bytes(failed_request).c_str());
   r += line;
   const int n = n_arenas_.load(std::memory_order_acquire);
   for (int i = 0; i < n; ++i) {
@@ -306,8 +455,8 @@ std::string DeviceHeap::report(std::size_t failed_request, Arena* held) const {
                   "extent %s, %zu slabs, %zu frees waiting on events\n",
                   a->is_sync() ? "sync " : "stream ", a->is_sync() ? nullptr : a->stream(),
                   Bytes(s.mapped_bytes).c_str(), Bytes(s.idle_bytes).c_str(),
-                  Bytes(s.quick_bytes).c_str(), Bytes(s.largest_free_extent).c_str(),
-                  s.slab_count, s.pending_blocks);
+                  Bytes(s.quick_bytes).c_str(), Bytes(s.largest_free_extent).c_str(), s.slab_count,
+                  s.pending_blocks);
     r += line;
   }
   return r;

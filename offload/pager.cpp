@@ -11,9 +11,9 @@
 #include "allocator/error.h"
 #include "offload/numa.h"
 #include "profiler/clock.h"
-#include "profiler/tracker/tracker.h"
 #include "profiler/trace_writer.h"
 #include "profiler/tracker/block_index.h"
+#include "profiler/tracker/tracker.h"
 
 namespace spillway::offload {
 
@@ -80,9 +80,15 @@ prim::Event Pager::take_event(std::vector<prim::Event>& pool) {
   return e;
 }
 
-prim::Event Pager::get_event() { return take_event(events_); }
-prim::Event Pager::get_copy_event() { return take_event(copy_events_); }
-prim::Event Pager::get_out_event() { return take_event(out_events_); }
+prim::Event Pager::get_event() {
+  return take_event(events_);
+}
+prim::Event Pager::get_copy_event() {
+  return take_event(copy_events_);
+}
+prim::Event Pager::get_out_event() {
+  return take_event(out_events_);
+}
 
 void Pager::put_event(prim::Event e) {
   if (e != nullptr) events_.push_back(e);
@@ -156,8 +162,7 @@ spillway_status Pager::unmap_pages_locked(Entry& e) {
 
 spillway_status Pager::geometry(std::uintptr_t p, Geometry* g) {
   Arena* a = heap_.find(p);
-  if (a == nullptr)
-    return not_owned(p);
+  if (a == nullptr) return not_owned(p);
   std::size_t size = 0;
   {
     std::lock_guard<detail::SpinLock> lk(a->mu());
@@ -173,8 +178,15 @@ spillway_status Pager::geometry(std::uintptr_t p, Geometry* g) {
     return Fail(SPILLWAY_ERR_INVALID_VALUE,
                 "spillway: " + Hex(p) + " is not the start of a live block");
   }
-  const std::uintptr_t first = (p + gran_ - 1) / gran_ * gran_;
-  const std::uintptr_t last = (p + size) / gran_ * gran_;
+  std::uintptr_t first = (p + gran_ - 1) / gran_ * gran_;
+  std::uintptr_t last = (p + size) / gran_ * gran_;
+  if (last > first) {  // a span the block covers only in part stays, as edge pages do
+    const std::uintptr_t sb = a->span_bytes();
+    std::lock_guard<detail::SpinLock> lk(a->mu());
+    if (first % sb != 0 && a->page_in_span_locked(first)) first = (first / sb + 1) * sb;
+    if (last > first && last % sb != 0 && a->page_in_span_locked(last - gran_))
+      last = last / sb * sb;
+  }
   if (last <= first)
     return Fail(SPILLWAY_ERR_INVALID_VALUE,
                 "spillway: the block at " + Hex(p) + " (" + std::to_string(size) +
@@ -191,7 +203,9 @@ tracker::BlockSummary Pager::summary_of(std::uintptr_t p) const {
   return b ? b->summary() : tracker::BlockSummary{};
 }
 
-std::uint64_t Pager::access_count(std::uintptr_t p) const { return summary_of(p).count; }
+std::uint64_t Pager::access_count(std::uintptr_t p) const {
+  return summary_of(p).count;
+}
 
 void Pager::mark_away(std::uintptr_t p, bool away) const {
   if (opt_.index == nullptr) return;
@@ -290,7 +304,8 @@ spillway_status Pager::evict_host_locked(std::uintptr_t p, Entry* e) {
     return Fail(SPILLWAY_ERR_BACKEND, "spillway: no event for the pager");
   }
   e->access_mark = access_count(p);
-  if (prim::Status st = copy_pages(e->first, e->pages, chunks, true, done); !st.ok()) {  // copies may be queued: the chunks cannot be reused safely; keep them out
+  if (prim::Status st = copy_pages(e->first, e->pages, chunks, true, done);
+      !st.ok()) {  // copies may be queued: the chunks cannot be reused safely; keep them out
     out_events_.push_back(done);
     return Fail(SPILLWAY_ERR_BACKEND, "spillway: eviction copy failed: " + st.message);
   }
@@ -354,9 +369,10 @@ void Pager::complete_locked(Move& m) {
   // reads the right data). Tracked: the VA is left unmapped; a launch that names the block
   // brings it back first, and both remaps (costlier than the copy) are saved.
   std::vector<prim::PhysHandle> in(e->pages, 0), old;
+  std::vector<std::uint8_t> old_span;
   if (eager_host_map())
     for (std::size_t k = 0; k < e->pages; ++k) in[k] = e->host[k].handle;
-  spillway_status s = swap_locked(*e, in.data(), true, &old);
+  spillway_status s = swap_locked(*e, in.data(), true, &old, nullptr, &old_span);
   if (s != SPILLWAY_OK) {
     const std::string msg = LastError();
     host_->release(e->host);
@@ -365,7 +381,7 @@ void Pager::complete_locked(Move& m) {
     error_locked(m.p, m.bytes, trace::kErrHostLimit, s, msg);
     return;
   }
-  heap_.return_chunks(old);
+  return_device(old, old_span);
   e->state = Residency::kHost;
   e->mapped = eager_host_map();
   host_bytes_.fetch_add(m.bytes, std::memory_order_relaxed);
@@ -402,34 +418,43 @@ void Pager::poll_locked(bool block) {
 }
 
 spillway_status Pager::swap_locked(Entry& e, const prim::PhysHandle* in, bool host,
-                                   std::vector<prim::PhysHandle>* old) {
+                                   std::vector<prim::PhysHandle>* old, const std::uint8_t* in_span,
+                                   std::vector<std::uint8_t>* old_span) {
   const std::uint64_t t0 = MonotonicNs();
   std::vector<prim::PhysHandle> cur;
+  std::vector<std::uint8_t> cur_span;
   {
     std::lock_guard<detail::SpinLock> lk(e.arena->mu());
-    e.arena->page_handles_locked(e.first, e.pages, &cur);
+    e.arena->page_handles_locked(e.first, e.pages, &cur, &cur_span);
   }
   const std::size_t n = e.pages;
   auto va = [&](std::size_t k) { return e.first + k * gran_; };
   // The driver calls, without the arena's lock (the pages belong to this live block alone and
-  // the pager's lock keeps its free out): unmap what is there (one call when all of it is
-  // mapped), map the new chunks, then grant the device access per run of mapped pages. Their
-  // cost is per byte (on the H200: ~23 us per 2 MiB to unmap device memory, ~110 us for host
-  // memory; ~35 and ~60 us to grant access), so fewer calls save little; docs/offload.md.
+  // the pager's lock keeps its free out). Their cost is per mapping, not per byte (on the H200
+  // ~17 us to unmap and ~25 us to grant access, whether 2 MiB or 128 MiB): a span is one
+  // mapping of kSpanPages pages. Unmap what is there (one call when all of it is mapped), map
+  // the new handles, then grant the device access per run of mapped pages.
+  auto unit = [&](const std::uint8_t* sp, std::size_t k) {  // pages of the mapping at page k
+    return sp != nullptr && sp[k] != 0 ? kSpanPages : std::size_t{1};
+  };
   auto unmap_all = [&](const std::vector<prim::PhysHandle>& hs) -> prim::Status {
     if (std::all_of(hs.begin(), hs.end(), [](prim::PhysHandle h) { return h != 0; }) &&
         backend_.unmap(e.first, n * gran_).ok())
       return prim::Status::Ok();
-    for (std::size_t k = 0; k < n; ++k)
+    for (std::size_t k = 0; k < n; k += unit(cur_span.data(), k))
       if (hs[k] != 0)
-        if (prim::Status s = backend_.unmap(va(k), gran_); !s.ok()) return s;
+        if (prim::Status s = backend_.unmap(va(k), unit(cur_span.data(), k) * gran_); !s.ok())
+          return s;
     return prim::Status::Ok();
   };
-  auto map_all = [&](const prim::PhysHandle* hs) -> prim::Status {
-    std::size_t made = 0;
+  auto map_all = [&](const prim::PhysHandle* hs, const std::uint8_t* sp) -> prim::Status {
+    std::vector<std::size_t> made;  // pages where this call made a mapping
     prim::Status s = prim::Status::Ok();
-    for (; made < n && s.ok(); ++made)
-      if (hs[made] != 0) s = backend_.map(va(made), gran_, hs[made]);
+    for (std::size_t k = 0; k < n && s.ok(); k += unit(sp, k))
+      if (hs[k] != 0) {
+        s = backend_.map(va(k), unit(sp, k) * gran_, hs[k]);
+        if (s.ok()) made.push_back(k);
+      }
     for (std::size_t r = 0; s.ok() && r < n;) {
       if (hs[r] == 0) {
         ++r;
@@ -440,25 +465,40 @@ spillway_status Pager::swap_locked(Entry& e, const prim::PhysHandle* in, bool ho
       s = backend_.set_access(device_, va(r), (end - r) * gran_);
       r = end;
     }
-    if (!s.ok())
-      for (std::size_t q = 0; q < made && q < n; ++q)
-        if (hs[q] != 0) backend_.unmap(va(q), gran_);
+    if (!s.ok())  // undo: unmap what this call mapped
+      for (std::size_t k : made) backend_.unmap(va(k), unit(sp, k) * gran_);
     return s;
   };
   prim::Status s = unmap_all(cur);
   if (s.ok()) {
-    s = map_all(in);
-    if (!s.ok()) map_all(cur.data());  // the old memory goes back
+    s = map_all(in, in_span);
+    if (!s.ok()) map_all(cur.data(), cur_span.data());  // the old memory goes back
   }
   counters_.remap_ns.fetch_add(MonotonicNs() - t0, std::memory_order_relaxed);
   if (!s.ok())
     return Fail(SPILLWAY_ERR_BACKEND, "spillway: remapping " + Hex(e.p) + " failed: " + s.message);
   {
     std::lock_guard<detail::SpinLock> lk(e.arena->mu());
-    e.arena->set_pages_locked(e.p, e.first, e.pages, in, host);
+    e.arena->set_pages_locked(e.p, e.first, e.pages, in, host, in_span);
   }
   old->insert(old->end(), cur.begin(), cur.end());
+  if (old_span != nullptr) old_span->insert(old_span->end(), cur_span.begin(), cur_span.end());
   return SPILLWAY_OK;
+}
+
+void Pager::return_device(const std::vector<prim::PhysHandle>& hs,
+                          const std::vector<std::uint8_t>& span, prim::Event tag) {
+  std::vector<prim::PhysHandle> chunks, spans;
+  for (std::size_t k = 0; k < hs.size(); ++k) {
+    if (hs[k] == 0) continue;
+    if (k < span.size() && span[k] != 0) {
+      if (spans.empty() || spans.back() != hs[k]) spans.push_back(hs[k]);  // once per span
+    } else {
+      chunks.push_back(hs[k]);
+    }
+  }
+  if (!chunks.empty()) heap_.return_chunks(chunks, tag);
+  if (!spans.empty()) heap_.return_spans(spans, tag);
 }
 
 spillway_status Pager::host_to_device_locked(Entry& e, prim::Stream s, bool demand, bool fenced,
@@ -468,18 +508,42 @@ spillway_status Pager::host_to_device_locked(Entry& e, prim::Stream s, bool dema
   // The host pages are about to be unmapped: no queued work may still read them.
   if (e.mapped && !fenced && !retried)
     if (spillway_status st = fence_cpu_locked(e, nullptr, false); st != SPILLWAY_OK) return st;
-  std::vector<prim::PhysHandle> dev, old;
+  // Spans for the aligned groups of kSpanPages pages inside the block (one mapping each), chunks
+  // for the other pages and for groups the heap has no span for.
+  std::vector<prim::PhysHandle> dev(e.pages, 0), old;
+  std::vector<std::uint8_t> span(e.pages, 0);
   std::vector<prim::Event> tags;  // evictions still reading chunks we were given
-  spillway_status st;
+  spillway_status st = SPILLWAY_OK;
   {
+    const std::uintptr_t sb = heap_.span_bytes();
+    std::vector<std::size_t> heads;
+    for (std::size_t k = 0; k + kSpanPages <= e.pages; ++k)
+      if ((e.first + k * gran_) % sb == 0) {
+        heads.push_back(k);
+        k += kSpanPages - 1;
+      }
     std::lock_guard<detail::SpinLock> lk(e.arena->mu());
+    std::vector<prim::PhysHandle> spans, chunks;
+    if (!heads.empty()) heap_.acquire_spans(e.arena, heads.size(), &spans, e.pages * gran_, &tags);
+    for (std::size_t h = 0; h < spans.size(); ++h)
+      for (std::size_t j = 0; j < kSpanPages; ++j) {
+        dev[heads[h] + j] = spans[h];
+        span[heads[h] + j] = 1;
+      }
+    const auto rest = static_cast<std::size_t>(std::count(span.begin(), span.end(), 0));
     SetQuietOom(true);
-    st = heap_.acquire_chunks(e.arena, e.pages, &dev, e.pages * gran_, &tags);
+    if (rest != 0) st = heap_.acquire_chunks(e.arena, rest, &chunks, rest * gran_, &tags);
     SetQuietOom(false);
+    if (st == SPILLWAY_OK) {
+      for (std::size_t k = 0, c = 0; k < e.pages; ++k)
+        if (span[k] == 0) dev[k] = chunks[c++];
+    } else {
+      heap_.return_spans(spans);
+    }
   }
   if (st == SPILLWAY_OK) {
-    st = swap_locked(e, dev.data(), false, &old);
-    if (st != SPILLWAY_OK) heap_.return_chunks(dev);
+    st = swap_locked(e, dev.data(), false, &old, span.data());
+    if (st != SPILLWAY_OK) return_device(dev, span);
   }
   if (st == SPILLWAY_ERR_OUT_OF_MEMORY && speculative) return Fail(st, "no room to prefetch");
   if (st == SPILLWAY_ERR_OUT_OF_MEMORY && !retried) {  // make room, once
@@ -609,8 +673,7 @@ spillway_status Pager::prefetch(std::uintptr_t p, prim::Stream stream, bool dema
   if (demand && opt_.safety == Safety::kTracked) learn_and_prefetch_locked(p);
   auto it = entries_.find(p);
   if (it == entries_.end() || it->second.state == Residency::kDevice) {
-    if (heap_.find(p) == nullptr)
-      return not_owned(p);
+    if (heap_.find(p) == nullptr) return not_owned(p);
     (void)arriving;
     mark_away(p, false);
     return SPILLWAY_OK;  // already there (or arriving, in order for `stream`)
@@ -713,8 +776,7 @@ spillway_status Pager::prefetch_many(const std::uintptr_t* ps, std::size_t n, pr
   for (std::size_t i = 0; i < n; ++i) {
     auto it = entries_.find(ps[i]);
     if (it == entries_.end()) {
-      if (heap_.find(ps[i]) == nullptr)
-        note(not_owned(ps[i]));
+      if (heap_.find(ps[i]) == nullptr) note(not_owned(ps[i]));
       continue;
     }
     Entry& e = it->second;
@@ -848,8 +910,10 @@ spillway_status Pager::before_free(std::uintptr_t p, FreeMode mode, prim::Stream
         if (m.id == e.move) {
           m.cancelled = true;
           m.host = std::move(e.host);
-          if (mode == FreeMode::kStreamOrdered) backend_.stream_wait_event(device_, stream, m.done);
-          else backend_.event_synchronize(m.done);
+          if (mode == FreeMode::kStreamOrdered)
+            backend_.stream_wait_event(device_, stream, m.done);
+          else
+            backend_.event_synchronize(m.done);
         }
       break;
     case Residency::kHost: {

@@ -63,10 +63,9 @@ struct PagerCounters {
   std::atomic<std::uint64_t> evictions{0}, fetches{0}, prefetches{0}, stalls{0}, stall_ns{0},
       cancelled{0}, errors{0}, bytes_to_host{0}, bytes_from_host{0}, bytes_to_nvme{0},
       bytes_from_nvme{0}, fence_waits{0}, fence_wait_ns{0}, remap_ns{0}, fast_evictions{0},
-      prefetch_hits{0},
-      spills{0},      // host blocks moved on to NVMe because the host tier was full
-      in_place{0},    // blocks a streaming launch used where they lay (access_in_place)
-      in_place_maps{0},  // of those, host blocks whose chunks were mapped at their VA for it
+      prefetch_hits{0}, spills{0},  // host blocks moved on to NVMe because the host tier was full
+      in_place{0},          // blocks a streaming launch used where they lay (access_in_place)
+      in_place_maps{0},     // of those, host blocks whose chunks were mapped at their VA for it
       in_place_returns{0};  // streamed-only blocks brought back instead (wanted back sooner
                             // than a block on the device: Pager::wanted_back_locked)
 };
@@ -152,7 +151,7 @@ class Pager {
     std::uint64_t access_mark = 0;  // tracker access count when its data was copied
     std::uint64_t move = 0;         // id of the eviction in flight (kMovingOut)
     Advice advice = Advice::kNone;
-    bool mapped = false;  // kHost: the host chunks are mapped at the block's VA
+    bool mapped = false;    // kHost: the host chunks are mapped at the block's VA
     bool in_place = false;  // used where it lies (access_in_place): never speculated back
   };
   struct Move {  // a copy in flight on the copy stream
@@ -236,10 +235,19 @@ class Pager {
   // speed, never what a kernel reads).
   bool wanted_back_locked(const tracker::BlockSummary& s, std::uint64_t bytes);
   std::vector<std::pair<std::uint64_t, std::int64_t>> victim_order_;  // (bytes so far, dist)
-  double return_uses_ = 1.0;  // set_return_uses
+  double return_uses_ = 1.0;                                          // set_return_uses
   std::uint64_t victim_order_seq_ = 0;
+  // Remaps the block's pages onto in[] (0: unmapped; `host`: host chunks; in_span[k]: in[k] is a
+  // span, mapped whole at its aligned group). The old handles go to *old (*old_span: spans).
+  // One driver call per mapping: a span costs what a 2 MiB chunk does (docs/offload.md).
   spillway_status swap_locked(Entry& e, const prim::PhysHandle* in, bool host,
-                              std::vector<prim::PhysHandle>* old);
+                              std::vector<prim::PhysHandle>* old,
+                              const std::uint8_t* in_span = nullptr,
+                              std::vector<std::uint8_t>* old_span = nullptr);
+  // Device memory a block let go of back to the heap: chunks to its loose pool, spans (once
+  // each) to its loose spans; `tag` as DeviceHeap::return_chunks.
+  void return_device(const std::vector<prim::PhysHandle>& hs, const std::vector<std::uint8_t>& span,
+                     prim::Event tag = nullptr);
   spillway_status offload_locked(std::uintptr_t p, const Geometry& g, trace::Tier to, bool wait);
   std::uint64_t make_room_locked(std::uint64_t bytes, std::uintptr_t except);
   void complete_locked(Move& m);
@@ -259,7 +267,7 @@ class Pager {
   void mark_away(std::uintptr_t p, bool away) const;
   int block_streams(std::uintptr_t p, Arena* arena, prim::Stream* out, int cap) const;
   prim::Event take_event(std::vector<prim::Event>& pool);  // from the pool, or a new one
-  prim::Event get_event();  // for user streams
+  prim::Event get_event();                                 // for user streams
   void put_event(prim::Event e);
   // Events recorded only on the copy stream (move completions, chunk tags): a later record of
   // one waits longer, never less, so a tag handed to the heap stays safe when it is reused.

@@ -1,8 +1,6 @@
 // pager_policy.cpp — what the pager moves and when (see pager.h): progress fences and fast
 // eviction, the choice of victims (make_room, by offload/next_use.h) and the learned prefetch
 // order. The mechanism of each move is in pager.cpp.
-#include "offload/pager.h"
-
 #include <algorithm>
 #include <array>
 #include <cinttypes>
@@ -12,6 +10,7 @@
 #include "allocator/device_heap.h"
 #include "allocator/error.h"
 #include "offload/next_use.h"
+#include "offload/pager.h"
 #include "profiler/clock.h"
 #include "profiler/trace_writer.h"
 #include "profiler/tracker/block_index.h"
@@ -78,17 +77,19 @@ bool Pager::fast_evict_locked(std::uintptr_t p, const Geometry& g, std::uint64_t
     return false;
   }
   order_after_fetch_locked(p);
-  if (!copy_pages(g.first, g.pages, chunks, true, done).ok()) {  // copies may be queued: keep the chunks out of circulation
+  if (!copy_pages(g.first, g.pages, chunks, true, done)
+           .ok()) {  // copies may be queued: keep the chunks out of circulation
     mark_away(p, false);
     out_events_.push_back(done);
     return false;
   }
   std::vector<prim::PhysHandle> dev;
+  std::vector<std::uint8_t> span;
   {
     std::lock_guard<detail::SpinLock> lk(g.arena->mu());
-    g.arena->page_handles_locked(g.first, g.pages, &dev);
+    g.arena->page_handles_locked(g.first, g.pages, &dev, &span);
   }
-  heap_.return_chunks(dev, done);  // reusable now: whoever takes them waits for the copy
+  return_device(dev, span, done);  // reusable now: whoever takes them waits for the copy
   Entry e;
   e.p = p;
   e.arena = g.arena;
@@ -227,8 +228,7 @@ std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except
     poll_progress_locked();
     // Tagged with the newest operation known to be enqueued, not `newest`: that one (the launch
     // being issued) is enqueued after the fence, so the fence says nothing of it.
-    if (std::uint64_t issued = 0; tracker::IssuedWatermark(&issued))
-      record_progress_locked(issued);
+    if (std::uint64_t issued = 0; tracker::IssuedWatermark(&issued)) record_progress_locked(issued);
   }
   std::uint64_t freed = 0, queued = 0;
   std::vector<std::uintptr_t> victims;

@@ -316,9 +316,13 @@ void SimBackend::destroy_stream(Stream s) {
   // victim's destructor drains and joins outside the lock.
 }
 
-void SimBackend::enqueue(Stream s, std::function<void()> fn) { resolve(s)->push(std::move(fn)); }
+void SimBackend::enqueue(Stream s, std::function<void()> fn) {
+  resolve(s)->push(std::move(fn));
+}
 
-void SimBackend::synchronize(Stream s) { resolve(s)->drain(); }
+void SimBackend::synchronize(Stream s) {
+  resolve(s)->drain();
+}
 
 void SimBackend::fail_next_creates(int n) {
   std::lock_guard<std::mutex> lk(mu_);

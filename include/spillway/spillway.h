@@ -43,8 +43,8 @@ typedef struct spillway_stats {
   uint64_t oom_count;            /* allocations that failed for lack of memory */
   uint64_t chunk_create_count;   /* physical chunks created through the driver */
   uint64_t chunk_release_count;  /* physical chunks released to the driver */
-  uint64_t map_count;            /* chunk mappings made */
-  uint64_t unmap_count;          /* chunk mappings removed */
+  uint64_t map_count;            /* mappings made (a span of 32 MiB counts once) */
+  uint64_t unmap_count;          /* mappings removed */
   uint64_t budget_bytes;         /* reserved-memory cap; 0 = none (device size) */
   uint64_t granularity_bytes;    /* physical chunk size (2 MiB on H200) */
 } spillway_stats;

@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "allocator/device_heap.h"
 #include "offload/nvme_store.h"
 #include "profiler/tracker/block_index.h"
 #include "profiler/tracker/tracker.h"
@@ -522,14 +523,19 @@ std::size_t SimReadMismatches(SimAlloc& a, void* p, std::size_t n, std::uint64_t
 // no tracker; tracked: the block index is fed as the tracker would feed it (SimLaunch), evicted
 // blocks' VAs are left unmapped and launches bring them back.
 // `host_limit` small (with NVMe): the host tier fills, and blocks spill on to NVMe.
-void Randomized(const std::string& nvme_dir, bool tracked, std::size_t host_limit = 256 * kMiB) {
-  const std::size_t budget = 96 * kMiB;
+// `scale` > 1: blocks, budget and host tier that many times larger, so that blocks cover whole
+// spans (arena.h) and move on them.
+void Randomized(const std::string& nvme_dir, bool tracked, std::size_t host_limit = 256 * kMiB,
+                std::size_t scale = 1) {
+  const std::size_t budget = 96 * kMiB * scale;
+  host_limit *= scale;
   const bool spilling = host_limit < 64 * kMiB;
   Config cfg = OffloadConfig(budget, host_limit, nvme_dir);
   if (tracked) cfg.offload_safety = Config::Safety::kTracked;
-  SimAlloc a(512 * kMiB, 1, cfg);
+  SimAlloc a(512 * kMiB * scale, 1, cfg);
   if (tracked) a.alloc->enable_access_tracking();
   std::vector<prim::Stream> streams = {a.stream(), a.stream(), a.stream()};
+  const int steps = scale == 1 ? 600 : 200;
   struct B {
     void* p;
     std::size_t n;
@@ -548,12 +554,12 @@ void Randomized(const std::string& nvme_dir, bool tracked, std::size_t host_limi
     if (tracked) SimLaunch(a, b.p, b.s, b.state);
     a.sim->enqueue(b.s, [b] { Fill(b.p, b.n, b.tag); });
   };
-  for (int step = 0; step < 600; ++step) {
+  for (int step = 0; step < steps; ++step) {
     const int op = static_cast<int>(rng() % 10);
     // At most 14 live blocks: the pages a block shares with its neighbours (up to two each) and
     // blocks under two pages cannot move, and must fit in the budget with the rest.
     if (live.size() < 4 || (op < 3 && live.size() < 14)) {
-      B b{nullptr, (3 + rng() % 10) * kMiB + (rng() % 4) * 4096, next_tag++,
+      B b{nullptr, (3 + rng() % 10) * kMiB * scale + (rng() % 4) * 4096, next_tag++,
           streams[rng() % streams.size()], rng() % 3 == 0};
       ASSERT_EQ(a.alloc_on(&b.p, b.n, b.s), SPILLWAY_OK) << "step " << step << ": " << LastError();
       kernel(b);
@@ -662,6 +668,89 @@ TEST_F(PagerNvme, RandomizedOperationsLoseNothingWithAFullHostTierTracked) {
 }
 TEST(Pager, RandomizedOperationsLoseNothingWithoutNvme) {
   Randomized("", false);
+}
+TEST(PagerSpans, RandomizedLargeBlocksLoseNothing) {
+  Randomized("", false, 256 * kMiB, 4);
+}
+TEST_F(PagerNvme, RandomizedLargeBlocksLoseNothingTracked) {
+  Randomized(dir_.path, true, 256 * kMiB, 4);
+}
+
+// The driver's cost is per mapping (docs/offload.md): a large block is mapped with spans (one
+// mapping per aligned 32 MiB), evicted and brought back on spans, every byte kept.
+TEST(PagerSpans, LargeBlockMovesOnSpansWithFewMappings) {
+  SimAlloc a(1024 * kMiB, 1, OffloadConfig(0, 512 * kMiB));
+  prim::Stream s = a.stream();
+  const std::uint64_t maps0 = a.stats().map_count;
+  void* p = nullptr;
+  const std::size_t n = 192 * kMiB + 4096;
+  ASSERT_EQ(a.alloc_on(&p, n, s), SPILLWAY_OK) << LastError();
+  const std::uint64_t maps = a.stats().map_count - maps0;
+  EXPECT_LE(maps, 6 + 2 * 16u) << "spans for the aligned 32 MiB groups, chunks for the rest";
+  EXPECT_LT(maps, n / kGran / 2) << "against one mapping per 2 MiB page";
+  Fill(p, n, 5);
+  Pager* pg = PagerOf(a);
+  DeviceHeap* heap = nullptr;
+  ASSERT_EQ(a.alloc->heap(0, &heap), SPILLWAY_OK);
+  Arena* ar = heap->find(U(p));
+  ASSERT_NE(ar, nullptr);
+  const std::uintptr_t mid = (U(p) + n / 2) / (32 * kMiB) * (32 * kMiB);
+  auto in_span = [&] {
+    std::lock_guard<detail::SpinLock> lk(ar->mu());
+    return ar->page_in_span_locked(mid);
+  };
+  EXPECT_TRUE(in_span());
+  ASSERT_EQ(pg->offload(U(p), trace::kTierHost, true), SPILLWAY_OK) << LastError();
+  EXPECT_FALSE(in_span()) << "strict: the host chunks are mapped there now";
+  std::atomic<std::size_t> bad{1};
+  a.sim->enqueue(s, [&] { bad = Mismatches(p, n, 5); });
+  a.sim->synchronize(s);
+  EXPECT_EQ(bad.load(), 0u);
+  ASSERT_EQ(pg->prefetch(U(p), s), SPILLWAY_OK) << LastError();
+  EXPECT_TRUE(in_span()) << "brought back on spans";
+  bad = 1;
+  a.sim->enqueue(s, [&] { Fill(p, n, 6); });
+  a.sim->enqueue(s, [&] { bad = Mismatches(p, n, 6); });
+  a.sim->synchronize(s);
+  EXPECT_EQ(bad.load(), 0u);
+  ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
+  EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
+}
+
+// A block that covers a span only in part (the span was mapped for an earlier block at the same
+// addresses) moves the rest of its pages and leaves that span on the device, untouched, like
+// its edge pages; its neighbour on the same span keeps every byte.
+TEST(PagerSpans, BlockCoveringPartOfASpanMovesTheRest) {
+  SimAlloc a(1024 * kMiB, 1, OffloadConfig(0, 512 * kMiB));
+  prim::Stream s = a.stream();
+  void* big = nullptr;
+  ASSERT_EQ(a.alloc_on(&big, 192 * kMiB, s), SPILLWAY_OK) << LastError();
+  ASSERT_EQ(a.free_on(big, s), SPILLWAY_OK);  // its spans stay mapped at those addresses
+  void* c = nullptr;
+  void* b = nullptr;
+  ASSERT_EQ(a.alloc_on(&c, 6 * kMiB, s), SPILLWAY_OK) << LastError();
+  ASSERT_EQ(a.alloc_on(&b, 120 * kMiB, s), SPILLWAY_OK) << LastError();
+  ASSERT_GE(U(b), U(big));
+  ASSERT_LE(U(b) + 120 * kMiB, U(big) + 192 * kMiB) << "the test wants b on big's spans";
+  Fill(c, 6 * kMiB, 1);
+  Fill(b, 120 * kMiB, 2);
+  Pager* pg = PagerOf(a);
+  ASSERT_EQ(pg->offload(U(b), trace::kTierHost, true), SPILLWAY_OK) << LastError();
+  EXPECT_EQ(pg->residency(U(b)), Residency::kHost);
+  EXPECT_LE(pg->host_bytes(), 120 * kMiB - 32 * kMiB) << "the span shared with c stays";
+  EXPECT_GE(pg->host_bytes(), 64 * kMiB);
+  std::atomic<std::size_t> bad{1};
+  a.sim->enqueue(s, [&] { bad = Mismatches(b, 120 * kMiB, 2) + Mismatches(c, 6 * kMiB, 1); });
+  a.sim->synchronize(s);
+  EXPECT_EQ(bad.load(), 0u);
+  ASSERT_EQ(pg->prefetch(U(b), s), SPILLWAY_OK) << LastError();
+  bad = 1;
+  a.sim->enqueue(s, [&] { bad = Mismatches(b, 120 * kMiB, 2) + Mismatches(c, 6 * kMiB, 1); });
+  a.sim->synchronize(s);
+  EXPECT_EQ(bad.load(), 0u);
+  ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
+  EXPECT_EQ(a.free_on(b, s), SPILLWAY_OK);
+  EXPECT_EQ(a.free_on(c, s), SPILLWAY_OK);
 }
 
 // Tracked mode: an evicted block's VA is left unmapped; a launch that names it (the tracker's
@@ -955,7 +1044,7 @@ TEST(PagerTracked, BlockInARunOfUsesStays) {
   pass_time(50);
   SimLaunch(a, idle, s);  // used once, long ago
   pass_time(200);
-  SimLaunch(a, state, s);  // a long period (~500 operations) ...
+  SimLaunch(a, state, s);                 // a long period (~500 operations) ...
   for (int pass = 0; pass < 3; ++pass) {  // ... then passes 10 operations apart
     pass_time(5);
     SimLaunch(a, state, s);
@@ -1034,7 +1123,7 @@ TEST(PagerTracked, ProgressFenceIgnoresTheLaunchBeingIssued) {
   const std::uint64_t w2 = U(r);
   ix->record(&w2, 1, tracker::Access{seq, seq, stream});
   tracker::IssueEnd(seq);
-  usleep(5000);  // the fence has passed; the kernel still runs
+  usleep(5000);                // the fence has passed; the kernel still runs
   pg->make_room(8 * kMiB, 0);  // p is the victim
   EXPECT_EQ(pg->residency(U(p)), Residency::kHost);
   EXPECT_EQ(pg->counters().fast_evictions.load(), 0u) << "p's launch is not known done";
