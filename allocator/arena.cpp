@@ -40,9 +40,9 @@ Arena::~Arena() {
   for (std::size_t i = 0; i < size_ / gran_; ++i) {
     Page& pg = pages_[i];
     if (pg.slab != nullptr && static_cast<std::size_t>(page_of(pg.slab->base)) == i) delete pg.slab;
-    if (pg.handle != 0 && pg.span != 0) {  // one mapping and one handle for the whole span
-      if (static_cast<std::size_t>(pg.head) == i) {
-        backend_.unmap(base_ + i * gran_, gran_ * pg.span);
+    if (pg.handle != 0 && pg.span) {  // one mapping and one handle for the whole group
+      if (i % kSpanPages == 0) {
+        backend_.unmap(base_ + i * gran_, gran_ * kSpanPages);
         backend_.release(pg.handle);
       }
     } else if (pg.handle != 0) {
@@ -151,15 +151,6 @@ spillway_status Arena::carve(std::size_t n, std::size_t align, std::uintptr_t* o
   return SPILLWAY_OK;
 }
 
-namespace {
-// Spans of kSpanPages pages from spans[from..] back to the heap's loose spans.
-void ReturnSpans(DeviceHeap& heap, const std::vector<prim::PhysHandle>& spans, std::size_t from) {
-  std::vector<Span> back;
-  for (std::size_t i = from; i < spans.size(); ++i) back.push_back({spans[i], kSpanPages});
-  heap.return_spans(back);
-}
-}  // namespace
-
 bool Arena::map_missing(const std::vector<std::int32_t>& missing, std::size_t request,
                         spillway_status* st) {
   // Aligned groups of kSpanPages missing pages become spans; the other pages take chunks.
@@ -177,14 +168,14 @@ bool Arena::map_missing(const std::vector<std::int32_t>& missing, std::size_t re
     }
   }
   std::vector<prim::PhysHandle> spans, chunks;
-  if (!heads.empty()) heap_.acquire_spans(this, kSpanPages, heads.size(), &spans, request);
+  if (!heads.empty()) heap_.acquire_spans(this, heads.size(), &spans, request);
   for (std::size_t h = spans.size(); h < heads.size(); ++h)  // no span for these: chunks
     for (std::int32_t j = 0; j < S; ++j) singles.push_back(heads[h] + j);
   heads.resize(spans.size());
   if (!singles.empty()) {
     *st = heap_.acquire_chunks(this, singles.size(), &chunks, request);
     if (*st != SPILLWAY_OK) {
-      ReturnSpans(heap_, spans, 0);
+      heap_.return_spans(spans);
       return false;
     }
   }
@@ -204,15 +195,14 @@ bool Arena::map_missing(const std::vector<std::int32_t>& missing, std::size_t re
   };
   for (std::size_t h = 0; h < heads.size(); ++h) {
     if (prim::Status ms = map_one(heads[h], kSpanPages, spans[h]); !ms.ok()) {
-      ReturnSpans(heap_, spans, h);
+      heap_.return_spans({spans.begin() + static_cast<std::ptrdiff_t>(h), spans.end()});
       heap_.return_chunks(chunks);
       *st = Fail(SPILLWAY_ERR_BACKEND, "spillway: mapping device memory failed: " + ms.message);
       return false;
     }
     for (std::int32_t j = 0; j < S; ++j) {
       pages_[heads[h] + j].handle = spans[h];
-      pages_[heads[h] + j].span = kSpanPages;
-      pages_[heads[h] + j].head = heads[h];
+      pages_[heads[h] + j].span = true;
     }
   }
   for (std::size_t k = 0; k < singles.size(); ++k) {
@@ -367,8 +357,8 @@ std::size_t Arena::steal_idle(std::size_t want, bool block, std::vector<prim::Ph
   return got;
 }
 
-std::size_t Arena::steal_idle_spans(std::size_t want, std::size_t pages, bool block,
-                                    std::vector<Span>* out) {
+std::size_t Arena::steal_idle_spans(std::size_t want, bool block,
+                                    std::vector<prim::PhysHandle>* out) {
   if (idle_head_ < 0 || want == 0) return 0;
   poll_page_fences();
   if (block && done_seq_ <= free_seq_) {  // wait until every free so far is complete
@@ -379,34 +369,31 @@ std::size_t Arena::steal_idle_spans(std::size_t want, std::size_t pages, bool bl
     }
   }
   // The heads of idle spans first (stealing one takes several pages out of the idle list).
+  const auto S = static_cast<std::int32_t>(kSpanPages);
   std::vector<std::int32_t> heads;
   for (std::int32_t i = idle_head_; i >= 0; i = pages_[i].next)
-    if (pages_[i].span != 0 && pages_[i].head == i && (pages == 0 || pages_[i].span == pages))
-      heads.push_back(i);
-  std::size_t got = 0;  // spans (pages != 0) or pages (pages == 0)
+    if (pages_[i].span && i % S == 0) heads.push_back(i);
+  std::size_t got = 0;
   for (std::int32_t h : heads) {
     if (got >= want) break;
-    const auto n = static_cast<std::int32_t>(pages_[h].span);
     bool idle = true;
-    for (std::int32_t j = 0; j < n && idle; ++j) {
+    for (std::int32_t j = 0; j < S && idle; ++j) {
       const Page& pg = pages_[h + j];
-      idle = pg.head == h && pg.live == 0 && pg.free_seq < done_seq_;
+      idle = pg.span && pg.live == 0 && pg.free_seq < done_seq_;
     }
     if (!idle) continue;
     const std::uintptr_t va =
         base_ + (std::uintptr_t{static_cast<std::uint32_t>(h)} << page_shift_);
-    if (!backend_.unmap(va, gran_ * static_cast<std::size_t>(n)).ok()) break;
+    if (!backend_.unmap(va, gran_ * kSpanPages).ok()) break;
     heap_.stats().on_unmap();
-    if (auto* t = heap_.trace())
-      t->physical(trace::Kind::kUnmap, device_, va, gran_ * static_cast<std::size_t>(n));
-    out->push_back({pages_[h].handle, static_cast<std::size_t>(n)});
-    for (std::int32_t j = 0; j < n; ++j) {
+    if (auto* t = heap_.trace()) t->physical(trace::Kind::kUnmap, device_, va, gran_ * kSpanPages);
+    out->push_back(pages_[h].handle);
+    for (std::int32_t j = 0; j < S; ++j) {
       idle_remove(h + j);
       pages_[h + j].handle = 0;
-      pages_[h + j].span = 0;
-      pages_[h + j].head = -1;
+      pages_[h + j].span = false;
     }
-    got += pages == 0 ? static_cast<std::size_t>(n) : 1;
+    ++got;
   }
   if (got < want) ensure_page_fence();
   return got;
@@ -620,41 +607,28 @@ std::size_t Arena::large_size_locked(std::uintptr_t p) {
 }
 
 void Arena::page_handles_locked(std::uintptr_t a, std::size_t n, std::vector<prim::PhysHandle>* out,
-                                std::vector<std::uint32_t>* span) const {
+                                std::vector<std::uint8_t>* span) const {
   const std::int32_t first = page_of(a);
   for (std::size_t k = 0; k < n; ++k) {
     const Page& pg = pages_[first + static_cast<std::int32_t>(k)];
     out->push_back(pg.handle);
-    if (span != nullptr) span->push_back(pg.handle != 0 ? pg.span : 0);
+    if (span != nullptr) span->push_back(pg.span ? 1 : 0);
   }
-}
-
-bool Arena::span_at_locked(std::uintptr_t a, std::uintptr_t* head, std::size_t* pages) const {
-  if (!contains(a)) return false;
-  const Page& pg = pages_[page_of(a)];
-  if (pg.handle == 0 || pg.span == 0) return false;
-  *head = base_ + (std::uintptr_t{static_cast<std::uint32_t>(pg.head)} << page_shift_);
-  *pages = pg.span;
-  return true;
 }
 
 spillway_status Arena::set_pages_locked(std::uintptr_t block, std::uintptr_t a, std::size_t n,
                                         const prim::PhysHandle* in, bool host,
-                                        const std::uint32_t* span) {
+                                        const std::uint8_t* span) {
   LargeBlock* b = large_.find(block);
   if (b == nullptr)
     return Fail(SPILLWAY_ERR_INVALID_VALUE,
                 "spillway: " + describe(block) + " is not a live block");
   const std::int32_t first = page_of(a);
-  std::int32_t head = -1;  // first page of the span being laid out
   for (std::size_t k = 0; k < n; ++k) {
     Page& pg = pages_[first + static_cast<std::int32_t>(k)];
-    const bool sp = in[k] != 0 && span != nullptr && span[k] != 0;
-    if (sp && (k == 0 || in[k - 1] != in[k])) head = first + static_cast<std::int32_t>(k);
     pg.handle = in[k];
     pg.host = in[k] != 0 && host;
-    pg.span = sp ? span[k] : 0;
-    pg.head = sp ? head : -1;
+    pg.span = in[k] != 0 && span != nullptr && span[k] != 0;
   }
   bool holes = false;
   for (std::int32_t i = page_of(block), e = page_of(block + b->size - 1); i <= e; ++i)

@@ -7,10 +7,9 @@
 // once a fence event recorded on the stream after that free has completed.
 //
 // Spans: the driver's cost of mapping is per mapping, not per byte (H200: ~25 us to grant
-// access and ~17 us to unmap, whether 2 MiB or 128 MiB; docs/offload.md). So several pages may
-// be mapped with one physical allocation (a span): the arena maps each aligned group of
-// kSpanPages pages that a new large block covers entirely with one, and the pager brings a
-// block back on one span of exactly its pages. A span is mapped, stolen and unmapped whole.
+// access and ~17 us to unmap, whether 2 MiB or 128 MiB; docs/offload.md). So an aligned group of
+// kSpanPages pages that a large block covers entirely is mapped with one physical allocation
+// (a span) instead of kSpanPages chunks. A span is mapped, stolen and unmapped whole.
 #pragma once
 
 #include <cstdint>
@@ -32,14 +31,8 @@ namespace spillway {
 class DeviceHeap;
 struct Slab;
 
-// Pages of the spans the arena maps for new blocks: 16 x 2 MiB = 32 MiB, aligned to their size.
+// Pages per span: 16 x 2 MiB = 32 MiB. Spans sit at VA aligned to their size in the arena.
 inline constexpr std::size_t kSpanPages = 16;
-
-// A physical allocation of `pages` pages (a span), mapped whole.
-struct Span {
-  prim::PhysHandle handle = 0;
-  std::size_t pages = 0;
-};
 
 enum class FreeMode {
   kStreamOrdered,  // cudaFreeAsync on `stream`
@@ -69,9 +62,7 @@ class Arena {
   // Gives up to `want` spans all of whose pages are idle and whose last use has finished,
   // unmapping them (one call each). With `block`, waits on this arena's fences first. Caller
   // holds mu(). (steal_idle never takes a page of a span.)
-  // `pages`: only spans of that many pages (0: any). `want`: spans (with pages) or pages (any).
-  std::size_t steal_idle_spans(std::size_t want, std::size_t pages, bool block,
-                               std::vector<Span>* out);
+  std::size_t steal_idle_spans(std::size_t want, bool block, std::vector<prim::PhysHandle>* out);
   // Moves cached memory back to the free extents and unmaps every idle page (waiting for the
   // stream): used by trim and at the last step before out-of-memory. Caller holds mu().
   void flush_caches();
@@ -91,21 +82,22 @@ class Arena {
   // The rounded size of the live large block that starts at p, or 0.
   std::size_t large_size_locked(std::uintptr_t p);
   // The physical chunks of the pages [a, a + n * granularity) (0 = unmapped), appended to *out;
-  // with `span`, the pages of the span each page is part of (0: a chunk, or unmapped); every page
-  // of a span repeats its handle.
+  // with `span`, whether each page is part of a span (whose handle every page of it repeats).
   void page_handles_locked(std::uintptr_t a, std::size_t n, std::vector<prim::PhysHandle>* out,
-                           std::vector<std::uint32_t>* span = nullptr) const;
-  // The span the page at a is part of: its first page's address and its pages; false if none.
-  bool span_at_locked(std::uintptr_t a, std::uintptr_t* head, std::size_t* pages) const;
+                           std::vector<std::uint8_t>* span = nullptr) const;
+  // Whether the page at a is part of a span (its pages: a's aligned group of kSpanPages).
+  bool page_in_span_locked(std::uintptr_t a) const {
+    return contains(a) && pages_[page_of(a)].span;
+  }
+  std::size_t span_bytes() const { return gran_ * kSpanPages; }
   // Records that the pager mapped in[0..n) (0: nothing; `host`: host chunks, which the arena
   // never releases) at those pages of the live large block starting at `block`; a block with
   // unmapped pages ("holes") goes to the free extents, not the quick bins, when freed. The pager
   // makes the driver calls itself, without this lock: the pages belong to that live block alone.
-  // `span` (or nullptr): the pages of the span each of in[] is part of (the pager maps each span
-  // whole; a span's pages are neighbours and repeat its handle).
+  // `span` (or nullptr): which of in[] are spans (the pager maps each span whole).
   spillway_status set_pages_locked(std::uintptr_t block, std::uintptr_t a, std::size_t n,
                                    const prim::PhysHandle* in, bool host,
-                                   const std::uint32_t* span = nullptr);
+                                   const std::uint8_t* span = nullptr);
   std::size_t page_bytes() const { return gran_; }
   // Calls fn(address, rounded size) for every live large block.
   template <class F>
@@ -121,9 +113,8 @@ class Arena {
     std::uint32_t live = 0;             // bytes of non-free blocks overlapping the page
     std::int32_t prev = -1, next = -1;  // idle list links
     std::uint64_t free_seq = 0;         // latest stream-ordered free of bytes of this page
-    bool host = false;       // handle is a host chunk of the pager (never idle, never ours)
-    std::uint32_t span = 0;  // pages of the span this page is part of (0: none)
-    std::int32_t head = -1;  // the span's first page
+    bool host = false;  // handle is a host chunk of the pager (never idle, never ours)
+    bool span = false;  // handle is a span mapped at this page's aligned group
   };
   struct LargeBlock {
     std::size_t size = 0;       // rounded

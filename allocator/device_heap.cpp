@@ -39,7 +39,7 @@ DeviceHeap::DeviceHeap(prim::Backend& backend, int device) : backend_(backend), 
 DeviceHeap::~DeviceHeap() {
   for (int i = 0; i < n_arenas_.load(); ++i) arenas_[static_cast<std::size_t>(i)].reset();
   for (auto h : loose_) backend_.release(h);
-  for (const Span& sp : loose_spans_) backend_.release(sp.handle);
+  for (auto h : loose_spans_) backend_.release(h);
 }
 
 spillway_status DeviceHeap::init(std::uint64_t budget_bytes, bool compact) {
@@ -134,81 +134,71 @@ bool DeviceHeap::create_chunk(prim::PhysHandle* h, std::string* why, std::size_t
   return true;
 }
 
-std::uint64_t DeviceHeap::shed_loose(bool spans, std::uint64_t bytes, std::size_t keep_pages) {
-  std::vector<Span> hs;
+std::uint64_t DeviceHeap::shed_loose(bool spans, std::uint64_t bytes) {
+  const std::size_t unit = spans ? span_bytes() : gran_;
+  std::vector<prim::PhysHandle> hs;
   std::vector<prim::Event> tags;
-  std::uint64_t got = 0;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    if (spans) {
-      for (std::size_t i = loose_spans_.size(); i-- > 0 && got < bytes;) {
-        if (loose_spans_[i].pages == keep_pages) continue;
-        hs.push_back(loose_spans_[i]);
-        tags.push_back(loose_span_tag_[i]);
-        got += loose_spans_[i].pages * gran_;
-        loose_spans_.erase(loose_spans_.begin() + static_cast<std::ptrdiff_t>(i));
-        loose_span_tag_.erase(loose_span_tag_.begin() + static_cast<std::ptrdiff_t>(i));
-      }
-    } else {
-      while (!loose_.empty() && got < bytes) {
-        hs.push_back({loose_.back(), 1});
-        tags.push_back(loose_tag_.back());
-        loose_.pop_back();
-        loose_tag_.pop_back();
-        got += gran_;
-      }
+    auto& pool = spans ? loose_spans_ : loose_;
+    auto& ptag = spans ? loose_span_tag_ : loose_tag_;
+    while (!pool.empty() && hs.size() * unit < bytes) {
+      hs.push_back(pool.back());
+      tags.push_back(ptag.back());
+      pool.pop_back();
+      ptag.pop_back();
     }
   }
   // A tagged handle is still read by a copy through another mapping: the driver would keep its
   // memory until then anyway, but the budget must not count it free before that.
   for (prim::Event t : tags)
     if (t != nullptr) backend_.event_synchronize(t);
-  return release_spans(hs);
-}
-
-std::uint64_t DeviceHeap::release_spans(const std::vector<Span>& spans) {
   std::uint64_t released = 0;
-  for (const Span& sp : spans)
-    if (backend_.release(sp.handle).ok()) {
-      stats_.on_release(sp.pages * gran_);
-      if (trace_) trace_->physical(trace::Kind::kChunkRelease, device_, 0, sp.pages * gran_);
-      released += sp.pages * gran_;
+  for (prim::PhysHandle h : hs)
+    if (backend_.release(h).ok()) {
+      stats_.on_release(unit);
+      if (trace_) trace_->physical(trace::Kind::kChunkRelease, device_, 0, unit);
+      released += unit;
     }
   return released;
 }
 
-std::uint64_t DeviceHeap::shed_idle_spans(Arena* self, std::uint64_t bytes, bool block) {
-  const std::size_t want = static_cast<std::size_t>((bytes + gran_ - 1) / gran_);  // pages
-  std::vector<Span> got;
-  auto pages = [&] {
-    std::size_t n = 0;
-    for (const Span& sp : got) n += sp.pages;
-    return n;
-  };
-  self->steal_idle_spans(want, 0, block, &got);
+std::uint64_t DeviceHeap::shed_idle_spans(Arena* self, std::size_t want, bool block) {
+  std::vector<prim::PhysHandle> got;
+  self->steal_idle_spans(want, block, &got);
   const int n = n_arenas_.load(std::memory_order_acquire);
-  for (int i = 0; i < n && pages() < want; ++i) {
+  for (int i = 0; i < n && got.size() < want; ++i) {
     Arena* a = arenas_[static_cast<std::size_t>(i)].get();
     if (a == self) continue;
     std::unique_lock<detail::SpinLock> lk(a->mu(), std::try_to_lock);  // never wait: lock order
-    if (lk.owns_lock()) a->steal_idle_spans(want - pages(), 0, block, &got);
+    if (lk.owns_lock()) a->steal_idle_spans(want - got.size(), block, &got);
   }
   return release_spans(got);
 }
 
-std::size_t DeviceHeap::acquire_spans(Arena* self, std::size_t pages, std::size_t m,
+std::uint64_t DeviceHeap::release_spans(const std::vector<prim::PhysHandle>& spans) {
+  std::uint64_t released = 0;
+  for (prim::PhysHandle h : spans)
+    if (backend_.release(h).ok()) {
+      stats_.on_release(span_bytes());
+      if (trace_) trace_->physical(trace::Kind::kChunkRelease, device_, 0, span_bytes());
+      released += span_bytes();
+    }
+  return released;
+}
+
+std::size_t DeviceHeap::acquire_spans(Arena* self, std::size_t m,
                                       std::vector<prim::PhysHandle>* out, std::size_t request_bytes,
                                       std::vector<prim::Event>* tags_out) {
   const std::size_t base = out->size();
   std::vector<prim::Event> tags;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    for (std::size_t i = loose_spans_.size(); i-- > 0 && out->size() - base < m;) {
-      if (loose_spans_[i].pages != pages) continue;
-      tags.push_back(loose_span_tag_[i]);
-      out->push_back(loose_spans_[i].handle);
-      loose_spans_.erase(loose_spans_.begin() + static_cast<std::ptrdiff_t>(i));
-      loose_span_tag_.erase(loose_span_tag_.begin() + static_cast<std::ptrdiff_t>(i));
+    while (out->size() - base < m && !loose_spans_.empty()) {
+      tags.push_back(loose_span_tag_.back());
+      out->push_back(loose_spans_.back());
+      loose_spans_.pop_back();
+      loose_span_tag_.pop_back();
     }
   }
   auto need = [&] { return m - (out->size() - base); };
@@ -216,34 +206,32 @@ std::size_t DeviceHeap::acquire_spans(Arena* self, std::size_t pages, std::size_
   const std::uint64_t live_high =
       std::max<std::uint64_t>(stats_.peak_allocated(), stats_.allocated() + request_bytes);
   const std::uint64_t allowance = live_high + live_high / 64 + 4 * gran_;
-  const std::size_t sb = pages * gran_;
+  const std::size_t sb = span_bytes();
   while (need() && stats_.reserved() + sb <= allowance) {
     prim::PhysHandle h = 0;
     if (!create_chunk(&h, &why, sb)) break;
     out->push_back(h);
   }
-  if (need()) {  // idle spans of that size in the arenas, whole
-    std::vector<Span> got;
-    self->steal_idle_spans(need(), pages, false, &got);
+  if (need()) {  // idle spans of the arenas, whole
+    std::vector<prim::PhysHandle> got;
+    self->steal_idle_spans(need(), false, &got);
     const int n = n_arenas_.load(std::memory_order_acquire);
     for (int i = 0; i < n && got.size() < need(); ++i) {
       Arena* a = arenas_[static_cast<std::size_t>(i)].get();
       if (a == self) continue;
       std::unique_lock<detail::SpinLock> lk(a->mu(), std::try_to_lock);
-      if (lk.owns_lock()) a->steal_idle_spans(need() - got.size(), pages, false, &got);
+      if (lk.owns_lock()) a->steal_idle_spans(need() - got.size(), false, &got);
     }
-    if (got.size() < need() && compact_)
-      self->steal_idle_spans(need() - got.size(), pages, true, &got);
-    for (const Span& sp : got) out->push_back(sp.handle);
+    if (got.size() < need() && compact_) self->steal_idle_spans(need() - got.size(), true, &got);
+    out->insert(out->end(), got.begin(), got.end());
   }
-  // Within the budget: loose spans of other sizes, then loose chunks, released to make room.
-  while (need()) {
+  while (need()) {  // within the budget, loose chunks released to make room if need be
     prim::PhysHandle h = 0;
     if (create_chunk(&h, &why, sb)) {
       out->push_back(h);
       continue;
     }
-    if (shed_loose(true, sb, pages) == 0 && shed_loose(false, sb) == 0) break;
+    if (shed_loose(false, sb) < sb) break;
   }
   prim::Event last = nullptr;
   for (prim::Event t : tags)
@@ -257,11 +245,11 @@ std::size_t DeviceHeap::acquire_spans(Arena* self, std::size_t pages, std::size_
   return out->size() - base;
 }
 
-void DeviceHeap::return_spans(const std::vector<Span>& spans, prim::Event tag) {
+void DeviceHeap::return_spans(const std::vector<prim::PhysHandle>& spans, prim::Event tag) {
   std::lock_guard<std::mutex> lk(mu_);
-  for (const Span& sp : spans) {
-    if (sp.handle == 0) continue;
-    loose_spans_.push_back(sp);
+  for (prim::PhysHandle h : spans) {
+    if (h == 0) continue;
+    loose_spans_.push_back(h);
     loose_span_tag_.push_back(tag);
   }
 }
@@ -315,8 +303,8 @@ spillway_status DeviceHeap::acquire_chunks(Arena* self, std::size_t k,
   if (need()) steal_from_others(self, need(), false, out);
   if (need() && compact_) self->steal_idle_waiting(need(), out);
   if (need() && compact_) {  // the compact policy waits for idle spans too, before growing
-    std::vector<Span> spans;
-    self->steal_idle_spans(need(), 0, true, &spans);
+    std::vector<prim::PhysHandle> spans;
+    self->steal_idle_spans((need() * gran_ + span_bytes() - 1) / span_bytes(), true, &spans);
     release_spans(spans);
   }
   // Within the budget; then loose spans and idle spans released to make room for chunks.
@@ -329,13 +317,18 @@ spillway_status DeviceHeap::acquire_chunks(Arena* self, std::size_t k,
   };
   create_rest();
   if (need() && shed_loose(true, need() * gran_) > 0) create_rest();
-  if (need() && shed_idle_spans(self, need() * gran_, false) > 0) create_rest();
+  const std::size_t spans_for = [&] {
+    return (need() * gran_ + span_bytes() - 1) / span_bytes();
+  }();
+  if (need() && shed_idle_spans(self, spans_for, false) > 0) create_rest();
   if (need()) {  // last resort: wait for the streams, drop every cache, and steal again
     self->wait_pending();
     self->flush_caches();
     self->steal_idle(need(), true, out);
     if (need()) steal_from_others(self, need(), true, out);
-    if (need() && shed_idle_spans(self, need() * gran_, true) > 0) create_rest();
+    if (need() &&
+        shed_idle_spans(self, (need() * gran_ + span_bytes() - 1) / span_bytes(), true) > 0)
+      create_rest();
   }
   if (need() == 0) {
     prim::Event last = nullptr;
@@ -392,8 +385,8 @@ spillway_status DeviceHeap::trim(std::uint64_t keep_bytes) {
     a->wait_pending();
     a->flush_caches();
     a->steal_idle(SIZE_MAX, true, &freed);
-    std::vector<Span> spans;
-    a->steal_idle_spans(SIZE_MAX, 0, true, &spans);
+    std::vector<prim::PhysHandle> spans;
+    a->steal_idle_spans(SIZE_MAX, true, &spans);
     release_spans(spans);
   }
   shed_loose(true, UINT64_MAX);  // spans are not kept loose by a trim

@@ -57,16 +57,16 @@ class DeviceHeap {
   // longer, never less.
   void return_chunks(const std::vector<prim::PhysHandle>& chunks, prim::Event tag = nullptr);
   void forget_tags();  // every tagged copy is known done (the pager is going away)
-  // Spans (arena.h: several pages in one physical allocation, mapped with one call): up to `m`
-  // spans of `pages` pages for `self` (whose lock the caller holds): loose spans of that size;
-  // new ones within the growth allowance; idle spans of that size in the arenas; new ones within
-  // the budget, after releasing loose spans of other sizes and then loose chunks to make room.
-  // Never fails: returns how many it got (the caller maps the rest with chunks). Tags as
-  // acquire_chunks.
-  std::size_t acquire_spans(Arena* self, std::size_t pages, std::size_t m,
-                            std::vector<prim::PhysHandle>* out, std::size_t request_bytes,
+  // Spans (arena.h: kSpanPages pages in one physical allocation, mapped with one call): up to
+  // `m` of them for `self` (whose lock the caller holds): loose spans; new ones within the growth
+  // allowance; idle spans of the arenas; new ones within the budget, after releasing loose
+  // chunks to make room for them. Never fails: returns how many it got (the caller maps the rest
+  // with chunks). Tags as acquire_chunks.
+  std::size_t acquire_spans(Arena* self, std::size_t m, std::vector<prim::PhysHandle>* out,
+                            std::size_t request_bytes,
                             std::vector<prim::Event>* tags_out = nullptr);
-  void return_spans(const std::vector<Span>& spans, prim::Event tag = nullptr);
+  void return_spans(const std::vector<prim::PhysHandle>& spans, prim::Event tag = nullptr);
+  std::size_t span_bytes() const { return gran_ * kSpanPages; }
   // fn(address, rounded size) for every live large block of every arena (each arena's lock is
   // taken in turn; the pager's choice of victims).
   template <class F>
@@ -100,14 +100,14 @@ class DeviceHeap {
 
  private:
   bool create_chunk(prim::PhysHandle* h, std::string* why, std::size_t size = 0);  // 0: gran_
-  // Releases loose memory to make room under the budget for memory of another shape: `bytes`
-  // of loose chunks (spans = false) or of loose spans other than `keep_pages` pages (true),
-  // waiting for their tags. Returns bytes released. Caller holds no heap lock.
-  std::uint64_t shed_loose(bool spans, std::uint64_t bytes, std::size_t keep_pages = 0);
+  // Releases loose memory of the other kind to make room under the budget: `bytes` of loose
+  // chunks (for a span) or of loose spans (for chunks), waiting for their tags. Returns bytes
+  // released. Caller holds no heap lock.
+  std::uint64_t shed_loose(bool spans, std::uint64_t bytes);
   // Idle spans of `self` and then of the other arenas (try-locked), released to the driver so
   // that chunks can be created in their place. Returns bytes released.
-  std::uint64_t shed_idle_spans(Arena* self, std::uint64_t bytes, bool block);
-  std::uint64_t release_spans(const std::vector<Span>& spans);  // to the driver
+  std::uint64_t shed_idle_spans(Arena* self, std::size_t want, bool block);
+  std::uint64_t release_spans(const std::vector<prim::PhysHandle>& spans);  // to the driver
   std::size_t steal_from_others(Arena* self, std::size_t want, bool block,
                                 std::vector<prim::PhysHandle>* out);
 
@@ -126,7 +126,7 @@ class DeviceHeap {
   std::atomic<int> n_arenas_{0};
   std::vector<prim::PhysHandle> loose_;
   std::vector<prim::Event> loose_tag_;  // parallel to loose_ (nullptr: none)
-  std::vector<Span> loose_spans_;
+  std::vector<prim::PhysHandle> loose_spans_;
   std::vector<prim::Event> loose_span_tag_;  // parallel to loose_spans_
 };
 

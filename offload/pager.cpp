@@ -181,13 +181,11 @@ spillway_status Pager::geometry(std::uintptr_t p, Geometry* g) {
   std::uintptr_t first = (p + gran_ - 1) / gran_ * gran_;
   std::uintptr_t last = (p + size) / gran_ * gran_;
   if (last > first) {  // a span the block covers only in part stays, as edge pages do
+    const std::uintptr_t sb = a->span_bytes();
     std::lock_guard<detail::SpinLock> lk(a->mu());
-    std::uintptr_t head = 0;
-    std::size_t pages = 0;
-    if (a->span_at_locked(first, &head, &pages) && head < first) first = head + pages * gran_;
-    if (last > first && a->span_at_locked(last - gran_, &head, &pages) &&
-        head + pages * gran_ > last)
-      last = head;
+    if (first % sb != 0 && a->page_in_span_locked(first)) first = (first / sb + 1) * sb;
+    if (last > first && last % sb != 0 && a->page_in_span_locked(last - gran_))
+      last = last / sb * sb;
   }
   if (last <= first)
     return Fail(SPILLWAY_ERR_INVALID_VALUE,
@@ -371,7 +369,7 @@ void Pager::complete_locked(Move& m) {
   // reads the right data). Tracked: the VA is left unmapped; a launch that names the block
   // brings it back first, and both remaps (costlier than the copy) are saved.
   std::vector<prim::PhysHandle> in(e->pages, 0), old;
-  std::vector<std::uint32_t> old_span;
+  std::vector<std::uint8_t> old_span;
   if (eager_host_map())
     for (std::size_t k = 0; k < e->pages; ++k) in[k] = e->host[k].handle;
   spillway_status s = swap_locked(*e, in.data(), true, &old, nullptr, &old_span);
@@ -420,11 +418,11 @@ void Pager::poll_locked(bool block) {
 }
 
 spillway_status Pager::swap_locked(Entry& e, const prim::PhysHandle* in, bool host,
-                                   std::vector<prim::PhysHandle>* old, const std::uint32_t* in_span,
-                                   std::vector<std::uint32_t>* old_span) {
+                                   std::vector<prim::PhysHandle>* old, const std::uint8_t* in_span,
+                                   std::vector<std::uint8_t>* old_span) {
   const std::uint64_t t0 = MonotonicNs();
   std::vector<prim::PhysHandle> cur;
-  std::vector<std::uint32_t> cur_span;
+  std::vector<std::uint8_t> cur_span;
   {
     std::lock_guard<detail::SpinLock> lk(e.arena->mu());
     e.arena->page_handles_locked(e.first, e.pages, &cur, &cur_span);
@@ -434,12 +432,10 @@ spillway_status Pager::swap_locked(Entry& e, const prim::PhysHandle* in, bool ho
   // The driver calls, without the arena's lock (the pages belong to this live block alone and
   // the pager's lock keeps its free out). Their cost is per mapping, not per byte (on the H200
   // ~17 us to unmap and ~25 us to grant access, whether 2 MiB or 128 MiB): a span is one
-  // mapping of several pages. Unmap what is there (one call when all of it is mapped), map the
-  // new handles, then grant the device access per run of mapped pages.
-  // Pages of the mapping at page k (a span is met first at its first page: geometry() leaves
-  // out spans the block covers only in part).
-  auto unit = [&](const std::uint32_t* sp, std::size_t k) {
-    return sp != nullptr && sp[k] != 0 ? std::size_t{sp[k]} : std::size_t{1};
+  // mapping of kSpanPages pages. Unmap what is there (one call when all of it is mapped), map
+  // the new handles, then grant the device access per run of mapped pages.
+  auto unit = [&](const std::uint8_t* sp, std::size_t k) {  // pages of the mapping at page k
+    return sp != nullptr && sp[k] != 0 ? kSpanPages : std::size_t{1};
   };
   auto unmap_all = [&](const std::vector<prim::PhysHandle>& hs) -> prim::Status {
     if (std::all_of(hs.begin(), hs.end(), [](prim::PhysHandle h) { return h != 0; }) &&
@@ -451,7 +447,7 @@ spillway_status Pager::swap_locked(Entry& e, const prim::PhysHandle* in, bool ho
           return s;
     return prim::Status::Ok();
   };
-  auto map_all = [&](const prim::PhysHandle* hs, const std::uint32_t* sp) -> prim::Status {
+  auto map_all = [&](const prim::PhysHandle* hs, const std::uint8_t* sp) -> prim::Status {
     std::vector<std::size_t> made;  // pages where this call made a mapping
     prim::Status s = prim::Status::Ok();
     for (std::size_t k = 0; k < n && s.ok(); k += unit(sp, k))
@@ -491,13 +487,12 @@ spillway_status Pager::swap_locked(Entry& e, const prim::PhysHandle* in, bool ho
 }
 
 void Pager::return_device(const std::vector<prim::PhysHandle>& hs,
-                          const std::vector<std::uint32_t>& span, prim::Event tag) {
-  std::vector<prim::PhysHandle> chunks;
-  std::vector<Span> spans;
+                          const std::vector<std::uint8_t>& span, prim::Event tag) {
+  std::vector<prim::PhysHandle> chunks, spans;
   for (std::size_t k = 0; k < hs.size(); ++k) {
     if (hs[k] == 0) continue;
     if (k < span.size() && span[k] != 0) {
-      if (spans.empty() || spans.back().handle != hs[k]) spans.push_back({hs[k], span[k]});
+      if (spans.empty() || spans.back() != hs[k]) spans.push_back(hs[k]);  // once per span
     } else {
       chunks.push_back(hs[k]);
     }
@@ -513,22 +508,37 @@ spillway_status Pager::host_to_device_locked(Entry& e, prim::Stream s, bool dema
   // The host pages are about to be unmapped: no queued work may still read them.
   if (e.mapped && !fenced && !retried)
     if (spillway_status st = fence_cpu_locked(e, nullptr, false); st != SPILLWAY_OK) return st;
-  // One span of exactly the block's pages (one mapping; a training step brings blocks of the
-  // same sizes back every time, so the heap's loose spans fit), else chunks.
-  std::vector<prim::PhysHandle> dev, old;
-  std::vector<std::uint32_t> span(e.pages, 0);
+  // Spans for the aligned groups of kSpanPages pages inside the block (one mapping each), chunks
+  // for the other pages and for groups the heap has no span for.
+  std::vector<prim::PhysHandle> dev(e.pages, 0), old;
+  std::vector<std::uint8_t> span(e.pages, 0);
   std::vector<prim::Event> tags;  // evictions still reading chunks we were given
   spillway_status st = SPILLWAY_OK;
   {
+    const std::uintptr_t sb = heap_.span_bytes();
+    std::vector<std::size_t> heads;
+    for (std::size_t k = 0; k + kSpanPages <= e.pages; ++k)
+      if ((e.first + k * gran_) % sb == 0) {
+        heads.push_back(k);
+        k += kSpanPages - 1;
+      }
     std::lock_guard<detail::SpinLock> lk(e.arena->mu());
-    if (e.pages >= 2) heap_.acquire_spans(e.arena, e.pages, 1, &dev, e.pages * gran_, &tags);
-    if (!dev.empty()) {
-      dev.assign(e.pages, dev[0]);
-      std::fill(span.begin(), span.end(), static_cast<std::uint32_t>(e.pages));
+    std::vector<prim::PhysHandle> spans, chunks;
+    if (!heads.empty()) heap_.acquire_spans(e.arena, heads.size(), &spans, e.pages * gran_, &tags);
+    for (std::size_t h = 0; h < spans.size(); ++h)
+      for (std::size_t j = 0; j < kSpanPages; ++j) {
+        dev[heads[h] + j] = spans[h];
+        span[heads[h] + j] = 1;
+      }
+    const auto rest = static_cast<std::size_t>(std::count(span.begin(), span.end(), 0));
+    SetQuietOom(true);
+    if (rest != 0) st = heap_.acquire_chunks(e.arena, rest, &chunks, rest * gran_, &tags);
+    SetQuietOom(false);
+    if (st == SPILLWAY_OK) {
+      for (std::size_t k = 0, c = 0; k < e.pages; ++k)
+        if (span[k] == 0) dev[k] = chunks[c++];
     } else {
-      SetQuietOom(true);
-      st = heap_.acquire_chunks(e.arena, e.pages, &dev, e.pages * gran_, &tags);
-      SetQuietOom(false);
+      heap_.return_spans(spans);
     }
   }
   if (st == SPILLWAY_OK) {

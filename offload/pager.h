@@ -237,18 +237,17 @@ class Pager {
   std::vector<std::pair<std::uint64_t, std::int64_t>> victim_order_;  // (bytes so far, dist)
   double return_uses_ = 1.0;                                          // set_return_uses
   std::uint64_t victim_order_seq_ = 0;
-  // Remaps the block's pages onto in[] (0: unmapped; `host`: host chunks; in_span[k]: the pages
-  // of the span in[k] is part of, mapped whole from its first page). The old handles go to *old
-  // (*old_span: the same for them).
+  // Remaps the block's pages onto in[] (0: unmapped; `host`: host chunks; in_span[k]: in[k] is a
+  // span, mapped whole at its aligned group). The old handles go to *old (*old_span: spans).
   // One driver call per mapping: a span costs what a 2 MiB chunk does (docs/offload.md).
   spillway_status swap_locked(Entry& e, const prim::PhysHandle* in, bool host,
                               std::vector<prim::PhysHandle>* old,
-                              const std::uint32_t* in_span = nullptr,
-                              std::vector<std::uint32_t>* old_span = nullptr);
+                              const std::uint8_t* in_span = nullptr,
+                              std::vector<std::uint8_t>* old_span = nullptr);
   // Device memory a block let go of back to the heap: chunks to its loose pool, spans (once
   // each) to its loose spans; `tag` as DeviceHeap::return_chunks.
-  void return_device(const std::vector<prim::PhysHandle>& hs,
-                     const std::vector<std::uint32_t>& span, prim::Event tag = nullptr);
+  void return_device(const std::vector<prim::PhysHandle>& hs, const std::vector<std::uint8_t>& span,
+                     prim::Event tag = nullptr);
   spillway_status offload_locked(std::uintptr_t p, const Geometry& g, trace::Tier to, bool wait);
   std::uint64_t make_room_locked(std::uint64_t bytes, std::uintptr_t except);
   void complete_locked(Move& m);

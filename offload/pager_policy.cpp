@@ -84,7 +84,7 @@ bool Pager::fast_evict_locked(std::uintptr_t p, const Geometry& g, std::uint64_t
     return false;
   }
   std::vector<prim::PhysHandle> dev;
-  std::vector<std::uint32_t> span;
+  std::vector<std::uint8_t> span;
   {
     std::lock_guard<detail::SpinLock> lk(g.arena->mu());
     g.arena->page_handles_locked(g.first, g.pages, &dev, &span);
