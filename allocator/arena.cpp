@@ -168,7 +168,7 @@ bool Arena::map_missing(const std::vector<std::int32_t>& missing, std::size_t re
     }
   }
   std::vector<prim::PhysHandle> spans, chunks;
-  if (!heads.empty()) heap_.acquire_spans(this, heads.size(), &spans, request);
+  if (!heads.empty() && heap_.spans()) heap_.acquire_spans(this, heads.size(), &spans, request);
   for (std::size_t h = spans.size(); h < heads.size(); ++h)  // no span for these: chunks
     for (std::int32_t j = 0; j < S; ++j) singles.push_back(heads[h] + j);
   heads.resize(spans.size());

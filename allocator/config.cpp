@@ -75,6 +75,7 @@ bool ParseConfig(const GetEnv& getenv, Config* cfg, std::string* error) {
     }
   }
   if (!Switch(getenv, "SPILLWAY_RESERVE_POLICY", "fast", "compact", &cfg->compact, error)) return false;
+  if (!Switch(getenv, "SPILLWAY_SPANS", "0", "1", &cfg->spans, error)) return false;
   if (const char* v = getenv("SPILLWAY_TRACE"); v) {
     if (!*v) return Bad(error, "SPILLWAY_TRACE", v, "a file path");
     cfg->trace_path = v;

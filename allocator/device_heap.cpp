@@ -42,8 +42,9 @@ DeviceHeap::~DeviceHeap() {
   for (auto h : loose_spans_) backend_.release(h);
 }
 
-spillway_status DeviceHeap::init(std::uint64_t budget_bytes, bool compact) {
+spillway_status DeviceHeap::init(std::uint64_t budget_bytes, bool compact, bool spans) {
   compact_ = compact;
+  spans_ = spans;
   prim::MemInfo mi;
   prim::Status s = backend_.mem_info(device_, &mi);
   if (!s.ok())

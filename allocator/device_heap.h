@@ -35,7 +35,9 @@ class DeviceHeap {
 
   // Reads device size and granularity and applies the budget (0 = none) and the reserve
   // policy (Config::compact).
-  spillway_status init(std::uint64_t budget_bytes, bool compact);
+  // `spans`: map aligned groups of kSpanPages pages with spans (Config::spans).
+  spillway_status init(std::uint64_t budget_bytes, bool compact, bool spans = true);
+  bool spans() const { return spans_; }
 
   // The arena of a stream (created on first use), or the synchronous arena.
   spillway_status arena_for(prim::Stream stream, bool sync, Arena** out);
@@ -118,6 +120,7 @@ class DeviceHeap {
   std::size_t arena_va_ = 0;
   std::atomic<std::uint64_t> budget_{0};
   bool compact_ = false;
+  bool spans_ = true;
   trace::TraceWriter* trace_ = nullptr;
   DeviceStats stats_;
 

@@ -524,7 +524,8 @@ spillway_status Pager::host_to_device_locked(Entry& e, prim::Stream s, bool dema
       }
     std::lock_guard<detail::SpinLock> lk(e.arena->mu());
     std::vector<prim::PhysHandle> spans, chunks;
-    if (!heads.empty()) heap_.acquire_spans(e.arena, heads.size(), &spans, e.pages * gran_, &tags);
+    if (!heads.empty() && heap_.spans())
+      heap_.acquire_spans(e.arena, heads.size(), &spans, e.pages * gran_, &tags);
     for (std::size_t h = 0; h < spans.size(); ++h)
       for (std::size_t j = 0; j < kSpanPages; ++j) {
         dev[heads[h] + j] = spans[h];

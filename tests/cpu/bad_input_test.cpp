@@ -245,6 +245,7 @@ TEST(Config, ParseConfigRejectsMalformed) {
     ExpectRejected("SPILLWAY_SIM_DEVICES", v, "1..64");
   ExpectRejected("SPILLWAY_SIM_DEVICE_MEMORY", "1M", "64M");
   ExpectRejected("SPILLWAY_RESERVE_POLICY", "tight", "fast or compact");
+  ExpectRejected("SPILLWAY_SPANS", "yes", "0 or 1");
   ExpectRejected("SPILLWAY_REPORT", "", "directory");
   ExpectRejected("SPILLWAY_REPORT", "/dev/null", "directory");  // exists, not a directory
   // Offload (issue 4) and kernel times.
@@ -317,6 +318,17 @@ TEST(Config, ReservePolicy) {
   e.vars = {{"SPILLWAY_RESERVE_POLICY", "compact"}};
   ASSERT_TRUE(ParseConfig(e.fn(), &cfg, &err)) << err;
   EXPECT_TRUE(cfg.compact);
+}
+
+TEST(Config, Spans) {
+  Env e;
+  Config cfg;
+  std::string err;
+  ASSERT_TRUE(ParseConfig(e.fn(), &cfg, &err)) << err;
+  EXPECT_TRUE(cfg.spans) << "spans are on by default";
+  e.vars = {{"SPILLWAY_SPANS", "0"}};
+  ASSERT_TRUE(ParseConfig(e.fn(), &cfg, &err)) << err;
+  EXPECT_FALSE(cfg.spans);
 }
 
 TEST(Config, ParseConfigAccepts) {

@@ -717,6 +717,39 @@ TEST(PagerSpans, LargeBlockMovesOnSpansWithFewMappings) {
   EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
 }
 
+// SPILLWAY_SPANS=0: one mapping per 2 MiB page, in the arena and when the pager brings a block
+// back; nothing else changes.
+TEST(PagerSpans, OffMapsOneChunkPerPage) {
+  Config cfg = OffloadConfig(0, 512 * kMiB);
+  cfg.spans = false;
+  SimAlloc a(1024 * kMiB, 1, cfg);
+  prim::Stream s = a.stream();
+  const std::uint64_t maps0 = a.stats().map_count;
+  void* p = nullptr;
+  const std::size_t n = 96 * kMiB;
+  ASSERT_EQ(a.alloc_on(&p, n, s), SPILLWAY_OK) << LastError();
+  EXPECT_EQ(a.stats().map_count - maps0, (U(p) + n - 1) / kGran - U(p) / kGran + 1);
+  Fill(p, n, 9);
+  Pager* pg = PagerOf(a);
+  DeviceHeap* heap = nullptr;
+  ASSERT_EQ(a.alloc->heap(0, &heap), SPILLWAY_OK);
+  Arena* ar = heap->find(U(p));
+  ASSERT_NE(ar, nullptr);
+  ASSERT_EQ(pg->offload(U(p), trace::kTierHost, true), SPILLWAY_OK) << LastError();
+  ASSERT_EQ(pg->prefetch(U(p), s), SPILLWAY_OK) << LastError();
+  {
+    std::lock_guard<detail::SpinLock> lk(ar->mu());
+    for (std::uintptr_t q = (U(p) + kGran - 1) / kGran * kGran; q + kGran <= U(p) + n; q += kGran)
+      EXPECT_FALSE(ar->page_in_span_locked(q)) << "no span with SPILLWAY_SPANS=0";
+  }
+  std::atomic<std::size_t> bad{1};
+  a.sim->enqueue(s, [&] { bad = Mismatches(p, n, 9); });
+  a.sim->synchronize(s);
+  EXPECT_EQ(bad.load(), 0u);
+  ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
+  EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
+}
+
 // A block that covers a span only in part (the span was mapped for an earlier block at the same
 // addresses) moves the rest of its pages and leaves that span on the device, untouched, like
 // its edge pages; its neighbour on the same span keeps every byte.
