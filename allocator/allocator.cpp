@@ -185,7 +185,10 @@ spillway_status Allocator::heap(int device, DeviceHeap** out) {
   h = heaps_[idx].load(std::memory_order_acquire);
   if (h == nullptr) {
     auto nh = std::make_unique<DeviceHeap>(*backend_, device);
-    spillway_status s = nh->init(0, cfg_.compact, cfg_.spans);
+    // Spans pay where memory is remapped often: under offload (docs/offload.md).
+    const bool spans = cfg_.spans == Config::Spans::kOn ||
+                       (cfg_.spans == Config::Spans::kAuto && cfg_.offload);
+    spillway_status s = nh->init(0, cfg_.compact, spans);
     if (s != SPILLWAY_OK) return s;
     std::uint64_t budget = ResolveBudget(cfg_, nh->total_memory());
     if (budget != 0 && budget < nh->granularity())

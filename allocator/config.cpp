@@ -75,7 +75,13 @@ bool ParseConfig(const GetEnv& getenv, Config* cfg, std::string* error) {
     }
   }
   if (!Switch(getenv, "SPILLWAY_RESERVE_POLICY", "fast", "compact", &cfg->compact, error)) return false;
-  if (!Switch(getenv, "SPILLWAY_SPANS", "0", "1", &cfg->spans, error)) return false;
+  if (const char* v = getenv("SPILLWAY_SPANS"); v && *v) {
+    const std::string s(v);
+    if (s == "auto") cfg->spans = Config::Spans::kAuto;
+    else if (s == "1") cfg->spans = Config::Spans::kOn;
+    else if (s == "0") cfg->spans = Config::Spans::kOff;
+    else return Bad(error, "SPILLWAY_SPANS", v, "auto, 0 or 1");
+  }
   if (const char* v = getenv("SPILLWAY_TRACE"); v) {
     if (!*v) return Bad(error, "SPILLWAY_TRACE", v, "a file path");
     cfg->trace_path = v;

@@ -17,11 +17,11 @@ struct Config {
   // `fast` reserves new memory when no freed page is known to be done on the GPU; `compact`
   // waits for the GPU to finish with freed pages (oldest first) and reuses them instead.
   bool compact = false;
-  // SPILLWAY_SPANS=0|1 (default 1): map an aligned 32 MiB group of a large block's pages with one
-  // physical allocation (a span) instead of 16 chunks, in the arena and when the pager brings a
-  // block back (arena.h). The driver's cost is per mapping; docs/offload.md says what it gains
-  // and where it loses.
-  bool spans = true;
+  // SPILLWAY_SPANS=auto|0|1 (default auto: on with SPILLWAY_OFFLOAD=1): map an aligned 32 MiB
+  // group of a large block's pages with one physical allocation (a span) instead of 16 chunks,
+  // in the arena and when the pager brings a block back (arena.h). The driver's cost is per
+  // mapping; docs/offload.md says what it gains and where it loses.
+  enum class Spans { kAuto, kOn, kOff } spans = Spans::kAuto;
   // SPILLWAY_TRACE: path of the binary allocation trace (docs/trace-format.md).
   std::string trace_path;
   // SPILLWAY_REPORT: directory of the reports written at exit (created if missing): the event

@@ -245,7 +245,7 @@ TEST(Config, ParseConfigRejectsMalformed) {
     ExpectRejected("SPILLWAY_SIM_DEVICES", v, "1..64");
   ExpectRejected("SPILLWAY_SIM_DEVICE_MEMORY", "1M", "64M");
   ExpectRejected("SPILLWAY_RESERVE_POLICY", "tight", "fast or compact");
-  ExpectRejected("SPILLWAY_SPANS", "yes", "0 or 1");
+  ExpectRejected("SPILLWAY_SPANS", "yes", "auto, 0 or 1");
   ExpectRejected("SPILLWAY_REPORT", "", "directory");
   ExpectRejected("SPILLWAY_REPORT", "/dev/null", "directory");  // exists, not a directory
   // Offload (issue 4) and kernel times.
@@ -325,10 +325,13 @@ TEST(Config, Spans) {
   Config cfg;
   std::string err;
   ASSERT_TRUE(ParseConfig(e.fn(), &cfg, &err)) << err;
-  EXPECT_TRUE(cfg.spans) << "spans are on by default";
+  EXPECT_EQ(cfg.spans, Config::Spans::kAuto) << "default: on with offload";
   e.vars = {{"SPILLWAY_SPANS", "0"}};
   ASSERT_TRUE(ParseConfig(e.fn(), &cfg, &err)) << err;
-  EXPECT_FALSE(cfg.spans);
+  EXPECT_EQ(cfg.spans, Config::Spans::kOff);
+  e.vars = {{"SPILLWAY_SPANS", "1"}};
+  ASSERT_TRUE(ParseConfig(e.fn(), &cfg, &err)) << err;
+  EXPECT_EQ(cfg.spans, Config::Spans::kOn);
 }
 
 TEST(Config, ParseConfigAccepts) {

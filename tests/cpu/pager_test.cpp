@@ -721,7 +721,7 @@ TEST(PagerSpans, LargeBlockMovesOnSpansWithFewMappings) {
 // back; nothing else changes.
 TEST(PagerSpans, OffMapsOneChunkPerPage) {
   Config cfg = OffloadConfig(0, 512 * kMiB);
-  cfg.spans = false;
+  cfg.spans = Config::Spans::kOff;
   SimAlloc a(1024 * kMiB, 1, cfg);
   prim::Stream s = a.stream();
   const std::uint64_t maps0 = a.stats().map_count;
@@ -748,6 +748,27 @@ TEST(PagerSpans, OffMapsOneChunkPerPage) {
   EXPECT_EQ(bad.load(), 0u);
   ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
   EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
+}
+
+// SPILLWAY_SPANS=auto (the default): spans only with SPILLWAY_OFFLOAD=1; a plain allocator maps
+// one chunk per page (its measured behaviour, docs/allocator.md); SPILLWAY_SPANS=1 forces them.
+TEST(PagerSpans, AutoMeansWithOffloadOnly) {
+  for (const bool force : {false, true}) {
+    Config cfg;
+    if (force) cfg.spans = Config::Spans::kOn;
+    SimAlloc a(1024 * kMiB, 1, cfg);
+    prim::Stream s = a.stream();
+    const std::uint64_t maps0 = a.stats().map_count;
+    void* p = nullptr;
+    const std::size_t n = 96 * kMiB;
+    ASSERT_EQ(a.alloc_on(&p, n, s), SPILLWAY_OK) << LastError();
+    const std::uint64_t pages = (U(p) + n - 1) / kGran - U(p) / kGran + 1;
+    if (force)
+      EXPECT_LT(a.stats().map_count - maps0, pages) << "SPILLWAY_SPANS=1";
+    else
+      EXPECT_EQ(a.stats().map_count - maps0, pages) << "auto without offload: no spans";
+    EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
+  }
 }
 
 // A block that covers a span only in part (the span was mapped for an earlier block at the same
