@@ -20,6 +20,10 @@
 // the step's excess time at the H200's rates (copies 55 GB/s each way, overlapped; ~60 us of
 // remapping per 2 MiB page moved; in-place use at ~50 GB/s, serial with the kernels).
 // --return-uses X: Pager::set_return_uses (Belady's rule for in-place use).
+// --spans 0|1: SPILLWAY_SPANS (allocator/arena.h; default 1, as with offload).
+// --temps 1: each optimizer pass also allocates a temporary of P MiB per layer (a foreach
+// operation's result list, as PyTorch's foreach AdamW makes) and frees it after the pass.
+// --per-step 1: the bytes moved to the host in each optimizer step, to see a drift.
 // The budget is the peak divided by --ratio. The floor printed is about the least a policy
 // must move each way per optimizer step: the excess over the budget taken from the optimizer
 // states (idle for K micro-batches: out and back once a step), and past the states, the rest
@@ -59,6 +63,7 @@ struct Args {
   double max_over_floor = 0;  // 0: no check
   bool autocast = false;
   double return_uses = 1.0;
+  bool spans = true, temps = false, per_step = false;
 };
 
 bool Parse(int argc, char** argv, Args* a) {
@@ -66,18 +71,36 @@ bool Parse(int argc, char** argv, Args* a) {
     const std::string k = argv[i];
     if (i + 1 >= argc) return false;
     const char* v = argv[++i];
-    if (k == "--layers") a->layers = std::atoi(v);
-    else if (k == "--accum") a->accum = std::atoi(v);
-    else if (k == "--steps") a->steps = std::atoi(v);
-    else if (k == "--param-mib") a->param_mib = std::strtoull(v, nullptr, 10);
-    else if (k == "--act-mib") a->act_mib = std::strtoull(v, nullptr, 10);
-    else if (k == "--ratio") a->ratio = std::atof(v);
-    else if (k == "--optim-passes") a->passes = std::atoi(v);
-    else if (k == "--foreach-layers") a->foreach = std::atoi(v);
-    else if (k == "--max-over-floor") a->max_over_floor = std::atof(v);
-    else if (k == "--autocast") a->autocast = std::atoi(v) != 0;
-    else if (k == "--return-uses") a->return_uses = std::atof(v);
-    else return false;
+    if (k == "--layers")
+      a->layers = std::atoi(v);
+    else if (k == "--accum")
+      a->accum = std::atoi(v);
+    else if (k == "--steps")
+      a->steps = std::atoi(v);
+    else if (k == "--param-mib")
+      a->param_mib = std::strtoull(v, nullptr, 10);
+    else if (k == "--act-mib")
+      a->act_mib = std::strtoull(v, nullptr, 10);
+    else if (k == "--ratio")
+      a->ratio = std::atof(v);
+    else if (k == "--optim-passes")
+      a->passes = std::atoi(v);
+    else if (k == "--foreach-layers")
+      a->foreach = std::atoi(v);
+    else if (k == "--max-over-floor")
+      a->max_over_floor = std::atof(v);
+    else if (k == "--autocast")
+      a->autocast = std::atoi(v) != 0;
+    else if (k == "--return-uses")
+      a->return_uses = std::atof(v);
+    else if (k == "--spans")
+      a->spans = std::atoi(v) != 0;
+    else if (k == "--temps")
+      a->temps = std::atoi(v) != 0;
+    else if (k == "--per-step")
+      a->per_step = std::atoi(v) != 0;
+    else
+      return false;
   }
   return a->layers > 0 && a->accum > 0 && a->steps > 1 && a->param_mib >= 4 && a->act_mib >= 4 &&
          a->ratio >= 1.0 && a->passes > 0 && a->foreach > 0 && a->foreach <= a->layers &&
@@ -86,7 +109,7 @@ bool Parse(int argc, char** argv, Args* a) {
 
 class Sim {
  public:
-  Sim(std::size_t device_memory, std::uint64_t budget) {
+  Sim(std::size_t device_memory, std::uint64_t budget, bool spans) {
     prim::SimOptions o;
     o.device_memory = device_memory;
     o.granularity = 2 * kMiB;
@@ -97,6 +120,7 @@ class Sim {
     c.offload = true;
     c.host_limit_bytes = device_memory * 2;
     c.offload_safety = Config::Safety::kTracked;
+    c.spans = spans ? Config::Spans::kOn : Config::Spans::kOff;
     alloc_ = std::make_unique<Allocator>(std::move(b), c);
     alloc_->enable_access_tracking();
     stream_ = sim_->create_stream();
@@ -167,7 +191,7 @@ int main(int argc, char** argv) {
   const std::size_t P = a.param_mib * kMiB, A = a.act_mib * kMiB;
   const std::uint64_t peak = L * (4 * P + A);  // parameters, gradients, states, activations
   const auto budget = static_cast<std::uint64_t>(static_cast<double>(peak) / a.ratio);
-  Sim sim(2 * peak + 256 * kMiB, budget);
+  Sim sim(2 * peak + 256 * kMiB, budget, a.spans);
   std::vector<void*> par(L), grad(L), m(L), v(L), act(L);
   for (std::size_t i = 0; i < L; ++i) {
     par[i] = sim.alloc(P);
@@ -179,7 +203,7 @@ int main(int argc, char** argv) {
   if (sim.pager() != nullptr) sim.pager()->set_return_uses(a.return_uses);
   const bool ac = a.autocast;
   std::uint64_t to0 = 0, from0 = 0, stalls0 = 0, prefetch0 = 0, in_place0 = 0, returns0 = 0;
-  std::uint64_t max_reserved = 0;
+  std::uint64_t max_reserved = 0, last_to = 0;
   for (int step = 0; step < a.steps; ++step) {
     if (step == 1 && sim.pager() != nullptr) {  // the first step is warm-up
       const auto& k = sim.pager()->counters();
@@ -212,12 +236,24 @@ int main(int argc, char** argv) {
     }
     const auto T = static_cast<std::size_t>(a.foreach);
     for (int pass = 0; pass < a.passes; ++pass) {
+      std::vector<void*> temps;
       for (std::size_t i = 0; i < L; i += T) {
         std::vector<void*> named;
-        for (std::size_t j = i; j < std::min(L, i + T); ++j)
+        for (std::size_t j = i; j < std::min(L, i + T); ++j) {
           named.insert(named.end(), {par[j], grad[j], m[j], v[j]});
+          if (a.temps) {
+            temps.push_back(sim.alloc(P));
+            named.push_back(temps.back());
+          }
+        }
         sim.launch(named, ac);
       }
+      for (void* t : temps) sim.free(t);
+    }
+    if (a.per_step && sim.pager() != nullptr) {
+      const std::uint64_t now = sim.pager()->counters().bytes_to_host.load();
+      std::printf("step %d: %.0f MiB to host\n", step, static_cast<double>(now - last_to) / kMiB);
+      last_to = now;
     }
   }
   offload::Pager* pg = sim.pager();
@@ -231,16 +267,17 @@ int main(int argc, char** argv) {
   const double states = static_cast<double>(2 * L * P);
   const double excess = static_cast<double>(peak) - static_cast<double>(budget);
   const double floor = excess <= states ? excess : states + (excess - states) * a.accum;
-  std::printf("model: %d layers, %zu MiB parameters each, %zu MiB activations, %d micro-batches; "
-              "peak %.0f MiB, budget %.0f MiB (footprint/budget %.2f); max reserved %.0f MiB\n",
-              a.layers, a.param_mib, a.act_mib, a.accum, static_cast<double>(peak) / kMiB,
-              static_cast<double>(budget) / kMiB, a.ratio,
-              static_cast<double>(max_reserved) / kMiB);
-  std::printf("per optimizer step: %.0f MiB to host, %.0f MiB back; floor %.0f MiB each way; "
-              "moved/floor %.2f / %.2f; stalls %.1f, prefetches %.1f\n",
-              to / kMiB, from / kMiB, floor / kMiB, to / floor, from / floor,
-              pg ? static_cast<double>(pg->counters().stalls.load() - stalls0) / steps : 0,
-              pg ? static_cast<double>(pg->counters().prefetches.load() - prefetch0) / steps : 0);
+  std::printf(
+      "model: %d layers, %zu MiB parameters each, %zu MiB activations, %d micro-batches; "
+      "peak %.0f MiB, budget %.0f MiB (footprint/budget %.2f); max reserved %.0f MiB\n",
+      a.layers, a.param_mib, a.act_mib, a.accum, static_cast<double>(peak) / kMiB,
+      static_cast<double>(budget) / kMiB, a.ratio, static_cast<double>(max_reserved) / kMiB);
+  std::printf(
+      "per optimizer step: %.0f MiB to host, %.0f MiB back; floor %.0f MiB each way; "
+      "moved/floor %.2f / %.2f; stalls %.1f, prefetches %.1f\n",
+      to / kMiB, from / kMiB, floor / kMiB, to / floor, from / floor,
+      pg ? static_cast<double>(pg->counters().stalls.load() - stalls0) / steps : 0,
+      pg ? static_cast<double>(pg->counters().prefetches.load() - prefetch0) / steps : 0);
   if (ac && pg != nullptr) {
     const double in_place = static_cast<double>(sim.in_place_bytes - in_place0) / steps;
     const double returns =
@@ -249,14 +286,15 @@ int main(int argc, char** argv) {
     // of driver calls, on the launch path); in-place bytes cross the link inside the kernels.
     const double ms = std::max(to, from) / 55e9 * 1e3 + (to + from) / (2.0 * kMiB) * 60e-3 +
                       in_place / 50e9 * 1e3;
-    std::printf("autocast: %.0f MiB used in place per optimizer step, %.1f returns; estimated "
-                "excess %.1f ms a step at H200 rates (return_uses %.2f)\n",
-                in_place / kMiB, returns, ms, a.return_uses);
+    std::printf(
+        "autocast: %.0f MiB used in place per optimizer step, %.1f returns; estimated "
+        "excess %.1f ms a step at H200 rates (return_uses %.2f)\n",
+        in_place / kMiB, returns, ms, a.return_uses);
   }
   for (std::size_t i = 0; i < L; ++i)
     for (void* p : {par[i], grad[i], m[i], v[i]}) sim.free(p);
-  if (a.max_over_floor > 0 && (pg == nullptr || to / floor > a.max_over_floor ||
-                               from / floor > a.max_over_floor)) {
+  if (a.max_over_floor > 0 &&
+      (pg == nullptr || to / floor > a.max_over_floor || from / floor > a.max_over_floor)) {
     std::fprintf(stderr, "FAIL: moved %.2f / %.2f times the floor, more than %.2f\n", to / floor,
                  from / floor, a.max_over_floor);
     return 1;
