@@ -326,16 +326,19 @@ void Arena::ensure_page_fence() {
   page_fences_.push_back({e, free_seq_ + 1});
 }
 
+void Arena::wait_frees_done() {
+  if (done_seq_ > free_seq_) return;  // every free is known complete
+  ensure_page_fence();
+  while (!page_fences_.empty()) {
+    backend_.event_synchronize(page_fences_.front().event);
+    poll_page_fences();
+  }
+}
+
 std::size_t Arena::steal_idle(std::size_t want, bool block, std::vector<prim::PhysHandle>* out) {
   if (idle_head_ < 0 || want == 0) return 0;
   poll_page_fences();
-  if (block && done_seq_ <= free_seq_) {  // wait until every free so far is complete
-    ensure_page_fence();
-    while (!page_fences_.empty()) {
-      backend_.event_synchronize(page_fences_.front().event);
-      poll_page_fences();
-    }
-  }
+  if (block) wait_frees_done();
   std::size_t got = 0;
   for (std::int32_t i = idle_head_; i >= 0 && got < want;) {
     Page& pg = pages_[i];
@@ -361,13 +364,7 @@ std::size_t Arena::steal_idle_spans(std::size_t want, bool block,
                                     std::vector<prim::PhysHandle>* out) {
   if (idle_head_ < 0 || want == 0) return 0;
   poll_page_fences();
-  if (block && done_seq_ <= free_seq_) {  // wait until every free so far is complete
-    ensure_page_fence();
-    while (!page_fences_.empty()) {
-      backend_.event_synchronize(page_fences_.front().event);
-      poll_page_fences();
-    }
-  }
+  if (block) wait_frees_done();
   // The heads of idle spans first (stealing one takes several pages out of the idle list).
   const auto S = static_cast<std::int32_t>(kSpanPages);
   std::vector<std::int32_t> heads;

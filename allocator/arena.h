@@ -156,6 +156,7 @@ class Arena {
   spillway_status defer(std::uintptr_t p, std::size_t large_size, FreeMode mode,
                         prim::Stream stream, bool holes = false);
   void poll_page_fences();
+  void wait_frees_done();  // waits until every stream-ordered free so far is complete
   void ensure_page_fence();
   prim::Event get_event();
   void idle_push(std::int32_t i);

@@ -164,17 +164,42 @@ std::uint64_t DeviceHeap::shed_loose(bool spans, std::uint64_t bytes) {
   return released;
 }
 
-std::uint64_t DeviceHeap::shed_idle_spans(Arena* self, std::size_t want, bool block) {
-  std::vector<prim::PhysHandle> got;
-  self->steal_idle_spans(want, block, &got);
+void DeviceHeap::steal_spans(Arena* self, std::size_t want, bool block,
+                             std::vector<prim::PhysHandle>* out) {
+  const std::size_t base = out->size();
+  self->steal_idle_spans(want, block, out);
   const int n = n_arenas_.load(std::memory_order_acquire);
-  for (int i = 0; i < n && got.size() < want; ++i) {
+  for (int i = 0; i < n && out->size() - base < want; ++i) {
     Arena* a = arenas_[static_cast<std::size_t>(i)].get();
     if (a == self) continue;
     std::unique_lock<detail::SpinLock> lk(a->mu(), std::try_to_lock);  // never wait: lock order
-    if (lk.owns_lock()) a->steal_idle_spans(want - got.size(), block, &got);
+    if (lk.owns_lock()) a->steal_idle_spans(want - (out->size() - base), block, out);
   }
+}
+
+std::uint64_t DeviceHeap::shed_idle_spans(Arena* self, std::size_t want, bool block) {
+  std::vector<prim::PhysHandle> got;
+  steal_spans(self, want, block, &got);
   return release_spans(got);
+}
+
+std::uint64_t DeviceHeap::allowance(std::size_t request_bytes) const {
+  const std::uint64_t live_high =
+      std::max<std::uint64_t>(stats_.peak_allocated(), stats_.allocated() + request_bytes);
+  return live_high + live_high / 64 + 4 * gran_;
+}
+
+void DeviceHeap::hand_tags(Arena* self, const std::vector<prim::Event>& tags,
+                           std::vector<prim::Event>* tags_out) {
+  prim::Event last = nullptr;
+  for (prim::Event t : tags)
+    if (t != nullptr && t != last) {
+      if (tags_out != nullptr)
+        tags_out->push_back(t);
+      else
+        backend_.stream_wait_event(device_, self->stream(), t);
+      last = t;
+    }
 }
 
 std::uint64_t DeviceHeap::release_spans(const std::vector<prim::PhysHandle>& spans) {
@@ -204,25 +229,16 @@ std::size_t DeviceHeap::acquire_spans(Arena* self, std::size_t m,
   }
   auto need = [&] { return m - (out->size() - base); };
   std::string why;
-  const std::uint64_t live_high =
-      std::max<std::uint64_t>(stats_.peak_allocated(), stats_.allocated() + request_bytes);
-  const std::uint64_t allowance = live_high + live_high / 64 + 4 * gran_;
+  const std::uint64_t allow = allowance(request_bytes);
   const std::size_t sb = span_bytes();
-  while (need() && stats_.reserved() + sb <= allowance) {
+  while (need() && stats_.reserved() + sb <= allow) {
     prim::PhysHandle h = 0;
     if (!create_chunk(&h, &why, sb)) break;
     out->push_back(h);
   }
   if (need()) {  // idle spans of the arenas, whole
     std::vector<prim::PhysHandle> got;
-    self->steal_idle_spans(need(), false, &got);
-    const int n = n_arenas_.load(std::memory_order_acquire);
-    for (int i = 0; i < n && got.size() < need(); ++i) {
-      Arena* a = arenas_[static_cast<std::size_t>(i)].get();
-      if (a == self) continue;
-      std::unique_lock<detail::SpinLock> lk(a->mu(), std::try_to_lock);
-      if (lk.owns_lock()) a->steal_idle_spans(need() - got.size(), false, &got);
-    }
+    steal_spans(self, need(), false, &got);
     if (got.size() < need() && compact_) self->steal_idle_spans(need() - got.size(), true, &got);
     out->insert(out->end(), got.begin(), got.end());
   }
@@ -234,15 +250,7 @@ std::size_t DeviceHeap::acquire_spans(Arena* self, std::size_t m,
     }
     if (shed_loose(false, sb) < sb) break;
   }
-  prim::Event last = nullptr;
-  for (prim::Event t : tags)
-    if (t != nullptr && t != last) {
-      if (tags_out != nullptr)
-        tags_out->push_back(t);
-      else
-        backend_.stream_wait_event(device_, self->stream(), t);
-      last = t;
-    }
+  hand_tags(self, tags, tags_out);
   return out->size() - base;
 }
 
@@ -292,10 +300,8 @@ spillway_status DeviceHeap::acquire_chunks(Arena* self, std::size_t k,
   std::string why;
   // Growing is cheap while reserved memory stays within a small margin of the most that was
   // ever allocated: no remapping then. Past it, idle pages whose work has finished come first.
-  const std::uint64_t live_high =
-      std::max<std::uint64_t>(stats_.peak_allocated(), stats_.allocated() + request_bytes);
-  const std::uint64_t allowance = live_high + live_high / 64 + 4 * gran_;
-  while (need() && stats_.reserved() + gran_ <= allowance) {
+  const std::uint64_t allow = allowance(request_bytes);
+  while (need() && stats_.reserved() + gran_ <= allow) {
     prim::PhysHandle h = 0;
     if (!create_chunk(&h, &why)) break;
     out->push_back(h);
@@ -305,7 +311,7 @@ spillway_status DeviceHeap::acquire_chunks(Arena* self, std::size_t k,
   if (need() && compact_) self->steal_idle_waiting(need(), out);
   if (need() && compact_) {  // the compact policy waits for idle spans too, before growing
     std::vector<prim::PhysHandle> spans;
-    self->steal_idle_spans((need() * gran_ + span_bytes() - 1) / span_bytes(), true, &spans);
+    self->steal_idle_spans(spans_for(need()), true, &spans);
     release_spans(spans);
   }
   // Within the budget; then loose spans and idle spans released to make room for chunks.
@@ -318,29 +324,16 @@ spillway_status DeviceHeap::acquire_chunks(Arena* self, std::size_t k,
   };
   create_rest();
   if (need() && shed_loose(true, need() * gran_) > 0) create_rest();
-  const std::size_t spans_for = [&] {
-    return (need() * gran_ + span_bytes() - 1) / span_bytes();
-  }();
-  if (need() && shed_idle_spans(self, spans_for, false) > 0) create_rest();
+  if (need() && shed_idle_spans(self, spans_for(need()), false) > 0) create_rest();
   if (need()) {  // last resort: wait for the streams, drop every cache, and steal again
     self->wait_pending();
     self->flush_caches();
     self->steal_idle(need(), true, out);
     if (need()) steal_from_others(self, need(), true, out);
-    if (need() &&
-        shed_idle_spans(self, (need() * gran_ + span_bytes() - 1) / span_bytes(), true) > 0)
-      create_rest();
+    if (need() && shed_idle_spans(self, spans_for(need()), true) > 0) create_rest();
   }
   if (need() == 0) {
-    prim::Event last = nullptr;
-    for (prim::Event t : tags)
-      if (t != nullptr && t != last) {
-        if (tags_out != nullptr)
-          tags_out->push_back(t);
-        else
-          backend_.stream_wait_event(device_, self->stream(), t);
-        last = t;
-      }
+    hand_tags(self, tags, tags_out);
     return SPILLWAY_OK;
   }
   {

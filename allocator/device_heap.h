@@ -110,6 +110,18 @@ class DeviceHeap {
   // that chunks can be created in their place. Returns bytes released.
   std::uint64_t shed_idle_spans(Arena* self, std::size_t want, bool block);
   std::uint64_t release_spans(const std::vector<prim::PhysHandle>& spans);  // to the driver
+  // Up to `want` idle spans of `self`, then of the other arenas (try-locked), appended to *out.
+  void steal_spans(Arena* self, std::size_t want, bool block, std::vector<prim::PhysHandle>* out);
+  // Spans whose pages cover `chunks` chunks.
+  static std::size_t spans_for(std::size_t chunks) {
+    return (chunks + kSpanPages - 1) / kSpanPages;
+  }
+  // Reserved memory may grow without reusing idle pages while it stays under this (a small
+  // margin over the most ever allocated, or over what is allocated plus the request).
+  std::uint64_t allowance(std::size_t request_bytes) const;
+  // Tags of pooled memory handed to `self`: to *tags_out, or else `self`'s stream waits for them.
+  void hand_tags(Arena* self, const std::vector<prim::Event>& tags,
+                 std::vector<prim::Event>* tags_out);
   std::size_t steal_from_others(Arena* self, std::size_t want, bool block,
                                 std::vector<prim::PhysHandle>* out);
 

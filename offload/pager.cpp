@@ -164,9 +164,18 @@ spillway_status Pager::geometry(std::uintptr_t p, Geometry* g) {
   Arena* a = heap_.find(p);
   if (a == nullptr) return not_owned(p);
   std::size_t size = 0;
+  std::uintptr_t first = 0, last = 0;  // the whole pages; a span covered in part stays, as
+                                       // edge pages do
   {
     std::lock_guard<detail::SpinLock> lk(a->mu());
     size = a->large_size_locked(p);
+    first = (p + gran_ - 1) / gran_ * gran_;
+    last = (p + size) / gran_ * gran_;
+    const std::uintptr_t sb = a->span_bytes();
+    if (last > first && first % sb != 0 && a->page_in_span_locked(first))
+      first = (first / sb + 1) * sb;
+    if (last > first && last % sb != 0 && a->page_in_span_locked(last - gran_))
+      last = last / sb * sb;
   }
   if (size == 0) {
     if (a->is_live(p))
@@ -177,15 +186,6 @@ spillway_status Pager::geometry(std::uintptr_t p, Geometry* g) {
                       std::to_string(gran_ >> 20) + " MiB page can move");
     return Fail(SPILLWAY_ERR_INVALID_VALUE,
                 "spillway: " + Hex(p) + " is not the start of a live block");
-  }
-  std::uintptr_t first = (p + gran_ - 1) / gran_ * gran_;
-  std::uintptr_t last = (p + size) / gran_ * gran_;
-  if (last > first) {  // a span the block covers only in part stays, as edge pages do
-    const std::uintptr_t sb = a->span_bytes();
-    std::lock_guard<detail::SpinLock> lk(a->mu());
-    if (first % sb != 0 && a->page_in_span_locked(first)) first = (first / sb + 1) * sb;
-    if (last > first && last % sb != 0 && a->page_in_span_locked(last - gran_))
-      last = last / sb * sb;
   }
   if (last <= first)
     return Fail(SPILLWAY_ERR_INVALID_VALUE,

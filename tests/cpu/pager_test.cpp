@@ -676,6 +676,30 @@ TEST_F(PagerNvme, RandomizedLargeBlocksLoseNothingTracked) {
   Randomized(dir_.path, true, 256 * kMiB, 4);
 }
 
+// Span tests: a "kernel" on s that reads [p, p+n) and counts the bytes that differ from tag.
+std::size_t KernelMismatches(SimAlloc& a, prim::Stream s, void* p, std::size_t n,
+                             std::uint64_t tag) {
+  std::atomic<std::size_t> bad{1};
+  a.sim->enqueue(s, [&] { bad = Mismatches(p, n, tag); });
+  a.sim->synchronize(s);
+  return bad.load();
+}
+
+// Whether the page at q is part of a span (arena.h), read under its arena's lock.
+bool InSpan(SimAlloc& a, std::uintptr_t q) {
+  DeviceHeap* heap = nullptr;
+  if (a.alloc->heap(0, &heap) != SPILLWAY_OK) return false;
+  Arena* ar = heap->find(q);
+  if (ar == nullptr) return false;
+  std::lock_guard<detail::SpinLock> lk(ar->mu());
+  return ar->page_in_span_locked(q);
+}
+
+// The mappings one block of n bytes at p makes with one chunk per page.
+std::uint64_t PagesOf(void* p, std::size_t n) {
+  return (U(p) + n - 1) / kGran - U(p) / kGran + 1;
+}
+
 // The driver's cost is per mapping (docs/offload.md): a large block is mapped with spans (one
 // mapping per aligned 32 MiB), evicted and brought back on spans, every byte kept.
 TEST(PagerSpans, LargeBlockMovesOnSpansWithFewMappings) {
@@ -690,29 +714,15 @@ TEST(PagerSpans, LargeBlockMovesOnSpansWithFewMappings) {
   EXPECT_LT(maps, n / kGran / 2) << "against one mapping per 2 MiB page";
   Fill(p, n, 5);
   Pager* pg = PagerOf(a);
-  DeviceHeap* heap = nullptr;
-  ASSERT_EQ(a.alloc->heap(0, &heap), SPILLWAY_OK);
-  Arena* ar = heap->find(U(p));
-  ASSERT_NE(ar, nullptr);
   const std::uintptr_t mid = (U(p) + n / 2) / (32 * kMiB) * (32 * kMiB);
-  auto in_span = [&] {
-    std::lock_guard<detail::SpinLock> lk(ar->mu());
-    return ar->page_in_span_locked(mid);
-  };
-  EXPECT_TRUE(in_span());
+  EXPECT_TRUE(InSpan(a, mid));
   ASSERT_EQ(pg->offload(U(p), trace::kTierHost, true), SPILLWAY_OK) << LastError();
-  EXPECT_FALSE(in_span()) << "strict: the host chunks are mapped there now";
-  std::atomic<std::size_t> bad{1};
-  a.sim->enqueue(s, [&] { bad = Mismatches(p, n, 5); });
-  a.sim->synchronize(s);
-  EXPECT_EQ(bad.load(), 0u);
+  EXPECT_FALSE(InSpan(a, mid)) << "strict: the host chunks are mapped there now";
+  EXPECT_EQ(KernelMismatches(a, s, p, n, 5), 0u);
   ASSERT_EQ(pg->prefetch(U(p), s), SPILLWAY_OK) << LastError();
-  EXPECT_TRUE(in_span()) << "brought back on spans";
-  bad = 1;
+  EXPECT_TRUE(InSpan(a, mid)) << "brought back on spans";
   a.sim->enqueue(s, [&] { Fill(p, n, 6); });
-  a.sim->enqueue(s, [&] { bad = Mismatches(p, n, 6); });
-  a.sim->synchronize(s);
-  EXPECT_EQ(bad.load(), 0u);
+  EXPECT_EQ(KernelMismatches(a, s, p, n, 6), 0u);
   ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
   EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
 }
@@ -728,24 +738,14 @@ TEST(PagerSpans, OffMapsOneChunkPerPage) {
   void* p = nullptr;
   const std::size_t n = 96 * kMiB;
   ASSERT_EQ(a.alloc_on(&p, n, s), SPILLWAY_OK) << LastError();
-  EXPECT_EQ(a.stats().map_count - maps0, (U(p) + n - 1) / kGran - U(p) / kGran + 1);
+  EXPECT_EQ(a.stats().map_count - maps0, PagesOf(p, n));
   Fill(p, n, 9);
   Pager* pg = PagerOf(a);
-  DeviceHeap* heap = nullptr;
-  ASSERT_EQ(a.alloc->heap(0, &heap), SPILLWAY_OK);
-  Arena* ar = heap->find(U(p));
-  ASSERT_NE(ar, nullptr);
   ASSERT_EQ(pg->offload(U(p), trace::kTierHost, true), SPILLWAY_OK) << LastError();
   ASSERT_EQ(pg->prefetch(U(p), s), SPILLWAY_OK) << LastError();
-  {
-    std::lock_guard<detail::SpinLock> lk(ar->mu());
-    for (std::uintptr_t q = (U(p) + kGran - 1) / kGran * kGran; q + kGran <= U(p) + n; q += kGran)
-      EXPECT_FALSE(ar->page_in_span_locked(q)) << "no span with SPILLWAY_SPANS=0";
-  }
-  std::atomic<std::size_t> bad{1};
-  a.sim->enqueue(s, [&] { bad = Mismatches(p, n, 9); });
-  a.sim->synchronize(s);
-  EXPECT_EQ(bad.load(), 0u);
+  for (std::uintptr_t q = (U(p) + kGran - 1) / kGran * kGran; q + kGran <= U(p) + n; q += kGran)
+    EXPECT_FALSE(InSpan(a, q)) << "no span with SPILLWAY_SPANS=0";
+  EXPECT_EQ(KernelMismatches(a, s, p, n, 9), 0u);
   ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
   EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
 }
@@ -762,11 +762,10 @@ TEST(PagerSpans, AutoMeansWithOffloadOnly) {
     void* p = nullptr;
     const std::size_t n = 96 * kMiB;
     ASSERT_EQ(a.alloc_on(&p, n, s), SPILLWAY_OK) << LastError();
-    const std::uint64_t pages = (U(p) + n - 1) / kGran - U(p) / kGran + 1;
     if (force)
-      EXPECT_LT(a.stats().map_count - maps0, pages) << "SPILLWAY_SPANS=1";
+      EXPECT_LT(a.stats().map_count - maps0, PagesOf(p, n)) << "SPILLWAY_SPANS=1";
     else
-      EXPECT_EQ(a.stats().map_count - maps0, pages) << "auto without offload: no spans";
+      EXPECT_EQ(a.stats().map_count - maps0, PagesOf(p, n)) << "auto without offload: no spans";
     EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
   }
 }
@@ -793,15 +792,9 @@ TEST(PagerSpans, BlockCoveringPartOfASpanMovesTheRest) {
   EXPECT_EQ(pg->residency(U(b)), Residency::kHost);
   EXPECT_LE(pg->host_bytes(), 120 * kMiB - 32 * kMiB) << "the span shared with c stays";
   EXPECT_GE(pg->host_bytes(), 64 * kMiB);
-  std::atomic<std::size_t> bad{1};
-  a.sim->enqueue(s, [&] { bad = Mismatches(b, 120 * kMiB, 2) + Mismatches(c, 6 * kMiB, 1); });
-  a.sim->synchronize(s);
-  EXPECT_EQ(bad.load(), 0u);
+  EXPECT_EQ(KernelMismatches(a, s, b, 120 * kMiB, 2) + KernelMismatches(a, s, c, 6 * kMiB, 1), 0u);
   ASSERT_EQ(pg->prefetch(U(b), s), SPILLWAY_OK) << LastError();
-  bad = 1;
-  a.sim->enqueue(s, [&] { bad = Mismatches(b, 120 * kMiB, 2) + Mismatches(c, 6 * kMiB, 1); });
-  a.sim->synchronize(s);
-  EXPECT_EQ(bad.load(), 0u);
+  EXPECT_EQ(KernelMismatches(a, s, b, 120 * kMiB, 2) + KernelMismatches(a, s, c, 6 * kMiB, 1), 0u);
   ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
   EXPECT_EQ(a.free_on(b, s), SPILLWAY_OK);
   EXPECT_EQ(a.free_on(c, s), SPILLWAY_OK);
