@@ -537,6 +537,19 @@ std::string Allocator::summary() {
         s.chunk_release_count, s.map_count, s.unmap_count,
         s.budget_bytes ? (std::to_string(s.budget_bytes >> 20) + " MiB").c_str() : "none");
     r += buf;
+    const DeviceHeap::Held held = h->held();
+    std::snprintf(buf, sizeof buf,
+                  "    held              mapped %.1f MiB (%.1f MiB as spans), idle %.1f MiB (%.1f "
+                  "MiB in spans, %.1f MiB of it in spans partly in use), loose chunks %.1f MiB, "
+                  "loose spans %.1f MiB\n",
+                  static_cast<double>(held.arenas.mapped_bytes) / mib,
+                  static_cast<double>(held.arenas.span_bytes) / mib,
+                  static_cast<double>(held.arenas.idle_bytes) / mib,
+                  static_cast<double>(held.arenas.span_idle_bytes) / mib,
+                  static_cast<double>(held.arenas.span_stuck_bytes) / mib,
+                  static_cast<double>(held.loose_chunk_bytes) / mib,
+                  static_cast<double>(held.loose_span_bytes) / mib);
+    r += buf;
     if (offload::Pager* pg = pager_if_any(d)) {
       const offload::PagerCounters& k = pg->counters();
       auto ld = [](const std::atomic<std::uint64_t>& v) { return v.load(std::memory_order_relaxed); };

@@ -645,6 +645,16 @@ Arena::Summary Arena::summary_locked() {
     if (pages_[i].handle == 0 || pages_[i].host) continue;
     s.mapped_bytes += gran_;
     if (pages_[i].live == 0) s.idle_bytes += gran_;
+    if (!pages_[i].span) continue;
+    s.span_bytes += gran_;
+    if (pages_[i].live != 0) continue;
+    s.span_idle_bytes += gran_;
+    const std::size_t h = i - i % kSpanPages;
+    for (std::size_t j = h; j < h + kSpanPages; ++j)
+      if (pages_[j].live != 0) {
+        s.span_stuck_bytes += gran_;
+        break;
+      }
   }
   s.free_extent_bytes = free_.total();
   s.largest_free_extent = free_.largest();

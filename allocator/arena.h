@@ -74,6 +74,9 @@ class Arena {
   struct Summary {
     std::size_t mapped_bytes, idle_bytes, free_extent_bytes, largest_free_extent, quick_bytes,
         pending_blocks, slab_count;
+    std::size_t span_bytes;        // mapped as spans
+    std::size_t span_idle_bytes;   // idle pages of spans
+    std::size_t span_stuck_bytes;  // idle pages of spans that also hold live bytes (not stealable)
   };
   Summary summary();         // takes mu()
   Summary summary_locked();  // caller holds mu()

@@ -420,6 +420,24 @@ void DeviceHeap::snapshot(spillway_stats* s) const {
   s->granularity_bytes = gran_;
 }
 
+DeviceHeap::Held DeviceHeap::held() const {
+  Held h{};
+  const int n = n_arenas_.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i) {
+    const Arena::Summary s = arenas_[static_cast<std::size_t>(i)]->summary();
+    h.arenas.mapped_bytes += s.mapped_bytes;
+    h.arenas.idle_bytes += s.idle_bytes;
+    h.arenas.quick_bytes += s.quick_bytes;
+    h.arenas.span_bytes += s.span_bytes;
+    h.arenas.span_idle_bytes += s.span_idle_bytes;
+    h.arenas.span_stuck_bytes += s.span_stuck_bytes;
+  }
+  std::lock_guard<std::mutex> lk(mu_);
+  h.loose_chunk_bytes = loose_.size() * gran_;
+  h.loose_span_bytes = loose_spans_.size() * span_bytes();
+  return h;
+}
+
 std::string DeviceHeap::report(std::size_t failed_request, Arena* held) const {
   spillway_stats st;
   snapshot(&st);

@@ -99,6 +99,13 @@ class DeviceHeap {
   trace::TraceWriter* trace() const { return trace_; }
   const DeviceStats& stats() const { return stats_; }
   void snapshot(spillway_stats* s) const;
+  // What the reserved memory is made of, summed over the arenas (each arena's lock taken in
+  // turn), and the loose pools' bytes.
+  struct Held {
+    Arena::Summary arenas;
+    std::uint64_t loose_chunk_bytes, loose_span_bytes;
+  };
+  Held held() const;
 
  private:
   bool create_chunk(prim::PhysHandle* h, std::string* why, std::size_t size = 0);  // 0: gran_

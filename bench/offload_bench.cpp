@@ -393,8 +393,11 @@ int main(int argc, char** argv) {
         lr.launch_us_alone, lr.launch_us_remapping, lr.launch_us_max_remapping,
         lr.remap_us_per_page);
   for (const auto& c : by_chunk)
-    std::printf("    %3zu MiB chunks: map %.1f, access %.1f, unmap %.1f us per 2 MiB\n",
-                c.chunk_bytes >> 20, c.map_us_per_2mib, c.access_us_per_2mib, c.unmap_us_per_2mib);
+    std::printf(
+        "    %3zu MiB chunks: map %.1f, access %.1f, unmap %.1f, create %.1f, release %.1f us per "
+        "2 MiB\n",
+        c.chunk_bytes >> 20, c.map_us_per_2mib, c.access_us_per_2mib, c.unmap_us_per_2mib,
+        c.create_us_per_2mib, c.release_us_per_2mib);
   if (!a.nvme_dir.empty()) {
     std::printf("  %-34s %8.2f GB/s  raw %.2f  (%.3f)\n", "nvme write (host->file)", nvme_w, raw_w,
                 nvme_w / raw_w);
@@ -426,7 +429,9 @@ int main(int argc, char** argv) {
     for (std::size_t i = 0; i < by_chunk.size(); ++i)
       j << (i ? ", " : "") << "\"" << (by_chunk[i].chunk_bytes >> 20) << "\": {\"map\": "
         << by_chunk[i].map_us_per_2mib << ", \"access\": " << by_chunk[i].access_us_per_2mib
-        << ", \"unmap\": " << by_chunk[i].unmap_us_per_2mib << "}";
+        << ", \"unmap\": " << by_chunk[i].unmap_us_per_2mib
+        << ", \"create\": " << by_chunk[i].create_us_per_2mib
+        << ", \"release\": " << by_chunk[i].release_us_per_2mib << "}";
     j << "}";
     if (!a.nvme_dir.empty())
       j << ",\n \"nvme\": {\"nvme_gbps\": {\"write\": " << nvme_w << ", \"read\": " << nvme_r

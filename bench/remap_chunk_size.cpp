@@ -27,12 +27,14 @@ bool MeasureRemapByChunkSize(prim::Backend& be, std::vector<ChunkRemapCost>* out
   for (std::size_t mib : {2, 8, 32, 128}) {
     const std::size_t chunk = mib << 20, n = kRange / chunk;
     std::vector<prim::PhysHandle> hs(n, 0);
+    const auto c0 = Clock::now();
     for (auto& h : hs)
       if (prim::Status s = be.create({prim::LocationKind::kDevice, 0}, chunk, &h); !s.ok()) {
         *why = "creating a " + std::to_string(mib) + " MiB device chunk: " + s.message;
         ok = false;
         break;
       }
+    const auto c1 = Clock::now();
     std::vector<double> map_us, access_us, unmap_us;
     const double pages = static_cast<double>(kRange / k2M);
     for (int round = 0; ok && round < 3; ++round) {
@@ -51,10 +53,16 @@ bool MeasureRemapByChunkSize(prim::Backend& be, std::vector<ChunkRemapCost>* out
       access_us.push_back(us(t1, t2));
       unmap_us.push_back(us(t2, t3));
     }
+    const auto r0 = Clock::now();
     for (auto h : hs)
       if (h != 0) be.release(h);
+    const auto r1 = Clock::now();
     if (!ok) break;
-    out->push_back({chunk, MedianOf(map_us), MedianOf(access_us), MedianOf(unmap_us)});
+    auto per = [pages](auto a, auto b) {
+      return std::chrono::duration<double, std::micro>(b - a).count() / pages;
+    };
+    out->push_back({chunk, MedianOf(map_us), MedianOf(access_us), MedianOf(unmap_us), per(c0, c1),
+                    per(r0, r1)});
   }
   be.release_va(va, kRange);
   return ok;

@@ -18,6 +18,9 @@
 #        for more footprint/budget ratios; GA_NVME_HOST_LIMIT for ga with the host tier capped,
 #        spilling to NVMe, GA_NVME_OPTIMIZER=fused for it with fused AdamW; GA_FUSED=1 for ga with
 #        fused AdamW too; GA_ACCUM for more micro-batches per optimizer step than 8).
+# offload_spans: ga (SPANS_OPTIMIZER, default foreach) at half its peak with SPILLWAY_SPANS=1
+#        and 0 (SPANS_VALUES), and activations at half its peak, each printing per step what
+#        Spillway did (driver calls, traffic, stalls, remapping) and what its memory is made of.
 # offload_kernels: per-kernel GPU times of ga unconstrained and under the budget, side by side.
 set -uo pipefail
 stage=${1:?usage: gpu-check.sh STAGE[,STAGE...] OUTDIR [BUILD]}
@@ -230,6 +233,30 @@ if want offload_torch; then
         --warmup 2 --json "$out/spillway_at_soc.json"
     fi
   done
+fi
+if want offload_spans; then
+  so=${SPANS_OPTIMIZER:-foreach}
+  ss=${GA_STEPS:-20}
+  step ga_spans_free env SPILLWAY_STATS=1 "$build/spillway" run -- python3 \
+    bench/torch/offload_train.py --model ga "${ga_acc[@]}" --optimizer $so --steps $ss --warmup 2 \
+    --json "$out/ga_spans_free.json"
+  b=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(int(d['spillway']['peak_reserved_bytes'] / ${OFFLOAD_RATIO:-2}))" "$out/ga_spans_free.json" 2>/dev/null)
+  for sp in ${SPANS_VALUES:-1 0}; do
+    [ -n "$b" ] && step ga_spans$sp timeout ${OFFLOAD_TIMEOUT:-300} env SPILLWAY_STATS=1 \
+      SPILLWAY_SPANS=$sp "$build/spillway" run --budget "$b" --offload --track -- python3 \
+      bench/torch/offload_train.py --model ga "${ga_acc[@]}" --optimizer $so --steps $ss \
+      --warmup 2 --step-stats --json "$out/ga_spans$sp.json"
+  done
+  if [ -n "${SPANS_ACTIVATIONS:-1}" ]; then
+    step act_spans_free env SPILLWAY_STATS=1 "$build/spillway" run -- python3 \
+      bench/torch/offload_train.py --model activations --steps ${OFFLOAD_STEPS:-6} --warmup 2 \
+      --json "$out/act_spans_free.json"
+    ab=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(int(d['spillway']['peak_reserved_bytes'] / ${OFFLOAD_RATIO:-2}))" "$out/act_spans_free.json" 2>/dev/null)
+    [ -n "$ab" ] && step act_spans1 timeout ${OFFLOAD_TIMEOUT:-300} env SPILLWAY_STATS=1 \
+      "$build/spillway" run --budget "$ab" --offload --track -- python3 \
+      bench/torch/offload_train.py --model activations --steps ${OFFLOAD_STEPS:-6} --warmup 2 \
+      --step-stats --json "$out/act_spans1.json"
+  fi
 fi
 if want offload_kernels; then
   # Where ga's GPU time goes under the budget: per-kernel times (CUPTI activity records,

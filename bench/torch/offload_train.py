@@ -39,6 +39,10 @@ def main():
     p.add_argument("--optimizer", choices=("foreach", "fused"), default="foreach",
                    help="AdamW's implementation: foreach (PyTorch's default on CUDA: several "
                         "passes over the states a step) or fused (one kernel, one pass)")
+    p.add_argument("--step-stats", action="store_true",
+                   help="under Spillway, print after each step what it did in that step (driver "
+                        "calls, bytes to/from the host, stall and remap time) and what its "
+                        "reserved memory is made of (the summary's 'held' line)")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     cfg = dict(SHAPES[args.model])
@@ -60,6 +64,27 @@ def main():
           f"{cfg['length']}, accum {accum}, AdamW {args.optimizer}, save_on_cpu {args.save_on_cpu}, "
           f"spillway {under}, "
           f"budget {os.environ.get('SPILLWAY_DEVICE_BUDGET')}", flush=True)
+    sw = None
+    if under:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "python"))
+        import spillway as sw
+    prev = {}
+
+    def step_stats():
+        # What Spillway did in the step just ended (differences of its counters) and what its
+        # reserved memory is made of now.
+        cur = dict(sw.stats(0))
+        cur.update({"o_" + k: v for k, v in sw.offload_stats(0).items()})
+        d = {k: cur[k] - prev.get(k, 0) for k in cur}
+        prev.update(cur)
+        held = [ln.strip() for ln in sw.summary().splitlines() if ln.strip().startswith("held")]
+        print(f"  reserved {cur['reserved_bytes'] / 2**30:.2f} GiB; creates {d['chunk_create_count']}"
+              f" releases {d['chunk_release_count']} maps {d['map_count']} unmaps "
+              f"{d['unmap_count']}; to host {d['o_bytes_to_host'] / 2**30:.2f} GiB, from host "
+              f"{d['o_bytes_from_host'] / 2**30:.2f} GiB; stalls {d['o_stalls']} "
+              f"({d['o_stall_ns'] / 1e9:.3f} s), remap {d['o_remap_ns'] / 1e9:.3f} s; "
+              + (held[0] if held else ""), flush=True)
+
     losses, step_s = [], []
     for step in range(args.steps):
         t0 = time.perf_counter()
@@ -82,6 +107,8 @@ def main():
         losses.append(total)
         step_s.append(dt)
         print(f"step {step} loss {total:.6f} {dt:.3f} s", flush=True)
+        if args.step_stats and sw is not None:
+            step_stats()
     med = statistics.median(step_s[args.warmup:])
     tokens = accum * cfg["batch"] * cfg["length"]
     res = {"model": args.model, "params": n_params, "accum": accum, "cfg": cfg,
@@ -91,10 +118,8 @@ def main():
            "torch_peak_allocated": torch.cuda.max_memory_allocated(),
            "budget": os.environ.get("SPILLWAY_DEVICE_BUDGET")}
     if under:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "python"))
-        import spillway
-        res["spillway"] = spillway.stats(0)
-        res["offload"] = spillway.offload_stats(0)
+        res["spillway"] = sw.stats(0)
+        res["offload"] = sw.offload_stats(0)
     print(f"done: median step {med:.3f} s, {tokens / med:.0f} tokens/s, torch peak allocated "
           f"{res['torch_peak_allocated'] / 2**30:.2f} GiB"
           + (f", spillway peak reserved {res['spillway']['peak_reserved_bytes'] / 2**30:.2f} GiB"
