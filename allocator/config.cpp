@@ -146,6 +146,12 @@ bool ParseConfig(const GetEnv& getenv, Config* cfg, std::string* error) {
       return Bad(error, "SPILLWAY_OFFLOAD_RETURN_USES", v, "a number in (0, 1000]");
     cfg->offload_return_uses = u;
   }
+  if (const char* v = getenv("SPILLWAY_OFFLOAD_LOOKAHEAD"); v && *v) {
+    long n = 0;
+    if (!ParseInt(v, 1, 256, &n))
+      return Bad(error, "SPILLWAY_OFFLOAD_LOOKAHEAD", v, "an integer in 1..256");
+    cfg->offload_lookahead = static_cast<int>(n);
+  }
   if (!Switch(getenv, "SPILLWAY_BACKEND", "cuda", "sim", &cfg->use_sim, error)) return false;
   if (const char* v = getenv("SPILLWAY_SIM_DEVICES"); v && *v) {
     long n = 0;

@@ -65,6 +65,9 @@ struct Config {
   // brings a streamed-only block back only when it will be used this many times before the
   // blocks evicted for it are needed. A tuning knob for benchmarks (0 = the pager's default).
   double offload_return_uses = 0;
+  // SPILLWAY_OFFLOAD_LOOKAHEAD: blocks of the learned order brought back ahead of a demanded one
+  // (Pager::set_lookahead). A tuning knob for benchmarks (0 = the pager's default, 4).
+  int offload_lookahead = 0;
   // SPILLWAY_BACKEND=cuda|sim. sim runs on the CPU simulator (tests, replay).
   bool use_sim = false;
   // SPILLWAY_SIM_DEVICES, SPILLWAY_SIM_DEVICE_MEMORY: shape of the simulator.

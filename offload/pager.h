@@ -110,6 +110,12 @@ class Pager {
     std::lock_guard<std::mutex> lk(mu_);
     return_uses_ = uses;
   }
+  // How many blocks of the learned order are brought back ahead of a demanded one (default 4).
+  // A tuning hook for benchmarks, like set_return_uses.
+  void set_lookahead(int blocks) {
+    std::lock_guard<std::mutex> lk(mu_);
+    lookahead_ = blocks;
+  }
   // Tracked -> strict, for good (a launch the tracker could not decode): blocks on the host get
   // their VA mapped to the host chunks again. Said once on stderr.
   void go_strict();
@@ -214,7 +220,7 @@ class Pager {
                                         bool retried = false, bool speculative = false);
   void learn_and_prefetch_locked(std::uintptr_t p);
   void cancel_eviction_locked(Entry& e, prim::Stream stream);
-  static constexpr int kLookahead = 4;  // blocks brought back ahead of a demanded one
+  int lookahead_ = 4;  // blocks brought back ahead of a demanded one (set_lookahead)
   std::unordered_map<std::uintptr_t, std::uintptr_t> next_after_;
   std::uintptr_t last_demand_ = 0;
   std::unordered_set<std::uintptr_t> speculated_;  // brought back ahead, not yet asked for

@@ -124,7 +124,7 @@ void Pager::learn_and_prefetch_locked(std::uintptr_t p) {
   if (last_demand_ != 0 && last_demand_ != p) next_after_[last_demand_] = p;
   last_demand_ = p;
   std::uintptr_t q = p;
-  for (int k = 0; k < kLookahead; ++k) {
+  for (int k = 0; k < lookahead_; ++k) {
     auto n = next_after_.find(q);
     if (n == next_after_.end()) break;
     q = n->second;

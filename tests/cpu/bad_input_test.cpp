@@ -261,6 +261,8 @@ TEST(Config, ParseConfigRejectsMalformed) {
   ExpectRejected("SPILLWAY_OFFLOAD_SAFETY", "loose", "tracked, strict or auto");
   for (const char* v : {"0", "-1", "three", "3x", "1e9", "nan"})
     ExpectRejected("SPILLWAY_OFFLOAD_RETURN_USES", v, "a number in (0, 1000]");
+  for (const char* v : {"0", "-1", "257", "four", "4x", "1.5"})
+    ExpectRejected("SPILLWAY_OFFLOAD_LOOKAHEAD", v, "an integer in 1..256");
   ExpectRejected("SPILLWAY_KERNELS", "yes", "0 or 1");
   ExpectRejected("SPILLWAY_KERNELS", "1", "SPILLWAY_TRACK=1");  // without the tracker
   ExpectRejected("SPILLWAY_TRACK_LAUNCHES", "hooks", "auto or cupti");
@@ -287,7 +289,7 @@ TEST(Config, OffloadSettings) {
             {"SPILLWAY_NVME_PATH", "/tmp"},    {"SPILLWAY_NVME_LIMIT", "100G"},
             {"SPILLWAY_NVME_VERIFY", "1"},     {"SPILLWAY_OFFLOAD_SAFETY", "strict"},
             {"SPILLWAY_TRACK", "1"},           {"SPILLWAY_KERNELS", "1"},
-            {"SPILLWAY_OFFLOAD_RETURN_USES", "2.5"}};
+            {"SPILLWAY_OFFLOAD_RETURN_USES", "2.5"}, {"SPILLWAY_OFFLOAD_LOOKAHEAD", "16"}};
   Config cfg;
   std::string err;
   ASSERT_TRUE(ParseConfig(e.fn(), &cfg, &err)) << err;
@@ -299,6 +301,7 @@ TEST(Config, OffloadSettings) {
   EXPECT_EQ(cfg.offload_safety, Config::Safety::kStrict);
   EXPECT_TRUE(cfg.kernels);
   EXPECT_DOUBLE_EQ(cfg.offload_return_uses, 2.5);
+  EXPECT_EQ(cfg.offload_lookahead, 16);
   e.vars = {{"SPILLWAY_HOST_LIMIT", "8G"}};
   ASSERT_TRUE(ParseConfig(e.fn(), &cfg, &err)) << err;
   EXPECT_EQ(ResolveHostLimit(cfg, 64ull << 30), 8ull << 30);
@@ -307,6 +310,7 @@ TEST(Config, OffloadSettings) {
   EXPECT_EQ(def.offload_safety, Config::Safety::kAuto);
   EXPECT_FALSE(def.offload);
   EXPECT_EQ(def.offload_return_uses, 0.0) << "default: the pager's own factor";
+  EXPECT_EQ(def.offload_lookahead, 0) << "default: the pager's own depth";
 }
 
 TEST(Config, ReservePolicy) {
