@@ -21,6 +21,9 @@
 # offload_spans: ga (SPANS_OPTIMIZER, default foreach) at half its peak with SPILLWAY_SPANS=1
 #        and 0 (SPANS_VALUES), and activations at half its peak, each printing per step what
 #        Spillway did (driver calls, traffic, stalls, remapping) and what its memory is made of.
+# offload_ab: A/B of settings in one call: each model of AB_MODELS (default activations; "ga" is
+#        foreach, "ga_fused" fused AdamW) unconstrained once, then at half its peak once per
+#        variant of AB_VARIANTS (space-separated NAME or NAME:VAR=VAL,VAR=VAL), with --step-stats.
 # offload_kernels: per-kernel GPU times of ga unconstrained and under the budget, side by side.
 set -uo pipefail
 stage=${1:?usage: gpu-check.sh STAGE[,STAGE...] OUTDIR [BUILD]}
@@ -257,6 +260,26 @@ if want offload_spans; then
       bench/torch/offload_train.py --model activations --steps ${OFFLOAD_STEPS:-6} --warmup 2 \
       --step-stats --json "$out/act_spans1.json"
   fi
+fi
+if want offload_ab; then
+  for m in ${AB_MODELS:-activations}; do
+    args=(--model activations --steps ${OFFLOAD_STEPS:-6})
+    [ $m = ga ] && args=(--model ga "${ga_acc[@]}" --optimizer foreach --steps ${GA_STEPS:-6})
+    [ $m = ga_fused ] && args=(--model ga "${ga_acc[@]}" --optimizer fused --steps ${GA_STEPS:-6})
+    step ab_${m}_free env SPILLWAY_STATS=1 "$build/spillway" run -- python3 \
+      bench/torch/offload_train.py "${args[@]}" --warmup 2 --json "$out/ab_${m}_free.json"
+    b=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(int(d['spillway']['peak_reserved_bytes'] / ${OFFLOAD_RATIO:-2}))" "$out/ab_${m}_free.json" 2>/dev/null)
+    [ -n "$b" ] || continue
+    for v in ${AB_VARIANTS:-base}; do
+      name=${v%%:*}; ve=()
+      [[ $v == *:* ]] && IFS=, read -ra ve <<<"${v#*:}"
+      step ab_${m}_$name timeout ${OFFLOAD_TIMEOUT:-300} env SPILLWAY_STATS=1 "${ve[@]}" \
+        "$build/spillway" run --budget "$b" --offload --track -- python3 \
+        bench/torch/offload_train.py "${args[@]}" --warmup 2 --step-stats \
+        --json "$out/ab_${m}_$name.json"
+      tail -n 1 "$out/ab_${m}_$name.log" | cut -c1-160
+    done
+  done
 fi
 if want offload_kernels; then
   # Where ga's GPU time goes under the budget: per-kernel times (CUPTI activity records,
