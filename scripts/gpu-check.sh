@@ -24,6 +24,9 @@
 # offload_ab: A/B of settings in one call: each model of AB_MODELS (default activations; "ga" is
 #        foreach, "ga_fused" fused AdamW) unconstrained once, then at half its peak once per
 #        variant of AB_VARIANTS (space-separated NAME or NAME:VAR=VAL,VAR=VAL), with --step-stats.
+# offload_overlap: what the GPU did per step (compute, copies each way, copies under compute,
+#        idle) for each model of OVERLAP_MODELS (default activations) unconstrained and at half
+#        its peak: CUPTI kernel and copy records in a report, read by scripts/gpu_overlap.py.
 # offload_kernels: per-kernel GPU times of ga unconstrained and under the budget, side by side.
 set -uo pipefail
 stage=${1:?usage: gpu-check.sh STAGE[,STAGE...] OUTDIR [BUILD]}
@@ -278,6 +281,26 @@ if want offload_ab; then
         bench/torch/offload_train.py "${args[@]}" --warmup 2 --step-stats \
         --json "$out/ab_${m}_$name.json"
       tail -n 1 "$out/ab_${m}_$name.log" | cut -c1-160
+    done
+  done
+fi
+if want offload_overlap; then
+  for m in ${OVERLAP_MODELS:-activations}; do
+    args=(--model activations --steps ${OFFLOAD_STEPS:-6})
+    [ $m = ga ] && args=(--model ga "${ga_acc[@]}" --optimizer foreach --steps ${GA_STEPS:-6})
+    [ $m = ga_fused ] && args=(--model ga "${ga_acc[@]}" --optimizer fused --steps ${GA_STEPS:-6})
+    step ov_${m}_free env SPILLWAY_TRACK=1 SPILLWAY_KERNELS=1 SPILLWAY_STATS=1 "$build/spillway" \
+      run --report "$out/ov_${m}_free" -- python3 bench/torch/offload_train.py "${args[@]}" \
+      --warmup 2 --json "$out/ov_${m}_free.json"
+    b=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(int(d['spillway']['peak_reserved_bytes'] / ${OFFLOAD_RATIO:-2}))" "$out/ov_${m}_free.json" 2>/dev/null)
+    [ -n "$b" ] && step ov_${m}_budget timeout ${OFFLOAD_TIMEOUT:-300} env SPILLWAY_KERNELS=1 \
+      SPILLWAY_STATS=1 "$build/spillway" run --budget "$b" --offload --track \
+      --report "$out/ov_${m}_budget" -- python3 bench/torch/offload_train.py "${args[@]}" \
+      --warmup 2 --step-stats --json "$out/ov_${m}_budget.json"
+    for r in free budget; do
+      [ -f "$out/ov_${m}_$r/trace.json" ] && step ov_${m}_${r}_overlap python3 \
+        scripts/gpu_overlap.py "$out/ov_${m}_$r/trace.json" --json "$out/ov_${m}_${r}_overlap.json"
+      cat "$out/ov_${m}_${r}_overlap.log" 2>/dev/null
     done
   done
 fi

@@ -87,6 +87,8 @@ def main():
 
     losses, step_s = [], []
     for step in range(args.steps):
+        if sw is not None:
+            sw.mark(f"step {step}")  # in the event log, when one is recorded (gpu_overlap.py)
         t0 = time.perf_counter()
         total = 0.0
         for _ in range(accum):

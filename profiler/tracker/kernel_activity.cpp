@@ -39,6 +39,17 @@ std::mutex g_mu;
 constexpr std::size_t kBufferBytes = std::size_t{4} << 20;
 constexpr std::size_t kAlign = 8;
 
+// The name a copy gets among the kernels (scripts/gpu_overlap.py reads these).
+const char* CopyName(std::uint8_t kind) {
+  switch (kind) {
+    case CUPTI_ACTIVITY_MEMCPY_KIND_HTOD: return "memcpy HtoD";
+    case CUPTI_ACTIVITY_MEMCPY_KIND_DTOH: return "memcpy DtoH";
+    case CUPTI_ACTIVITY_MEMCPY_KIND_DTOD: return "memcpy DtoD";
+    case CUPTI_ACTIVITY_MEMCPY_KIND_PTOP: return "memcpy PtoP";
+    default: return "memcpy other";
+  }
+}
+
 void CUPTIAPI BufferRequested(uint8_t** buffer, size_t* size, size_t* max_records) {
   *buffer = static_cast<uint8_t*>(std::aligned_alloc(kAlign, kBufferBytes));
   *size = *buffer != nullptr ? kBufferBytes : 0;
@@ -50,15 +61,22 @@ void CUPTIAPI BufferCompleted(CUcontext ctx, uint32_t stream, uint8_t* buffer, s
   Activity* a = g_activity;
   if (a != nullptr && buffer != nullptr) {
     CUpti_Activity* rec = nullptr;
+    const auto mono = [a](std::uint64_t t) {
+      const std::int64_t v = static_cast<std::int64_t>(t) + a->offset_ns;
+      return v > 0 ? static_cast<std::uint64_t>(v) : 0;
+    };
     while (a->next(buffer, valid, &rec) == CUPTI_SUCCESS) {
+      if (rec->kind == CUPTI_ACTIVITY_KIND_MEMCPY) {
+        const auto* c = reinterpret_cast<const CUpti_ActivityMemcpy6*>(rec);
+        a->sink(a->ctx, static_cast<int>(c->deviceId), mono(c->start), mono(c->end), c->streamId,
+                c->correlationId, CopyName(c->copyKind));
+        a->delivered.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
       if (rec->kind != CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL &&
           rec->kind != CUPTI_ACTIVITY_KIND_KERNEL)
         continue;
       const auto* k = reinterpret_cast<const CUpti_ActivityKernel10*>(rec);
-      const auto mono = [a](std::uint64_t t) {
-        const std::int64_t v = static_cast<std::int64_t>(t) + a->offset_ns;
-        return v > 0 ? static_cast<std::uint64_t>(v) : 0;
-      };
       a->sink(a->ctx, static_cast<int>(k->deviceId), mono(k->start), mono(k->end), k->streamId,
               k->correlationId, k->name);
       a->delivered.fetch_add(1, std::memory_order_relaxed);
@@ -112,6 +130,10 @@ bool StartKernelActivity(KernelSink sink, void* ctx, std::string* why) {
   if (CUptiResult r = enable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL); r != CUPTI_SUCCESS) {
     *why = "cuptiActivityEnable(CONCURRENT_KERNEL): CUPTI error " +
            std::to_string(static_cast<int>(r));
+    return false;
+  }
+  if (CUptiResult r = enable(CUPTI_ACTIVITY_KIND_MEMCPY); r != CUPTI_SUCCESS) {
+    *why = "cuptiActivityEnable(MEMCPY): CUPTI error " + std::to_string(static_cast<int>(r));
     return false;
   }
   return true;

@@ -1,5 +1,6 @@
-// kernel_activity.h — SPILLWAY_KERNELS=1: when each kernel ran on the GPU, from CUPTI activity
-// records (CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL), for the Chrome trace. CUPTI hands the records
+// kernel_activity.h — SPILLWAY_KERNELS=1: when each kernel and each copy ran on the GPU, from
+// CUPTI activity records (CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL and _MEMCPY; a copy is named
+// "memcpy HtoD", "memcpy DtoH", ...), for the Chrome trace. CUPTI hands the records
 // over in buffers, on its own thread, some time after the kernels ran; the start and end
 // timestamps are converted to CLOCK_MONOTONIC (the event log's clock) with one pair of readings
 // taken at start. Uses the libcupti the tracker loaded (tracker.h): start the tracker first.
