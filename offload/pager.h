@@ -63,7 +63,8 @@ struct PagerCounters {
   std::atomic<std::uint64_t> evictions{0}, fetches{0}, prefetches{0}, stalls{0}, stall_ns{0},
       cancelled{0}, errors{0}, bytes_to_host{0}, bytes_from_host{0}, bytes_to_nvme{0},
       bytes_from_nvme{0}, fence_waits{0}, fence_wait_ns{0}, remap_ns{0}, fast_evictions{0},
-      prefetch_hits{0}, spills{0},  // host blocks moved on to NVMe because the host tier was full
+      prefetch_hits{0}, spills{0},
+      ordered_evictions{0},  // fast evictions ordered after users still queued (after_users)  // host blocks moved on to NVMe because the host tier was full
       in_place{0},          // blocks a streaming launch used where they lay (access_in_place)
       in_place_maps{0},     // of those, host blocks whose chunks were mapped at their VA for it
       in_place_returns{0};  // streamed-only blocks brought back instead (wanted back sooner
@@ -291,7 +292,12 @@ class Pager {
   bool users_done_locked(const tracker::BlockSummary& s) const;
   // Tracked mode, users done: copy out, hand the device chunks to the heap at once (tagged),
   // unmap the VA when the copy is done. False (nothing changed) when it cannot.
-  bool fast_evict_locked(std::uintptr_t p, const Geometry& g, std::uint64_t count);
+  // `after_users`: the users are not known done, but every use of the block is enqueued (the
+  // tracker's issued watermark): the copy is ordered after them on the GPU (the eviction stream
+  // waits for their streams), so the CPU does not wait either; whoever takes the chunks waits
+  // for the copy, which waits for the users.
+  bool fast_evict_locked(std::uintptr_t p, const Geometry& g, std::uint64_t count,
+                         bool after_users = false);
   void error_locked(std::uintptr_t p, std::uint64_t bytes, std::uint32_t reason, spillway_status st,
                     const std::string& msg);
   void set_active_locked();

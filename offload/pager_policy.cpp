@@ -6,6 +6,8 @@
 #include <cinttypes>
 #include <climits>
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 
 #include "allocator/device_heap.h"
 #include "allocator/error.h"
@@ -54,7 +56,8 @@ bool Pager::users_done_locked(const tracker::BlockSummary& s) const {
   return true;
 }
 
-bool Pager::fast_evict_locked(std::uintptr_t p, const Geometry& g, std::uint64_t count) {
+bool Pager::fast_evict_locked(std::uintptr_t p, const Geometry& g, std::uint64_t count,
+                              bool after_users) {
   if (entries_.count(p) != 0) return false;
   std::string why;
   std::vector<HostChunk> chunks;
@@ -66,6 +69,13 @@ bool Pager::fast_evict_locked(std::uintptr_t p, const Geometry& g, std::uint64_t
   // either saw the mark (and will wait for the block to come back) or is counted here.
   mark_away(p, true);
   if (access_count(p) != count) {
+    mark_away(p, false);
+    host_->release(chunks);
+    return false;
+  }
+  // Ordered after the users: a launch that names the block from now on sees the mark and
+  // brings it back after this copy (host_to_device_locked finishes it first).
+  if (after_users && order_after_users_locked(p, g.arena, out_) != SPILLWAY_OK) {
     mark_away(p, false);
     host_->release(chunks);
     return false;
@@ -113,6 +123,7 @@ bool Pager::fast_evict_locked(std::uintptr_t p, const Geometry& g, std::uint64_t
   moves_.push_back(std::move(m));
   host_bytes_.fetch_add(g.pages * gran_, std::memory_order_relaxed);
   counters_.fast_evictions.fetch_add(1, std::memory_order_relaxed);
+  if (after_users) counters_.ordered_evictions.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
 
@@ -221,24 +232,41 @@ std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except
   std::uint64_t newest = 0;
   std::vector<Victim> cands = victims_locked(except, &newest);
   // Tracked mode: a victim whose last use is known done (progress fences) is evicted without any
-  // wait: its chunks go to the heap at once, tagged with the copy. Every other victim's copy is
-  // queued after its users, then all of those are completed at once (one wait, not one each).
+  // wait: its chunks go to the heap at once, tagged with the copy. So is one whose uses are all
+  // enqueued (the issued watermark), with its copy ordered after them on the GPU: the CPU does
+  // not wait for the GPU to drain (which left the GPU idle while the CPU then remapped). Every
+  // other victim's copy is queued after its users, then all of those are completed at once (one
+  // wait, not one each).
   const bool tracked = opt_.safety == Safety::kTracked && opt_.index != nullptr;
+  std::uint64_t issued = 0;
+  bool have_issued = false;
   if (tracked) {
     poll_progress_locked();
     // Tagged with the newest operation known to be enqueued, not `newest`: that one (the launch
     // being issued) is enqueued after the fence, so the fence says nothing of it.
-    if (std::uint64_t issued = 0; tracker::IssuedWatermark(&issued)) record_progress_locked(issued);
+    have_issued = tracker::IssuedWatermark(&issued);
+    if (have_issued) record_progress_locked(issued);
   }
+  static const bool ordered = [] {  // EXPERIMENT (temporary): =0 turns ordered evictions off
+    const char* v = std::getenv("SPILLWAY_EXPERIMENT_ORDERED_EVICT");
+    return v == nullptr || std::string(v) != "0";
+  }();
   std::uint64_t freed = 0, queued = 0;
   std::vector<std::uintptr_t> victims;
   for (const Victim& c : cands) {
     if (freed + queued >= bytes) break;
     Geometry g{};
     if (geometry(c.p, &g) != SPILLWAY_OK) continue;
-    if (tracked && users_done_locked(c.sum) && fast_evict_locked(c.p, g, c.sum.count)) {
-      freed += g.pages * gran_;
-      continue;
+    if (tracked) {
+      const bool done = users_done_locked(c.sum);
+      // Every use enqueued (the block's own operations are at or below the watermark; the one
+      // being issued on this thread is never a victim, victims_locked).
+      const bool enqueued =
+          ordered && have_issued && c.sum.last_seq != 0 && c.sum.last_seq <= issued;
+      if ((done || enqueued) && fast_evict_locked(c.p, g, c.sum.count, !done)) {
+        freed += g.pages * gran_;
+        continue;
+      }
     }
     if (offload_locked(c.p, g, trace::kTierHost, false) == SPILLWAY_OK) {
       queued += g.pages * gran_;

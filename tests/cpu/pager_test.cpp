@@ -642,6 +642,9 @@ void Randomized(const std::string& nvme_dir, bool tracked, std::size_t host_limi
     EXPECT_GT(pg->counters().stalls.load(), 0u);
     // Evictions whose block's last use was known done, with no wait (progress fences).
     EXPECT_GT(pg->counters().fast_evictions.load(), 0u);
+    // Of those, evictions whose users were still queued, ordered after them on the streams (no
+    // CPU wait): every byte above checks that the copy waited for the kernels that wrote it.
+    EXPECT_GT(pg->counters().ordered_evictions.load(), 0u);
     // "Optimizer states" rewritten where they lay, over the link.
     EXPECT_GT(pg->counters().in_place.load(), 0u);
     EXPECT_GT(pg->counters().in_place_maps.load(), 0u);
@@ -1125,6 +1128,11 @@ TEST(PagerTracked, AnAllocationMayEvictTheLastLaunchsBlocks) {
   tracker::IssueEnd(seq);
   ASSERT_EQ(a.alloc_on(&fresh, 16 * kMiB, s), SPILLWAY_OK) << LastError();
   Pager* pg = PagerOf(a);
+  // The launch is enqueued but not known done: its block's copy is ordered after it on the
+  // stream, with no CPU wait, and counted as an eviction once the copy has completed.
+  EXPECT_EQ(pg->counters().ordered_evictions.load(), 1u);
+  a.sim->synchronize(s);
+  pg->poll();
   EXPECT_EQ(pg->counters().evictions.load(), 1u);
   EXPECT_LE(a.stats().reserved_bytes, 40 * kMiB);
   // Each read by a "kernel" the tracker sees (bringing it back, and maybe evicting the other).
@@ -1173,7 +1181,11 @@ TEST(PagerTracked, ProgressFenceIgnoresTheLaunchBeingIssued) {
   usleep(5000);                // the fence has passed; the kernel still runs
   pg->make_room(8 * kMiB, 0);  // p is the victim
   EXPECT_EQ(pg->residency(U(p)), Residency::kHost);
-  EXPECT_EQ(pg->counters().fast_evictions.load(), 0u) << "p's launch is not known done";
+  // p's launch is not known done: not evicted as done (no order); every use of p is enqueued
+  // now, so its copy is ordered after them on the stream instead.
+  EXPECT_EQ(pg->counters().fast_evictions.load() - pg->counters().ordered_evictions.load(), 0u)
+      << "p's launch is not known done";
+  EXPECT_EQ(pg->counters().ordered_evictions.load(), 1u);
   ASSERT_EQ(pg->prefetch(U(p), s), SPILLWAY_OK) << LastError();
   std::atomic<std::size_t> bad{1};
   a.sim->enqueue(s, [&] { bad = Mismatches(p, 8 * kMiB, 32); });
