@@ -129,13 +129,8 @@ spillway_status Arena::carve(std::size_t n, std::size_t align, std::uintptr_t* o
   flush_quick();
   std::uintptr_t a = 0;
   // Among the few best fits, one already backed by memory avoids mapping (and growing).
-  auto take = [&](std::size_t al) {
-    return free_.take_preferring(
-        n, al, 16, [&](std::uintptr_t st) { return all_mapped(st, n); }, &a);
-  };
-  // A block of a span or more, started at a span boundary, covers the most whole spans.
-  const bool span_aligned = heap_.align_spans() && n >= span_bytes() && align < span_bytes();
-  if (!(span_aligned && take(span_bytes())) && !take(align)) {
+  if (!free_.take_preferring(
+          n, align, 16, [&](std::uintptr_t st) { return all_mapped(st, n); }, &a)) {
     heap_.stats().on_oom();
     return Fail(SPILLWAY_ERR_OUT_OF_MEMORY,
                 "spillway: virtual address space of the arena exhausted for " + std::to_string(n) +

@@ -4,7 +4,6 @@
 
 #include <cinttypes>
 #include <cstdio>
-#include <cstdlib>
 
 #include "allocator/detail/size_class.h"
 #include "allocator/error.h"
@@ -46,8 +45,6 @@ DeviceHeap::~DeviceHeap() {
 spillway_status DeviceHeap::init(std::uint64_t budget_bytes, bool compact, bool spans) {
   compact_ = compact;
   spans_ = spans;
-  if (const char* v = std::getenv("SPILLWAY_EXPERIMENT_SPAN_ALIGN"); v && std::string(v) == "1")
-    align_spans_ = spans;
   prim::MemInfo mi;
   prim::Status s = backend_.mem_info(device_, &mi);
   if (!s.ok())

@@ -38,9 +38,6 @@ class DeviceHeap {
   // `spans`: map aligned groups of kSpanPages pages with spans (Config::spans).
   spillway_status init(std::uint64_t budget_bytes, bool compact, bool spans = true);
   bool spans() const { return spans_; }
-  // EXPERIMENT (temporary, SPILLWAY_EXPERIMENT_SPAN_ALIGN=1): blocks of a span or more start at
-  // a span boundary, so that they cover the most whole spans.
-  bool align_spans() const { return align_spans_; }
 
   // The arena of a stream (created on first use), or the synchronous arena.
   spillway_status arena_for(prim::Stream stream, bool sync, Arena** out);
@@ -143,7 +140,6 @@ class DeviceHeap {
   std::atomic<std::uint64_t> budget_{0};
   bool compact_ = false;
   bool spans_ = true;
-  bool align_spans_ = false;
   trace::TraceWriter* trace_ = nullptr;
   DeviceStats stats_;
 

@@ -6,8 +6,6 @@
 #include <cinttypes>
 #include <climits>
 #include <cstdio>
-#include <cstdlib>
-#include <string>
 
 #include "allocator/device_heap.h"
 #include "allocator/error.h"
@@ -247,10 +245,6 @@ std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except
     have_issued = tracker::IssuedWatermark(&issued);
     if (have_issued) record_progress_locked(issued);
   }
-  static const bool ordered = [] {  // EXPERIMENT (temporary): =0 turns ordered evictions off
-    const char* v = std::getenv("SPILLWAY_EXPERIMENT_ORDERED_EVICT");
-    return v == nullptr || std::string(v) != "0";
-  }();
   std::uint64_t freed = 0, queued = 0;
   std::vector<std::uintptr_t> victims;
   for (const Victim& c : cands) {
@@ -261,8 +255,7 @@ std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except
       const bool done = users_done_locked(c.sum);
       // Every use enqueued (the block's own operations are at or below the watermark; the one
       // being issued on this thread is never a victim, victims_locked).
-      const bool enqueued =
-          ordered && have_issued && c.sum.last_seq != 0 && c.sum.last_seq <= issued;
+      const bool enqueued = have_issued && c.sum.last_seq != 0 && c.sum.last_seq <= issued;
       if ((done || enqueued) && fast_evict_locked(c.p, g, c.sum.count, !done)) {
         freed += g.pages * gran_;
         continue;
