@@ -23,7 +23,9 @@
 // --spans 0|1: SPILLWAY_SPANS (allocator/arena.h; default 1, as with offload).
 // --temps 1: each optimizer pass also allocates a temporary of P MiB per layer (a foreach
 // operation's result list, as PyTorch's foreach AdamW makes) and frees it after the pass.
-// --per-step 1: the bytes moved to the host in each optimizer step, to see a drift.
+// --per-step 1: the bytes moved to the host in each optimizer step, to see a drift, and the
+// driver calls of the step (physical allocations created and released, mappings made and
+// removed) with what they would cost on the H200's CPU (docs/offload.md, "Driver calls").
 // The budget is the peak divided by --ratio. The floor printed is about the least a policy
 // must move each way per optimizer step: the excess over the budget taken from the optimizer
 // states (idle for K micro-batches: out and back once a step), and past the states, the rest
@@ -107,6 +109,22 @@ bool Parse(int argc, char** argv, Args* a) {
          a->return_uses > 0;
 }
 
+// The driver calls between two snapshots and what they cost on the H200's CPU: about 27 us to
+// map a physical allocation and grant access, 17 to unmap, 12 to create and 100 to release,
+// per call and nearly whatever its size (bench/offload_bench at 21b1a11).
+std::string DriverCalls(const spillway_stats& a, const spillway_stats& b) {
+  const auto d = [](std::uint64_t x, std::uint64_t y) { return static_cast<double>(y - x); };
+  const double cr = d(a.chunk_create_count, b.chunk_create_count),
+               rl = d(a.chunk_release_count, b.chunk_release_count), mp = d(a.map_count, b.map_count),
+               um = d(a.unmap_count, b.unmap_count);
+  char buf[200];
+  std::snprintf(buf, sizeof buf,
+                "%.0f creates, %.0f releases, %.0f maps, %.0f unmaps: %.1f ms of driver calls at "
+                "H200 rates",
+                cr, rl, mp, um, (27 * mp + 17 * um + 12 * cr + 100 * rl) / 1e3);
+  return buf;
+}
+
 class Sim {
  public:
   Sim(std::size_t device_memory, std::uint64_t budget, bool spans) {
@@ -160,10 +178,11 @@ class Sim {
   void note_size(void* p, std::size_t n) { sizes_[p] = n; }
   std::uint64_t in_place_bytes = 0;
   offload::Pager* pager() { return alloc_->pager_if_any(0); }
-  std::uint64_t reserved() {
+  std::uint64_t reserved() { return stats().reserved_bytes; }
+  spillway_stats stats() {
     spillway_stats s{};
     alloc_->stats(0, &s);
-    return s.reserved_bytes;
+    return s;
   }
 
  private:
@@ -204,7 +223,9 @@ int main(int argc, char** argv) {
   const bool ac = a.autocast;
   std::uint64_t to0 = 0, from0 = 0, stalls0 = 0, prefetch0 = 0, in_place0 = 0, returns0 = 0;
   std::uint64_t max_reserved = 0, last_to = 0;
+  spillway_stats last = sim.stats(), first{};
   for (int step = 0; step < a.steps; ++step) {
+    if (step == 1) first = sim.stats();
     if (step == 1 && sim.pager() != nullptr) {  // the first step is warm-up
       const auto& k = sim.pager()->counters();
       to0 = k.bytes_to_host.load();
@@ -252,12 +273,16 @@ int main(int argc, char** argv) {
     }
     if (a.per_step && sim.pager() != nullptr) {
       const std::uint64_t now = sim.pager()->counters().bytes_to_host.load();
-      std::printf("step %d: %.0f MiB to host\n", step, static_cast<double>(now - last_to) / kMiB);
+      const spillway_stats s = sim.stats();
+      std::printf("step %d: %.0f MiB to host; %s\n", step,
+                  static_cast<double>(now - last_to) / kMiB, DriverCalls(last, s).c_str());
       last_to = now;
+      last = s;
     }
   }
   offload::Pager* pg = sim.pager();
   const double steps = a.steps - 1;
+  std::printf("driver calls after the first step: %s\n", DriverCalls(first, sim.stats()).c_str());
   const double to = pg ? static_cast<double>(pg->counters().bytes_to_host.load() - to0) / steps : 0;
   const double from =
       pg ? static_cast<double>(pg->counters().bytes_from_host.load() - from0) / steps : 0;
