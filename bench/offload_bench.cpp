@@ -427,8 +427,9 @@ int main(int argc, char** argv) {
         << ", \"remap_us_per_page\": " << lr.remap_us_per_page << "}";
     j << ",\n \"remap_us_per_2mib_by_chunk_mib\": {";
     for (std::size_t i = 0; i < by_chunk.size(); ++i)
-      j << (i ? ", " : "") << "\"" << (by_chunk[i].chunk_bytes >> 20) << "\": {\"map\": "
-        << by_chunk[i].map_us_per_2mib << ", \"access\": " << by_chunk[i].access_us_per_2mib
+      j << (i ? ", " : "") << "\"" << (by_chunk[i].chunk_bytes >> 20)
+        << "\": {\"map\": " << by_chunk[i].map_us_per_2mib
+        << ", \"access\": " << by_chunk[i].access_us_per_2mib
         << ", \"unmap\": " << by_chunk[i].unmap_us_per_2mib
         << ", \"create\": " << by_chunk[i].create_us_per_2mib
         << ", \"release\": " << by_chunk[i].release_us_per_2mib << "}";

@@ -115,8 +115,8 @@ bool Parse(int argc, char** argv, Args* a) {
 std::string DriverCalls(const spillway_stats& a, const spillway_stats& b) {
   const auto d = [](std::uint64_t x, std::uint64_t y) { return static_cast<double>(y - x); };
   const double cr = d(a.chunk_create_count, b.chunk_create_count),
-               rl = d(a.chunk_release_count, b.chunk_release_count), mp = d(a.map_count, b.map_count),
-               um = d(a.unmap_count, b.unmap_count);
+               rl = d(a.chunk_release_count, b.chunk_release_count),
+               mp = d(a.map_count, b.map_count), um = d(a.unmap_count, b.unmap_count);
   char buf[200];
   std::snprintf(buf, sizeof buf,
                 "%.0f creates, %.0f releases, %.0f maps, %.0f unmaps: %.1f ms of driver calls at "

@@ -45,7 +45,8 @@ bool MeasureRemapByChunkSize(prim::Backend& be, std::vector<ChunkRemapCost>* out
       auto t2 = Clock::now();
       for (std::size_t i = 0; i < n; ++i) ok = be.unmap(va + i * chunk, chunk).ok() && ok;
       auto t3 = Clock::now();
-      if (!ok) *why = "mapping, granting access to or unmapping " + std::to_string(mib) + " MiB chunks";
+      if (!ok)
+        *why = "mapping, granting access to or unmapping " + std::to_string(mib) + " MiB chunks";
       auto us = [pages](auto a, auto b) {
         return std::chrono::duration<double, std::micro>(b - a).count() / pages;
       };
