@@ -540,11 +540,12 @@ std::string Allocator::summary() {
     r += buf;
     const DeviceHeap::Held held = h->held();
     std::snprintf(buf, sizeof buf,
-                  "    held              mapped %.1f MiB (%.1f MiB as spans), idle %.1f MiB (%.1f "
-                  "MiB in spans, %.1f MiB of it in spans partly in use), loose chunks %.1f MiB, "
-                  "loose spans %.1f MiB\n",
+                  "    held              mapped %.1f MiB (%.1f MiB as spans; cached blocks %.1f "
+                  "MiB), idle %.1f MiB (%.1f MiB in spans, %.1f MiB of it in spans partly in use), "
+                  "loose chunks %.1f MiB, loose spans %.1f MiB\n",
                   static_cast<double>(held.arenas.mapped_bytes) / mib,
                   static_cast<double>(held.arenas.span_bytes) / mib,
+                  static_cast<double>(held.arenas.quick_bytes) / mib,
                   static_cast<double>(held.arenas.idle_bytes) / mib,
                   static_cast<double>(held.arenas.span_idle_bytes) / mib,
                   static_cast<double>(held.arenas.span_stuck_bytes) / mib,

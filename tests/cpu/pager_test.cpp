@@ -753,6 +753,59 @@ TEST(PagerSpans, OffMapsOneChunkPerPage) {
   EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
 }
 
+// The summary's "held" line (DeviceHeap::held): bytes mapped as spans, their idle pages, and the
+// idle pages of spans that a live block covers in part (which can neither move nor be stolen,
+// the measure used to rule spans out of the bccc94b ga drift).
+TEST(PagerSpans, HeldCountsIdlePagesOfSpansPartlyInUse) {
+  SimAlloc a(1024 * kMiB, 1, OffloadConfig(0, 512 * kMiB));
+  prim::Stream s = a.stream();
+  DeviceHeap* heap = nullptr;
+  ASSERT_EQ(a.alloc->heap(0, &heap), SPILLWAY_OK);
+  const std::size_t span = heap->span_bytes();
+  void* p = nullptr;
+  const std::size_t n = 96 * kMiB;
+  ASSERT_EQ(a.alloc_on(&p, n, s), SPILLWAY_OK) << LastError();
+  std::size_t span_pages = 0;  // pages of p mapped as spans
+  for (std::uintptr_t q = U(p) / kGran * kGran; q < U(p) + n; q += kGran)
+    span_pages += InSpan(a, q);
+  ASSERT_GE(span_pages, 2 * kSpanPages) << "a 96 MiB block covers at least two aligned spans";
+  DeviceHeap::Held h = heap->held();
+  EXPECT_EQ(h.arenas.span_bytes, span_pages * kGran);
+  EXPECT_EQ(h.arenas.span_idle_bytes, 0u) << "every page of p is live";
+  EXPECT_EQ(h.arenas.span_stuck_bytes, 0u);
+  ASSERT_EQ(a.free_on(p, s), SPILLWAY_OK);
+  a.sim->synchronize(s);
+  h = heap->held();
+  EXPECT_EQ(h.arenas.quick_bytes, n) << "freed on its stream: cached for a block of its size";
+  EXPECT_EQ(h.arenas.span_idle_bytes, 0u) << "a cached block's pages are not idle";
+  // A 4 MiB block: the cache is flushed (p's pages become idle) and r takes a mapped fit at the
+  // start of the freed range, inside a span: the other pages of that span are idle but held.
+  std::uintptr_t head = 0;
+  for (std::uintptr_t q = U(p) / kGran * kGran; q < U(p) + n && head == 0; q += kGran)
+    if (q % span == 0 && InSpan(a, q)) head = q;
+  ASSERT_NE(head, 0u);
+  void* r = nullptr;
+  ASSERT_EQ(a.alloc_on(&r, 4 * kMiB, s), SPILLWAY_OK) << LastError();
+  const std::uintptr_t rs = U(r) / span * span;  // the span r starts in
+  if (InSpan(a, U(r)) && InSpan(a, U(r) + 4 * kMiB - 1) &&
+      (U(r) + 4 * kMiB - 1) / span * span == rs) {
+    const std::size_t live_pages = PagesOf(r, 4 * kMiB);
+    h = heap->held();
+    EXPECT_EQ(h.arenas.quick_bytes, 0u);
+    EXPECT_EQ(h.arenas.span_stuck_bytes, (kSpanPages - live_pages) * kGran)
+        << "the idle pages of the one span r covers in part";
+    EXPECT_EQ(h.arenas.span_idle_bytes, (span_pages - live_pages) * kGran);
+  } else {
+    ADD_FAILURE() << "the 4 MiB block did not land inside one span of the freed block (at 0x"
+                  << std::hex << U(r) << ", span heads from 0x" << head << ")";
+  }
+  const std::string text = a.alloc->summary();
+  EXPECT_NE(text.find("held              mapped"), std::string::npos) << text;
+  EXPECT_NE(text.find("MiB of it in spans partly in use"), std::string::npos) << text;
+  EXPECT_NE(text.find("cached blocks"), std::string::npos) << text;
+  EXPECT_EQ(a.free_on(r, s), SPILLWAY_OK);
+}
+
 // SPILLWAY_SPANS=auto (the default): spans only with SPILLWAY_OFFLOAD=1; a plain allocator maps
 // one chunk per page (its measured behaviour, docs/allocator.md); SPILLWAY_SPANS=1 forces them.
 TEST(PagerSpans, AutoMeansWithOffloadOnly) {
