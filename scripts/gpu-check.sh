@@ -23,7 +23,9 @@
 #        Spillway did (driver calls, traffic, stalls, remapping) and what its memory is made of.
 # offload_ab: A/B of settings in one call: each model of AB_MODELS (default activations; "ga" is
 #        foreach, "ga_fused" fused AdamW) unconstrained once, then at half its peak once per
-#        variant of AB_VARIANTS (space-separated NAME or NAME:VAR=VAL,VAR=VAL), with --step-stats.
+#        variant of AB_VARIANTS (space-separated NAME[@BUILD][:VAR=VAL,VAR=VAL]: settings, or
+#        another build folder carried beside the first, e.g. a build of another commit), with
+#        --step-stats.
 # offload_overlap: what the GPU did per step (compute, copies each way, copies under compute,
 #        idle) for each model of OVERLAP_MODELS (default activations) unconstrained and at half
 #        its peak: CUPTI kernel and copy records in a report, read by scripts/gpu_overlap.py.
@@ -274,10 +276,11 @@ if want offload_ab; then
     b=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(int(d['spillway']['peak_reserved_bytes'] / ${OFFLOAD_RATIO:-2}))" "$out/ab_${m}_free.json" 2>/dev/null)
     [ -n "$b" ] || continue
     for v in ${AB_VARIANTS:-base}; do
-      name=${v%%:*}; ve=()
+      name=${v%%:*}; ve=(); vb=$build
       [[ $v == *:* ]] && IFS=, read -ra ve <<<"${v#*:}"
+      [[ $name == *@* ]] && vb=${name#*@} && name=${name%%@*}
       step ab_${m}_$name timeout ${OFFLOAD_TIMEOUT:-300} env SPILLWAY_STATS=1 "${ve[@]}" \
-        "$build/spillway" run --budget "$b" --offload --track -- python3 \
+        "$vb/spillway" run --budget "$b" --offload --track -- python3 \
         bench/torch/offload_train.py "${args[@]}" --warmup 2 --step-stats \
         --json "$out/ab_${m}_$name.json"
       tail -n 1 "$out/ab_${m}_$name.log" | cut -c1-160
