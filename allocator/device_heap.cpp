@@ -22,6 +22,16 @@ namespace {
 // Key of the synchronous arena: never a real stream handle.
 prim::Stream const kSyncKey = reinterpret_cast<prim::Stream>(~std::uintptr_t{0});
 
+// Handles (0: none) into a loose pool, each with `tag`; the caller holds the heap's lock.
+void PushLoose(const std::vector<prim::PhysHandle>& hs, prim::Event tag,
+               std::vector<prim::PhysHandle>* pool, std::vector<prim::Event>* tags) {
+  for (prim::PhysHandle h : hs) {
+    if (h == 0) continue;
+    pool->push_back(h);
+    tags->push_back(tag);
+  }
+}
+
 std::string Bytes(std::uint64_t b) {
   char buf[32];
   if (b >= (std::uint64_t{1} << 30))
@@ -256,11 +266,7 @@ std::size_t DeviceHeap::acquire_spans(Arena* self, std::size_t m,
 
 void DeviceHeap::return_spans(const std::vector<prim::PhysHandle>& spans, prim::Event tag) {
   std::lock_guard<std::mutex> lk(mu_);
-  for (prim::PhysHandle h : spans) {
-    if (h == 0) continue;
-    loose_spans_.push_back(h);
-    loose_span_tag_.push_back(tag);
-  }
+  PushLoose(spans, tag, &loose_spans_, &loose_span_tag_);
 }
 
 std::size_t DeviceHeap::steal_from_others(Arena* self, std::size_t want, bool block,
@@ -358,11 +364,7 @@ spillway_status DeviceHeap::acquire_chunks(Arena* self, std::size_t k,
 
 void DeviceHeap::return_chunks(const std::vector<prim::PhysHandle>& chunks, prim::Event tag) {
   std::lock_guard<std::mutex> lk(mu_);
-  for (prim::PhysHandle h : chunks) {
-    if (h == 0) continue;
-    loose_.push_back(h);
-    loose_tag_.push_back(tag);
-  }
+  PushLoose(chunks, tag, &loose_, &loose_tag_);
 }
 
 void DeviceHeap::forget_tags() {

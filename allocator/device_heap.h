@@ -102,7 +102,8 @@ class DeviceHeap {
   // What the reserved memory is made of, summed over the arenas (each arena's lock taken in
   // turn), and the loose pools' bytes.
   struct Held {
-    Arena::Summary arenas;
+    Arena::Summary arenas;  // the byte counts of every arena added up (mapped, idle, cached,
+                            // spans); the extent, pending and slab fields are left 0
     std::uint64_t loose_chunk_bytes, loose_span_bytes;
   };
   Held held() const;

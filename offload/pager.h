@@ -63,13 +63,14 @@ struct PagerCounters {
   std::atomic<std::uint64_t> evictions{0}, fetches{0}, prefetches{0}, stalls{0}, stall_ns{0},
       cancelled{0}, errors{0}, bytes_to_host{0}, bytes_from_host{0}, bytes_to_nvme{0},
       bytes_from_nvme{0}, fence_waits{0}, fence_wait_ns{0}, remap_ns{0}, fast_evictions{0},
-      prefetch_hits{0}, spills{0},
-      ordered_evictions{0},  // fast evictions ordered after users still queued (after_users)  //
-                             // host blocks moved on to NVMe because the host tier was full
-      in_place{0},           // blocks a streaming launch used where they lay (access_in_place)
-      in_place_maps{0},      // of those, host blocks whose chunks were mapped at their VA for it
-      in_place_returns{0};   // streamed-only blocks brought back instead (wanted back sooner
-                             // than a block on the device: Pager::wanted_back_locked)
+      prefetch_hits{0}, spills{0},  // host blocks moved on to NVMe because the host tier was full
+      in_place{0},          // blocks a streaming launch used where they lay (access_in_place)
+      in_place_maps{0},     // of those, host blocks whose chunks were mapped at their VA for it
+      in_place_returns{0};  // streamed-only blocks brought back instead (wanted back sooner
+                            // than a block on the device: Pager::wanted_back_locked)
+  // Of the fast evictions, those ordered after users still queued (fast_evict_locked's
+  // after_users).
+  std::atomic<std::uint64_t> ordered_evictions{0};
 };
 
 class Pager {

@@ -18,9 +18,6 @@
 #        for more footprint/budget ratios; GA_NVME_HOST_LIMIT for ga with the host tier capped,
 #        spilling to NVMe, GA_NVME_OPTIMIZER=fused for it with fused AdamW; GA_FUSED=1 for ga with
 #        fused AdamW too; GA_ACCUM for more micro-batches per optimizer step than 8).
-# offload_spans: ga (SPANS_OPTIMIZER, default foreach) at half its peak with SPILLWAY_SPANS=1
-#        and 0 (SPANS_VALUES), and activations at half its peak, each printing per step what
-#        Spillway did (driver calls, traffic, stalls, remapping) and what its memory is made of.
 # offload_ab: A/B of settings in one call: each model of AB_MODELS (default activations; "ga" is
 #        foreach, "ga_fused" fused AdamW) unconstrained once, then at half its peak once per
 #        variant of AB_VARIANTS (space-separated NAME[@BUILD][:VAR=VAL,VAR=VAL]: settings, or
@@ -242,35 +239,19 @@ if want offload_torch; then
     fi
   done
 fi
-if want offload_spans; then
-  so=${SPANS_OPTIMIZER:-foreach}
-  ss=${GA_STEPS:-20}
-  step ga_spans_free env SPILLWAY_STATS=1 "$build/spillway" run -- python3 \
-    bench/torch/offload_train.py --model ga "${ga_acc[@]}" --optimizer $so --steps $ss --warmup 2 \
-    --json "$out/ga_spans_free.json"
-  b=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(int(d['spillway']['peak_reserved_bytes'] / ${OFFLOAD_RATIO:-2}))" "$out/ga_spans_free.json" 2>/dev/null)
-  for sp in ${SPANS_VALUES:-1 0}; do
-    [ -n "$b" ] && step ga_spans$sp timeout ${OFFLOAD_TIMEOUT:-300} env SPILLWAY_STATS=1 \
-      SPILLWAY_SPANS=$sp "$build/spillway" run --budget "$b" --offload --track -- python3 \
-      bench/torch/offload_train.py --model ga "${ga_acc[@]}" --optimizer $so --steps $ss \
-      --warmup 2 --step-stats --json "$out/ga_spans$sp.json"
-  done
-  if [ -n "${SPANS_ACTIVATIONS:-1}" ]; then
-    step act_spans_free env SPILLWAY_STATS=1 "$build/spillway" run -- python3 \
-      bench/torch/offload_train.py --model activations --steps ${OFFLOAD_STEPS:-6} --warmup 2 \
-      --json "$out/act_spans_free.json"
-    ab=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(int(d['spillway']['peak_reserved_bytes'] / ${OFFLOAD_RATIO:-2}))" "$out/act_spans_free.json" 2>/dev/null)
-    [ -n "$ab" ] && step act_spans1 timeout ${OFFLOAD_TIMEOUT:-300} env SPILLWAY_STATS=1 \
-      "$build/spillway" run --budget "$ab" --offload --track -- python3 \
-      bench/torch/offload_train.py --model activations --steps ${OFFLOAD_STEPS:-6} --warmup 2 \
-      --step-stats --json "$out/act_spans1.json"
-  fi
-fi
+# model_args activations|ga|ga_fused: offload_train.py's arguments for it, in the array `args`
+# (ga: foreach AdamW, PyTorch's default; ga_fused: fused AdamW).
+model_args() {
+  case $1 in
+    ga) args=(--model ga "${ga_acc[@]}" --optimizer foreach --steps ${GA_STEPS:-6}) ;;
+    ga_fused) args=(--model ga "${ga_acc[@]}" --optimizer fused --steps ${GA_STEPS:-6}) ;;
+    activations) args=(--model activations --steps ${OFFLOAD_STEPS:-6}) ;;
+    *) echo "gpu-check.sh: unknown model '$1' (activations, ga or ga_fused)" >&2; return 1 ;;
+  esac
+}
 if want offload_ab; then
   for m in ${AB_MODELS:-activations}; do
-    args=(--model activations --steps ${OFFLOAD_STEPS:-6})
-    [ $m = ga ] && args=(--model ga "${ga_acc[@]}" --optimizer foreach --steps ${GA_STEPS:-6})
-    [ $m = ga_fused ] && args=(--model ga "${ga_acc[@]}" --optimizer fused --steps ${GA_STEPS:-6})
+    step ${m}_model_args model_args $m || continue  # a bad name: FAIL in the table
     step ab_${m}_free env SPILLWAY_STATS=1 "$build/spillway" run -- python3 \
       bench/torch/offload_train.py "${args[@]}" --warmup 2 --json "$out/ab_${m}_free.json"
     b=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(int(d['spillway']['peak_reserved_bytes'] / ${OFFLOAD_RATIO:-2}))" "$out/ab_${m}_free.json" 2>/dev/null)
@@ -289,9 +270,7 @@ if want offload_ab; then
 fi
 if want offload_overlap; then
   for m in ${OVERLAP_MODELS:-activations}; do
-    args=(--model activations --steps ${OFFLOAD_STEPS:-6})
-    [ $m = ga ] && args=(--model ga "${ga_acc[@]}" --optimizer foreach --steps ${GA_STEPS:-6})
-    [ $m = ga_fused ] && args=(--model ga "${ga_acc[@]}" --optimizer fused --steps ${GA_STEPS:-6})
+    step ${m}_model_args model_args $m || continue  # a bad name: FAIL in the table
     step ov_${m}_free env SPILLWAY_TRACK=1 SPILLWAY_KERNELS=1 SPILLWAY_STATS=1 "$build/spillway" \
       run --report "$out/ov_${m}_free" -- python3 bench/torch/offload_train.py "${args[@]}" \
       --warmup 2 --json "$out/ov_${m}_free.json"
