@@ -542,7 +542,7 @@ std::string Allocator::summary() {
     std::snprintf(buf, sizeof buf,
                   "    held              mapped %.1f MiB (%.1f MiB as spans; cached blocks %.1f "
                   "MiB), idle %.1f MiB (%.1f MiB in spans, %.1f MiB of it in spans partly in use), "
-                  "loose chunks %.1f MiB, loose spans %.1f MiB, spans split into pieces %.1f MiB\n",
+                  "loose chunks %.1f MiB, loose spans %.1f MiB\n",
                   static_cast<double>(held.arenas.mapped_bytes) / mib,
                   static_cast<double>(held.arenas.span_bytes) / mib,
                   static_cast<double>(held.arenas.quick_bytes) / mib,
@@ -550,8 +550,7 @@ std::string Allocator::summary() {
                   static_cast<double>(held.arenas.span_idle_bytes) / mib,
                   static_cast<double>(held.arenas.span_stuck_bytes) / mib,
                   static_cast<double>(held.loose_chunk_bytes) / mib,
-                  static_cast<double>(held.loose_span_bytes) / mib,
-                  static_cast<double>(held.split_span_bytes) / mib);
+                  static_cast<double>(held.loose_span_bytes) / mib);
     r += buf;
     if (offload::Pager* pg = pager_if_any(d)) {
       const offload::PagerCounters& k = pg->counters();

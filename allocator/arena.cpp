@@ -47,7 +47,7 @@ Arena::~Arena() {
       }
     } else if (pg.handle != 0) {
       backend_.unmap(base_ + i * gran_, gran_);
-      if (!pg.host) heap_.release_at_exit(pg.handle);  // host chunks: the pager's pool
+      if (!pg.host) backend_.release(pg.handle);  // host chunks belong to the pager's pool
     }
   }
   for (auto& f : fences_)
@@ -182,7 +182,7 @@ bool Arena::map_missing(const std::vector<std::int32_t>& missing, std::size_t re
   auto map_one = [&](std::int32_t i, std::size_t pages, prim::PhysHandle h) -> prim::Status {
     const std::uintptr_t va =
         base_ + (std::uintptr_t{static_cast<std::uint32_t>(i)} << page_shift_);
-    prim::Status ms = heap_.map(va, pages * gran_, h);  // a chunk may be a piece of a span
+    prim::Status ms = backend_.map(va, pages * gran_, h);
     if (ms.ok()) {
       ms = backend_.set_access(device_, va, pages * gran_);
       if (!ms.ok()) backend_.unmap(va, pages * gran_);

@@ -22,7 +22,7 @@ namespace {
 // Key of the synchronous arena: never a real stream handle.
 prim::Stream const kSyncKey = reinterpret_cast<prim::Stream>(~std::uintptr_t{0});
 
-// Spans (0: none) into the loose span pool, each with `tag`; the caller holds the heap's lock.
+// Handles (0: none) into a loose pool, each with `tag`; the caller holds the heap's lock.
 void PushLoose(const std::vector<prim::PhysHandle>& hs, prim::Event tag,
                std::vector<prim::PhysHandle>* pool, std::vector<prim::Event>* tags) {
   for (prim::PhysHandle h : hs) {
@@ -47,86 +47,9 @@ std::string Bytes(std::uint64_t b) {
 DeviceHeap::DeviceHeap(prim::Backend& backend, int device) : backend_(backend), device_(device) {}
 
 DeviceHeap::~DeviceHeap() {
-  // The arenas unmap everything and release their chunks, but not pieces (release_at_exit):
-  // each split span is released once, here, after its last mapping is gone.
   for (int i = 0; i < n_arenas_.load(); ++i) arenas_[static_cast<std::size_t>(i)].reset();
-  for (auto h : loose_)
-    if (!detail::SpanPieces::is_piece(h)) backend_.release(h);
+  for (auto h : loose_) backend_.release(h);
   for (auto h : loose_spans_) backend_.release(h);
-  for (auto h : pieces_.all_spans()) backend_.release(h);
-}
-
-prim::Status DeviceHeap::map(std::uintptr_t va, std::size_t size, prim::PhysHandle h) {
-  if (!detail::SpanPieces::is_piece(h)) return backend_.map(va, size, h, 0);
-  prim::PhysHandle span = 0;
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    span = pieces_.span_of(h);
-  }
-  return backend_.map(va, size, span, detail::SpanPieces::page_of(h) * gran_);
-}
-
-void DeviceHeap::release_at_exit(prim::PhysHandle h) {
-  if (!detail::SpanPieces::is_piece(h)) backend_.release(h);
-}
-
-void DeviceHeap::push_loose_locked(prim::PhysHandle h, prim::Event tag) {
-  if (h == 0) return;
-  loose_.push_back(h);
-  loose_tag_.push_back(tag);
-  pieces_.on_loose(h);
-}
-
-void DeviceHeap::pop_loose_locked(prim::PhysHandle* h, prim::Event* tag) {
-  *h = loose_.back();
-  *tag = loose_tag_.back();
-  loose_.pop_back();
-  loose_tag_.pop_back();
-  pieces_.on_taken(*h);
-}
-
-void DeviceHeap::split_locked(const std::vector<prim::PhysHandle>& spans, prim::Event tag) {
-  std::vector<prim::PhysHandle> pcs;
-  for (prim::PhysHandle s : spans) {
-    pcs.clear();
-    pieces_.split(s, &pcs);
-    // Last page first out of the pool (it is a stack): a span's pieces go out in page order.
-    for (auto it = pcs.rbegin(); it != pcs.rend(); ++it) push_loose_locked(*it, tag);
-  }
-}
-
-std::size_t DeviceHeap::take_loose_chunks(std::size_t want, std::vector<prim::PhysHandle>* out,
-                                          std::vector<prim::Event>* tags) {
-  tags->resize(out->size(), nullptr);
-  std::size_t got = 0;
-  std::lock_guard<std::mutex> lk(mu_);
-  while (got < want) {
-    if (loose_.empty()) {
-      if (loose_spans_.empty()) break;
-      const prim::PhysHandle span = loose_spans_.back();
-      const prim::Event tag = loose_span_tag_.back();
-      loose_spans_.pop_back();
-      loose_span_tag_.pop_back();
-      split_locked({span}, tag);
-    }
-    prim::PhysHandle h = 0;
-    prim::Event t = nullptr;
-    pop_loose_locked(&h, &t);
-    out->push_back(h);
-    tags->push_back(t);
-    ++got;
-  }
-  return got;
-}
-
-std::size_t DeviceHeap::split_idle_spans(Arena* self, std::size_t want, bool block) {
-  std::vector<prim::PhysHandle> got;
-  steal_spans(self, want, block, &got);
-  if (!got.empty()) {
-    std::lock_guard<std::mutex> lk(mu_);
-    split_locked(got, nullptr);  // stolen: their last use is done
-  }
-  return got.size();
 }
 
 spillway_status DeviceHeap::init(std::uint64_t budget_bytes, bool compact, bool spans) {
@@ -217,12 +140,6 @@ bool DeviceHeap::create_chunk(prim::PhysHandle* h, std::string* why, std::size_t
     *why = "the device has no free memory (" + s.message + ")";
     return false;
   }
-  if (detail::SpanPieces::is_piece(*h)) {  // the bit that marks pieces: never seen from a driver
-    backend_.release(*h);
-    *why = "the driver returned a physical handle with its top bit set, which Spillway uses to "
-           "mark pieces of spans";
-    return false;
-  }
   stats_.on_reserve(size);
   if (trace_) trace_->physical(trace::Kind::kChunkCreate, device_, 0, size);
   return true;
@@ -234,35 +151,13 @@ std::uint64_t DeviceHeap::shed_loose(bool spans, std::uint64_t bytes) {
   std::vector<prim::Event> tags;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    if (spans) {
-      while (!loose_spans_.empty() && hs.size() * unit < bytes) {
-        hs.push_back(loose_spans_.back());
-        tags.push_back(loose_span_tag_.back());
-        loose_spans_.pop_back();
-        loose_span_tag_.pop_back();
-      }
-    } else {  // chunks that are not pieces (a piece's memory goes only with its whole span)
-      std::uint64_t have = 0;
-      for (prim::PhysHandle h : loose_)
-        if (!detail::SpanPieces::is_piece(h)) have += unit;
-      if (have < bytes) return 0;  // all or nothing
-      std::size_t w = 0;
-      for (std::size_t r = 0; r < loose_.size(); ++r) {
-        const std::size_t i = loose_.size() - 1 - r;  // newest first
-        if (hs.size() * unit < bytes && !detail::SpanPieces::is_piece(loose_[i])) {
-          hs.push_back(loose_[i]);
-          tags.push_back(loose_tag_[i]);
-          loose_[i] = 0;
-        }
-      }
-      for (std::size_t r = 0; r < loose_.size(); ++r)
-        if (loose_[r] != 0) {
-          loose_[w] = loose_[r];
-          loose_tag_[w] = loose_tag_[r];
-          ++w;
-        }
-      loose_.resize(w);
-      loose_tag_.resize(w);
+    auto& pool = spans ? loose_spans_ : loose_;
+    auto& ptag = spans ? loose_span_tag_ : loose_tag_;
+    while (!pool.empty() && hs.size() * unit < bytes) {
+      hs.push_back(pool.back());
+      tags.push_back(ptag.back());
+      pool.pop_back();
+      ptag.pop_back();
     }
   }
   // A tagged handle is still read by a copy through another mapping: the driver would keep its
@@ -290,6 +185,12 @@ void DeviceHeap::steal_spans(Arena* self, std::size_t want, bool block,
     std::unique_lock<detail::SpinLock> lk(a->mu(), std::try_to_lock);  // never wait: lock order
     if (lk.owns_lock()) a->steal_idle_spans(want - (out->size() - base), block, out);
   }
+}
+
+std::uint64_t DeviceHeap::shed_idle_spans(Arena* self, std::size_t want, bool block) {
+  std::vector<prim::PhysHandle> got;
+  steal_spans(self, want, block, &got);
+  return release_spans(got);
 }
 
 std::uint64_t DeviceHeap::allowance(std::size_t request_bytes) const {
@@ -335,8 +236,6 @@ std::size_t DeviceHeap::acquire_spans(Arena* self, std::size_t m,
       loose_spans_.pop_back();
       loose_span_tag_.pop_back();
     }
-    // Split spans whose pieces are all loose again: whole, with no driver call.
-    pieces_.join(m - (out->size() - base), &loose_, &loose_tag_, out, &tags);
   }
   auto need = [&] { return m - (out->size() - base); };
   std::string why;
@@ -353,19 +252,13 @@ std::size_t DeviceHeap::acquire_spans(Arena* self, std::size_t m,
     if (got.size() < need() && compact_) self->steal_idle_spans(need() - got.size(), true, &got);
     out->insert(out->end(), got.begin(), got.end());
   }
-  while (need()) {  // within the budget, loose chunks (not pieces) released to make room
+  while (need()) {  // within the budget, loose chunks released to make room if need be
     prim::PhysHandle h = 0;
     if (create_chunk(&h, &why, sb)) {
       out->push_back(h);
       continue;
     }
-    // Only as much as the span lacks, and only if the loose chunks that are not pieces cover
-    // it: releasing fewer would make no room and the chunks would be created again.
-    const std::uint64_t budget = budget_.load(std::memory_order_relaxed);
-    const std::uint64_t reserved = stats_.reserved();
-    const std::uint64_t lack =
-        budget != 0 && reserved + sb > budget ? reserved + sb - budget : sb;
-    if (shed_loose(false, lack) < lack) break;
+    if (shed_loose(false, sb) < sb) break;
   }
   hand_tags(self, tags, tags_out);
   return out->size() - base;
@@ -399,24 +292,21 @@ spillway_status DeviceHeap::acquire_chunks(Arena* self, std::size_t k,
                                            std::size_t request_bytes,
                                            std::vector<prim::Event>* tags_out) {
   out->clear();
-  std::vector<prim::Event> tags;  // parallel to *out: tags of chunks from the loose pool
+  std::vector<prim::Event> tags(k, nullptr);  // of the chunks taken from the loose pool
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    while (out->size() < k && !loose_.empty()) {
+      tags[out->size()] = loose_tag_.back();
+      out->push_back(loose_.back());
+      loose_.pop_back();
+      loose_tag_.pop_back();
+    }
+  }
   auto need = [&] { return k - out->size(); };
-  take_loose_chunks(k, out, &tags);  // loose chunks, then loose spans split into pieces
   std::string why;
   // Growing is cheap while reserved memory stays within a small margin of the most that was
   // ever allocated: no remapping then. Past it, idle pages whose work has finished come first.
-  // With spans, new memory comes as spans split into pieces: a span can be whole again later
-  // without releasing chunks to make room for it.
   const std::uint64_t allow = allowance(request_bytes);
-  while (spans_ && need() && stats_.reserved() + span_bytes() <= allow) {
-    prim::PhysHandle h = 0;
-    if (!create_chunk(&h, &why, span_bytes())) break;
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      split_locked({h}, nullptr);
-    }
-    take_loose_chunks(need(), out, &tags);
-  }
   while (need() && stats_.reserved() + gran_ <= allow) {
     prim::PhysHandle h = 0;
     if (!create_chunk(&h, &why)) break;
@@ -425,23 +315,13 @@ spillway_status DeviceHeap::acquire_chunks(Arena* self, std::size_t k,
   if (need()) self->steal_idle(need(), false, out);
   if (need()) steal_from_others(self, need(), false, out);
   if (need() && compact_) self->steal_idle_waiting(need(), out);
-  // The compact policy waits for idle spans too, before growing.
-  if (need() && compact_ && split_idle_spans(self, spans_for(need()), true) > 0)
-    take_loose_chunks(need(), out, &tags);
-  // Within the budget (spans split into pieces while a whole span fits, then chunks); then idle
-  // spans split into pieces.
+  if (need() && compact_) {  // the compact policy waits for idle spans too, before growing
+    std::vector<prim::PhysHandle> spans;
+    self->steal_idle_spans(spans_for(need()), true, &spans);
+    release_spans(spans);
+  }
+  // Within the budget; then loose spans and idle spans released to make room for chunks.
   auto create_rest = [&] {
-    const std::uint64_t budget = budget_.load(std::memory_order_relaxed);
-    while (spans_ && need() && (budget == 0 || stats_.reserved() + span_bytes() <= budget)) {
-      prim::PhysHandle h = 0;
-      std::string span_why;
-      if (!create_chunk(&h, &span_why, span_bytes())) break;
-      {
-        std::lock_guard<std::mutex> lk(mu_);
-        split_locked({h}, nullptr);
-      }
-      take_loose_chunks(need(), out, &tags);
-    }
     while (need()) {
       prim::PhysHandle h = 0;
       if (!create_chunk(&h, &why)) break;
@@ -449,25 +329,25 @@ spillway_status DeviceHeap::acquire_chunks(Arena* self, std::size_t k,
     }
   };
   create_rest();
-  if (need() && split_idle_spans(self, spans_for(need()), false) > 0)
-    take_loose_chunks(need(), out, &tags);
+  if (need() && shed_loose(true, need() * gran_) > 0) create_rest();
+  if (need() && shed_idle_spans(self, spans_for(need()), false) > 0) create_rest();
   if (need()) {  // last resort: wait for the streams, drop every cache, and steal again
     self->wait_pending();
     self->flush_caches();
     self->steal_idle(need(), true, out);
     if (need()) steal_from_others(self, need(), true, out);
-    if (need() && split_idle_spans(self, spans_for(need()), true) > 0)
-      take_loose_chunks(need(), out, &tags);
-    create_rest();
+    if (need() && shed_idle_spans(self, spans_for(need()), true) > 0) create_rest();
   }
-  tags.resize(out->size(), nullptr);
   if (need() == 0) {
     hand_tags(self, tags, tags_out);
     return SPILLWAY_OK;
   }
   {
     std::lock_guard<std::mutex> lk(mu_);
-    for (std::size_t i = 0; i < out->size(); ++i) push_loose_locked((*out)[i], tags[i]);
+    for (std::size_t i = 0; i < out->size(); ++i) {
+      loose_.push_back((*out)[i]);
+      loose_tag_.push_back(i < tags.size() ? tags[i] : nullptr);
+    }
   }
   out->clear();
   if (t_quiet_oom)
@@ -484,7 +364,7 @@ spillway_status DeviceHeap::acquire_chunks(Arena* self, std::size_t k,
 
 void DeviceHeap::return_chunks(const std::vector<prim::PhysHandle>& chunks, prim::Event tag) {
   std::lock_guard<std::mutex> lk(mu_);
-  for (prim::PhysHandle h : chunks) push_loose_locked(h, tag);
+  PushLoose(chunks, tag, &loose_, &loose_tag_);
 }
 
 void DeviceHeap::forget_tags() {
@@ -507,31 +387,15 @@ spillway_status DeviceHeap::trim(std::uint64_t keep_bytes) {
   }
   shed_loose(true, UINT64_MAX);  // spans are not kept loose by a trim
   std::lock_guard<std::mutex> lk(mu_);
-  for (prim::PhysHandle h : freed) push_loose_locked(h, nullptr);
-  // Split spans whose pieces are all loose go whole; pieces of a span partly in use stay (its
-  // memory goes only with its last piece).
-  std::vector<prim::PhysHandle> whole;
-  std::vector<prim::Event> whole_tags;
-  pieces_.join(SIZE_MAX, &loose_, &loose_tag_, &whole, &whole_tags);
-  for (prim::Event t : whole_tags) backend_.event_synchronize(t);
-  for (prim::PhysHandle h : whole) {
-    prim::Status s = backend_.release(h);
+  loose_.insert(loose_.end(), freed.begin(), freed.end());
+  loose_tag_.resize(loose_.size(), nullptr);
+  std::uint64_t cached = loose_.size() * gran_;
+  while (!loose_.empty() && cached > keep_bytes) {
+    prim::Status s = backend_.release(loose_.back());
     if (!s.ok())
       return Fail(SPILLWAY_ERR_BACKEND, "spillway: releasing device memory failed: " + s.message);
-    stats_.on_release(span_bytes());
-    if (trace_) trace_->physical(trace::Kind::kChunkRelease, device_, 0, span_bytes());
-  }
-  std::uint64_t cached = 0;
-  for (prim::PhysHandle h : loose_)
-    if (!detail::SpanPieces::is_piece(h)) cached += gran_;
-  for (std::size_t r = loose_.size(); r-- > 0 && cached > keep_bytes;) {
-    if (detail::SpanPieces::is_piece(loose_[r])) continue;
-    if (loose_tag_[r] != nullptr) backend_.event_synchronize(loose_tag_[r]);
-    prim::Status s = backend_.release(loose_[r]);
-    if (!s.ok())
-      return Fail(SPILLWAY_ERR_BACKEND, "spillway: releasing device memory failed: " + s.message);
-    loose_.erase(loose_.begin() + static_cast<std::ptrdiff_t>(r));
-    loose_tag_.erase(loose_tag_.begin() + static_cast<std::ptrdiff_t>(r));
+    loose_.pop_back();
+    loose_tag_.pop_back();
     stats_.on_release(gran_);
     if (trace_) trace_->physical(trace::Kind::kChunkRelease, device_, 0, gran_);
     cached -= gran_;
@@ -573,7 +437,6 @@ DeviceHeap::Held DeviceHeap::held() const {
   std::lock_guard<std::mutex> lk(mu_);
   h.loose_chunk_bytes = loose_.size() * gran_;
   h.loose_span_bytes = loose_spans_.size() * span_bytes();
-  h.split_span_bytes = pieces_.split_spans() * span_bytes();
   return h;
 }
 

@@ -11,7 +11,6 @@
 #include <vector>
 
 #include "allocator/arena.h"
-#include "allocator/detail/span_pieces.h"
 #include "allocator/prim/backend.h"
 #include "allocator/stats.h"
 
@@ -45,12 +44,10 @@ class DeviceHeap {
   // The arena whose VA range holds p, or nullptr.
   Arena* find(std::uintptr_t p) const;
 
-  // Physical chunks for `self` (whose lock the caller holds): loose pool; loose spans split into
-  // pieces (span_pieces.h: no driver call); new memory within the growth allowance (spans split
-  // into pieces when spans are on); idle pages of this device whose last use finished; with the
-  // compact policy, idle pages of `self` after waiting for their fences; new chunks within the
-  // budget; idle spans split into pieces; then waiting for every stream. All or nothing.
-  // A chunk may be a piece of a span: map it with map(), never with the backend directly.
+  // Physical chunks for `self` (whose lock the caller holds): loose pool; new chunks within the
+  // growth allowance; idle pages of this device whose last use finished; with the compact
+  // policy, idle pages of `self` after waiting for their fences; new chunks within the budget;
+  // then waiting for every stream. All or nothing.
   // Chunks from the loose pool may carry tags (return_chunks): self's stream waits for them, or,
   // with `tags_out`, they are handed to the caller instead (who orders its own stream).
   spillway_status acquire_chunks(Arena* self, std::size_t k, std::vector<prim::PhysHandle>* out,
@@ -63,21 +60,15 @@ class DeviceHeap {
   void return_chunks(const std::vector<prim::PhysHandle>& chunks, prim::Event tag = nullptr);
   void forget_tags();  // every tagged copy is known done (the pager is going away)
   // Spans (arena.h: kSpanPages pages in one physical allocation, mapped with one call): up to
-  // `m` of them for `self` (whose lock the caller holds): loose spans; split spans whose pieces
-  // are all loose again; new ones within the growth allowance; idle spans of the arenas; new ones
-  // within the budget, after releasing loose chunks that are not pieces to make room for them.
-  // Never fails: returns how many it got (the caller maps the rest with chunks). Tags as
-  // acquire_chunks.
+  // `m` of them for `self` (whose lock the caller holds): loose spans; new ones within the growth
+  // allowance; idle spans of the arenas; new ones within the budget, after releasing loose
+  // chunks to make room for them. Never fails: returns how many it got (the caller maps the rest
+  // with chunks). Tags as acquire_chunks.
   std::size_t acquire_spans(Arena* self, std::size_t m, std::vector<prim::PhysHandle>* out,
                             std::size_t request_bytes,
                             std::vector<prim::Event>* tags_out = nullptr);
   void return_spans(const std::vector<prim::PhysHandle>& spans, prim::Event tag = nullptr);
   std::size_t span_bytes() const { return gran_ * kSpanPages; }
-  // Maps a chunk or a span from this heap at va (a piece at its offset in its span).
-  prim::Status map(std::uintptr_t va, std::size_t size, prim::PhysHandle h);
-  // Releases a chunk that an arena being destroyed had mapped (a piece: its span is released
-  // when the heap goes).
-  void release_at_exit(prim::PhysHandle h);
   // fn(address, rounded size) for every live large block of every arena (each arena's lock is
   // taken in turn; the pager's choice of victims).
   template <class F>
@@ -114,30 +105,18 @@ class DeviceHeap {
     Arena::Summary arenas;  // the byte counts of every arena added up (mapped, idle, cached,
                             // spans); the extent, pending and slab fields are left 0
     std::uint64_t loose_chunk_bytes, loose_span_bytes;
-    std::uint64_t split_span_bytes;  // spans split into pieces (some of them may be loose)
   };
   Held held() const;
 
  private:
   bool create_chunk(prim::PhysHandle* h, std::string* why, std::size_t size = 0);  // 0: gran_
-  // Releases loose memory to make room under the budget: `bytes` of loose chunks that are not
-  // pieces (for a span; none unless there are that many) or of loose spans (as many as there
-  // are), waiting for their tags. Returns bytes released.
-  // Caller holds no heap lock.
+  // Releases loose memory of the other kind to make room under the budget: `bytes` of loose
+  // chunks (for a span) or of loose spans (for chunks), waiting for their tags. Returns bytes
+  // released. Caller holds no heap lock.
   std::uint64_t shed_loose(bool spans, std::uint64_t bytes);
-  // The loose chunk pool (caller holds mu_): every entry and exit goes through these, which keep
-  // pieces_ counting the loose pieces of each split span.
-  void push_loose_locked(prim::PhysHandle h, prim::Event tag);
-  void pop_loose_locked(prim::PhysHandle* h, prim::Event* tag);
-  // Splits spans into pieces that go to the loose pool with `tag` (caller holds mu_).
-  void split_locked(const std::vector<prim::PhysHandle>& spans, prim::Event tag);
-  // Moves up to `want` chunks (pieces of loose spans split for them) from the loose pool to
-  // *out, with their tags in *tags; returns how many.
-  std::size_t take_loose_chunks(std::size_t want, std::vector<prim::PhysHandle>* out,
-                                std::vector<prim::Event>* tags);
-  // Idle spans of `self` and then of the other arenas (try-locked), split into pieces in the
-  // loose pool. Returns how many spans.
-  std::size_t split_idle_spans(Arena* self, std::size_t want, bool block);
+  // Idle spans of `self` and then of the other arenas (try-locked), released to the driver so
+  // that chunks can be created in their place. Returns bytes released.
+  std::uint64_t shed_idle_spans(Arena* self, std::size_t want, bool block);
   std::uint64_t release_spans(const std::vector<prim::PhysHandle>& spans);  // to the driver
   // Up to `want` idle spans of `self`, then of the other arenas (try-locked), appended to *out.
   void steal_spans(Arena* self, std::size_t want, bool block, std::vector<prim::PhysHandle>* out);
@@ -172,7 +151,6 @@ class DeviceHeap {
   std::vector<prim::Event> loose_tag_;  // parallel to loose_ (nullptr: none)
   std::vector<prim::PhysHandle> loose_spans_;
   std::vector<prim::Event> loose_span_tag_;  // parallel to loose_spans_
-  detail::SpanPieces pieces_{kSpanPages};    // spans split into pieces (loose_ holds some)
 };
 
 }  // namespace spillway

@@ -452,7 +452,7 @@ spillway_status Pager::swap_locked(Entry& e, const prim::PhysHandle* in, bool ho
     prim::Status s = prim::Status::Ok();
     for (std::size_t k = 0; k < n && s.ok(); k += unit(sp, k))
       if (hs[k] != 0) {
-        s = heap_.map(va(k), unit(sp, k) * gran_, hs[k]);  // a piece maps at its offset
+        s = backend_.map(va(k), unit(sp, k) * gran_, hs[k]);
         if (s.ok()) made.push_back(k);
       }
     for (std::size_t r = 0; s.ok() && r < n;) {

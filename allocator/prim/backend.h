@@ -61,13 +61,11 @@ class Backend {
   virtual Status reserve(int device, std::size_t size, std::size_t align, std::uintptr_t* va) = 0;
   virtual Status release_va(std::uintptr_t va, std::size_t size) = 0;
 
-  // Physical memory, mapping and access. `map` maps [offset, offset+size) of the handle at va
-  // (offset and size multiples of the granularity; CUDA 13 takes a nonzero offset);
-  // `set_access` grants read/write to `device` over [va, va+size); `unmap` removes mappings.
+  // Physical memory, mapping and access. `map` maps the whole handle at va; `set_access`
+  // grants read/write to `device` over [va, va+size); `unmap` removes one mapping.
   virtual Status create(Location loc, std::size_t size, PhysHandle* out) = 0;
   virtual Status release(PhysHandle h) = 0;
-  virtual Status map(std::uintptr_t va, std::size_t size, PhysHandle h,
-                     std::size_t offset = 0) = 0;
+  virtual Status map(std::uintptr_t va, std::size_t size, PhysHandle h) = 0;
   virtual Status set_access(int device, std::uintptr_t va, std::size_t size) = 0;
   virtual Status unmap(std::uintptr_t va, std::size_t size) = 0;
   // Grants read/write to `device` and to the CPU over [va, va+size), a range mapped to host

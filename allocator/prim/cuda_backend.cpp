@@ -118,8 +118,8 @@ Status CudaBackend::release(PhysHandle h) {
   return check(d_->cuMemRelease(static_cast<CUmemGenericAllocationHandle>(h)), "cuMemRelease");
 }
 
-Status CudaBackend::map(std::uintptr_t va, std::size_t size, PhysHandle h, std::size_t offset) {
-  return check(d_->cuMemMap(static_cast<CUdeviceptr>(va), size, offset,
+Status CudaBackend::map(std::uintptr_t va, std::size_t size, PhysHandle h) {
+  return check(d_->cuMemMap(static_cast<CUdeviceptr>(va), size, 0,
                             static_cast<CUmemGenericAllocationHandle>(h), 0),
                "cuMemMap");
 }

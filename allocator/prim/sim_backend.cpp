@@ -187,17 +187,14 @@ Status SimBackend::release(PhysHandle h) {
   return Status::Ok();
 }
 
-Status SimBackend::map(std::uintptr_t va, std::size_t size, PhysHandle h, std::size_t at) {
+Status SimBackend::map(std::uintptr_t va, std::size_t size, PhysHandle h) {
   std::size_t offset;
   {
     std::lock_guard<std::mutex> lk(mu_);
     auto it = chunks_.find(h);
     if (it == chunks_.end()) return {EINVAL, "sim: map of unknown handle"};
-    if (size == 0 || at > it->second.size || size > it->second.size - at)
-      return {EINVAL, "sim: map range outside the handle"};
-    if (at % static_cast<std::size_t>(sysconf(_SC_PAGESIZE)) != 0)
-      return {EINVAL, "sim: map offset not page-aligned"};
-    offset = it->second.offset + at;
+    if (it->second.size != size) return {EINVAL, "sim: map size differs from handle size"};
+    offset = it->second.offset;
     auto next = mapped_.lower_bound(va);
     if (next != mapped_.end() && next->first < va + size)
       return {EINVAL, "sim: map over a mapped range"};

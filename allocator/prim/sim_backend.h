@@ -38,8 +38,7 @@ class SimBackend final : public Backend {
   Status release_va(std::uintptr_t va, std::size_t size) override;
   Status create(Location loc, std::size_t size, PhysHandle* out) override;
   Status release(PhysHandle h) override;
-  Status map(std::uintptr_t va, std::size_t size, PhysHandle h,
-             std::size_t offset = 0) override;
+  Status map(std::uintptr_t va, std::size_t size, PhysHandle h) override;
   Status set_access(int device, std::uintptr_t va, std::size_t size) override;
   Status unmap(std::uintptr_t va, std::size_t size) override;
   Status set_access_host(int device, int, std::uintptr_t va, std::size_t size) override {

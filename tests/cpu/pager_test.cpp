@@ -730,57 +730,6 @@ TEST(PagerSpans, LargeBlockMovesOnSpansWithFewMappings) {
   EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
 }
 
-// Spans and chunks turn into each other without the driver (span_pieces.h): a span the pager
-// freed is split into pieces for blocks that need chunks, mapped at their offsets in it; once
-// those blocks are evicted too, its pieces are all loose and it is taken whole again to bring
-// the first block back on spans. No physical memory is created or released meanwhile, and no
-// byte is lost.
-TEST(PagerSpans, SpansAndChunksTurnIntoEachOtherWithoutTheDriver) {
-  SimAlloc a(1024 * kMiB, 1, OffloadConfig(160 * kMiB, 512 * kMiB));
-  prim::Stream s = a.stream();
-  DeviceHeap* heap = nullptr;
-  ASSERT_EQ(a.alloc->heap(0, &heap), SPILLWAY_OK);
-  void* p = nullptr;
-  const std::size_t n = 128 * kMiB;
-  ASSERT_EQ(a.alloc_on(&p, n, s), SPILLWAY_OK) << LastError();
-  std::vector<std::uintptr_t> heads;  // p's span heads
-  for (std::uintptr_t q = U(p); q + kGran <= U(p) + n; q += kGran)
-    if (q % heap->span_bytes() == 0 && InSpan(a, q)) heads.push_back(q);
-  ASSERT_GE(heads.size(), 3u);
-  Fill(p, n, 11);
-  Pager* pg = PagerOf(a);
-  ASSERT_EQ(pg->offload(U(p), trace::kTierHost, true), SPILLWAY_OK) << LastError();
-  ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
-  const spillway_stats st0 = a.stats();
-  // Blocks of whole pages: their pages come from p's spans, split.
-  std::vector<void*> bs(12, nullptr);
-  for (std::size_t i = 0; i < bs.size(); ++i) {
-    ASSERT_EQ(a.alloc_on(&bs[i], 8 * kMiB, s), SPILLWAY_OK) << LastError();
-    Fill(bs[i], 8 * kMiB, 100 + i);
-  }
-  EXPECT_GT(heap->held().split_span_bytes, 0u) << "chunks taken from split spans";
-  spillway_stats st = a.stats();
-  EXPECT_EQ(st.chunk_create_count, st0.chunk_create_count) << "pieces, not new chunks";
-  EXPECT_EQ(st.chunk_release_count, st0.chunk_release_count) << "spans split, not released";
-  for (std::size_t i = 0; i < bs.size(); ++i)
-    EXPECT_EQ(KernelMismatches(a, s, bs[i], 8 * kMiB, 100 + i), 0u) << "block " << i;
-  for (void* b : bs) ASSERT_EQ(pg->offload(U(b), trace::kTierHost, true), SPILLWAY_OK);
-  ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
-  ASSERT_EQ(pg->prefetch(U(p), s), SPILLWAY_OK) << LastError();
-  for (std::uintptr_t q : heads) EXPECT_TRUE(InSpan(a, q)) << "a span whole again at " << q;
-  EXPECT_EQ(KernelMismatches(a, s, p, n, 11), 0u);
-  st = a.stats();
-  EXPECT_EQ(st.chunk_create_count, st0.chunk_create_count);
-  EXPECT_EQ(st.chunk_release_count, st0.chunk_release_count);
-  for (std::size_t i = 0; i < bs.size(); ++i) {  // the pieces' data came back through the host
-    ASSERT_EQ(pg->prefetch(U(bs[i]), s), SPILLWAY_OK) << LastError();
-    EXPECT_EQ(KernelMismatches(a, s, bs[i], 8 * kMiB, 100 + i), 0u) << "block " << i;
-  }
-  ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
-  for (void* b : bs) EXPECT_EQ(a.free_on(b, s), SPILLWAY_OK);
-  EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
-}
-
 // SPILLWAY_SPANS=0: one mapping per 2 MiB page, in the arena and when the pager brings a block
 // back; nothing else changes.
 TEST(PagerSpans, OffMapsOneChunkPerPage) {

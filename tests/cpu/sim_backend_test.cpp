@@ -84,33 +84,6 @@ TEST(SimBackend, MapWriteUnmapRemapKeepsData) {
   EXPECT_TRUE(b.release_va(va, 4 * kGran).ok());
 }
 
-TEST(SimBackend, MapsPartOfAHandleAtAnOffset) {
-  // cuMemMap's offset (CUDA 13): pages of one physical allocation mapped at separate addresses
-  // alias that allocation's bytes.
-  SimBackend b(Small());
-  std::uintptr_t va = 0;
-  ASSERT_TRUE(b.reserve(0, 4 * kGran, kGran, &va).ok());
-  PhysHandle h = 0;
-  ASSERT_TRUE(b.create({LocationKind::kDevice, 0}, 2 * kGran, &h).ok());
-  ASSERT_TRUE(b.map(va, 2 * kGran, h, 0).ok());
-  ASSERT_TRUE(b.set_access(0, va, 2 * kGran).ok());
-  ASSERT_TRUE(b.map(va + 3 * kGran, kGran, h, kGran).ok());  // the second page, elsewhere
-  ASSERT_TRUE(b.set_access(0, va + 3 * kGran, kGran).ok());
-  auto* whole = reinterpret_cast<unsigned char*>(va);
-  auto* piece = reinterpret_cast<unsigned char*>(va + 3 * kGran);
-  whole[kGran + 7] = 0x5a;
-  EXPECT_EQ(piece[7], 0x5a);
-  piece[kGran - 1] = 0xa5;
-  EXPECT_EQ(whole[2 * kGran - 1], 0xa5);
-  EXPECT_FALSE(b.map(va + 2 * kGran, kGran, h, 2 * kGran).ok()) << "offset past the handle";
-  EXPECT_FALSE(b.map(va + 2 * kGran, 2 * kGran, h, kGran).ok()) << "range past the handle";
-  EXPECT_FALSE(b.map(va + 2 * kGran, kGran, h, 1).ok()) << "offset not page-aligned";
-  ASSERT_TRUE(b.unmap(va, 2 * kGran).ok());
-  ASSERT_TRUE(b.unmap(va + 3 * kGran, kGran).ok());
-  EXPECT_TRUE(b.release(h).ok());
-  EXPECT_TRUE(b.release_va(va, 4 * kGran).ok());
-}
-
 TEST(SimBackend, MapRejectsUnknownHandleAndWrongSize) {
   SimBackend b(Small());
   std::uintptr_t va = 0;
