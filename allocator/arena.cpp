@@ -30,6 +30,7 @@ Arena::Arena(DeviceHeap& heap, prim::Stream stream, bool sync, std::uintptr_t ba
       size_(size),
       gran_(heap.granularity()),
       page_shift_(std::countr_zero(heap.granularity())),
+      span_pages_(heap.span_pages()),
       pages_(new Page[size / heap.granularity()]()) {
   free_.insert(base, size);
 }
@@ -41,8 +42,8 @@ Arena::~Arena() {
     Page& pg = pages_[i];
     if (pg.slab != nullptr && static_cast<std::size_t>(page_of(pg.slab->base)) == i) delete pg.slab;
     if (pg.handle != 0 && pg.span) {  // one mapping and one handle for the whole group
-      if (i % kSpanPages == 0) {
-        backend_.unmap(base_ + i * gran_, gran_ * kSpanPages);
+      if (i % span_pages_ == 0) {
+        backend_.unmap(base_ + i * gran_, gran_ * span_pages_);
         backend_.release(pg.handle);
       }
     } else if (pg.handle != 0) {
@@ -153,15 +154,15 @@ spillway_status Arena::carve(std::size_t n, std::size_t align, std::uintptr_t* o
 
 bool Arena::map_missing(const std::vector<std::int32_t>& missing, std::size_t request,
                         spillway_status* st) {
-  // Aligned groups of kSpanPages missing pages become spans; the other pages take chunks.
-  const auto S = static_cast<std::int32_t>(kSpanPages);
+  // Aligned groups of span_pages_ missing pages become spans; the other pages take chunks.
+  const auto S = static_cast<std::int32_t>(span_pages_);
   std::vector<std::int32_t> heads, singles;
   for (std::size_t k = 0; k < missing.size();) {
     const std::int32_t i = missing[k];
-    if (i % S == 0 && k + kSpanPages <= missing.size() &&
-        missing[k + kSpanPages - 1] == i + S - 1) {
+    if (i % S == 0 && k + span_pages_ <= missing.size() &&
+        missing[k + span_pages_ - 1] == i + S - 1) {
       heads.push_back(i);
-      k += kSpanPages;
+      k += span_pages_;
     } else {
       singles.push_back(i);
       ++k;
@@ -194,7 +195,7 @@ bool Arena::map_missing(const std::vector<std::int32_t>& missing, std::size_t re
     return ms;
   };
   for (std::size_t h = 0; h < heads.size(); ++h) {
-    if (prim::Status ms = map_one(heads[h], kSpanPages, spans[h]); !ms.ok()) {
+    if (prim::Status ms = map_one(heads[h], span_pages_, spans[h]); !ms.ok()) {
       heap_.return_spans({spans.begin() + static_cast<std::ptrdiff_t>(h), spans.end()});
       heap_.return_chunks(chunks);
       *st = Fail(SPILLWAY_ERR_BACKEND, "spillway: mapping device memory failed: " + ms.message);
@@ -366,7 +367,7 @@ std::size_t Arena::steal_idle_spans(std::size_t want, bool block,
   poll_page_fences();
   if (block) wait_frees_done();
   // The heads of idle spans first (stealing one takes several pages out of the idle list).
-  const auto S = static_cast<std::int32_t>(kSpanPages);
+  const auto S = static_cast<std::int32_t>(span_pages_);
   std::vector<std::int32_t> heads;
   for (std::int32_t i = idle_head_; i >= 0; i = pages_[i].next)
     if (pages_[i].span && i % S == 0) heads.push_back(i);
@@ -381,9 +382,9 @@ std::size_t Arena::steal_idle_spans(std::size_t want, bool block,
     if (!idle) continue;
     const std::uintptr_t va =
         base_ + (std::uintptr_t{static_cast<std::uint32_t>(h)} << page_shift_);
-    if (!backend_.unmap(va, gran_ * kSpanPages).ok()) break;
+    if (!backend_.unmap(va, gran_ * span_pages_).ok()) break;
     heap_.stats().on_unmap();
-    if (auto* t = heap_.trace()) t->physical(trace::Kind::kUnmap, device_, va, gran_ * kSpanPages);
+    if (auto* t = heap_.trace()) t->physical(trace::Kind::kUnmap, device_, va, gran_ * span_pages_);
     out->push_back(pages_[h].handle);
     for (std::int32_t j = 0; j < S; ++j) {
       idle_remove(h + j);
@@ -649,8 +650,8 @@ Arena::Summary Arena::summary_locked() {
     s.span_bytes += gran_;
     if (pages_[i].live != 0) continue;
     s.span_idle_bytes += gran_;
-    const std::size_t h = i - i % kSpanPages;
-    for (std::size_t j = h; j < h + kSpanPages; ++j)
+    const std::size_t h = i - i % span_pages_;
+    for (std::size_t j = h; j < h + span_pages_; ++j)
       if (pages_[j].live != 0) {
         s.span_stuck_bytes += gran_;
         break;

@@ -8,8 +8,9 @@
 //
 // Spans: the driver's cost of mapping is per mapping, not per byte (H200: ~25 us to grant
 // access and ~17 us to unmap, whether 2 MiB or 128 MiB; docs/offload.md). So an aligned group of
-// kSpanPages pages that a large block covers entirely is mapped with one physical allocation
-// (a span) instead of kSpanPages chunks. A span is mapped, stolen and unmapped whole.
+// span_pages() pages (DeviceHeap::span_pages, SPILLWAY_SPAN_MIB) that a large block covers
+// entirely is mapped with one physical allocation (a span) instead of one chunk per page. A
+// span is mapped, stolen and unmapped whole.
 #pragma once
 
 #include <cstdint>
@@ -31,8 +32,9 @@ namespace spillway {
 class DeviceHeap;
 struct Slab;
 
-// Pages per span: 16 x 2 MiB = 32 MiB. Spans sit at VA aligned to their size in the arena.
-inline constexpr std::size_t kSpanPages = 16;
+// Pages per span by default: 16 x 2 MiB = 32 MiB (SPILLWAY_SPAN_MIB changes it). Spans sit at
+// VA aligned to their size in the arena.
+inline constexpr std::size_t kDefaultSpanPages = 16;
 
 enum class FreeMode {
   kStreamOrdered,  // cudaFreeAsync on `stream`
@@ -88,11 +90,12 @@ class Arena {
   // with `span`, whether each page is part of a span (whose handle every page of it repeats).
   void page_handles_locked(std::uintptr_t a, std::size_t n, std::vector<prim::PhysHandle>* out,
                            std::vector<std::uint8_t>* span = nullptr) const;
-  // Whether the page at a is part of a span (its pages: a's aligned group of kSpanPages).
+  // Whether the page at a is part of a span (its pages: a's aligned group of span_pages()).
   bool page_in_span_locked(std::uintptr_t a) const {
     return contains(a) && pages_[page_of(a)].span;
   }
-  std::size_t span_bytes() const { return gran_ * kSpanPages; }
+  std::size_t span_bytes() const { return gran_ * span_pages_; }
+  std::size_t span_pages() const { return span_pages_; }
   // Records that the pager mapped in[0..n) (0: nothing; `host`: host chunks, which the arena
   // never releases) at those pages of the live large block starting at `block`; a block with
   // unmapped pages ("holes") goes to the free extents, not the quick bins, when freed. The pager
@@ -182,6 +185,7 @@ class Arena {
   const std::size_t size_;
   const std::size_t gran_;
   const int page_shift_;
+  const std::size_t span_pages_;  // the heap's, fixed before any arena exists
 
   detail::SpinLock mu_;
   ArenaCounters counters_;

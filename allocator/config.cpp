@@ -82,6 +82,12 @@ bool ParseConfig(const GetEnv& getenv, Config* cfg, std::string* error) {
     else if (s == "0") cfg->spans = Config::Spans::kOff;
     else return Bad(error, "SPILLWAY_SPANS", v, "auto, 0 or 1");
   }
+  if (const char* v = getenv("SPILLWAY_SPAN_MIB"); v && *v) {
+    long n = 0;
+    if (!ParseInt(v, 4, 512, &n) || (n & (n - 1)) != 0)
+      return Bad(error, "SPILLWAY_SPAN_MIB", v, "a power of two from 4 to 512 (MiB)");
+    cfg->span_mib = static_cast<std::uint64_t>(n);
+  }
   if (const char* v = getenv("SPILLWAY_TRACE"); v) {
     if (!*v) return Bad(error, "SPILLWAY_TRACE", v, "a file path");
     cfg->trace_path = v;

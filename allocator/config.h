@@ -22,6 +22,11 @@ struct Config {
   // in the arena and when the pager brings a block back (arena.h). The driver's cost is per
   // mapping; docs/offload.md says what it gains and where it loses.
   enum class Spans { kAuto, kOn, kOff } spans = Spans::kAuto;
+  // SPILLWAY_SPAN_MIB: the size of a span, a power of two from 4 to 512 MiB and at least two
+  // physical pages (default 32). Larger spans cost fewer mappings per byte; smaller ones cover
+  // more of a block that is not aligned to them, so fewer chunks, and fewer conversions between
+  // spans and chunks (docs/offload.md). 0 = the default.
+  std::uint64_t span_mib = 0;
   // SPILLWAY_TRACE: path of the binary allocation trace (docs/trace-format.md).
   std::string trace_path;
   // SPILLWAY_REPORT: directory of the reports written at exit (created if missing): the event

@@ -52,9 +52,14 @@ DeviceHeap::~DeviceHeap() {
   for (auto h : loose_spans_) backend_.release(h);
 }
 
-spillway_status DeviceHeap::init(std::uint64_t budget_bytes, bool compact, bool spans) {
+spillway_status DeviceHeap::init(std::uint64_t budget_bytes, bool compact, bool spans,
+                                 std::size_t span_pages) {
   compact_ = compact;
   spans_ = spans;
+  if (span_pages < 2 || (span_pages & (span_pages - 1)) != 0)
+    return Fail(SPILLWAY_ERR_CONFIG, "spillway: a span must be a power of two of at least 2 "
+                                     "pages, not " + std::to_string(span_pages));
+  span_pages_ = span_pages;
   prim::MemInfo mi;
   prim::Status s = backend_.mem_info(device_, &mi);
   if (!s.ok())
@@ -94,7 +99,7 @@ spillway_status DeviceHeap::arena_for(prim::Stream stream, bool sync, Arena** ou
                                                 "; Spillway keeps one arena per allocating stream");
   std::uintptr_t va = 0;
   // Aligned to a span, so that spans sit at VA aligned to their size.
-  prim::Status s = backend_.reserve(device_, arena_va_, gran_ * kSpanPages, &va);
+  prim::Status s = backend_.reserve(device_, arena_va_, span_bytes(), &va);
   if (!s.ok())
     return Fail(SPILLWAY_ERR_OUT_OF_MEMORY,
                 "spillway: cannot reserve " + Bytes(arena_va_) + " of address space: " + s.message);

@@ -35,8 +35,10 @@ class DeviceHeap {
 
   // Reads device size and granularity and applies the budget (0 = none) and the reserve
   // policy (Config::compact).
-  // `spans`: map aligned groups of kSpanPages pages with spans (Config::spans).
-  spillway_status init(std::uint64_t budget_bytes, bool compact, bool spans = true);
+  // `spans`: map aligned groups of `span_pages` pages with spans (Config::spans, span_mib; a
+  // power of two of at least 2 pages).
+  spillway_status init(std::uint64_t budget_bytes, bool compact, bool spans = true,
+                       std::size_t span_pages = kDefaultSpanPages);
   bool spans() const { return spans_; }
 
   // The arena of a stream (created on first use), or the synchronous arena.
@@ -59,7 +61,7 @@ class DeviceHeap {
   // longer, never less.
   void return_chunks(const std::vector<prim::PhysHandle>& chunks, prim::Event tag = nullptr);
   void forget_tags();  // every tagged copy is known done (the pager is going away)
-  // Spans (arena.h: kSpanPages pages in one physical allocation, mapped with one call): up to
+  // Spans (arena.h: span_pages() pages in one physical allocation, mapped with one call): up to
   // `m` of them for `self` (whose lock the caller holds): loose spans; new ones within the growth
   // allowance; idle spans of the arenas; new ones within the budget, after releasing loose
   // chunks to make room for them. Never fails: returns how many it got (the caller maps the rest
@@ -68,7 +70,8 @@ class DeviceHeap {
                             std::size_t request_bytes,
                             std::vector<prim::Event>* tags_out = nullptr);
   void return_spans(const std::vector<prim::PhysHandle>& spans, prim::Event tag = nullptr);
-  std::size_t span_bytes() const { return gran_ * kSpanPages; }
+  std::size_t span_bytes() const { return gran_ * span_pages_; }
+  std::size_t span_pages() const { return span_pages_; }
   // fn(address, rounded size) for every live large block of every arena (each arena's lock is
   // taken in turn; the pager's choice of victims).
   template <class F>
@@ -121,8 +124,8 @@ class DeviceHeap {
   // Up to `want` idle spans of `self`, then of the other arenas (try-locked), appended to *out.
   void steal_spans(Arena* self, std::size_t want, bool block, std::vector<prim::PhysHandle>* out);
   // Spans whose pages cover `chunks` chunks.
-  static std::size_t spans_for(std::size_t chunks) {
-    return (chunks + kSpanPages - 1) / kSpanPages;
+  std::size_t spans_for(std::size_t chunks) const {
+    return (chunks + span_pages_ - 1) / span_pages_;
   }
   // Reserved memory may grow without reusing idle pages while it stays under this (a small
   // margin over the most ever allocated, or over what is allocated plus the request).
@@ -141,6 +144,7 @@ class DeviceHeap {
   std::atomic<std::uint64_t> budget_{0};
   bool compact_ = false;
   bool spans_ = true;
+  std::size_t span_pages_ = kDefaultSpanPages;
   trace::TraceWriter* trace_ = nullptr;
   DeviceStats stats_;
 

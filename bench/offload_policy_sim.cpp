@@ -21,6 +21,7 @@
 // remapping per 2 MiB page moved; in-place use at ~50 GB/s, serial with the kernels).
 // --return-uses X: Pager::set_return_uses (Belady's rule for in-place use).
 // --spans 0|1: SPILLWAY_SPANS (allocator/arena.h; default 1, as with offload).
+// --span-mib M: SPILLWAY_SPAN_MIB (the size of a span; default 32).
 // --temps 1: each optimizer pass also allocates a temporary of P MiB per layer (a foreach
 // operation's result list, as PyTorch's foreach AdamW makes) and frees it after the pass.
 // --per-step 1: the bytes moved to the host in each optimizer step, to see a drift, and the
@@ -66,6 +67,7 @@ struct Args {
   bool autocast = false;
   double return_uses = 1.0;
   bool spans = true, temps = false, per_step = false;
+  unsigned span_mib = 0;
 };
 
 bool Parse(int argc, char** argv, Args* a) {
@@ -97,6 +99,8 @@ bool Parse(int argc, char** argv, Args* a) {
       a->return_uses = std::atof(v);
     else if (k == "--spans")
       a->spans = std::atoi(v) != 0;
+    else if (k == "--span-mib")
+      a->span_mib = static_cast<unsigned>(std::atoi(v));
     else if (k == "--temps")
       a->temps = std::atoi(v) != 0;
     else if (k == "--per-step")
@@ -127,7 +131,7 @@ std::string DriverCalls(const spillway_stats& a, const spillway_stats& b) {
 
 class Sim {
  public:
-  Sim(std::size_t device_memory, std::uint64_t budget, bool spans) {
+  Sim(std::size_t device_memory, std::uint64_t budget, bool spans, unsigned span_mib) {
     prim::SimOptions o;
     o.device_memory = device_memory;
     o.granularity = 2 * kMiB;
@@ -139,6 +143,7 @@ class Sim {
     c.host_limit_bytes = device_memory * 2;
     c.offload_safety = Config::Safety::kTracked;
     c.spans = spans ? Config::Spans::kOn : Config::Spans::kOff;
+    c.span_mib = span_mib;
     alloc_ = std::make_unique<Allocator>(std::move(b), c);
     alloc_->enable_access_tracking();
     stream_ = sim_->create_stream();
@@ -203,14 +208,14 @@ int main(int argc, char** argv) {
                  "usage: offload_policy_sim [--layers L] [--param-mib P] [--act-mib A] "
                  "[--accum K] [--steps S>1] [--ratio R>=1] [--optim-passes F] "
                  "[--foreach-layers T<=L] [--max-over-floor X] [--autocast 0|1] "
-                 "[--return-uses X>0]\n");
+                 "[--return-uses X>0] [--spans 0|1] [--span-mib M] [--temps 0|1] [--per-step 0|1]\n");
     return 2;
   }
   const std::size_t L = static_cast<std::size_t>(a.layers);
   const std::size_t P = a.param_mib * kMiB, A = a.act_mib * kMiB;
   const std::uint64_t peak = L * (4 * P + A);  // parameters, gradients, states, activations
   const auto budget = static_cast<std::uint64_t>(static_cast<double>(peak) / a.ratio);
-  Sim sim(2 * peak + 256 * kMiB, budget, a.spans);
+  Sim sim(2 * peak + 256 * kMiB, budget, a.spans, a.span_mib);
   std::vector<void*> par(L), grad(L), m(L), v(L), act(L);
   for (std::size_t i = 0; i < L; ++i) {
     par[i] = sim.alloc(P);

@@ -432,10 +432,11 @@ spillway_status Pager::swap_locked(Entry& e, const prim::PhysHandle* in, bool ho
   // The driver calls, without the arena's lock (the pages belong to this live block alone and
   // the pager's lock keeps its free out). Their cost is per mapping, not per byte (on the H200
   // ~17 us to unmap and ~25 us to grant access, whether 2 MiB or 128 MiB): a span is one
-  // mapping of kSpanPages pages. Unmap what is there (one call when all of it is mapped), map
+  // mapping of the heap's span_pages() pages. Unmap what is there (one call when all of it is
+  // mapped), map
   // the new handles, then grant the device access per run of mapped pages.
   auto unit = [&](const std::uint8_t* sp, std::size_t k) {  // pages of the mapping at page k
-    return sp != nullptr && sp[k] != 0 ? kSpanPages : std::size_t{1};
+    return sp != nullptr && sp[k] != 0 ? heap_.span_pages() : std::size_t{1};
   };
   auto unmap_all = [&](const std::vector<prim::PhysHandle>& hs) -> prim::Status {
     if (std::all_of(hs.begin(), hs.end(), [](prim::PhysHandle h) { return h != 0; }) &&
@@ -508,7 +509,7 @@ spillway_status Pager::host_to_device_locked(Entry& e, prim::Stream s, bool dema
   // The host pages are about to be unmapped: no queued work may still read them.
   if (e.mapped && !fenced && !retried)
     if (spillway_status st = fence_cpu_locked(e, nullptr, false); st != SPILLWAY_OK) return st;
-  // Spans for the aligned groups of kSpanPages pages inside the block (one mapping each), chunks
+  // Spans for the aligned groups of span_pages() pages inside the block (one mapping each), chunks
   // for the other pages and for groups the heap has no span for.
   std::vector<prim::PhysHandle> dev(e.pages, 0), old;
   std::vector<std::uint8_t> span(e.pages, 0);
@@ -517,17 +518,17 @@ spillway_status Pager::host_to_device_locked(Entry& e, prim::Stream s, bool dema
   {
     const std::uintptr_t sb = heap_.span_bytes();
     std::vector<std::size_t> heads;
-    for (std::size_t k = 0; k + kSpanPages <= e.pages; ++k)
+    for (std::size_t k = 0; k + heap_.span_pages() <= e.pages; ++k)
       if ((e.first + k * gran_) % sb == 0) {
         heads.push_back(k);
-        k += kSpanPages - 1;
+        k += heap_.span_pages() - 1;
       }
     std::lock_guard<detail::SpinLock> lk(e.arena->mu());
     std::vector<prim::PhysHandle> spans, chunks;
     if (!heads.empty() && heap_.spans())
       heap_.acquire_spans(e.arena, heads.size(), &spans, e.pages * gran_, &tags);
     for (std::size_t h = 0; h < spans.size(); ++h)
-      for (std::size_t j = 0; j < kSpanPages; ++j) {
+      for (std::size_t j = 0; j < heap_.span_pages(); ++j) {
         dev[heads[h] + j] = spans[h];
         span[heads[h] + j] = 1;
       }

@@ -263,6 +263,8 @@ TEST(Config, ParseConfigRejectsMalformed) {
     ExpectRejected("SPILLWAY_OFFLOAD_RETURN_USES", v, "a number in (0, 1000]");
   for (const char* v : {"0", "-1", "257", "four", "4x", "1.5"})
     ExpectRejected("SPILLWAY_OFFLOAD_LOOKAHEAD", v, "an integer in 1..256");
+  for (const char* v : {"0", "2", "3", "24", "1024", "-32", "32M", "x"})
+    ExpectRejected("SPILLWAY_SPAN_MIB", v, "a power of two from 4 to 512");
   ExpectRejected("SPILLWAY_KERNELS", "yes", "0 or 1");
   ExpectRejected("SPILLWAY_KERNELS", "1", "SPILLWAY_TRACK=1");  // without the tracker
   ExpectRejected("SPILLWAY_TRACK_LAUNCHES", "hooks", "auto or cupti");
@@ -336,6 +338,10 @@ TEST(Config, Spans) {
   e.vars = {{"SPILLWAY_SPANS", "1"}};
   ASSERT_TRUE(ParseConfig(e.fn(), &cfg, &err)) << err;
   EXPECT_EQ(cfg.spans, Config::Spans::kOn);
+  EXPECT_EQ(cfg.span_mib, 0u) << "default: 32 MiB";
+  e.vars = {{"SPILLWAY_SPAN_MIB", "8"}};
+  ASSERT_TRUE(ParseConfig(e.fn(), &cfg, &err)) << err;
+  EXPECT_EQ(cfg.span_mib, 8u);
 }
 
 TEST(Config, ParseConfigAccepts) {

@@ -730,6 +730,40 @@ TEST(PagerSpans, LargeBlockMovesOnSpansWithFewMappings) {
   EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
 }
 
+// SPILLWAY_SPAN_MIB=8: spans of 4 pages, at VA aligned to 8 MiB; a 96 MiB block is mapped with
+// one per aligned 8 MiB group (no chunk is left but the edges), moves on them and keeps its bytes.
+TEST(PagerSpans, SpanSizeIsASetting) {
+  Config cfg = OffloadConfig(0, 512 * kMiB);
+  cfg.span_mib = 8;
+  SimAlloc a(1024 * kMiB, 1, cfg);
+  prim::Stream s = a.stream();
+  DeviceHeap* heap = nullptr;
+  ASSERT_EQ(a.alloc->heap(0, &heap), SPILLWAY_OK);
+  EXPECT_EQ(heap->span_pages(), 4u);
+  EXPECT_EQ(heap->span_bytes(), 8 * kMiB);
+  const std::uint64_t maps0 = a.stats().map_count;
+  void* p = nullptr;
+  const std::size_t n = 96 * kMiB + 4096;
+  ASSERT_EQ(a.alloc_on(&p, n, s), SPILLWAY_OK) << LastError();
+  EXPECT_LE(a.stats().map_count - maps0, 12 + 2 * 3u) << "8 MiB spans, chunks at the edges only";
+  std::size_t heads = 0;
+  for (std::uintptr_t q = U(p); q + kGran <= U(p) + n; q += kGran)
+    heads += q % (8 * kMiB) == 0 && InSpan(a, q);
+  EXPECT_GE(heads, 11u);
+  Fill(p, n, 21);
+  Pager* pg = PagerOf(a);
+  ASSERT_EQ(pg->offload(U(p), trace::kTierHost, true), SPILLWAY_OK) << LastError();
+  EXPECT_EQ(KernelMismatches(a, s, p, n, 21), 0u);
+  ASSERT_EQ(pg->prefetch(U(p), s), SPILLWAY_OK) << LastError();
+  std::size_t back = 0;
+  for (std::uintptr_t q = U(p); q + kGran <= U(p) + n; q += kGran)
+    back += q % (8 * kMiB) == 0 && InSpan(a, q);
+  EXPECT_EQ(back, heads) << "brought back on 8 MiB spans";
+  EXPECT_EQ(KernelMismatches(a, s, p, n, 21), 0u);
+  ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
+  EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
+}
+
 // SPILLWAY_SPANS=0: one mapping per 2 MiB page, in the arena and when the pager brings a block
 // back; nothing else changes.
 TEST(PagerSpans, OffMapsOneChunkPerPage) {
@@ -768,7 +802,7 @@ TEST(PagerSpans, HeldCountsIdlePagesOfSpansPartlyInUse) {
   std::size_t span_pages = 0;  // pages of p mapped as spans
   for (std::uintptr_t q = U(p) / kGran * kGran; q < U(p) + n; q += kGran)
     span_pages += InSpan(a, q);
-  ASSERT_GE(span_pages, 2 * kSpanPages) << "a 96 MiB block covers at least two aligned spans";
+  ASSERT_GE(span_pages, 2 * kDefaultSpanPages) << "a 96 MiB block covers at least two aligned spans";
   DeviceHeap::Held h = heap->held();
   EXPECT_EQ(h.arenas.span_bytes, span_pages * kGran);
   EXPECT_EQ(h.arenas.span_idle_bytes, 0u) << "every page of p is live";
@@ -792,7 +826,7 @@ TEST(PagerSpans, HeldCountsIdlePagesOfSpansPartlyInUse) {
     const std::size_t live_pages = PagesOf(r, 4 * kMiB);
     h = heap->held();
     EXPECT_EQ(h.arenas.quick_bytes, 0u);
-    EXPECT_EQ(h.arenas.span_stuck_bytes, (kSpanPages - live_pages) * kGran)
+    EXPECT_EQ(h.arenas.span_stuck_bytes, (kDefaultSpanPages - live_pages) * kGran)
         << "the idle pages of the one span r covers in part";
     EXPECT_EQ(h.arenas.span_idle_bytes, (span_pages - live_pages) * kGran);
   } else {
