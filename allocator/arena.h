@@ -32,9 +32,7 @@ namespace spillway {
 class DeviceHeap;
 struct Slab;
 
-// Pages per span by default: 16 x 2 MiB = 32 MiB (SPILLWAY_SPAN_MIB changes it). Spans sit at
-// VA aligned to their size in the arena.
-inline constexpr std::size_t kDefaultSpanPages = 16;
+// Spans sit at VA aligned to their size in the arena; their size is the heap's (Config::span_mib).
 
 enum class FreeMode {
   kStreamOrdered,  // cudaFreeAsync on `stream`

@@ -37,8 +37,8 @@ class DeviceHeap {
   // policy (Config::compact).
   // `spans`: map aligned groups of `span_pages` pages with spans (Config::spans, span_mib; a
   // power of two of at least 2 pages).
-  spillway_status init(std::uint64_t budget_bytes, bool compact, bool spans = true,
-                       std::size_t span_pages = kDefaultSpanPages);
+  spillway_status init(std::uint64_t budget_bytes, bool compact, bool spans,
+                       std::size_t span_pages);
   bool spans() const { return spans_; }
 
   // The arena of a stream (created on first use), or the synchronous arena.
@@ -144,7 +144,7 @@ class DeviceHeap {
   std::atomic<std::uint64_t> budget_{0};
   bool compact_ = false;
   bool spans_ = true;
-  std::size_t span_pages_ = kDefaultSpanPages;
+  std::size_t span_pages_ = 0;  // set by init
   trace::TraceWriter* trace_ = nullptr;
   DeviceStats stats_;
 

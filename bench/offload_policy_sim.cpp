@@ -21,7 +21,7 @@
 // remapping per 2 MiB page moved; in-place use at ~50 GB/s, serial with the kernels).
 // --return-uses X: Pager::set_return_uses (Belady's rule for in-place use).
 // --spans 0|1: SPILLWAY_SPANS (allocator/arena.h; default 1, as with offload).
-// --span-mib M: SPILLWAY_SPAN_MIB (the size of a span; default 32).
+// --span-mib M: SPILLWAY_SPAN_MIB (the size of a span; default 8).
 // --temps 1: each optimizer pass also allocates a temporary of P MiB per layer (a foreach
 // operation's result list, as PyTorch's foreach AdamW makes) and frees it after the pass.
 // --per-step 1: the bytes moved to the host in each optimizer step, to see a drift, and the
@@ -143,7 +143,7 @@ class Sim {
     c.host_limit_bytes = device_memory * 2;
     c.offload_safety = Config::Safety::kTracked;
     c.spans = spans ? Config::Spans::kOn : Config::Spans::kOff;
-    c.span_mib = span_mib;
+    if (span_mib != 0) c.span_mib = span_mib;
     alloc_ = std::make_unique<Allocator>(std::move(b), c);
     alloc_->enable_access_tracking();
     stream_ = sim_->create_stream();

@@ -338,7 +338,7 @@ TEST(Config, Spans) {
   e.vars = {{"SPILLWAY_SPANS", "1"}};
   ASSERT_TRUE(ParseConfig(e.fn(), &cfg, &err)) << err;
   EXPECT_EQ(cfg.spans, Config::Spans::kOn);
-  EXPECT_EQ(cfg.span_mib, 0u) << "default: 32 MiB";
+  EXPECT_EQ(cfg.span_mib, 8u) << "default: 8 MiB";
   e.vars = {{"SPILLWAY_SPAN_MIB", "8"}};
   ASSERT_TRUE(ParseConfig(e.fn(), &cfg, &err)) << err;
   EXPECT_EQ(cfg.span_mib, 8u);

@@ -93,7 +93,11 @@ std::uintptr_t U(void* p) {
 
 // A block that does not start on a page boundary: its first and last pages stay on the device.
 TEST(Pager, HostRoundTripKeepsEveryByte) {
-  SimAlloc a(256 * kMiB, 1, OffloadConfig(0, 256 * kMiB));
+  // 32 MiB spans: the block holds no aligned span, so only its edge pages stay (with 8 MiB
+  // spans, the span under its last, partly covered page stays too: BlockCoveringPartOfASpan...).
+  Config cfg = OffloadConfig(0, 256 * kMiB);
+  cfg.span_mib = 32;
+  SimAlloc a(256 * kMiB, 1, cfg);
   prim::Stream s = a.stream();
   void* small = nullptr;
   ASSERT_EQ(a.alloc_on(&small, 3 * kMiB + 512, s), SPILLWAY_OK);  // shifts what follows
@@ -706,7 +710,9 @@ std::uint64_t PagesOf(void* p, std::size_t n) {
 // The driver's cost is per mapping (docs/offload.md): a large block is mapped with spans (one
 // mapping per aligned 32 MiB), evicted and brought back on spans, every byte kept.
 TEST(PagerSpans, LargeBlockMovesOnSpansWithFewMappings) {
-  SimAlloc a(1024 * kMiB, 1, OffloadConfig(0, 512 * kMiB));
+  Config cfg = OffloadConfig(0, 512 * kMiB);
+  cfg.span_mib = 32;
+  SimAlloc a(1024 * kMiB, 1, cfg);
   prim::Stream s = a.stream();
   const std::uint64_t maps0 = a.stats().map_count;
   void* p = nullptr;
@@ -730,11 +736,11 @@ TEST(PagerSpans, LargeBlockMovesOnSpansWithFewMappings) {
   EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
 }
 
-// SPILLWAY_SPAN_MIB=8: spans of 4 pages, at VA aligned to 8 MiB; a 96 MiB block is mapped with
-// one per aligned 8 MiB group (no chunk is left but the edges), moves on them and keeps its bytes.
+// SPILLWAY_SPAN_MIB=8 (the default): spans of 4 pages, at VA aligned to 8 MiB; a 96 MiB block is
+// mapped with one per aligned 8 MiB group (no chunk is left but the edges), moves on them and
+// keeps its bytes. (LargeBlockMovesOnSpansWithFewMappings sets 32 MiB.)
 TEST(PagerSpans, SpanSizeIsASetting) {
   Config cfg = OffloadConfig(0, 512 * kMiB);
-  cfg.span_mib = 8;
   SimAlloc a(1024 * kMiB, 1, cfg);
   prim::Stream s = a.stream();
   DeviceHeap* heap = nullptr;
@@ -802,7 +808,7 @@ TEST(PagerSpans, HeldCountsIdlePagesOfSpansPartlyInUse) {
   std::size_t span_pages = 0;  // pages of p mapped as spans
   for (std::uintptr_t q = U(p) / kGran * kGran; q < U(p) + n; q += kGran)
     span_pages += InSpan(a, q);
-  ASSERT_GE(span_pages, 2 * kDefaultSpanPages) << "a 96 MiB block covers at least two aligned spans";
+  ASSERT_GE(span_pages, 2 * heap->span_pages()) << "a 96 MiB block covers at least two aligned spans";
   DeviceHeap::Held h = heap->held();
   EXPECT_EQ(h.arenas.span_bytes, span_pages * kGran);
   EXPECT_EQ(h.arenas.span_idle_bytes, 0u) << "every page of p is live";
@@ -826,7 +832,7 @@ TEST(PagerSpans, HeldCountsIdlePagesOfSpansPartlyInUse) {
     const std::size_t live_pages = PagesOf(r, 4 * kMiB);
     h = heap->held();
     EXPECT_EQ(h.arenas.quick_bytes, 0u);
-    EXPECT_EQ(h.arenas.span_stuck_bytes, (kDefaultSpanPages - live_pages) * kGran)
+    EXPECT_EQ(h.arenas.span_stuck_bytes, (heap->span_pages() - live_pages) * kGran)
         << "the idle pages of the one span r covers in part";
     EXPECT_EQ(h.arenas.span_idle_bytes, (span_pages - live_pages) * kGran);
   } else {
@@ -864,7 +870,9 @@ TEST(PagerSpans, AutoMeansWithOffloadOnly) {
 // addresses) moves the rest of its pages and leaves that span on the device, untouched, like
 // its edge pages; its neighbour on the same span keeps every byte.
 TEST(PagerSpans, BlockCoveringPartOfASpanMovesTheRest) {
-  SimAlloc a(1024 * kMiB, 1, OffloadConfig(0, 512 * kMiB));
+  Config cfg = OffloadConfig(0, 512 * kMiB);
+  cfg.span_mib = 32;  // the sizes below are laid out for 32 MiB spans
+  SimAlloc a(1024 * kMiB, 1, cfg);
   prim::Stream s = a.stream();
   void* big = nullptr;
   ASSERT_EQ(a.alloc_on(&big, 192 * kMiB, s), SPILLWAY_OK) << LastError();
