@@ -241,7 +241,9 @@ spillway_status Allocator::allocate(void** out, std::size_t n, int device, prim:
     } else if (cfg_.offload) {
       // Offload on: running out evicts cold blocks first, then tries once more.
       SetQuietOom(true);
+      SetNoDrain(cfg_.offload_drain_last);  // then the pager evicts before the heap waits
       s = c.arena->allocate(n, out);
+      SetNoDrain(false);
       SetQuietOom(false);
       offload::Pager* pg = nullptr;
       if (s == SPILLWAY_ERR_OUT_OF_MEMORY && pager(device, &pg) == SPILLWAY_OK) {
@@ -340,6 +342,7 @@ spillway_status Allocator::pager(int device, offload::Pager** out) {
   if (spillway_status s = pg->init(&err); s != SPILLWAY_OK) return Fail(s, err);
   if (cfg_.offload_return_uses > 0) pg->set_return_uses(cfg_.offload_return_uses);
   if (cfg_.offload_lookahead > 0) pg->set_lookahead(cfg_.offload_lookahead);
+  pg->set_drain_last(cfg_.offload_drain_last);
   // Tracked safety must see every launch, also those of code first run after the launch-hook
   // check (tracker.h).
   if (po.safety == offload::Safety::kTracked) tracker::KeepCuptiLaunchCallbacks();
@@ -550,7 +553,8 @@ std::string Allocator::summary() {
     std::snprintf(buf, sizeof buf,
                   "    held              mapped %.1f MiB (%.1f MiB as spans; cached blocks %.1f "
                   "MiB), idle %.1f MiB (%.1f MiB in spans, %.1f MiB of it in spans partly in use), "
-                  "loose chunks %.1f MiB, loose spans %.1f MiB\n",
+                  "loose chunks %.1f MiB, loose spans %.1f MiB; %" PRIu64
+                  " waits for the GPU to reclaim memory\n",
                   static_cast<double>(held.arenas.mapped_bytes) / mib,
                   static_cast<double>(held.arenas.span_bytes) / mib,
                   static_cast<double>(held.arenas.quick_bytes) / mib,
@@ -558,7 +562,7 @@ std::string Allocator::summary() {
                   static_cast<double>(held.arenas.span_idle_bytes) / mib,
                   static_cast<double>(held.arenas.span_stuck_bytes) / mib,
                   static_cast<double>(held.loose_chunk_bytes) / mib,
-                  static_cast<double>(held.loose_span_bytes) / mib);
+                  static_cast<double>(held.loose_span_bytes) / mib, h->stats().drains());
     r += buf;
     if (offload::Pager* pg = pager_if_any(d)) {
       const offload::PagerCounters& k = pg->counters();

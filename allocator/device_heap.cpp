@@ -13,9 +13,13 @@ namespace spillway {
 
 namespace {
 thread_local bool t_quiet_oom = false;
-}
+thread_local bool t_no_drain = false;
+}  // namespace
 void SetQuietOom(bool quiet) {
   t_quiet_oom = quiet;
+}
+void SetNoDrain(bool no_drain) {
+  t_no_drain = no_drain;
 }
 
 namespace {
@@ -275,7 +279,7 @@ void DeviceHeap::return_spans(const std::vector<prim::PhysHandle>& spans, prim::
 }
 
 std::size_t DeviceHeap::steal_from_others(Arena* self, std::size_t want, bool block,
-                                          std::vector<prim::PhysHandle>* out) {
+                                          std::vector<prim::PhysHandle>* out, bool flush) {
   std::size_t got = 0;
   const int n = n_arenas_.load(std::memory_order_acquire);
   for (int i = 0; i < n && got < want; ++i) {
@@ -283,10 +287,8 @@ std::size_t DeviceHeap::steal_from_others(Arena* self, std::size_t want, bool bl
     if (a == self) continue;
     std::unique_lock<detail::SpinLock> lk(a->mu(), std::try_to_lock);  // never wait: lock order
     if (!lk.owns_lock()) continue;
-    if (block) {
-      a->wait_pending();
-      a->flush_caches();
-    }
+    if (block) a->wait_pending();
+    if (block || flush) a->flush_caches();
     got += a->steal_idle(want - got, block, out);
   }
   return got;
@@ -336,7 +338,17 @@ spillway_status DeviceHeap::acquire_chunks(Arena* self, std::size_t k,
   create_rest();
   if (need() && shed_loose(true, need() * gran_) > 0) create_rest();
   if (need() && shed_idle_spans(self, spans_for(need()), false) > 0) create_rest();
-  if (need()) {  // last resort: wait for the streams, drop every cache, and steal again
+  if (need()) {  // cached blocks dropped, idle pages known done: no wait
+    self->flush_caches();
+    self->steal_idle(need(), false, out);
+    if (need()) steal_from_others(self, need(), false, out, true);
+    if (need() && shed_idle_spans(self, spans_for(need()), false) > 0) create_rest();
+  }
+  // Last resort: wait for the streams and steal again. Not when the pager asks to evict first
+  // (SetNoDrain): its tracked evictions make room with no CPU wait (the copies are ordered on
+  // the GPU), where waiting here stalls the CPU until the GPU drains, and the GPU then idles.
+  if (need() && !t_no_drain) {
+    stats_.on_drain();
     self->wait_pending();
     self->flush_caches();
     self->steal_idle(need(), true, out);

@@ -23,6 +23,10 @@ class TraceWriter;
 // While set on a thread, running out of memory in acquire_chunks neither prints the state
 // report nor counts an OOM: the pager asks first and evicts before the allocation fails.
 void SetQuietOom(bool quiet);
+// While set on a thread, acquire_chunks does not wait for the streams to reclaim freed memory
+// (its last resort): with SPILLWAY_OFFLOAD_DRAIN=last the pager asks first and evicts instead,
+// with no CPU wait, and clears this for its retry after evicting.
+void SetNoDrain(bool no_drain);
 
 class DeviceHeap {
  public:
@@ -49,7 +53,8 @@ class DeviceHeap {
   // Physical chunks for `self` (whose lock the caller holds): loose pool; new chunks within the
   // growth allowance; idle pages of this device whose last use finished; with the compact
   // policy, idle pages of `self` after waiting for their fences; new chunks within the budget;
-  // then waiting for every stream. All or nothing.
+  // then the arenas' cached blocks dropped and their idle pages known done; then, unless told
+  // not to (SetNoDrain: the pager evicts first), waiting for every stream. All or nothing.
   // Chunks from the loose pool may carry tags (return_chunks): self's stream waits for them, or,
   // with `tags_out`, they are handed to the caller instead (who orders its own stream).
   spillway_status acquire_chunks(Arena* self, std::size_t k, std::vector<prim::PhysHandle>* out,
@@ -133,8 +138,10 @@ class DeviceHeap {
   // Tags of pooled memory handed to `self`: to *tags_out, or else `self`'s stream waits for them.
   void hand_tags(Arena* self, const std::vector<prim::Event>& tags,
                  std::vector<prim::Event>* tags_out);
+  // Idle pages of the other arenas (try-locked); `block`: after waiting for their frees and
+  // dropping their caches; `flush`: after dropping their caches only.
   std::size_t steal_from_others(Arena* self, std::size_t want, bool block,
-                                std::vector<prim::PhysHandle>* out);
+                                std::vector<prim::PhysHandle>* out, bool flush = false);
 
   prim::Backend& backend_;
   const int device_;

@@ -28,6 +28,9 @@ class DeviceStats {
   void on_map() { maps_.fetch_add(1, kR); }
   void on_unmap() { unmaps_.fetch_add(1, kR); }
   void on_oom() { ooms_.fetch_add(1, kR); }
+  // The heap's last resort: the CPU waited for the streams to reclaim freed memory.
+  void on_drain() { drains_.fetch_add(1, kR); }
+  std::uint64_t drains() const { return drains_.load(kR); }
   std::uint64_t allocated() const { return allocated_.load(kR); }
   std::uint64_t reserved() const { return reserved_.load(kR); }
   std::uint64_t peak_allocated() const { return peak_allocated_.load(kR); }
@@ -56,7 +59,7 @@ class DeviceStats {
     }
   }
   std::atomic<std::uint64_t> allocated_{0}, peak_allocated_{0}, reserved_{0}, peak_reserved_{0},
-      ooms_{0}, creates_{0}, releases_{0}, maps_{0}, unmaps_{0};
+      ooms_{0}, creates_{0}, releases_{0}, maps_{0}, unmaps_{0}, drains_{0};
 };
 
 // Per-arena counters, written under the arena's lock (no read-modify-write atomics on the hot

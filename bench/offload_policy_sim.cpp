@@ -22,6 +22,8 @@
 // --return-uses X: Pager::set_return_uses (Belady's rule for in-place use).
 // --spans 0|1: SPILLWAY_SPANS (allocator/arena.h; default 1, as with offload).
 // --span-mib M: SPILLWAY_SPAN_MIB (the size of a span; default 8).
+// --drain first|last: SPILLWAY_OFFLOAD_DRAIN (default first). The per-step line counts the
+// times the heap made the CPU wait for the streams to reclaim memory.
 // --temps 1: each optimizer pass also allocates a temporary of P MiB per layer (a foreach
 // operation's result list, as PyTorch's foreach AdamW makes) and frees it after the pass.
 // --per-step 1: the bytes moved to the host in each optimizer step, to see a drift, and the
@@ -68,6 +70,7 @@ struct Args {
   double return_uses = 1.0;
   bool spans = true, temps = false, per_step = false;
   unsigned span_mib = 0;
+  bool drain_last = false;
 };
 
 bool Parse(int argc, char** argv, Args* a) {
@@ -101,6 +104,8 @@ bool Parse(int argc, char** argv, Args* a) {
       a->spans = std::atoi(v) != 0;
     else if (k == "--span-mib")
       a->span_mib = static_cast<unsigned>(std::atoi(v));
+    else if (k == "--drain" && (std::strcmp(v, "first") == 0 || std::strcmp(v, "last") == 0))
+      a->drain_last = std::strcmp(v, "last") == 0;
     else if (k == "--temps")
       a->temps = std::atoi(v) != 0;
     else if (k == "--per-step")
@@ -131,7 +136,8 @@ std::string DriverCalls(const spillway_stats& a, const spillway_stats& b) {
 
 class Sim {
  public:
-  Sim(std::size_t device_memory, std::uint64_t budget, bool spans, unsigned span_mib) {
+  Sim(std::size_t device_memory, std::uint64_t budget, bool spans, unsigned span_mib,
+      bool drain_last) {
     prim::SimOptions o;
     o.device_memory = device_memory;
     o.granularity = 2 * kMiB;
@@ -144,6 +150,7 @@ class Sim {
     c.offload_safety = Config::Safety::kTracked;
     c.spans = spans ? Config::Spans::kOn : Config::Spans::kOff;
     if (span_mib != 0) c.span_mib = span_mib;
+    c.offload_drain_last = drain_last;
     alloc_ = std::make_unique<Allocator>(std::move(b), c);
     alloc_->enable_access_tracking();
     stream_ = sim_->create_stream();
@@ -189,6 +196,11 @@ class Sim {
     alloc_->stats(0, &s);
     return s;
   }
+  // Times the heap's last resort made the CPU wait for the streams (DeviceStats::drains).
+  std::uint64_t drains() {
+    DeviceHeap* h = nullptr;
+    return alloc_->heap(0, &h) == SPILLWAY_OK ? h->stats().drains() : 0;
+  }
 
  private:
   std::uint64_t Stream() const { return reinterpret_cast<std::uint64_t>(stream_); }
@@ -208,14 +220,15 @@ int main(int argc, char** argv) {
                  "usage: offload_policy_sim [--layers L] [--param-mib P] [--act-mib A] "
                  "[--accum K] [--steps S>1] [--ratio R>=1] [--optim-passes F] "
                  "[--foreach-layers T<=L] [--max-over-floor X] [--autocast 0|1] "
-                 "[--return-uses X>0] [--spans 0|1] [--span-mib M] [--temps 0|1] [--per-step 0|1]\n");
+                 "[--return-uses X>0] [--spans 0|1] [--span-mib M] [--drain first|last] [--temps 0|1] "
+                 "[--per-step 0|1]\n");
     return 2;
   }
   const std::size_t L = static_cast<std::size_t>(a.layers);
   const std::size_t P = a.param_mib * kMiB, A = a.act_mib * kMiB;
   const std::uint64_t peak = L * (4 * P + A);  // parameters, gradients, states, activations
   const auto budget = static_cast<std::uint64_t>(static_cast<double>(peak) / a.ratio);
-  Sim sim(2 * peak + 256 * kMiB, budget, a.spans, a.span_mib);
+  Sim sim(2 * peak + 256 * kMiB, budget, a.spans, a.span_mib, a.drain_last);
   std::vector<void*> par(L), grad(L), m(L), v(L), act(L);
   for (std::size_t i = 0; i < L; ++i) {
     par[i] = sim.alloc(P);
@@ -229,8 +242,12 @@ int main(int argc, char** argv) {
   std::uint64_t to0 = 0, from0 = 0, stalls0 = 0, prefetch0 = 0, in_place0 = 0, returns0 = 0;
   std::uint64_t max_reserved = 0, last_to = 0;
   spillway_stats last = sim.stats(), first{};
+  std::uint64_t last_drains = 0, first_drains = 0;
   for (int step = 0; step < a.steps; ++step) {
-    if (step == 1) first = sim.stats();
+    if (step == 1) {
+      first = sim.stats();
+      first_drains = sim.drains();
+    }
     if (step == 1 && sim.pager() != nullptr) {  // the first step is warm-up
       const auto& k = sim.pager()->counters();
       to0 = k.bytes_to_host.load();
@@ -279,15 +296,19 @@ int main(int argc, char** argv) {
     if (a.per_step && sim.pager() != nullptr) {
       const std::uint64_t now = sim.pager()->counters().bytes_to_host.load();
       const spillway_stats s = sim.stats();
-      std::printf("step %d: %.0f MiB to host; %s\n", step,
-                  static_cast<double>(now - last_to) / kMiB, DriverCalls(last, s).c_str());
+      std::printf("step %d: %.0f MiB to host; %s; %llu waits for the GPU\n", step,
+                  static_cast<double>(now - last_to) / kMiB, DriverCalls(last, s).c_str(),
+                  static_cast<unsigned long long>(sim.drains() - last_drains));
       last_to = now;
       last = s;
+      last_drains = sim.drains();
     }
   }
   offload::Pager* pg = sim.pager();
   const double steps = a.steps - 1;
-  std::printf("driver calls after the first step: %s\n", DriverCalls(first, sim.stats()).c_str());
+  std::printf("driver calls after the first step: %s; %llu waits for the GPU\n",
+              DriverCalls(first, sim.stats()).c_str(),
+              static_cast<unsigned long long>(sim.drains() - first_drains));
   const double to = pg ? static_cast<double>(pg->counters().bytes_to_host.load() - to0) / steps : 0;
   const double from =
       pg ? static_cast<double>(pg->counters().bytes_from_host.load() - from0) / steps : 0;

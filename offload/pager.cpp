@@ -534,7 +534,9 @@ spillway_status Pager::host_to_device_locked(Entry& e, prim::Stream s, bool dema
       }
     const auto rest = static_cast<std::size_t>(std::count(span.begin(), span.end(), 0));
     SetQuietOom(true);
+    SetNoDrain(drain_last_ && (!retried || speculative));  // evict first; wait only after that
     if (rest != 0) st = heap_.acquire_chunks(e.arena, rest, &chunks, rest * gran_, &tags);
+    SetNoDrain(false);
     SetQuietOom(false);
     if (st == SPILLWAY_OK) {
       for (std::size_t k = 0, c = 0; k < e.pages; ++k)

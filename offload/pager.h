@@ -119,6 +119,13 @@ class Pager {
     std::lock_guard<std::mutex> lk(mu_);
     lookahead_ = blocks;
   }
+  // Whether the heap may wait for the streams before the pager evicts (false, the default) or
+  // only after (SPILLWAY_OFFLOAD_DRAIN=last; DeviceHeap's SetNoDrain). A tuning hook.
+  void set_drain_last(bool last) {
+    std::lock_guard<std::mutex> lk(mu_);
+    drain_last_ = last;
+  }
+  bool drain_last() const { return drain_last_; }
   // Tracked -> strict, for good (a launch the tracker could not decode): blocks on the host get
   // their VA mapped to the host chunks again. Said once on stderr.
   void go_strict();
@@ -224,6 +231,7 @@ class Pager {
   void learn_and_prefetch_locked(std::uintptr_t p);
   void cancel_eviction_locked(Entry& e, prim::Stream stream);
   int lookahead_ = 4;  // blocks brought back ahead of a demanded one (set_lookahead)
+  bool drain_last_ = false;  // set_drain_last
   std::unordered_map<std::uintptr_t, std::uintptr_t> next_after_;
   std::uintptr_t last_demand_ = 0;
   std::unordered_set<std::uintptr_t> speculated_;  // brought back ahead, not yet asked for

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <random>
 #include <string>
@@ -705,6 +706,53 @@ bool InSpan(SimAlloc& a, std::uintptr_t q) {
 // The mappings one block of n bytes at p makes with one chunk per page.
 std::uint64_t PagesOf(void* p, std::size_t n) {
   return (U(p) + n - 1) / kGran - U(p) / kGran + 1;
+}
+
+// SPILLWAY_OFFLOAD_DRAIN: an allocation on stream t finds no memory but the pages of a block
+// freed on stream s behind a slow kernel. `first` (the default) waits for s (the CPU waits for
+// the GPU: a drain) and reuses them; `last` evicts the cold live block instead, with no wait.
+// Either way every byte of the cold block is kept.
+TEST(Pager, DrainFirstWaitsForFreedMemoryDrainLastEvicts) {
+  for (const bool last : {false, true}) {
+    SCOPED_TRACE(last ? "drain last" : "drain first");
+    Config cfg = OffloadConfig(64 * kMiB, 256 * kMiB);
+    cfg.offload_drain_last = last;
+    SimAlloc a(256 * kMiB, 1, cfg);
+    prim::Stream s = a.stream(), t = a.stream();
+    DeviceHeap* heap = nullptr;
+    ASSERT_EQ(a.alloc->heap(0, &heap), SPILLWAY_OK);
+    void* x = nullptr;  // cold, live
+    void* y = nullptr;  // freed behind a slow kernel
+    ASSERT_EQ(a.alloc_on(&x, 24 * kMiB, s), SPILLWAY_OK) << LastError();
+    ASSERT_EQ(a.alloc_on(&y, 24 * kMiB, s), SPILLWAY_OK) << LastError();
+    Fill(x, 24 * kMiB, 31);
+    std::atomic<bool> slow_done{false};
+    a.sim->enqueue(s, [&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      slow_done = true;
+    });
+    ASSERT_EQ(a.free_on(y, s), SPILLWAY_OK);
+    const std::uint64_t drains0 = heap->stats().drains();
+    Pager* pg = PagerOf(a);
+    const std::uint64_t ev0 = pg->counters().evictions.load();
+    void* z = nullptr;
+    ASSERT_EQ(a.alloc_on(&z, 24 * kMiB, t), SPILLWAY_OK) << LastError();
+    if (last) {
+      EXPECT_EQ(heap->stats().drains(), drains0) << "no CPU wait for the streams";
+      EXPECT_GE(pg->counters().evictions.load(), ev0 + 1) << "the cold block made room";
+      EXPECT_EQ(pg->residency(U(x)), Residency::kHost);
+    } else {
+      EXPECT_GE(heap->stats().drains(), drains0 + 1) << "waited for the slow kernel";
+      EXPECT_TRUE(slow_done.load()) << "the wait outlasted the slow kernel";
+      EXPECT_EQ(pg->counters().evictions.load(), ev0) << "y's pages were reused";
+    }
+    Fill(z, 24 * kMiB, 32);
+    EXPECT_EQ(KernelMismatches(a, s, x, 24 * kMiB, 31), 0u);
+    EXPECT_EQ(KernelMismatches(a, t, z, 24 * kMiB, 32), 0u);
+    ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
+    EXPECT_EQ(a.free_on(z, t), SPILLWAY_OK);
+    EXPECT_EQ(a.free_on(x, s), SPILLWAY_OK);
+  }
 }
 
 // The driver's cost is per mapping (docs/offload.md): a large block is mapped with spans (one
