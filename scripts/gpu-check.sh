@@ -160,7 +160,8 @@ ga_acc=()
 [ -n "${GA_ACCUM:-}" ] && ga_acc=(--accum "$GA_ACCUM")
 if want offload_torch; then
   # PyTorch under a budget: each model unconstrained (preload, no budget), then with the budget at
-  # half its peak reserved memory, offload on and the tracker on (tracked safety).
+  # half its peak reserved memory, offload on and the tracker on (tracked safety), with
+  # --step-stats (outside the timed steps): foreach ga runs in one of two modes (docs/offload.md).
   for model in ${OFFLOAD_MODELS:-ga}; do
     steps=${OFFLOAD_STEPS:-6}
     [ "$model" = ga ] && steps=${GA_STEPS:-$steps}
@@ -173,7 +174,7 @@ if want offload_torch; then
     [ -n "$budget" ] || continue
     step ${model}_budget timeout ${OFFLOAD_TIMEOUT:-300} env SPILLWAY_STATS=1 "$build/spillway" run \
       --budget "$budget" --offload --track -- python3 bench/torch/offload_train.py --model $model "${acc[@]}" \
-      --steps $steps --warmup 2 --json "$out/${model}_budget.json"
+      --steps $steps --warmup 2 --step-stats --json "$out/${model}_budget.json"
     tail -n 4 "$out/${model}_free.log" "$out/${model}_budget.log"
     if [ "$model" = ga ] && [ -n "${GA_FUSED:-}" ]; then
       # ga_fused: the same model with fused AdamW (one pass over the states a step instead of
@@ -185,7 +186,7 @@ if want offload_torch; then
       [ -n "$fb" ] && step ga_fused_budget timeout ${OFFLOAD_TIMEOUT:-300} env SPILLWAY_STATS=1 \
         "$build/spillway" run --budget "$fb" --offload --track -- python3 \
         bench/torch/offload_train.py --model ga "${acc[@]}" --optimizer fused --steps $steps --warmup 2 \
-        --json "$out/ga_fused_budget.json"
+        --step-stats --json "$out/ga_fused_budget.json"
       tail -n 2 "$out/ga_fused_budget.log"
     fi
     if [ "$model" = ga ] && [ -n "${GA_NVME_HOST_LIMIT:-}" ]; then
