@@ -241,9 +241,10 @@ spillway_status Allocator::allocate(void** out, std::size_t n, int device, prim:
     } else if (cfg_.offload) {
       // Offload on: running out evicts cold blocks first, then tries once more.
       SetQuietOom(true);
-      SetNoDrain(cfg_.offload_drain_last);  // then the pager evicts before the heap waits
+      // With SPILLWAY_OFFLOAD_DRAIN=last the pager evicts before the heap waits for the GPU.
+      SetAcquireMode(cfg_.offload_drain_last ? AcquireMode::kNoWait : AcquireMode::kAny);
       s = c.arena->allocate(n, out);
-      SetNoDrain(false);
+      SetAcquireMode(AcquireMode::kAny);
       SetQuietOom(false);
       offload::Pager* pg = nullptr;
       if (s == SPILLWAY_ERR_OUT_OF_MEMORY && pager(device, &pg) == SPILLWAY_OK) {

@@ -13,13 +13,13 @@ namespace spillway {
 
 namespace {
 thread_local bool t_quiet_oom = false;
-thread_local bool t_no_drain = false;
+thread_local AcquireMode t_mode = AcquireMode::kAny;
 }  // namespace
 void SetQuietOom(bool quiet) {
   t_quiet_oom = quiet;
 }
-void SetNoDrain(bool no_drain) {
-  t_no_drain = no_drain;
+void SetAcquireMode(AcquireMode mode) {
+  t_mode = mode;
 }
 
 namespace {
@@ -267,7 +267,7 @@ std::size_t DeviceHeap::acquire_spans(Arena* self, std::size_t m,
       out->push_back(h);
       continue;
     }
-    if (shed_loose(false, sb) < sb) break;
+    if (t_mode == AcquireMode::kFreeOnly || shed_loose(false, sb) < sb) break;
   }
   hand_tags(self, tags, tags_out);
   return out->size() - base;
@@ -336,18 +336,20 @@ spillway_status DeviceHeap::acquire_chunks(Arena* self, std::size_t k,
     }
   };
   create_rest();
-  if (need() && shed_loose(true, need() * gran_) > 0) create_rest();
-  if (need() && shed_idle_spans(self, spans_for(need()), false) > 0) create_rest();
-  if (need()) {  // cached blocks dropped, idle pages known done: no wait
+  if (need() && t_mode == AcquireMode::kFreeOnly) why = "only free memory was to be taken";
+  const bool more = t_mode != AcquireMode::kFreeOnly;  // drop caches, release memory
+  if (more && need() && shed_loose(true, need() * gran_) > 0) create_rest();
+  if (more && need() && shed_idle_spans(self, spans_for(need()), false) > 0) create_rest();
+  if (more && need()) {  // cached blocks dropped, idle pages known done: no wait
     self->flush_caches();
     self->steal_idle(need(), false, out);
     if (need()) steal_from_others(self, need(), false, out, true);
     if (need() && shed_idle_spans(self, spans_for(need()), false) > 0) create_rest();
   }
   // Last resort: wait for the streams and steal again. Not when the pager asks to evict first
-  // (SetNoDrain): its tracked evictions make room with no CPU wait (the copies are ordered on
-  // the GPU), where waiting here stalls the CPU until the GPU drains, and the GPU then idles.
-  if (need() && !t_no_drain) {
+  // (kNoWait): its tracked evictions make room with no CPU wait (the copies are ordered on the
+  // GPU), where waiting here stalls the CPU until the GPU drains, and the GPU then idles.
+  if (need() && t_mode == AcquireMode::kAny) {
     stats_.on_drain();
     self->wait_pending();
     self->flush_caches();

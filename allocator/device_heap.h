@@ -23,10 +23,14 @@ class TraceWriter;
 // While set on a thread, running out of memory in acquire_chunks neither prints the state
 // report nor counts an OOM: the pager asks first and evicts before the allocation fails.
 void SetQuietOom(bool quiet);
-// While set on a thread, acquire_chunks does not wait for the streams to reclaim freed memory
-// (its last resort): with SPILLWAY_OFFLOAD_DRAIN=last the pager asks first and evicts instead,
-// with no CPU wait, and clears this for its retry after evicting.
-void SetNoDrain(bool no_drain);
+// What acquire_chunks / acquire_spans may do on this thread to find memory (the pager sets it
+// with SPILLWAY_OFFLOAD_DRAIN=last): kAny, everything, up to waiting for the streams (the last
+// resort); kNoWait, everything but that wait (the pager evicts first, with no CPU wait, and asks
+// again with kAny); kFreeOnly, only memory that costs nothing to take (loose, new within the
+// budget, idle pages known done): no cached block dropped, nothing released, no wait (a
+// speculative prefetch).
+enum class AcquireMode { kAny, kNoWait, kFreeOnly };
+void SetAcquireMode(AcquireMode mode);
 
 class DeviceHeap {
  public:
@@ -53,8 +57,8 @@ class DeviceHeap {
   // Physical chunks for `self` (whose lock the caller holds): loose pool; new chunks within the
   // growth allowance; idle pages of this device whose last use finished; with the compact
   // policy, idle pages of `self` after waiting for their fences; new chunks within the budget;
-  // then the arenas' cached blocks dropped and their idle pages known done; then, unless told
-  // not to (SetNoDrain: the pager evicts first), waiting for every stream. All or nothing.
+  // then the arenas' cached blocks dropped and their idle pages known done; then waiting for
+  // every stream. All or nothing. SetAcquireMode stops it earlier.
   // Chunks from the loose pool may carry tags (return_chunks): self's stream waits for them, or,
   // with `tags_out`, they are handed to the caller instead (who orders its own stream).
   spillway_status acquire_chunks(Arena* self, std::size_t k, std::vector<prim::PhysHandle>* out,

@@ -525,6 +525,12 @@ spillway_status Pager::host_to_device_locked(Entry& e, prim::Stream s, bool dema
       }
     std::lock_guard<detail::SpinLock> lk(e.arena->mu());
     std::vector<prim::PhysHandle> spans, chunks;
+    // SPILLWAY_OFFLOAD_DRAIN=last: a guess takes only free memory; otherwise evict first (the
+    // retry below) before the heap waits for the GPU.
+    SetAcquireMode(!drain_last_ ? AcquireMode::kAny
+                   : speculative ? AcquireMode::kFreeOnly
+                   : retried     ? AcquireMode::kAny
+                                 : AcquireMode::kNoWait);
     if (!heads.empty() && heap_.spans())
       heap_.acquire_spans(e.arena, heads.size(), &spans, e.pages * gran_, &tags);
     for (std::size_t h = 0; h < spans.size(); ++h)
@@ -534,9 +540,8 @@ spillway_status Pager::host_to_device_locked(Entry& e, prim::Stream s, bool dema
       }
     const auto rest = static_cast<std::size_t>(std::count(span.begin(), span.end(), 0));
     SetQuietOom(true);
-    SetNoDrain(drain_last_ && (!retried || speculative));  // evict first; wait only after that
     if (rest != 0) st = heap_.acquire_chunks(e.arena, rest, &chunks, rest * gran_, &tags);
-    SetNoDrain(false);
+    SetAcquireMode(AcquireMode::kAny);
     SetQuietOom(false);
     if (st == SPILLWAY_OK) {
       for (std::size_t k = 0, c = 0; k < e.pages; ++k)

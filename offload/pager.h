@@ -120,7 +120,8 @@ class Pager {
     lookahead_ = blocks;
   }
   // Whether the heap may wait for the streams before the pager evicts (false, the default) or
-  // only after (SPILLWAY_OFFLOAD_DRAIN=last; DeviceHeap's SetNoDrain). A tuning hook.
+  // only after, and a speculative prefetch takes only free memory (SPILLWAY_OFFLOAD_DRAIN=last;
+  // DeviceHeap's SetAcquireMode). A tuning hook.
   void set_drain_last(bool last) {
     std::lock_guard<std::mutex> lk(mu_);
     drain_last_ = last;

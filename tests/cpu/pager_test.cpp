@@ -755,6 +755,48 @@ TEST(Pager, DrainFirstWaitsForFreedMemoryDrainLastEvicts) {
   }
 }
 
+// DeviceHeap's acquisition modes (SetAcquireMode, set by the pager with
+// SPILLWAY_OFFLOAD_DRAIN=last): with only a cached block (freed, kept for reuse at its size)
+// to take, kFreeOnly (a speculative prefetch) fails and leaves the cache alone; kNoWait drops
+// the cache but does not wait for the streams; kAny gets the memory.
+TEST(Pager, AcquireModesLimitWhatTheHeapTakes) {
+  SimAlloc a(256 * kMiB, 1, OffloadConfig(64 * kMiB, 256 * kMiB));
+  prim::Stream s = a.stream();
+  DeviceHeap* heap = nullptr;
+  ASSERT_EQ(a.alloc->heap(0, &heap), SPILLWAY_OK);
+  void* x = nullptr;
+  void* y = nullptr;
+  ASSERT_EQ(a.alloc_on(&x, 24 * kMiB, s), SPILLWAY_OK) << LastError();
+  ASSERT_EQ(a.alloc_on(&y, 24 * kMiB, s), SPILLWAY_OK) << LastError();
+  ASSERT_EQ(a.free_on(y, s), SPILLWAY_OK);
+  a.sim->synchronize(s);
+  Arena* ar = nullptr;
+  ASSERT_EQ(heap->arena_for(s, false, &ar), SPILLWAY_OK);
+  ASSERT_EQ(ar->summary().quick_bytes, 24 * kMiB) << "y is cached";
+  const std::uint64_t drains0 = heap->stats().drains();
+  std::vector<prim::PhysHandle> got;
+  SetQuietOom(true);
+  {
+    std::lock_guard<detail::SpinLock> lk(ar->mu());
+    SetAcquireMode(AcquireMode::kFreeOnly);
+    EXPECT_EQ(heap->acquire_chunks(ar, 12, &got, 24 * kMiB), SPILLWAY_ERR_OUT_OF_MEMORY);
+    EXPECT_EQ(ar->summary_locked().quick_bytes, 24 * kMiB) << "a guess keeps the cache";
+    SetAcquireMode(AcquireMode::kNoWait);
+    const spillway_status st = heap->acquire_chunks(ar, 12, &got, 24 * kMiB);
+    EXPECT_EQ(ar->summary_locked().quick_bytes, 0u) << "the cache was dropped";
+    EXPECT_EQ(heap->stats().drains(), drains0) << "no wait for the streams";
+    if (st == SPILLWAY_OK) heap->return_chunks(got);
+    SetAcquireMode(AcquireMode::kAny);
+    ASSERT_EQ(heap->acquire_chunks(ar, 12, &got, 24 * kMiB), SPILLWAY_OK) << LastError();
+    EXPECT_EQ(got.size(), 12u);
+    heap->return_chunks(got);
+  }
+  SetQuietOom(false);
+  Fill(x, 24 * kMiB, 41);
+  EXPECT_EQ(KernelMismatches(a, s, x, 24 * kMiB, 41), 0u);
+  EXPECT_EQ(a.free_on(x, s), SPILLWAY_OK);
+}
+
 // The driver's cost is per mapping (docs/offload.md): a large block is mapped with spans (one
 // mapping per aligned 32 MiB), evicted and brought back on spans, every byte kept.
 TEST(PagerSpans, LargeBlockMovesOnSpansWithFewMappings) {
