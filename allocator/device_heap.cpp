@@ -61,8 +61,10 @@ spillway_status DeviceHeap::init(std::uint64_t budget_bytes, bool compact, bool 
   compact_ = compact;
   spans_ = spans;
   if (span_pages < 2 || (span_pages & (span_pages - 1)) != 0)
-    return Fail(SPILLWAY_ERR_CONFIG, "spillway: a span must be a power of two of at least 2 "
-                                     "pages, not " + std::to_string(span_pages));
+    return Fail(SPILLWAY_ERR_CONFIG,
+                "spillway: a span must be a power of two of at least two "
+                "pages, not " +
+                    std::to_string(span_pages));
   span_pages_ = span_pages;
   prim::MemInfo mi;
   prim::Status s = backend_.mem_info(device_, &mi);

@@ -216,12 +216,13 @@ class Sim {
 int main(int argc, char** argv) {
   Args a;
   if (!Parse(argc, argv, &a)) {
-    std::fprintf(stderr,
-                 "usage: offload_policy_sim [--layers L] [--param-mib P] [--act-mib A] "
-                 "[--accum K] [--steps S>1] [--ratio R>=1] [--optim-passes F] "
-                 "[--foreach-layers T<=L] [--max-over-floor X] [--autocast 0|1] "
-                 "[--return-uses X>0] [--spans 0|1] [--span-mib M] [--drain first|last] [--temps 0|1] "
-                 "[--per-step 0|1]\n");
+    std::fprintf(
+        stderr,
+        "usage: offload_policy_sim [--layers L] [--param-mib P] [--act-mib A] "
+        "[--accum K] [--steps S>1] [--ratio R>=1] [--optim-passes F] "
+        "[--foreach-layers T<=L] [--max-over-floor X] [--autocast 0|1] "
+        "[--return-uses X>0] [--spans 0|1] [--span-mib M] [--drain first|last] [--temps 0|1] "
+        "[--per-step 0|1]\n");
     return 2;
   }
   const std::size_t L = static_cast<std::size_t>(a.layers);

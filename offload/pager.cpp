@@ -527,7 +527,7 @@ spillway_status Pager::host_to_device_locked(Entry& e, prim::Stream s, bool dema
     std::vector<prim::PhysHandle> spans, chunks;
     // SPILLWAY_OFFLOAD_DRAIN=last: a guess takes only free memory; otherwise evict first (the
     // retry below) before the heap waits for the GPU.
-    SetAcquireMode(!drain_last_ ? AcquireMode::kAny
+    SetAcquireMode(!drain_last_  ? AcquireMode::kAny
                    : speculative ? AcquireMode::kFreeOnly
                    : retried     ? AcquireMode::kAny
                                  : AcquireMode::kNoWait);

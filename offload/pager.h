@@ -231,7 +231,7 @@ class Pager {
                                         bool retried = false, bool speculative = false);
   void learn_and_prefetch_locked(std::uintptr_t p);
   void cancel_eviction_locked(Entry& e, prim::Stream stream);
-  int lookahead_ = 4;  // blocks brought back ahead of a demanded one (set_lookahead)
+  int lookahead_ = 4;        // blocks brought back ahead of a demanded one (set_lookahead)
   bool drain_last_ = false;  // set_drain_last
   std::unordered_map<std::uintptr_t, std::uintptr_t> next_after_;
   std::uintptr_t last_demand_ = 0;

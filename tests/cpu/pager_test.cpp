@@ -898,7 +898,8 @@ TEST(PagerSpans, HeldCountsIdlePagesOfSpansPartlyInUse) {
   std::size_t span_pages = 0;  // pages of p mapped as spans
   for (std::uintptr_t q = U(p) / kGran * kGran; q < U(p) + n; q += kGran)
     span_pages += InSpan(a, q);
-  ASSERT_GE(span_pages, 2 * heap->span_pages()) << "a 96 MiB block covers at least two aligned spans";
+  ASSERT_GE(span_pages, 2 * heap->span_pages())
+      << "a 96 MiB block covers at least two aligned spans";
   DeviceHeap::Held h = heap->held();
   EXPECT_EQ(h.arenas.span_bytes, span_pages * kGran);
   EXPECT_EQ(h.arenas.span_idle_bytes, 0u) << "every page of p is live";
