@@ -8,6 +8,9 @@
 //   remapping: the driver's calls per page, by physical chunk size (bench/remap_chunk_size.h),
 //              their scaling over threads, and whether they hold
 //              up launches made meanwhile from another thread (bench/launch_remap.h).
+// The pager maps as it does under SPILLWAY_OFFLOAD=1: spans on (SPILLWAY_SPANS=auto), of
+// SPILLWAY_SPAN_MIB (both read from the environment, so an A/B can set them). Up to 1a6c3ad
+// it ran with spans off (one mapping per 2 MiB page), unlike every offload run.
 // Medians of --reps repetitions. Prints a table and writes --json FILE.
 //   offload_bench [--gib 8] [--block-mib 256] [--reps 3] [--nvme-dir DIR] [--nvme-gib 4]
 //                 [--json FILE]
@@ -146,6 +149,18 @@ int main(int argc, char** argv) {
 
   // ---- Spillway: evict to the host tier and prefetch back
   spillway::Config cfg;
+  {  // SPILLWAY_SPANS and SPILLWAY_SPAN_MIB only; auto means on (this allocator runs the pager)
+    spillway::Config env;
+    std::string cerr;
+    if (!spillway::ParseConfig([](const char* n) { return std::getenv(n); }, &env, &cerr)) {
+      std::fprintf(stderr, "offload_bench: %s\n", cerr.c_str());
+      return 2;
+    }
+    cfg.spans = env.spans == spillway::Config::Spans::kOff ? spillway::Config::Spans::kOff
+                                                           : spillway::Config::Spans::kOn;
+    cfg.span_mib = env.span_mib;
+  }
+  const bool spans_on = cfg.spans == spillway::Config::Spans::kOn;
   cfg.host_limit_bytes = nblocks * block + (std::size_t{64} << 20);
   if (!a.nvme_dir.empty()) cfg.nvme_path = a.nvme_dir;
   std::string err;
@@ -365,8 +380,9 @@ int main(int argc, char** argv) {
     SK(alloc->free(p, spillway::FreeMode::kStreamOrdered, s, spillway::trace::Kind::kApiFree));
   CK(cudaStreamSynchronize(s));
 
-  std::printf("offload_bench: %zu blocks of %zu MiB (%.1f GiB), median of %d\n", nblocks,
-              a.block_mib, bytes / (1 << 30), a.reps);
+  std::printf("offload_bench: %zu blocks of %zu MiB (%.1f GiB), median of %d; spans %s\n", nblocks,
+              a.block_mib, bytes / (1 << 30), a.reps,
+              spans_on ? (std::to_string(cfg.span_mib) + " MiB").c_str() : "off");
   std::printf("  %-34s %8.2f GB/s\n", "pinned memcpy device->host", pcie_d2h);
   std::printf("  %-34s %8.2f GB/s  (%.3f of memcpy)\n", "strict: evict (copy+remap)", host_evict,
               host_evict / pcie_d2h);
@@ -407,6 +423,7 @@ int main(int argc, char** argv) {
   if (!a.json.empty()) {
     std::ofstream j(a.json);
     j << "{\"blocks\": " << nblocks << ", \"block_bytes\": " << block << ", \"reps\": " << a.reps
+      << ", \"span_mib\": " << (spans_on ? cfg.span_mib : 0)
       << ",\n \"pcie_gbps\": {\"d2h\": " << pcie_d2h << ", \"h2d\": " << pcie_h2d << "},"
       << "\n \"host_gbps\": {\"evict\": " << host_evict << ", \"prefetch\": " << host_fetch
       << "},\n \"host_gbps_tracked\": {\"evict\": " << Median(evict_tr)

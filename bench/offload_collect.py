@@ -77,7 +77,8 @@ def main():
             "remap_us_per_page_by_threads": bench.get("remap_us_per_page_by_threads"),
             "launch_while_remapping": bench.get("launch_while_remapping"),
             "remap_us_per_2mib_by_chunk_mib": bench.get("remap_us_per_2mib_by_chunk_mib"),
-            "block_bytes": bench["block_bytes"], "blocks": bench["blocks"]}
+            "block_bytes": bench["block_bytes"], "blocks": bench["blocks"],
+            "span_mib": bench.get("span_mib")}  # 0: spans off; absent up to 1a6c3ad (off)
         if "nvme" in bench:
             n = bench["nvme"]
             res["nvme"] = {"nvme_gbps": n["nvme_gbps"], "nvme_raw_gbps": n["nvme_raw_gbps"],
