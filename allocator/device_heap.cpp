@@ -260,7 +260,8 @@ std::size_t DeviceHeap::acquire_spans(Arena* self, std::size_t m,
   if (need()) {  // idle spans of the arenas, whole
     std::vector<prim::PhysHandle> got;
     steal_spans(self, need(), false, &got);
-    if (got.size() < need() && compact_) self->steal_idle_spans(need() - got.size(), true, &got);
+    if (got.size() < need() && compact_ && t_mode == AcquireMode::kAny)
+      self->steal_idle_spans(need() - got.size(), true, &got);
     out->insert(out->end(), got.begin(), got.end());
   }
   while (need()) {  // within the budget, loose chunks released to make room if need be
@@ -323,8 +324,9 @@ spillway_status DeviceHeap::acquire_chunks(Arena* self, std::size_t k,
   }
   if (need()) self->steal_idle(need(), false, out);
   if (need()) steal_from_others(self, need(), false, out);
-  if (need() && compact_) self->steal_idle_waiting(need(), out);
-  if (need() && compact_) {  // the compact policy waits for idle spans too, before growing
+  const bool may_wait = t_mode == AcquireMode::kAny;  // SetAcquireMode
+  if (need() && compact_ && may_wait) self->steal_idle_waiting(need(), out);
+  if (need() && compact_ && may_wait) {  // the compact policy waits for idle spans too
     std::vector<prim::PhysHandle> spans;
     self->steal_idle_spans(spans_for(need()), true, &spans);
     release_spans(spans);
@@ -351,7 +353,7 @@ spillway_status DeviceHeap::acquire_chunks(Arena* self, std::size_t k,
   // Last resort: wait for the streams and steal again. Not when the pager asks to evict first
   // (kNoWait): its tracked evictions make room with no CPU wait (the copies are ordered on the
   // GPU), where waiting here stalls the CPU until the GPU drains, and the GPU then idles.
-  if (need() && t_mode == AcquireMode::kAny) {
+  if (need() && may_wait) {
     stats_.on_drain();
     self->wait_pending();
     self->flush_caches();
