@@ -188,15 +188,7 @@ spillway_status Allocator::heap(int device, DeviceHeap** out) {
     // Spans pay where memory is remapped often: under offload (docs/offload.md).
     const bool spans = cfg_.spans == Config::Spans::kOn ||
                        (cfg_.spans == Config::Spans::kAuto && cfg_.offload);
-    const std::size_t gran = backend_->granularity({prim::LocationKind::kDevice, device});
-    const std::uint64_t span = cfg_.span_mib << 20;
-    if (gran == 0 || span % gran != 0 || span / gran < 2)
-      return Fail(SPILLWAY_ERR_CONFIG,
-                  "spillway: SPILLWAY_SPAN_MIB=" + std::to_string(cfg_.span_mib) +
-                      " is not a multiple of at least two physical pages of device " +
-                      std::to_string(device) + " (" + std::to_string(gran >> 20) + " MiB each)");
-    const auto span_pages = static_cast<std::size_t>(span / gran);
-    spillway_status s = nh->init(0, cfg_.compact, spans, span_pages);
+    spillway_status s = nh->init(0, cfg_.compact, spans, cfg_.span_mib << 20);
     if (s != SPILLWAY_OK) return s;
     std::uint64_t budget = ResolveBudget(cfg_, nh->total_memory());
     if (budget != 0 && budget < nh->granularity())

@@ -6,6 +6,8 @@
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
+#include <initializer_list>
+#include <utility>
 
 namespace spillway {
 
@@ -57,6 +59,21 @@ bool Switch(const GetEnv& getenv, const char* var, const char* off, const char* 
   else return Bad(error, var, v, (std::string(off) + " or " + on).c_str());
   return true;
 }
+// A variable with several spellings, each setting *out to its value; anything else is an error
+// that lists `form`.
+template <class E>
+bool OneOf(const GetEnv& getenv, const char* var,
+           std::initializer_list<std::pair<const char*, E>> names, const char* form, E* out,
+           std::string* error) {
+  const char* v = getenv(var);
+  if (v == nullptr || *v == '\0') return true;
+  for (const auto& [name, value] : names)
+    if (std::string(v) == name) {
+      *out = value;
+      return true;
+    }
+  return Bad(error, var, v, form);
+}
 constexpr const char kBudgetForm[] =
     "bytes with an optional K/M/G/T suffix (e.g. 40G) or a percentage in (0,100] (e.g. 80%)";
 }  // namespace
@@ -75,13 +92,11 @@ bool ParseConfig(const GetEnv& getenv, Config* cfg, std::string* error) {
     }
   }
   if (!Switch(getenv, "SPILLWAY_RESERVE_POLICY", "fast", "compact", &cfg->compact, error)) return false;
-  if (const char* v = getenv("SPILLWAY_SPANS"); v && *v) {
-    const std::string s(v);
-    if (s == "auto") cfg->spans = Config::Spans::kAuto;
-    else if (s == "1") cfg->spans = Config::Spans::kOn;
-    else if (s == "0") cfg->spans = Config::Spans::kOff;
-    else return Bad(error, "SPILLWAY_SPANS", v, "auto, 0 or 1");
-  }
+  using Spans = Config::Spans;
+  if (!OneOf(getenv, "SPILLWAY_SPANS",
+             {{"auto", Spans::kAuto}, {"1", Spans::kOn}, {"0", Spans::kOff}}, "auto, 0 or 1",
+             &cfg->spans, error))
+    return false;
   if (const char* v = getenv("SPILLWAY_SPAN_MIB"); v && *v) {
     long n = 0;
     if (!ParseInt(v, 4, 512, &n) || (n & (n - 1)) != 0)
@@ -138,13 +153,11 @@ bool ParseConfig(const GetEnv& getenv, Config* cfg, std::string* error) {
       return Bad(error, "SPILLWAY_NVME_LIMIT", v, "bytes with an optional K/M/G/T suffix (e.g. 500G)");
   }
   if (!Switch(getenv, "SPILLWAY_NVME_VERIFY", "0", "1", &cfg->nvme_verify, error)) return false;
-  if (const char* v = getenv("SPILLWAY_OFFLOAD_SAFETY"); v && *v) {
-    const std::string s(v);
-    if (s == "auto") cfg->offload_safety = Config::Safety::kAuto;
-    else if (s == "tracked") cfg->offload_safety = Config::Safety::kTracked;
-    else if (s == "strict") cfg->offload_safety = Config::Safety::kStrict;
-    else return Bad(error, "SPILLWAY_OFFLOAD_SAFETY", v, "tracked, strict or auto");
-  }
+  using Safety = Config::Safety;
+  if (!OneOf(getenv, "SPILLWAY_OFFLOAD_SAFETY",
+             {{"auto", Safety::kAuto}, {"tracked", Safety::kTracked}, {"strict", Safety::kStrict}},
+             "tracked, strict or auto", &cfg->offload_safety, error))
+    return false;
   if (const char* v = getenv("SPILLWAY_OFFLOAD_RETURN_USES"); v && *v) {
     char* end = nullptr;
     const double u = std::strtod(v, &end);

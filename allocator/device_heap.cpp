@@ -57,15 +57,9 @@ DeviceHeap::~DeviceHeap() {
 }
 
 spillway_status DeviceHeap::init(std::uint64_t budget_bytes, bool compact, bool spans,
-                                 std::size_t span_pages) {
+                                 std::uint64_t span_bytes) {
   compact_ = compact;
   spans_ = spans;
-  if (span_pages < 2 || (span_pages & (span_pages - 1)) != 0)
-    return Fail(SPILLWAY_ERR_CONFIG,
-                "spillway: a span must be a power of two of at least two "
-                "pages, not " +
-                    std::to_string(span_pages));
-  span_pages_ = span_pages;
   prim::MemInfo mi;
   prim::Status s = backend_.mem_info(device_, &mi);
   if (!s.ok())
@@ -73,6 +67,13 @@ spillway_status DeviceHeap::init(std::uint64_t budget_bytes, bool compact, bool 
                                           std::to_string(device_) + ": " + s.message);
   total_ = mi.total;
   gran_ = backend_.granularity({prim::LocationKind::kDevice, device_});
+  const std::uint64_t pages = gran_ != 0 && span_bytes % gran_ == 0 ? span_bytes / gran_ : 0;
+  if (pages < 2 || (pages & (pages - 1)) != 0)
+    return Fail(SPILLWAY_ERR_CONFIG,
+                "spillway: SPILLWAY_SPAN_MIB=" + std::to_string(span_bytes >> 20) +
+                    " is not a power-of-two multiple of at least two physical pages of device " +
+                    std::to_string(device_) + " (" + std::to_string(gran_ >> 20) + " MiB each)");
+  span_pages_ = static_cast<std::size_t>(pages);
   // Each arena may map the whole device, twice over: VA is cheap.
   arena_va_ = detail::RoundUp(2 * total_ + gran_, gran_);
   budget_.store(budget_bytes);

@@ -43,10 +43,10 @@ class DeviceHeap {
 
   // Reads device size and granularity and applies the budget (0 = none) and the reserve
   // policy (Config::compact).
-  // `spans`: map aligned groups of `span_pages` pages with spans (Config::spans, span_mib; a
-  // power of two of at least 2 pages).
+  // `spans`: map aligned groups of pages of `span_bytes` with spans (Config::spans, span_mib;
+  // a power-of-two multiple of at least two pages, else SPILLWAY_ERR_CONFIG).
   spillway_status init(std::uint64_t budget_bytes, bool compact, bool spans,
-                       std::size_t span_pages);
+                       std::uint64_t span_bytes);
   bool spans() const { return spans_; }
 
   // The arena of a stream (created on first use), or the synchronous arena.

@@ -433,8 +433,7 @@ spillway_status Pager::swap_locked(Entry& e, const prim::PhysHandle* in, bool ho
   // the pager's lock keeps its free out). Their cost is per mapping, not per byte (on the H200
   // ~17 us to unmap and ~25 us to grant access, whether 2 MiB or 128 MiB): a span is one
   // mapping of the heap's span_pages() pages. Unmap what is there (one call when all of it is
-  // mapped), map
-  // the new handles, then grant the device access per run of mapped pages.
+  // mapped), map the new handles, then grant the device access per run of mapped pages.
   auto unit = [&](const std::uint8_t* sp, std::size_t k) {  // pages of the mapping at page k
     return sp != nullptr && sp[k] != 0 ? heap_.span_pages() : std::size_t{1};
   };

@@ -126,7 +126,6 @@ class Pager {
     std::lock_guard<std::mutex> lk(mu_);
     drain_last_ = last;
   }
-  bool drain_last() const { return drain_last_; }
   // Tracked -> strict, for good (a launch the tracker could not decode): blocks on the host get
   // their VA mapped to the host chunks again. Said once on stderr.
   void go_strict();

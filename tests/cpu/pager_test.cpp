@@ -871,6 +871,22 @@ TEST(PagerSpans, SpanSizeIsASetting) {
   EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
 }
 
+// A span must be at least two physical pages: with 8 MiB pages, SPILLWAY_SPAN_MIB=8 is refused
+// with a configuration error that names the variable, at the first allocation.
+TEST(PagerSpans, SpanOfOnePageIsAConfigurationError) {
+  prim::SimOptions o;
+  o.device_memory = 256 * kMiB;
+  o.granularity = 8 * kMiB;
+  Config cfg = OffloadConfig(0, 64 * kMiB);
+  cfg.span_mib = 8;
+  Allocator al(std::make_unique<prim::SimBackend>(o), cfg);
+  DeviceHeap* heap = nullptr;
+  EXPECT_EQ(al.heap(0, &heap), SPILLWAY_ERR_CONFIG);
+  const std::string err = LastError();
+  EXPECT_NE(err.find("SPILLWAY_SPAN_MIB=8"), std::string::npos) << err;
+  EXPECT_NE(err.find("8 MiB each"), std::string::npos) << err;
+}
+
 // SPILLWAY_SPANS=0: one mapping per 2 MiB page, in the arena and when the pager brings a block
 // back; nothing else changes.
 TEST(PagerSpans, OffMapsOneChunkPerPage) {
