@@ -712,8 +712,9 @@ std::uint64_t PagesOf(void* p, std::size_t n) {
 // freed on stream s behind a slow kernel. `first` (the default) waits for s (the CPU waits for
 // the GPU: a drain) and reuses them; `last` evicts the cold live block instead, and returns
 // before the slow kernel ends, with the compact reserve policy too (whose own waits, for the
-// requesting arena's frees, this scenario does not reach). Tracked safety, as under PyTorch with --track (a strict
-// eviction fences every stream: a wait of its own). Every byte of the cold block is kept.
+// requesting arena's frees, this scenario does not reach). Tracked safety, as under PyTorch with
+// --track (a strict eviction fences every stream: a wait of its own). Every byte of the cold block
+// is kept.
 TEST(Pager, DrainFirstWaitsForFreedMemoryDrainLastEvicts) {
   for (const int variant : {0, 1, 2}) {
     const bool last = variant != 0;
