@@ -232,21 +232,13 @@ spillway_status Allocator::allocate(void** out, std::size_t n, int device, prim:
                    std::to_string(cap) + " bytes");
     } else if (cfg_.offload) {
       // Offload on: running out evicts cold blocks first, then tries once more.
-      // SPILLWAY_OFFLOAD_DRAIN: whether the heap may wait for the GPU before the pager evicts
-      // (first), only after it evicted (last), or after it evicted what is cold (cold).
-      using Drain = Config::Drain;
-      const Drain drain = cfg_.offload_drain;
       SetQuietOom(true);
-      SetAcquireMode(drain == Drain::kFirst ? AcquireMode::kAny : AcquireMode::kNoWait);
+      // With SPILLWAY_OFFLOAD_DRAIN=last the pager evicts before the heap waits for the GPU.
+      SetAcquireMode(cfg_.offload_drain_last ? AcquireMode::kNoWait : AcquireMode::kAny);
       s = c.arena->allocate(n, out);
       SetAcquireMode(AcquireMode::kAny);
-      offload::Pager* pg = nullptr;
-      if (s == SPILLWAY_ERR_OUT_OF_MEMORY && drain == Drain::kCold &&
-          pager(device, &pg) == SPILLWAY_OK) {
-        pg->make_room(n + h->granularity(), 0, true);
-        s = c.arena->allocate(n, out);
-      }
       SetQuietOom(false);
+      offload::Pager* pg = nullptr;
       if (s == SPILLWAY_ERR_OUT_OF_MEMORY && pager(device, &pg) == SPILLWAY_OK) {
         pg->make_room(n + h->granularity(), 0);
         s = c.arena->allocate(n, out);
@@ -343,7 +335,7 @@ spillway_status Allocator::pager(int device, offload::Pager** out) {
   if (spillway_status s = pg->init(&err); s != SPILLWAY_OK) return Fail(s, err);
   if (cfg_.offload_return_uses > 0) pg->set_return_uses(cfg_.offload_return_uses);
   if (cfg_.offload_lookahead > 0) pg->set_lookahead(cfg_.offload_lookahead);
-  pg->set_drain(cfg_.offload_drain);
+  pg->set_drain_last(cfg_.offload_drain_last);
   // Tracked safety must see every launch, also those of code first run after the launch-hook
   // check (tracker.h).
   if (po.safety == offload::Safety::kTracked) tracker::KeepCuptiLaunchCallbacks();

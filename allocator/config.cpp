@@ -171,10 +171,7 @@ bool ParseConfig(const GetEnv& getenv, Config* cfg, std::string* error) {
       return Bad(error, "SPILLWAY_OFFLOAD_LOOKAHEAD", v, "an integer in 1..256");
     cfg->offload_lookahead = static_cast<int>(n);
   }
-  using Drain = Config::Drain;
-  if (!OneOf(getenv, "SPILLWAY_OFFLOAD_DRAIN",
-             {{"first", Drain::kFirst}, {"last", Drain::kLast}, {"cold", Drain::kCold}},
-             "first, last or cold", &cfg->offload_drain, error))
+  if (!Switch(getenv, "SPILLWAY_OFFLOAD_DRAIN", "first", "last", &cfg->offload_drain_last, error))
     return false;
   if (!Switch(getenv, "SPILLWAY_BACKEND", "cuda", "sim", &cfg->use_sim, error)) return false;
   if (const char* v = getenv("SPILLWAY_SIM_DEVICES"); v && *v) {

@@ -74,14 +74,12 @@ struct Config {
   // SPILLWAY_OFFLOAD_LOOKAHEAD: blocks of the learned order brought back ahead of a demanded one
   // (Pager::set_lookahead). A tuning knob for benchmarks (0 = the pager's default, 4).
   int offload_lookahead = 0;
-  // SPILLWAY_OFFLOAD_DRAIN=first|last|cold: when the pager needs device memory, `first` (the
-  // default, measured on the H200) lets the heap wait for the streams to finish freed memory
-  // before the pager evicts; `last` makes the pager evict first (tracked evictions make no CPU
-  // wait) and wait only if that did not make room; `cold` evicts first only blocks not needed
-  // again within half an iteration (the longest period the tracker saw), then waits, then evicts
-  // the rest. With `last` and `cold` a speculative prefetch takes only free memory. A tuning knob
-  // (docs/offload.md has the measurements).
-  enum class Drain { kFirst, kLast, kCold } offload_drain = Drain::kFirst;
+  // SPILLWAY_OFFLOAD_DRAIN=first|last: when the pager needs device memory, `first` (the default,
+  // measured on the H200) lets the heap wait for the streams to finish freed memory before the
+  // pager evicts; `last` makes the pager evict first (tracked evictions make no CPU wait) and
+  // wait only if that did not make room, and never for a speculative prefetch. A tuning knob
+  // for benchmarks: `last` is not yet measured on the GPU (docs/offload.md).
+  bool offload_drain_last = false;
   // SPILLWAY_BACKEND=cuda|sim. sim runs on the CPU simulator (tests, replay).
   bool use_sim = false;
   // SPILLWAY_SIM_DEVICES, SPILLWAY_SIM_DEVICE_MEMORY: shape of the simulator.

@@ -22,7 +22,7 @@
 // --return-uses X: Pager::set_return_uses (Belady's rule for in-place use).
 // --spans 0|1: SPILLWAY_SPANS (allocator/arena.h; default 1, as with offload).
 // --span-mib M: SPILLWAY_SPAN_MIB (the size of a span; default 8).
-// --drain first|last|cold: SPILLWAY_OFFLOAD_DRAIN (default first). The per-step line counts the
+// --drain first|last: SPILLWAY_OFFLOAD_DRAIN (default first). The per-step line counts the
 // times the heap made the CPU wait for the streams to reclaim memory.
 // --temps 1: each optimizer pass also allocates a temporary of P MiB per layer (a foreach
 // operation's result list, as PyTorch's foreach AdamW makes) and frees it after the pass.
@@ -70,7 +70,7 @@ struct Args {
   double return_uses = 1.0;
   bool spans = true, temps = false, per_step = false;
   unsigned span_mib = 0;
-  Config::Drain drain = Config::Drain::kFirst;
+  bool drain_last = false;
 };
 
 bool Parse(int argc, char** argv, Args* a) {
@@ -104,12 +104,8 @@ bool Parse(int argc, char** argv, Args* a) {
       a->spans = std::atoi(v) != 0;
     else if (k == "--span-mib")
       a->span_mib = static_cast<unsigned>(std::atoi(v));
-    else if (k == "--drain" && std::strcmp(v, "first") == 0)
-      a->drain = Config::Drain::kFirst;
-    else if (k == "--drain" && std::strcmp(v, "last") == 0)
-      a->drain = Config::Drain::kLast;
-    else if (k == "--drain" && std::strcmp(v, "cold") == 0)
-      a->drain = Config::Drain::kCold;
+    else if (k == "--drain" && (std::strcmp(v, "first") == 0 || std::strcmp(v, "last") == 0))
+      a->drain_last = std::strcmp(v, "last") == 0;
     else if (k == "--temps")
       a->temps = std::atoi(v) != 0;
     else if (k == "--per-step")
@@ -141,7 +137,7 @@ std::string DriverCalls(const spillway_stats& a, const spillway_stats& b) {
 class Sim {
  public:
   Sim(std::size_t device_memory, std::uint64_t budget, bool spans, unsigned span_mib,
-      Config::Drain drain) {
+      bool drain_last) {
     prim::SimOptions o;
     o.device_memory = device_memory;
     o.granularity = 2 * kMiB;
@@ -154,7 +150,7 @@ class Sim {
     c.offload_safety = Config::Safety::kTracked;
     c.spans = spans ? Config::Spans::kOn : Config::Spans::kOff;
     if (span_mib != 0) c.span_mib = span_mib;
-    c.offload_drain = drain;
+    c.offload_drain_last = drain_last;
     alloc_ = std::make_unique<Allocator>(std::move(b), c);
     alloc_->enable_access_tracking();
     stream_ = sim_->create_stream();
@@ -225,7 +221,7 @@ int main(int argc, char** argv) {
         "usage: offload_policy_sim [--layers L] [--param-mib P] [--act-mib A] "
         "[--accum K] [--steps S>1] [--ratio R>=1] [--optim-passes F] "
         "[--foreach-layers T<=L] [--max-over-floor X] [--autocast 0|1] "
-        "[--return-uses X>0] [--spans 0|1] [--span-mib M] [--drain first|last|cold] [--temps 0|1] "
+        "[--return-uses X>0] [--spans 0|1] [--span-mib M] [--drain first|last] [--temps 0|1] "
         "[--per-step 0|1]\n");
     return 2;
   }
@@ -233,7 +229,7 @@ int main(int argc, char** argv) {
   const std::size_t P = a.param_mib * kMiB, A = a.act_mib * kMiB;
   const std::uint64_t peak = L * (4 * P + A);  // parameters, gradients, states, activations
   const auto budget = static_cast<std::uint64_t>(static_cast<double>(peak) / a.ratio);
-  Sim sim(2 * peak + 256 * kMiB, budget, a.spans, a.span_mib, a.drain);
+  Sim sim(2 * peak + 256 * kMiB, budget, a.spans, a.span_mib, a.drain_last);
   std::vector<void*> par(L), grad(L), m(L), v(L), act(L);
   for (std::size_t i = 0; i < L; ++i) {
     par[i] = sim.alloc(P);

@@ -502,11 +502,11 @@ void Pager::return_device(const std::vector<prim::PhysHandle>& hs,
 }
 
 spillway_status Pager::host_to_device_locked(Entry& e, prim::Stream s, bool demand, bool fenced,
-                                             int round, bool speculative) {
+                                             bool retried, bool speculative) {
   const std::uint64_t t0 = MonotonicNs();
   finish_fast_eviction_locked(e.move);  // its VA is about to be remapped
   // The host pages are about to be unmapped: no queued work may still read them.
-  if (e.mapped && !fenced && round == 0)
+  if (e.mapped && !fenced && !retried)
     if (spillway_status st = fence_cpu_locked(e, nullptr, false); st != SPILLWAY_OK) return st;
   // Spans for the aligned groups of span_pages() pages inside the block (one mapping each), chunks
   // for the other pages and for groups the heap has no span for.
@@ -524,12 +524,12 @@ spillway_status Pager::host_to_device_locked(Entry& e, prim::Stream s, bool dema
       }
     std::lock_guard<detail::SpinLock> lk(e.arena->mu());
     std::vector<prim::PhysHandle> spans, chunks;
-    // SPILLWAY_OFFLOAD_DRAIN=last|cold: a guess takes only free memory; otherwise evict first
-    // (all victims, or the cold ones: the retries below) before the heap waits for the GPU.
-    SetAcquireMode(drain_ == Config::Drain::kFirst ? AcquireMode::kAny
-                   : speculative                   ? AcquireMode::kFreeOnly
-                   : round > 0                     ? AcquireMode::kAny
-                                                   : AcquireMode::kNoWait);
+    // SPILLWAY_OFFLOAD_DRAIN=last: a guess takes only free memory; otherwise evict first (the
+    // retry below) before the heap waits for the GPU.
+    SetAcquireMode(!drain_last_  ? AcquireMode::kAny
+                   : speculative ? AcquireMode::kFreeOnly
+                   : retried     ? AcquireMode::kAny
+                                 : AcquireMode::kNoWait);
     if (!heads.empty() && heap_.spans())
       heap_.acquire_spans(e.arena, heads.size(), &spans, e.pages * gran_, &tags);
     for (std::size_t h = 0; h < spans.size(); ++h)
@@ -554,14 +554,13 @@ spillway_status Pager::host_to_device_locked(Entry& e, prim::Stream s, bool dema
     if (st != SPILLWAY_OK) return_device(dev, span);
   }
   if (st == SPILLWAY_ERR_OUT_OF_MEMORY && speculative) return Fail(st, "no room to prefetch");
-  if (st == SPILLWAY_ERR_OUT_OF_MEMORY && round < 2) {  // make room: cold victims, then any
-    const bool cold = drain_ == Config::Drain::kCold && round == 0;
+  if (st == SPILLWAY_ERR_OUT_OF_MEMORY && !retried) {  // make room, once
     // The evictions may need host chunks: this block's must not spill to NVMe meanwhile.
     const std::uintptr_t outer = no_spill_;
     no_spill_ = e.p;
-    make_room_locked(e.pages * gran_, e.p, cold);
+    make_room_locked(e.pages * gran_, e.p);
     no_spill_ = outer;
-    return host_to_device_locked(e, s, demand, fenced, cold ? 1 : 2, speculative);
+    return host_to_device_locked(e, s, demand, fenced, true, speculative);
   }
   if (st == SPILLWAY_ERR_OUT_OF_MEMORY) {
     const std::string msg = "spillway: no device memory to bring " + Hex(e.p) + " back (" +

@@ -32,7 +32,6 @@
 #include <vector>
 
 #include "allocator/arena.h"
-#include "allocator/config.h"
 #include "allocator/prim/backend.h"
 #include "offload/host_pool.h"
 #include "offload/nvme_store.h"
@@ -120,13 +119,12 @@ class Pager {
     std::lock_guard<std::mutex> lk(mu_);
     lookahead_ = blocks;
   }
-  // When the heap may wait for the streams to finish freed memory, against the pager evicting
-  // (SPILLWAY_OFFLOAD_DRAIN, Config::Drain): first (before any eviction), last (after), cold
-  // (after the evictions of blocks not needed within half an iteration, before the others). With
-  // last and cold a speculative prefetch takes only free memory (DeviceHeap's SetAcquireMode).
-  void set_drain(Config::Drain drain) {
+  // Whether the heap may wait for the streams before the pager evicts (false, the default) or
+  // only after, and a speculative prefetch takes only free memory (SPILLWAY_OFFLOAD_DRAIN=last;
+  // DeviceHeap's SetAcquireMode). A tuning hook.
+  void set_drain_last(bool last) {
     std::lock_guard<std::mutex> lk(mu_);
-    drain_ = drain;
+    drain_last_ = last;
   }
   // Tracked -> strict, for good (a launch the tracker could not decode): blocks on the host get
   // their VA mapped to the host chunks again. Said once on stderr.
@@ -143,7 +141,7 @@ class Pager {
   // Evicts cold blocks (tracker: least recently used first; otherwise largest first; advice
   // kEvictFirst before all, kKeepOnDevice never) until `bytes` of device memory were given back
   // to the heap's pool, waiting for the copies. Returns the bytes freed.
-  std::uint64_t make_room(std::uint64_t bytes, std::uintptr_t except, bool cold_only = false);
+  std::uint64_t make_room(std::uint64_t bytes, std::uintptr_t except);
   // Completes the moves whose copies finished (non-blocking) / every move (blocking).
   void poll();
   spillway_status synchronize();
@@ -228,13 +226,12 @@ class Pager {
   void count_nvme_move(const Entry& e, bool to_nvme, std::uint64_t t0);
   // `fenced`: the caller already made sure no queued work reads the host pages.
   // `speculative`: a guess (learn_and_prefetch_locked): no eviction to make room, nobody waits.
-  // `round`: 0 the first try; 1 after cold evictions (drain cold); 2 after make_room.
   spillway_status host_to_device_locked(Entry& e, prim::Stream s, bool demand, bool fenced = false,
-                                        int round = 0, bool speculative = false);
+                                        bool retried = false, bool speculative = false);
   void learn_and_prefetch_locked(std::uintptr_t p);
   void cancel_eviction_locked(Entry& e, prim::Stream stream);
-  int lookahead_ = 4;  // blocks brought back ahead of a demanded one (set_lookahead)
-  Config::Drain drain_ = Config::Drain::kFirst;  // set_drain
+  int lookahead_ = 4;        // blocks brought back ahead of a demanded one (set_lookahead)
+  bool drain_last_ = false;  // set_drain_last
   std::unordered_map<std::uintptr_t, std::uintptr_t> next_after_;
   std::uintptr_t last_demand_ = 0;
   std::unordered_set<std::uintptr_t> speculated_;  // brought back ahead, not yet asked for
@@ -269,10 +266,7 @@ class Pager {
   void return_device(const std::vector<prim::PhysHandle>& hs, const std::vector<std::uint8_t>& span,
                      prim::Event tag = nullptr);
   spillway_status offload_locked(std::uintptr_t p, const Geometry& g, trace::Tier to, bool wait);
-  // `cold_only`: only advised victims and those not needed within half the longest period of
-  // any candidate (half an iteration; none before a period is known), SPILLWAY_OFFLOAD_DRAIN=cold.
-  std::uint64_t make_room_locked(std::uint64_t bytes, std::uintptr_t except,
-                                 bool cold_only = false);
+  std::uint64_t make_room_locked(std::uint64_t bytes, std::uintptr_t except);
   void complete_locked(Move& m);
   void poll_locked(bool block);
   // The fast eviction `move` of a block still copying out of the block's VA (about to be

@@ -143,17 +143,17 @@ void Pager::learn_and_prefetch_locked(std::uintptr_t p) {
     if (it == entries_.end() || it->second.state != Residency::kHost || it->second.in_place)
       continue;
     Entry& e = it->second;
-    if (host_to_device_locked(e, nullptr, false, false, 0, true) != SPILLWAY_OK) break;
+    if (host_to_device_locked(e, nullptr, false, false, false, true) != SPILLWAY_OK) break;
     e.state = Residency::kDevice;  // arriving; still marked away until a launch names it
     entries_.erase(it);
     speculated_.insert(q);
   }
 }
 
-std::uint64_t Pager::make_room(std::uint64_t bytes, std::uintptr_t except, bool cold_only) {
+std::uint64_t Pager::make_room(std::uint64_t bytes, std::uintptr_t except) {
   std::lock_guard<std::mutex> lk(mu_);
   poll_locked(false);
-  return make_room_locked(bytes, except, cold_only);
+  return make_room_locked(bytes, except);
 }
 
 std::vector<Pager::Victim> Pager::victims_locked(std::uintptr_t except, std::uint64_t* newest_out) {
@@ -225,17 +225,10 @@ bool Pager::wanted_back_locked(const tracker::BlockSummary& s, std::uint64_t byt
   return false;  // not enough to evict: it stays where it lies
 }
 
-std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except, bool cold_only) {
+std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except) {
   victim_order_.clear();  // residency changes below
   std::uint64_t newest = 0;
   std::vector<Victim> cands = victims_locked(except, &newest);
-  if (cold_only) {  // SPILLWAY_OFFLOAD_DRAIN=cold: not needed again within half an iteration
-    std::uint64_t iteration = 0;
-    for (const Victim& c : cands) iteration = std::max(iteration, c.sum.longest_period);
-    const std::int64_t horizon =
-        iteration == 0 ? INT64_MAX : static_cast<std::int64_t>(iteration / 2);
-    std::erase_if(cands, [&](const Victim& c) { return !c.first && c.dist < horizon; });
-  }
   // Tracked mode: a victim whose last use is known done (progress fences) is evicted without any
   // wait: its chunks go to the heap at once, tagged with the copy. So is one whose uses are all
   // enqueued (the issued watermark), with its copy ordered after them on the GPU: the CPU does

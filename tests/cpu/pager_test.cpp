@@ -720,7 +720,7 @@ TEST(Pager, DrainFirstWaitsForFreedMemoryDrainLastEvicts) {
     const bool last = variant != 0;
     SCOPED_TRACE(variant == 0 ? "drain first" : variant == 1 ? "drain last" : "last, compact");
     Config cfg = TrackedSim::Tracked(OffloadConfig(64 * kMiB, 256 * kMiB));
-    cfg.offload_drain = last ? Config::Drain::kLast : Config::Drain::kFirst;
+    cfg.offload_drain_last = last;
     cfg.compact = variant == 2;
     SimAlloc a(256 * kMiB, 1, cfg);
     a.alloc->enable_access_tracking();
@@ -764,62 +764,6 @@ TEST(Pager, DrainFirstWaitsForFreedMemoryDrainLastEvicts) {
     ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
     EXPECT_EQ(a.free_on(z, t), SPILLWAY_OK);
     EXPECT_EQ(a.free_on(x, s), SPILLWAY_OK);
-  }
-}
-
-// SPILLWAY_OFFLOAD_DRAIN=cold: the same scenario, with the live block w used once per
-// "iteration" (every ~120 operations). Just after its use, its next use is most of an iteration
-// away: it is evicted without a wait, as with `last`. Late in the iteration (its next use less
-// than half an iteration away) it stays, and the heap waits for the freed block instead, as with
-// `first`. Every byte of w is kept either way.
-TEST(Pager, DrainColdEvictsOnlyBlocksNotNeededWithinHalfAnIteration) {
-  for (const bool late : {false, true}) {
-    SCOPED_TRACE(late ? "w needed soon" : "w needed in most of an iteration");
-    Config cfg = TrackedSim::Tracked(OffloadConfig(64 * kMiB, 256 * kMiB));
-    cfg.offload_drain = Config::Drain::kCold;
-    SimAlloc a(256 * kMiB, 1, cfg);
-    a.alloc->enable_access_tracking();
-    prim::Stream s = a.stream(), t = a.stream();
-    DeviceHeap* heap = nullptr;
-    ASSERT_EQ(a.alloc->heap(0, &heap), SPILLWAY_OK);
-    void *w = nullptr, *other = nullptr, *y = nullptr, *z = nullptr;
-    ASSERT_EQ(a.alloc_on(&w, 24 * kMiB, s), SPILLWAY_OK) << LastError();
-    ASSERT_EQ(a.alloc_on(&other, 4 * kMiB, s), SPILLWAY_OK) << LastError();  // advances time
-    Fill(w, 24 * kMiB, 41);
-    for (int iteration = 0; iteration < 4; ++iteration) {
-      SimLaunch(a, w, s);
-      for (int i = 0; i < 120; ++i) SimLaunch(a, other, s);
-    }
-    SimLaunch(a, w, s);
-    for (int i = 0; i < (late ? 90 : 10); ++i) SimLaunch(a, other, s);
-    ASSERT_EQ(a.alloc_on(&y, 24 * kMiB, s), SPILLWAY_OK) << LastError();
-    std::atomic<bool> slow_done{false};
-    a.sim->enqueue(s, [&] {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1000));
-      slow_done = true;
-    });
-    ASSERT_EQ(a.free_on(y, s), SPILLWAY_OK);
-    const std::uint64_t drains0 = heap->stats().drains();
-    Pager* pg = PagerOf(a);
-    const std::uint64_t ev0 = pg->counters().fast_evictions.load();
-    ASSERT_EQ(a.alloc_on(&z, 24 * kMiB, t), SPILLWAY_OK) << LastError();
-    if (late) {
-      EXPECT_GE(heap->stats().drains(), drains0 + 1) << "waited for the slow kernel";
-      EXPECT_TRUE(slow_done.load()) << "the wait outlasted the slow kernel";
-      EXPECT_EQ(pg->counters().fast_evictions.load(), ev0) << "y's pages were reused";
-      EXPECT_EQ(pg->residency(U(w)), Residency::kDevice);
-    } else {
-      EXPECT_FALSE(slow_done.load()) << "returned before the slow kernel ended: no wait";
-      EXPECT_EQ(heap->stats().drains(), drains0) << "no CPU wait for the streams";
-      EXPECT_GE(pg->counters().fast_evictions.load(), ev0 + 1) << "w made room";
-      EXPECT_EQ(pg->residency(U(w)), Residency::kHost);
-    }
-    SimWrite(a, z, 24 * kMiB, 42, t, false);
-    EXPECT_EQ(SimReadMismatches(a, w, 24 * kMiB, 41, s, false), 0u);
-    EXPECT_EQ(SimReadMismatches(a, z, 24 * kMiB, 42, t, false), 0u);
-    ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
-    for (void* p : {z}) EXPECT_EQ(a.free_on(p, t), SPILLWAY_OK);
-    for (void* p : {w, other}) EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
   }
 }
 
