@@ -83,7 +83,9 @@ def main():
               f"{d['unmap_count']}; to host {d['o_bytes_to_host'] / 2**30:.2f} GiB, from host "
               f"{d['o_bytes_from_host'] / 2**30:.2f} GiB; stalls {d['o_stalls']} "
               f"({d['o_stall_ns'] / 1e9:.3f} s), remap {d['o_remap_ns'] / 1e9:.3f} s; "
-              + (held[0] if held else ""), flush=True)
+              f"evictions {d['o_evictions']} fetches {d['o_fetches']} prefetches "
+              f"{d['o_prefetches']} in place {d['o_in_place']} (returns "
+              f"{d['o_in_place_returns']}); " + (held[0] if held else ""), flush=True)
 
     losses, step_s = [], []
     for step in range(args.steps):
