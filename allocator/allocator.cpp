@@ -334,7 +334,7 @@ spillway_status Allocator::pager(int device, offload::Pager** out) {
   auto pg = std::make_unique<offload::Pager>(*h, po);
   if (spillway_status s = pg->init(&err); s != SPILLWAY_OK) return Fail(s, err);
   if (cfg_.offload_return_uses > 0) pg->set_return_uses(cfg_.offload_return_uses);
-  if (cfg_.offload_lookahead > 0) pg->set_lookahead(cfg_.offload_lookahead);
+  if (cfg_.offload_lookahead >= 0) pg->set_lookahead(cfg_.offload_lookahead);
   pg->set_drain_last(cfg_.offload_drain_last);
   // Tracked safety must see every launch, also those of code first run after the launch-hook
   // check (tracker.h).

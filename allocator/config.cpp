@@ -167,8 +167,8 @@ bool ParseConfig(const GetEnv& getenv, Config* cfg, std::string* error) {
   }
   if (const char* v = getenv("SPILLWAY_OFFLOAD_LOOKAHEAD"); v && *v) {
     long n = 0;
-    if (!ParseInt(v, 1, 256, &n))
-      return Bad(error, "SPILLWAY_OFFLOAD_LOOKAHEAD", v, "an integer in 1..256");
+    if (!ParseInt(v, 0, 256, &n))
+      return Bad(error, "SPILLWAY_OFFLOAD_LOOKAHEAD", v, "an integer in 0..256 (0: no prefetching)");
     cfg->offload_lookahead = static_cast<int>(n);
   }
   if (!Switch(getenv, "SPILLWAY_OFFLOAD_DRAIN", "first", "last", &cfg->offload_drain_last, error))

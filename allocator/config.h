@@ -72,8 +72,9 @@ struct Config {
   // blocks evicted for it are needed. A tuning knob for benchmarks (0 = the pager's default).
   double offload_return_uses = 0;
   // SPILLWAY_OFFLOAD_LOOKAHEAD: blocks of the learned order brought back ahead of a demanded one
-  // (Pager::set_lookahead). A tuning knob for benchmarks (0 = the pager's default, 4).
-  int offload_lookahead = 0;
+  // (Pager::set_lookahead; 0: no prefetching). A tuning knob for benchmarks (-1 = the pager's
+  // default, 4).
+  int offload_lookahead = -1;
   // SPILLWAY_OFFLOAD_DRAIN=last|first: when the pager needs device memory, `last` (the default)
   // makes the pager evict first (tracked evictions make no CPU wait) and lets the heap wait for
   // the streams to finish freed memory only if that did not make room, and never for a

@@ -113,7 +113,8 @@ class Pager {
     std::lock_guard<std::mutex> lk(mu_);
     return_uses_ = uses;
   }
-  // How many blocks of the learned order are brought back ahead of a demanded one (default 4).
+  // How many blocks of the learned order are brought back ahead of a demanded one (default 4;
+  // 0: none).
   // A tuning hook for benchmarks, like set_return_uses.
   void set_lookahead(int blocks) {
     std::lock_guard<std::mutex> lk(mu_);
@@ -230,7 +231,7 @@ class Pager {
                                         bool retried = false, bool speculative = false);
   void learn_and_prefetch_locked(std::uintptr_t p);
   void cancel_eviction_locked(Entry& e, prim::Stream stream);
-  int lookahead_ = 4;        // blocks brought back ahead of a demanded one (set_lookahead)
+  int lookahead_ = 4;       // blocks brought back ahead of a demanded one (set_lookahead)
   bool drain_last_ = true;  // set_drain_last (SPILLWAY_OFFLOAD_DRAIN; default last)
   std::unordered_map<std::uintptr_t, std::uintptr_t> next_after_;
   std::uintptr_t last_demand_ = 0;

@@ -261,8 +261,8 @@ TEST(Config, ParseConfigRejectsMalformed) {
   ExpectRejected("SPILLWAY_OFFLOAD_SAFETY", "loose", "tracked, strict or auto");
   for (const char* v : {"0", "-1", "three", "3x", "1e9", "nan"})
     ExpectRejected("SPILLWAY_OFFLOAD_RETURN_USES", v, "a number in (0, 1000]");
-  for (const char* v : {"0", "-1", "257", "four", "4x", "1.5"})
-    ExpectRejected("SPILLWAY_OFFLOAD_LOOKAHEAD", v, "an integer in 1..256");
+  for (const char* v : {"-1", "257", "four", "4x", "1.5"})
+    ExpectRejected("SPILLWAY_OFFLOAD_LOOKAHEAD", v, "an integer in 0..256 (0: no prefetching)");
   for (const char* v : {"0", "1", "early", "FIRST"})
     ExpectRejected("SPILLWAY_OFFLOAD_DRAIN", v, "first or last");
   for (const char* v : {"0", "2", "3", "24", "1024", "-32", "32M", "x"})
@@ -314,7 +314,10 @@ TEST(Config, OffloadSettings) {
   EXPECT_EQ(def.offload_safety, Config::Safety::kAuto);
   EXPECT_FALSE(def.offload);
   EXPECT_EQ(def.offload_return_uses, 0.0) << "default: the pager's own factor";
-  EXPECT_EQ(def.offload_lookahead, 0) << "default: the pager's own depth";
+  EXPECT_EQ(def.offload_lookahead, -1) << "default: the pager's own depth";
+  e.vars = {{"SPILLWAY_OFFLOAD_LOOKAHEAD", "0"}};
+  ASSERT_TRUE(ParseConfig(e.fn(), &cfg, &err)) << err;
+  EXPECT_EQ(cfg.offload_lookahead, 0) << "0: no prefetching";
 }
 
 TEST(Config, ReservePolicy) {

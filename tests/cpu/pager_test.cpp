@@ -1221,37 +1221,42 @@ TEST_F(PagerNvme, LaunchKeepsTheHostPagesItUsesInPlace) {
 // Tracked mode learns the order in which launches ask for evicted blocks and brings the next
 // ones back ahead (with free memory): the second pass over the same blocks stalls once.
 TEST(PagerTracked, LearnedOrderPrefetchesAhead) {
-  TrackedSim a(512 * kMiB, 0, 256 * kMiB);
-  prim::Stream s = a.stream();
-  std::vector<void*> blocks(6);
-  for (std::size_t i = 0; i < blocks.size(); ++i) {
-    ASSERT_EQ(a.alloc_on(&blocks[i], 8 * kMiB, s), SPILLWAY_OK);
-    Fill(blocks[i], 8 * kMiB, 500 + i);
-  }
-  Pager* pg = PagerOf(a);
-  for (int pass = 0; pass < 2; ++pass) {
-    for (void* p : blocks) ASSERT_EQ(pg->offload(U(p), trace::kTierHost, true), SPILLWAY_OK);
-    const std::uint64_t stalls0 = pg->counters().stalls.load();
-    for (std::size_t i = 0; i < blocks.size(); ++i) {  // "kernels" read them in order
-      SimLaunch(a, blocks[i], s);
-      std::atomic<std::size_t> bad{1};
-      const void* p = blocks[i];
-      a.sim->enqueue(s, [&bad, p, i] { bad = Mismatches(p, 8 * kMiB, 500 + i); });
-      a.sim->synchronize(s);
-      EXPECT_EQ(bad.load(), 0u) << "pass " << pass << " block " << i;
+  for (const int lookahead : {4, 0}) {  // 0: SPILLWAY_OFFLOAD_LOOKAHEAD=0, no prefetching
+    SCOPED_TRACE("lookahead " + std::to_string(lookahead));
+    TrackedSim a(512 * kMiB, 0, 256 * kMiB);
+    prim::Stream s = a.stream();
+    std::vector<void*> blocks(6);
+    for (std::size_t i = 0; i < blocks.size(); ++i) {
+      ASSERT_EQ(a.alloc_on(&blocks[i], 8 * kMiB, s), SPILLWAY_OK);
+      Fill(blocks[i], 8 * kMiB, 500 + i);
     }
-    const std::uint64_t stalls = pg->counters().stalls.load() - stalls0;
-    if (pass == 0) {
-      EXPECT_EQ(stalls, blocks.size());  // nothing learned yet
-    } else {
-      EXPECT_EQ(stalls, 1u) << "only the first block: each use brings the next 4 back ahead";
+    Pager* pg = PagerOf(a);
+    pg->set_lookahead(lookahead);
+    for (int pass = 0; pass < 2; ++pass) {
+      for (void* p : blocks) ASSERT_EQ(pg->offload(U(p), trace::kTierHost, true), SPILLWAY_OK);
+      const std::uint64_t stalls0 = pg->counters().stalls.load();
+      for (std::size_t i = 0; i < blocks.size(); ++i) {  // "kernels" read them in order
+        SimLaunch(a, blocks[i], s);
+        std::atomic<std::size_t> bad{1};
+        const void* p = blocks[i];
+        a.sim->enqueue(s, [&bad, p, i] { bad = Mismatches(p, 8 * kMiB, 500 + i); });
+        a.sim->synchronize(s);
+        EXPECT_EQ(bad.load(), 0u) << "pass " << pass << " block " << i;
+      }
+      const std::uint64_t stalls = pg->counters().stalls.load() - stalls0;
+      if (pass == 0 || lookahead == 0) {
+        EXPECT_EQ(stalls, blocks.size());  // nothing learned yet, or no prefetching
+      } else {
+        EXPECT_EQ(stalls, 1u) << "only the first block: each use brings the next 4 back ahead";
+      }
     }
+    const std::uint64_t ahead = lookahead == 0 ? 0 : blocks.size() - 1;
+    EXPECT_EQ(pg->counters().prefetches.load(), ahead);
+    EXPECT_EQ(pg->counters().prefetch_hits.load(), ahead);
+    ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
+    for (void* p : blocks) EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
+    EXPECT_EQ(pg->host_pool().in_use_bytes(), 0u);
   }
-  EXPECT_EQ(pg->counters().prefetches.load(), blocks.size() - 1);
-  EXPECT_EQ(pg->counters().prefetch_hits.load(), blocks.size() - 1);
-  ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
-  for (void* p : blocks) EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
-  EXPECT_EQ(pg->host_pool().in_use_bytes(), 0u);
 }
 
 // The victim is the block needed last (Belady's rule by each block's period), not the least
