@@ -28,7 +28,7 @@ prim::Stream const kSyncKey = reinterpret_cast<prim::Stream>(~std::uintptr_t{0})
 
 // Handles (0: none) into a loose pool, each with `tag`; the caller holds the heap's lock.
 void PushLoose(const std::vector<prim::PhysHandle>& hs, prim::Event tag,
-               std::vector<prim::PhysHandle>* pool, std::vector<prim::Event>* tags) {
+               std::deque<prim::PhysHandle>* pool, std::deque<prim::Event>* tags) {
   for (prim::PhysHandle h : hs) {
     if (h == 0) continue;
     pool->push_back(h);
@@ -165,11 +165,11 @@ std::uint64_t DeviceHeap::shed_loose(bool spans, std::uint64_t bytes) {
     std::lock_guard<std::mutex> lk(mu_);
     auto& pool = spans ? loose_spans_ : loose_;
     auto& ptag = spans ? loose_span_tag_ : loose_tag_;
-    while (!pool.empty() && hs.size() * unit < bytes) {
-      hs.push_back(pool.back());
-      tags.push_back(ptag.back());
-      pool.pop_back();
-      ptag.pop_back();
+    while (!pool.empty() && hs.size() * unit < bytes) {  // oldest first: least to wait for
+      hs.push_back(pool.front());
+      tags.push_back(ptag.front());
+      pool.pop_front();
+      ptag.pop_front();
     }
   }
   // A tagged handle is still read by a copy through another mapping: the driver would keep its
@@ -242,11 +242,11 @@ std::size_t DeviceHeap::acquire_spans(Arena* self, std::size_t m,
   std::vector<prim::Event> tags;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    while (out->size() - base < m && !loose_spans_.empty()) {
-      tags.push_back(loose_span_tag_.back());
-      out->push_back(loose_spans_.back());
-      loose_spans_.pop_back();
-      loose_span_tag_.pop_back();
+    while (out->size() - base < m && !loose_spans_.empty()) {  // oldest first
+      tags.push_back(loose_span_tag_.front());
+      out->push_back(loose_spans_.front());
+      loose_spans_.pop_front();
+      loose_span_tag_.pop_front();
     }
   }
   auto need = [&] { return m - (out->size() - base); };
@@ -306,11 +306,11 @@ spillway_status DeviceHeap::acquire_chunks(Arena* self, std::size_t k,
   std::vector<prim::Event> tags(k, nullptr);  // of the chunks taken from the loose pool
   {
     std::lock_guard<std::mutex> lk(mu_);
-    while (out->size() < k && !loose_.empty()) {
-      tags[out->size()] = loose_tag_.back();
-      out->push_back(loose_.back());
-      loose_.pop_back();
-      loose_tag_.pop_back();
+    while (out->size() < k && !loose_.empty()) {  // oldest first
+      tags[out->size()] = loose_tag_.front();
+      out->push_back(loose_.front());
+      loose_.pop_front();
+      loose_tag_.pop_front();
     }
   }
   auto need = [&] { return k - out->size(); };
@@ -368,9 +368,9 @@ spillway_status DeviceHeap::acquire_chunks(Arena* self, std::size_t k,
   }
   {
     std::lock_guard<std::mutex> lk(mu_);
-    for (std::size_t i = 0; i < out->size(); ++i) {
-      loose_.push_back((*out)[i]);
-      loose_tag_.push_back(i < tags.size() ? tags[i] : nullptr);
+    for (std::size_t i = out->size(); i-- > 0;) {  // back where they were: oldest at the front
+      loose_.push_front((*out)[i]);
+      loose_tag_.push_front(i < tags.size() ? tags[i] : nullptr);
     }
   }
   out->clear();

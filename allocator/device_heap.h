@@ -5,6 +5,7 @@
 
 #include <array>
 #include <atomic>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -162,10 +163,13 @@ class DeviceHeap {
   mutable std::mutex mu_;  // arenas_ growth, loose_
   std::array<std::unique_ptr<Arena>, kMaxArenas> arenas_;
   std::atomic<int> n_arenas_{0};
-  std::vector<prim::PhysHandle> loose_;
-  std::vector<prim::Event> loose_tag_;  // parallel to loose_ (nullptr: none)
-  std::vector<prim::PhysHandle> loose_spans_;
-  std::vector<prim::Event> loose_span_tag_;  // parallel to loose_spans_
+  // Loose pools, oldest at the front: memory is taken (and released) oldest first, so that a
+  // block coming back gets memory whose eviction copy was queued earliest (done, or ahead on the
+  // eviction stream), not the one being queued now: its copy then need not wait for that one.
+  std::deque<prim::PhysHandle> loose_;
+  std::deque<prim::Event> loose_tag_;  // parallel to loose_ (nullptr: none)
+  std::deque<prim::PhysHandle> loose_spans_;
+  std::deque<prim::Event> loose_span_tag_;  // parallel to loose_spans_
 };
 
 }  // namespace spillway

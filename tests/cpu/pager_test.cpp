@@ -767,6 +767,57 @@ TEST(Pager, DrainFirstWaitsForFreedMemoryDrainLastEvicts) {
   }
 }
 
+// The heap's loose pool hands out its oldest memory first: a block coming back then gets
+// memory whose eviction copy was queued earliest (done, or ahead on the eviction stream), not
+// the memory of the eviction being queued for it, whose copy its own would have to wait for
+// (the two directions of the link never at once, measured on the H200).
+TEST(Pager, LoosePoolHandsOutOldestMemoryFirst) {
+  SimAlloc a(256 * kMiB, 1, OffloadConfig(64 * kMiB, 256 * kMiB));
+  prim::Stream s = a.stream();
+  DeviceHeap* heap = nullptr;
+  ASSERT_EQ(a.alloc->heap(0, &heap), SPILLWAY_OK);
+  Arena* ar = nullptr;
+  ASSERT_EQ(heap->arena_for(s, false, &ar), SPILLWAY_OK);
+  prim::Event older = nullptr, newer = nullptr;
+  ASSERT_TRUE(a.sim->event_create(0, &older).ok());
+  ASSERT_TRUE(a.sim->event_create(0, &newer).ok());
+  ASSERT_TRUE(a.sim->event_record(0, older, s).ok());
+  ASSERT_TRUE(a.sim->event_record(0, newer, s).ok());
+  std::vector<prim::PhysHandle> first, second, got;
+  std::vector<prim::Event> tags;
+  {
+    std::lock_guard<detail::SpinLock> lk(ar->mu());
+    ASSERT_EQ(heap->acquire_chunks(ar, 4, &first, 8 * kMiB), SPILLWAY_OK) << LastError();
+    ASSERT_EQ(heap->acquire_chunks(ar, 4, &second, 8 * kMiB), SPILLWAY_OK) << LastError();
+  }
+  heap->return_chunks(first, older);   // an eviction queued earlier
+  heap->return_chunks(second, newer);  // the one queued now
+  {
+    std::lock_guard<detail::SpinLock> lk(ar->mu());
+    ASSERT_EQ(heap->acquire_chunks(ar, 4, &got, 8 * kMiB, &tags), SPILLWAY_OK) << LastError();
+  }
+  EXPECT_EQ(got, first) << "the oldest loose chunks first";
+  EXPECT_EQ(tags, std::vector<prim::Event>{older}) << "and only their copy to wait for";
+  heap->return_chunks(got);
+  got.clear();
+  tags.clear();
+  {
+    std::lock_guard<detail::SpinLock> lk(ar->mu());
+    ASSERT_EQ(heap->acquire_chunks(ar, 4, &got, 8 * kMiB, &tags), SPILLWAY_OK) << LastError();
+  }
+  EXPECT_EQ(got, second) << "then the next oldest (a chunk given back goes to the back)";
+  EXPECT_EQ(tags, std::vector<prim::Event>{newer});
+  heap->return_chunks(got);
+  a.sim->synchronize(s);
+  {
+    std::lock_guard<detail::SpinLock> lk(ar->mu());
+    ASSERT_EQ(heap->acquire_chunks(ar, 8, &got, 16 * kMiB, &tags), SPILLWAY_OK) << LastError();
+  }
+  heap->return_chunks(got);  // untagged now: the events may go
+  EXPECT_TRUE(a.sim->event_destroy(older).ok());
+  EXPECT_TRUE(a.sim->event_destroy(newer).ok());
+}
+
 // DeviceHeap's acquisition modes (SetAcquireMode, set by the pager with
 // SPILLWAY_OFFLOAD_DRAIN=last): with only a cached block (freed, kept for reuse at its size)
 // to take, kFreeOnly (a speculative prefetch) fails and leaves the cache alone; kNoWait drops
