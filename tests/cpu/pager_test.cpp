@@ -88,6 +88,12 @@ Pager* PagerOf(SimAlloc& a) {
   return pg;
 }
 
+DeviceHeap* HeapOf(SimAlloc& a) {
+  DeviceHeap* heap = nullptr;
+  EXPECT_EQ(a.alloc->heap(0, &heap), SPILLWAY_OK) << LastError();
+  return heap;
+}
+
 std::uintptr_t U(void* p) {
   return reinterpret_cast<std::uintptr_t>(p);
 }
@@ -531,11 +537,12 @@ std::size_t SimReadMismatches(SimAlloc& a, void* p, std::size_t n, std::uint64_t
 // `scale` > 1: blocks, budget and host tier that many times larger, so that blocks cover whole
 // spans (arena.h) and move on them.
 void Randomized(const std::string& nvme_dir, bool tracked, std::size_t host_limit = 256 * kMiB,
-                std::size_t scale = 1) {
+                std::size_t scale = 1, bool drain_last = false) {
   const std::size_t budget = 96 * kMiB * scale;
   host_limit *= scale;
   const bool spilling = host_limit < 64 * kMiB;
   Config cfg = OffloadConfig(budget, host_limit, nvme_dir);
+  cfg.offload_drain_last = drain_last;
   if (tracked) cfg.offload_safety = Config::Safety::kTracked;
   SimAlloc a(512 * kMiB * scale, 1, cfg);
   if (tracked) a.alloc->enable_access_tracking();
@@ -677,6 +684,15 @@ TEST_F(PagerNvme, RandomizedOperationsLoseNothingWithAFullHostTierTracked) {
 TEST(Pager, RandomizedOperationsLoseNothingWithoutNvme) {
   Randomized("", false);
 }
+// KNOWN BUG, disabled so that CI stays deterministic: with SPILLWAY_OFFLOAD_DRAIN=last this run
+// failed in 11 of 169 runs (timing: how far the simulated streams got). An explicit prefetch of an
+// 8 MiB block finds the budget full of blocks that each cover 8 MiB spans only in part (none can
+// move: "spans no whole page") and idle pages inside such spans (none can be taken), so the block
+// cannot come back. With `first` (the default) 91 runs of 91 passed. Run it
+// with --gtest_also_run_disabled_tests --gtest_repeat=40 (docs/offload.md).
+TEST(Pager, DISABLED_RandomizedOperationsLoseNothingDrainLast) {
+  Randomized("", false, 256 * kMiB, 1, true);
+}
 TEST(PagerSpans, RandomizedLargeBlocksLoseNothing) {
   Randomized("", false, 256 * kMiB, 4);
 }
@@ -725,8 +741,8 @@ TEST(Pager, DrainFirstWaitsForFreedMemoryDrainLastEvicts) {
     SimAlloc a(256 * kMiB, 1, cfg);
     a.alloc->enable_access_tracking();
     prim::Stream s = a.stream(), t = a.stream();
-    DeviceHeap* heap = nullptr;
-    ASSERT_EQ(a.alloc->heap(0, &heap), SPILLWAY_OK);
+    DeviceHeap* heap = HeapOf(a);
+    ASSERT_NE(heap, nullptr);
     void* x = nullptr;  // cold, live
     void* y = nullptr;  // freed behind a slow kernel
     ASSERT_EQ(a.alloc_on(&x, 24 * kMiB, s), SPILLWAY_OK) << LastError();
@@ -774,8 +790,8 @@ TEST(Pager, DrainFirstWaitsForFreedMemoryDrainLastEvicts) {
 TEST(Pager, LoosePoolHandsOutOldestMemoryFirst) {
   SimAlloc a(256 * kMiB, 1, OffloadConfig(64 * kMiB, 256 * kMiB));
   prim::Stream s = a.stream();
-  DeviceHeap* heap = nullptr;
-  ASSERT_EQ(a.alloc->heap(0, &heap), SPILLWAY_OK);
+  DeviceHeap* heap = HeapOf(a);
+  ASSERT_NE(heap, nullptr);
   Arena* ar = nullptr;
   ASSERT_EQ(heap->arena_for(s, false, &ar), SPILLWAY_OK);
   prim::Event older = nullptr, newer = nullptr;
@@ -825,8 +841,8 @@ TEST(Pager, LoosePoolHandsOutOldestMemoryFirst) {
 TEST(Pager, AcquireModesLimitWhatTheHeapTakes) {
   SimAlloc a(256 * kMiB, 1, OffloadConfig(64 * kMiB, 256 * kMiB));
   prim::Stream s = a.stream();
-  DeviceHeap* heap = nullptr;
-  ASSERT_EQ(a.alloc->heap(0, &heap), SPILLWAY_OK);
+  DeviceHeap* heap = HeapOf(a);
+  ASSERT_NE(heap, nullptr);
   void* x = nullptr;
   void* y = nullptr;
   ASSERT_EQ(a.alloc_on(&x, 24 * kMiB, s), SPILLWAY_OK) << LastError();
@@ -896,8 +912,8 @@ TEST(PagerSpans, SpanSizeIsASetting) {
   Config cfg = OffloadConfig(0, 512 * kMiB);
   SimAlloc a(1024 * kMiB, 1, cfg);
   prim::Stream s = a.stream();
-  DeviceHeap* heap = nullptr;
-  ASSERT_EQ(a.alloc->heap(0, &heap), SPILLWAY_OK);
+  DeviceHeap* heap = HeapOf(a);
+  ASSERT_NE(heap, nullptr);
   EXPECT_EQ(heap->span_pages(), 4u);
   EXPECT_EQ(heap->span_bytes(), 8 * kMiB);
   const std::uint64_t maps0 = a.stats().map_count;
@@ -968,8 +984,8 @@ TEST(PagerSpans, OffMapsOneChunkPerPage) {
 TEST(PagerSpans, HeldCountsIdlePagesOfSpansPartlyInUse) {
   SimAlloc a(1024 * kMiB, 1, OffloadConfig(0, 512 * kMiB));
   prim::Stream s = a.stream();
-  DeviceHeap* heap = nullptr;
-  ASSERT_EQ(a.alloc->heap(0, &heap), SPILLWAY_OK);
+  DeviceHeap* heap = HeapOf(a);
+  ASSERT_NE(heap, nullptr);
   const std::size_t span = heap->span_bytes();
   void* p = nullptr;
   const std::size_t n = 96 * kMiB;
