@@ -563,7 +563,8 @@ std::string Allocator::summary() {
       std::snprintf(buf, sizeof buf,
                     "    offload           host %.1f MiB, nvme %.1f MiB now; %" PRIu64
                     " evictions (%" PRIu64 " with no CPU wait, %" PRIu64
-                    " of them ordered after queued work), %" PRIu64 " fetches (%" PRIu64
+                    " of them ordered after queued work, %" PRIu64
+                    " taking the rest of a span), %" PRIu64 " fetches (%" PRIu64
                     " prefetches, %" PRIu64
                     " stalls, %.1f ms stalled), %" PRIu64 " cancelled, %" PRIu64 " errors\n"
                     "    traffic           to host %.1f MiB, from host %.1f MiB, to nvme %.1f "
@@ -572,7 +573,7 @@ std::string Allocator::summary() {
                     " brought back instead); safety %s\n",
                     static_cast<double>(pg->host_bytes()) / mib,
                     static_cast<double>(pg->nvme_bytes()) / mib, ld(k.evictions),
-                    ld(k.fast_evictions), ld(k.ordered_evictions), ld(k.fetches),
+                    ld(k.fast_evictions), ld(k.ordered_evictions), ld(k.widened), ld(k.fetches),
                     ld(k.prefetches), ld(k.stalls), static_cast<double>(ld(k.stall_ns)) / 1e6,
                     ld(k.cancelled), ld(k.errors), static_cast<double>(ld(k.bytes_to_host)) / mib,
                     static_cast<double>(ld(k.bytes_from_host)) / mib,

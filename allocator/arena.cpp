@@ -489,6 +489,10 @@ spillway_status Arena::free_large(std::uintptr_t p, FreeMode mode, prim::Stream 
                                               "inside a block)");
   const LargeBlock b = *it;
   large_.erase(p);
+  // Bytes claimed for the pager's moves: no GPU work uses them (the freed block's own bytes
+  // follow the stream order below).
+  if (b.claim_lo != 0) release_extent(p - b.claim_lo, b.claim_lo, 0);
+  if (b.claim_hi != 0) release_extent(p + b.size, b.claim_hi, 0);
   heap_.stats().on_free(b.requested);
   counters_.on_free(b.size - b.requested);
   if (mode == FreeMode::kStreamOrdered && stream == stream_ && !sync_) {
@@ -632,7 +636,67 @@ spillway_status Arena::set_pages_locked(std::uintptr_t block, std::uintptr_t a, 
   for (std::int32_t i = page_of(block), e = page_of(block + b->size - 1); i <= e; ++i)
     holes = holes || pages_[i].handle == 0;
   b->holes = holes;
+  if (b->claim_lo != 0 || b->claim_hi != 0) {  // back on device memory: the claims go
+    bool device = true;
+    for (std::int32_t i = page_of(block - b->claim_lo),
+                      e = page_of(block + b->size + b->claim_hi - 1);
+         i <= e && device; ++i)
+      device = pages_[i].handle != 0 && !pages_[i].host;
+    if (device) unclaim_locked(block);
+  }
   return SPILLWAY_OK;
+}
+
+void Arena::unclaim_locked(std::uintptr_t block) {
+  LargeBlock* b = large_.find(block);
+  if (b == nullptr) return;
+  if (b->claim_lo != 0) release_extent(block - b->claim_lo, b->claim_lo, 0);
+  if (b->claim_hi != 0) release_extent(block + b->size, b->claim_hi, 0);
+  b->claim_lo = b->claim_hi = 0;
+}
+
+void Arena::widen_to_spans_locked(std::uintptr_t block, std::uintptr_t* first, std::uintptr_t* last,
+                                  bool* after_stream) {
+  LargeBlock* b = large_.find(block);
+  if (b == nullptr || span_pages_ < 2) return;
+  unclaim_locked(block);
+  poll_page_fences();
+  const std::uintptr_t end = block + b->size, sb = gran_ * span_pages_;
+  // A page of the rest of the span may go with the block: mapped on the device as that span,
+  // with no live bytes but the block's own. Bytes freed there whose work may still run were
+  // freed in this arena's stream order (other frees stay live until their fences complete).
+  bool pending = false;
+  auto movable = [&](std::uintptr_t a) {
+    const Page& pg = pages_[page_of(a)];
+    const std::uintptr_t lo = std::max(a, block), hi = std::min(a + gran_, end);
+    const std::size_t own = hi > lo ? hi - lo : 0;
+    return pg.handle != 0 && pg.span && !pg.host && pg.slab == nullptr && pg.live == own;
+  };
+  auto all_movable = [&](std::uintptr_t a, std::uintptr_t z) {
+    for (std::uintptr_t q = a; q < z; q += gran_)
+      if (!movable(q)) return false;
+    for (std::uintptr_t q = a; q < z; q += gran_)
+      pending = pending || pages_[page_of(q)].free_seq >= done_seq_;
+    return true;
+  };
+  // The span of the block's first page, from its head to the first whole page (the block's
+  // edge page included).
+  const std::uintptr_t lo_page = block / gran_ * gran_, head = lo_page / sb * sb;
+  if (head < *first && pages_[page_of(lo_page)].span && all_movable(head, *first) &&
+      free_.remove(head, block - head)) {
+    if (block > head) add_live(head, block - head);
+    b->claim_lo = block - head;
+    *first = head;
+  }
+  // The span of its last page, from the end of its last whole page to the span's end.
+  const std::uintptr_t hi_page = (end - 1) / gran_ * gran_, tail = (hi_page / sb + 1) * sb;
+  if (tail > *last && pages_[page_of(hi_page)].span && all_movable(*last, tail) &&
+      free_.remove(end, tail - end)) {
+    if (tail > end) add_live(end, tail - end);
+    b->claim_hi = tail - end;
+    *last = tail;
+  }
+  *after_stream = pending && !sync_;
 }
 
 Arena::Summary Arena::summary() {

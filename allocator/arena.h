@@ -92,6 +92,17 @@ class Arena {
   bool page_in_span_locked(std::uintptr_t a) const {
     return contains(a) && pages_[page_of(a)].span;
   }
+  // Widens [*first, *last), the whole pages of the live large block `block`, to the bounds of
+  // the spans it covers in part (a span is unmapped whole) where nothing else lives on the rest
+  // of the span and every free there is done. The free bytes of those pages are claimed for the
+  // block (no allocation takes them) until its pages are all mapped to device memory again
+  // (set_pages_locked), unclaim_locked, or its free. A side that cannot widen stays as it is.
+  // Releases the block's earlier claims first: call it only while the block is on the device.
+  // *after_stream: some of those bytes were freed in this arena's stream order and their work
+  // may still run; the move must be ordered after the arena's stream (before its unmap).
+  void widen_to_spans_locked(std::uintptr_t block, std::uintptr_t* first, std::uintptr_t* last,
+                             bool* after_stream);
+  void unclaim_locked(std::uintptr_t block);
   std::size_t span_bytes() const { return gran_ * span_pages_; }
   std::size_t span_pages() const { return span_pages_; }
   // Records that the pager mapped in[0..n) (0: nothing; `host`: host chunks, which the arena
@@ -124,6 +135,8 @@ class Arena {
     std::size_t size = 0;       // rounded
     std::size_t requested = 0;  // asked for
     bool holes = false;         // the pager left some of its pages unmapped
+    std::size_t claim_lo = 0;   // free bytes claimed just below the block (widen_to_spans_locked)
+    std::size_t claim_hi = 0;   // and just above it
   };
   struct Pending {
     std::uintptr_t p;

@@ -160,17 +160,20 @@ spillway_status Pager::unmap_pages_locked(Entry& e) {
   return swap_locked(e, zeros.data(), false, &old);
 }
 
-spillway_status Pager::geometry(std::uintptr_t p, Geometry* g) {
+spillway_status Pager::geometry(std::uintptr_t p, Geometry* g, bool widen) {
   Arena* a = heap_.find(p);
   if (a == nullptr) return not_owned(p);
   std::size_t size = 0;
+  bool after_arena = false;
   std::uintptr_t first = 0, last = 0;  // the whole pages; a span covered in part stays, as
-                                       // edge pages do
+                                       // edge pages do, unless the block can take all of it
   {
     std::lock_guard<detail::SpinLock> lk(a->mu());
     size = a->large_size_locked(p);
     first = (p + gran_ - 1) / gran_ * gran_;
     last = (p + size) / gran_ * gran_;
+    if (widen && size != 0 && heap_.spans())
+      a->widen_to_spans_locked(p, &first, &last, &after_arena);
     const std::uintptr_t sb = a->span_bytes();
     if (last > first && first % sb != 0 && a->page_in_span_locked(first))
       first = (first / sb + 1) * sb;
@@ -187,12 +190,17 @@ spillway_status Pager::geometry(std::uintptr_t p, Geometry* g) {
     return Fail(SPILLWAY_ERR_INVALID_VALUE,
                 "spillway: " + Hex(p) + " is not the start of a live block");
   }
+  if (last <= first && widen) {  // a claim on one side alone moves nothing
+    std::lock_guard<detail::SpinLock> lk(a->mu());
+    a->unclaim_locked(p);
+  }
   if (last <= first)
     return Fail(SPILLWAY_ERR_INVALID_VALUE,
                 "spillway: the block at " + Hex(p) + " (" + std::to_string(size) +
                     " bytes) spans no whole page of " + std::to_string(gran_ >> 20) +
                     " MiB: nothing of it can move");
-  *g = {a, first, (last - first) / gran_};
+  const bool widened = first < (p + gran_ - 1) / gran_ * gran_ || last > (p + size) / gran_ * gran_;
+  *g = {a, first, (last - first) / gran_, widened, widened && after_arena};
   return SPILLWAY_OK;
 }
 
@@ -620,10 +628,14 @@ spillway_status Pager::offload(std::uintptr_t p, trace::Tier to, bool wait) {
     return Fail(
         SPILLWAY_ERR_CONFIG,
         "spillway: the NVMe tier is off: set SPILLWAY_NVME_PATH to a directory on the disk");
-  Geometry g{};
-  if (spillway_status s = geometry(p, &g); s != SPILLWAY_OK) return s;
   std::lock_guard<std::mutex> lk(mu_);
   poll_locked(false);
+  auto it = entries_.find(p);
+  Geometry g{};
+  // A block on the device may take the rest of the spans it covers in part; one that is away
+  // keeps the pages it left with.
+  const bool on_device = it == entries_.end() || it->second.state == Residency::kDevice;
+  if (spillway_status s = geometry(p, &g, on_device); s != SPILLWAY_OK) return s;
   return offload_locked(p, g, to, wait);
 }
 
@@ -637,11 +649,16 @@ spillway_status Pager::offload_locked(std::uintptr_t p, const Geometry& g, trace
   if (it == entries_.end()) it = entries_.emplace(p, Entry{}).first;
   Entry& e = it->second;
   e.p = p;
-  e.arena = g.arena;
-  e.first = g.first;
-  e.pages = g.pages;
+  if (e.state == Residency::kDevice) {  // away: the pages it left with
+    e.arena = g.arena;
+    e.first = g.first;
+    e.pages = g.pages;
+  }
   spillway_status s = SPILLWAY_OK;
-  if (e.state == Residency::kDevice) s = evict_host_locked(p, &e);
+  if (e.state == Residency::kDevice) {
+    s = evict_host_locked(p, &e);
+    if (s == SPILLWAY_OK && g.widened) counters_.widened.fetch_add(1, std::memory_order_relaxed);
+  }
   if (s == SPILLWAY_OK && e.state == Residency::kMovingOut && (wait || to == trace::kTierNvme)) {
     // Complete this eviction now (and those queued before it).
     while (e.state == Residency::kMovingOut && !moves_.empty()) {

@@ -71,6 +71,8 @@ struct PagerCounters {
   // Of the fast evictions, those ordered after users still queued (fast_evict_locked's
   // after_users).
   std::atomic<std::uint64_t> ordered_evictions{0};
+  // Evictions that took the rest of a span the block covers in part (Arena::widen_to_spans_locked).
+  std::atomic<std::uint64_t> widened{0};
 };
 
 class Pager {
@@ -195,9 +197,13 @@ class Pager {
     Arena* arena;
     std::uintptr_t first;
     std::size_t pages;
+    bool widened;      // it takes pages beyond the block's own (geometry's `widen`)
+    bool after_arena;  // and its copy must be ordered after the arena's stream (frees there)
   };
 
-  spillway_status geometry(std::uintptr_t p, Geometry* g);
+  // The pages of block p that can move. `widen` (the block is on the device, about to move):
+  // it may take the rest of the spans it covers in part (Arena::widen_to_spans_locked).
+  spillway_status geometry(std::uintptr_t p, Geometry* g, bool widen = false);
   spillway_status not_owned(std::uintptr_t p) const;  // NOT_OWNED, with the message
   // Queues the copies between the `pages` pages at `first` and `chunks` (to_host: out of the
   // block on the eviction stream; else into it on the copy stream), one per run of neighbouring
@@ -231,7 +237,7 @@ class Pager {
                                         bool retried = false, bool speculative = false);
   void learn_and_prefetch_locked(std::uintptr_t p);
   void cancel_eviction_locked(Entry& e, prim::Stream stream);
-  int lookahead_ = 4;       // blocks brought back ahead of a demanded one (set_lookahead)
+  int lookahead_ = 4;        // blocks brought back ahead of a demanded one (set_lookahead)
   bool drain_last_ = false;  // set_drain_last (SPILLWAY_OFFLOAD_DRAIN; default first)
   std::unordered_map<std::uintptr_t, std::uintptr_t> next_after_;
   std::uintptr_t last_demand_ = 0;

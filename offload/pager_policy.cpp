@@ -73,7 +73,7 @@ bool Pager::fast_evict_locked(std::uintptr_t p, const Geometry& g, std::uint64_t
   }
   // Ordered after the users: a launch that names the block from now on sees the mark and
   // brings it back after this copy (host_to_device_locked finishes it first).
-  if (after_users && order_after_users_locked(p, g.arena, out_) != SPILLWAY_OK) {
+  if ((after_users || g.after_arena) && order_after_users_locked(p, g.arena, out_) != SPILLWAY_OK) {
     mark_away(p, false);
     host_->release(chunks);
     return false;
@@ -122,6 +122,7 @@ bool Pager::fast_evict_locked(std::uintptr_t p, const Geometry& g, std::uint64_t
   host_bytes_.fetch_add(g.pages * gran_, std::memory_order_relaxed);
   counters_.fast_evictions.fetch_add(1, std::memory_order_relaxed);
   if (after_users) counters_.ordered_evictions.fetch_add(1, std::memory_order_relaxed);
+  if (g.widened) counters_.widened.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
 
@@ -250,7 +251,7 @@ std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except
   for (const Victim& c : cands) {
     if (freed + queued >= bytes) break;
     Geometry g{};
-    if (geometry(c.p, &g) != SPILLWAY_OK) continue;
+    if (geometry(c.p, &g, true) != SPILLWAY_OK) continue;
     if (tracked) {
       const bool done = users_done_locked(c.sum);
       // Every use enqueued (the block's own operations are at or below the watermark; the one

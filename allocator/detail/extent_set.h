@@ -35,6 +35,12 @@ class ExtentSet {
     }
     return found && carve_at(first, n, out);
   }
+  // Takes exactly [a, a+n) out of the extent that holds it; false (nothing changes) if no free
+  // extent holds all of it.
+  bool remove(std::uintptr_t a, std::size_t n) {
+    std::uintptr_t out = 0;
+    return n == 0 || carve_at(a, n, &out);
+  }
   std::size_t total() const { return total_; }
   std::size_t largest() const { return by_size_.empty() ? 0 : by_size_.rbegin()->first; }
   std::size_t count() const { return by_addr_.size(); }
