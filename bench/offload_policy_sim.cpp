@@ -22,7 +22,7 @@
 // --return-uses X: Pager::set_return_uses (Belady's rule for in-place use).
 // --spans 0|1: SPILLWAY_SPANS (allocator/arena.h; default 1, as with offload).
 // --span-mib M: SPILLWAY_SPAN_MIB (the size of a span; default 8).
-// --drain first|last: SPILLWAY_OFFLOAD_DRAIN (default first). The per-step line counts the
+// --drain first|last: SPILLWAY_OFFLOAD_DRAIN (default last). The per-step line counts the
 // times the heap made the CPU wait for the streams to reclaim memory.
 // --temps 1: each optimizer pass also allocates a temporary of P MiB per layer (a foreach
 // operation's result list, as PyTorch's foreach AdamW makes) and frees it after the pass.
@@ -70,7 +70,7 @@ struct Args {
   double return_uses = 1.0;
   bool spans = true, temps = false, per_step = false;
   unsigned span_mib = 0;
-  bool drain_last = false;
+  bool drain_last = true;
 };
 
 bool Parse(int argc, char** argv, Args* a) {

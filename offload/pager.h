@@ -123,8 +123,8 @@ class Pager {
     lookahead_ = blocks;
   }
   // Whether the heap may wait for the streams only after the pager evicted, and a speculative
-  // prefetch takes only free memory (true: SPILLWAY_OFFLOAD_DRAIN=last), or the heap waits before
-  // the pager evicts (false, the default: first). DeviceHeap's SetAcquireMode. A tuning hook.
+  // prefetch takes only free memory (true, the default: SPILLWAY_OFFLOAD_DRAIN=last), or the heap
+  // waits before the pager evicts (false: first). DeviceHeap's SetAcquireMode. A tuning hook.
   void set_drain_last(bool last) {
     std::lock_guard<std::mutex> lk(mu_);
     drain_last_ = last;
@@ -238,7 +238,7 @@ class Pager {
   void learn_and_prefetch_locked(std::uintptr_t p);
   void cancel_eviction_locked(Entry& e, prim::Stream stream);
   int lookahead_ = 4;        // blocks brought back ahead of a demanded one (set_lookahead)
-  bool drain_last_ = false;  // set_drain_last (SPILLWAY_OFFLOAD_DRAIN; default first)
+  bool drain_last_ = true;  // set_drain_last (SPILLWAY_OFFLOAD_DRAIN; default last)
   std::unordered_map<std::uintptr_t, std::uintptr_t> next_after_;
   std::uintptr_t last_demand_ = 0;
   std::unordered_set<std::uintptr_t> speculated_;  // brought back ahead, not yet asked for

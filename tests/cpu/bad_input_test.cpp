@@ -347,7 +347,7 @@ TEST(Config, Spans) {
   e.vars = {{"SPILLWAY_SPAN_MIB", "8"}};
   ASSERT_TRUE(ParseConfig(e.fn(), &cfg, &err)) << err;
   EXPECT_EQ(cfg.span_mib, 8u);
-  EXPECT_FALSE(cfg.offload_drain_last) << "default: first";
+  EXPECT_TRUE(cfg.offload_drain_last) << "default: last";
   e.vars = {{"SPILLWAY_OFFLOAD_DRAIN", "first"}};
   ASSERT_TRUE(ParseConfig(e.fn(), &cfg, &err)) << err;
   EXPECT_FALSE(cfg.offload_drain_last);
