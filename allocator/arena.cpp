@@ -489,23 +489,24 @@ spillway_status Arena::free_large(std::uintptr_t p, FreeMode mode, prim::Stream 
                                               "inside a block)");
   const LargeBlock b = *it;
   large_.erase(p);
-  // Bytes claimed for the pager's moves: no GPU work uses them (the freed block's own bytes
-  // follow the stream order below).
-  if (b.claim_lo != 0) release_extent(p - b.claim_lo, b.claim_lo, 0);
-  if (b.claim_hi != 0) release_extent(p + b.size, b.claim_hi, 0);
+  // Bytes claimed for the pager's moves (widen_to_spans_locked) go with the block, in the same
+  // order (a copy back may still write them), to the extents.
+  const std::uintptr_t lo = p - b.claim_lo;
+  const std::size_t len = b.claim_lo + b.size + b.claim_hi;
+  const bool holes = b.holes || len != b.size;
   heap_.stats().on_free(b.requested);
   counters_.on_free(b.size - b.requested);
   if (mode == FreeMode::kStreamOrdered && stream == stream_ && !sync_) {
     note_free();
-    if (b.holes) {  // pages the pager left unmapped: the extents map them again when needed
-      release_extent(p, b.size, free_seq_);
+    if (holes) {  // pages the pager left unmapped: the extents map them again when needed
+      release_extent(lo, len, free_seq_);
       return SPILLWAY_OK;
     }
     quick_[b.size].push_back({p, free_seq_});
     quick_bytes_ += b.size;
     return SPILLWAY_OK;
   }
-  return defer(p, b.size, mode, stream, b.holes);
+  return defer(lo, len, mode, stream, holes);
 }
 
 void Arena::release_small(Slab* s, std::uint32_t i) {
@@ -636,14 +637,6 @@ spillway_status Arena::set_pages_locked(std::uintptr_t block, std::uintptr_t a, 
   for (std::int32_t i = page_of(block), e = page_of(block + b->size - 1); i <= e; ++i)
     holes = holes || pages_[i].handle == 0;
   b->holes = holes;
-  if (b->claim_lo != 0 || b->claim_hi != 0) {  // back on device memory: the claims go
-    bool device = true;
-    for (std::int32_t i = page_of(block - b->claim_lo),
-                      e = page_of(block + b->size + b->claim_hi - 1);
-         i <= e && device; ++i)
-      device = pages_[i].handle != 0 && !pages_[i].host;
-    if (device) unclaim_locked(block);
-  }
   return SPILLWAY_OK;
 }
 

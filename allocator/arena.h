@@ -94,10 +94,10 @@ class Arena {
   }
   // Widens [*first, *last), the whole pages of the live large block `block`, to the bounds of
   // the spans it covers in part (a span is unmapped whole) where nothing else lives on the rest
-  // of the span and every free there is done. The free bytes of those pages are claimed for the
-  // block (no allocation takes them) until its pages are all mapped to device memory again
-  // (set_pages_locked), unclaim_locked, or its free. A side that cannot widen stays as it is.
-  // Releases the block's earlier claims first: call it only while the block is on the device.
+  // of the span. The free bytes of those pages are claimed for the block (no allocation takes
+  // them) until unclaim_locked (the pager: once the block's copy back, which writes those pages
+  // too, is done) or its free. A side that cannot widen stays as it is. Releases the block's
+  // earlier claims first: call it only while the block is on the device and no copy of it runs.
   // *after_stream: some of those bytes were freed in this arena's stream order and their work
   // may still run; the move must be ordered after the arena's stream (before its unmap).
   void widen_to_spans_locked(std::uintptr_t block, std::uintptr_t* first, std::uintptr_t* last,

@@ -336,6 +336,17 @@ void Pager::complete_locked(Move& m) {
   const std::uint64_t ns = MonotonicNs() - m.t0;
   if (!m.out) {  // a fetch: its host chunks are free now
     host_->release(m.host);
+    // The copy wrote every page it brought back, the free rest of a span the block took with it
+    // too (Arena::widen_to_spans_locked): only now may those bytes go to another block. (Freed
+    // at the unmapping before, a block allocated there could be overwritten by the copy; a
+    // speculative prefetch's copy is ordered before no stream.) Not when a block at this address
+    // is away again (freed and allocated anew meanwhile, then evicted: its own claims).
+    if (auto it = entries_.find(m.p);
+        it == entries_.end() || it->second.state == Residency::kDevice)
+      if (Arena* a = heap_.find(m.p)) {
+        std::lock_guard<detail::SpinLock> lk(a->mu());
+        a->unclaim_locked(m.p);
+      }
     counters_.bytes_from_host.fetch_add(m.bytes, std::memory_order_relaxed);
     trace_move(trace::Kind::kFetch, m.p, m.bytes, ns, trace::kTierHost, trace::kTierDevice,
                m.demand);
