@@ -3,7 +3,10 @@
 // rules that keep them safe.
 //
 // A block moves by whole pages (the pages only it uses: a block shares its first and last page
-// with neighbours, those stay on the device). Eviction to the host copies those pages into host
+// with neighbours, those stay on the device; so does a span, mapped and unmapped whole, that it
+// covers in part, unless nothing else lives on the rest of it: then the block takes the span
+// whole, its free bytes claimed until the copy back is done, Arena::widen_to_spans_locked).
+// Eviction to the host copies those pages into host
 // chunks (HostPool) on the pager's copy stream, after the work that may use the block (see
 // Safety), then remaps the block's own VA onto the host chunks: a kernel that touches it reads
 // the right data over PCIe. The device chunks go back to the heap's pool. Bringing it back maps
@@ -237,7 +240,7 @@ class Pager {
                                         bool retried = false, bool speculative = false);
   void learn_and_prefetch_locked(std::uintptr_t p);
   void cancel_eviction_locked(Entry& e, prim::Stream stream);
-  int lookahead_ = 4;        // blocks brought back ahead of a demanded one (set_lookahead)
+  int lookahead_ = 4;       // blocks brought back ahead of a demanded one (set_lookahead)
   bool drain_last_ = true;  // set_drain_last (SPILLWAY_OFFLOAD_DRAIN; default last)
   std::unordered_map<std::uintptr_t, std::uintptr_t> next_after_;
   std::uintptr_t last_demand_ = 0;
