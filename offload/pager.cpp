@@ -644,9 +644,12 @@ spillway_status Pager::offload(std::uintptr_t p, trace::Tier to, bool wait) {
   auto it = entries_.find(p);
   Geometry g{};
   // A block on the device may take the rest of the spans it covers in part; one that is away
-  // keeps the pages it left with.
-  const bool on_device = it == entries_.end() || it->second.state == Residency::kDevice;
-  if (spillway_status s = geometry(p, &g, on_device); s != SPILLWAY_OK) return s;
+  // keeps the pages it left with, and so does one whose copy back is still writing its claimed
+  // pages (widening would release the claim first: complete_locked releases it).
+  bool widen = it == entries_.end() || it->second.state == Residency::kDevice;
+  for (const Move& m : moves_)
+    if (!m.out && m.p == p) widen = false;
+  if (spillway_status s = geometry(p, &g, widen); s != SPILLWAY_OK) return s;
   return offload_locked(p, g, to, wait);
 }
 
