@@ -666,10 +666,12 @@ void Arena::widen_to_spans_locked(std::uintptr_t block, std::uintptr_t* first, s
     return pg.handle != 0 && pg.span && !pg.host && pg.slab == nullptr && pg.live == own;
   };
   auto all_movable = [&](std::uintptr_t a, std::uintptr_t z) {
-    for (std::uintptr_t q = a; q < z; q += gran_)
+    bool side_pending = false;
+    for (std::uintptr_t q = a; q < z; q += gran_) {
       if (!movable(q)) return false;
-    for (std::uintptr_t q = a; q < z; q += gran_)
-      pending = pending || pages_[page_of(q)].free_seq >= done_seq_;
+      side_pending = side_pending || pages_[page_of(q)].free_seq >= done_seq_;
+    }
+    pending = pending || side_pending;
     return true;
   };
   // The span of the block's first page, from its head to the first whole page (the block's

@@ -646,9 +646,8 @@ spillway_status Pager::offload(std::uintptr_t p, trace::Tier to, bool wait) {
   // A block on the device may take the rest of the spans it covers in part; one that is away
   // keeps the pages it left with, and so does one whose copy back is still writing its claimed
   // pages (widening would release the claim first: complete_locked releases it).
-  bool widen = it == entries_.end() || it->second.state == Residency::kDevice;
-  for (const Move& m : moves_)
-    if (!m.out && m.p == p) widen = false;
+  const bool widen =
+      (it == entries_.end() || it->second.state == Residency::kDevice) && !fetching_locked(p);
   if (spillway_status s = geometry(p, &g, widen); s != SPILLWAY_OK) return s;
   return offload_locked(p, g, to, wait);
 }

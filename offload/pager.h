@@ -24,6 +24,7 @@
 // Thread safety: one mutex per pager; lock order pager -> arena -> heap.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -239,6 +240,11 @@ class Pager {
   spillway_status host_to_device_locked(Entry& e, prim::Stream s, bool demand, bool fenced = false,
                                         bool retried = false, bool speculative = false);
   void learn_and_prefetch_locked(std::uintptr_t p);
+  // Whether a copy back of the block at p is in flight (not yet completed by poll_locked).
+  bool fetching_locked(std::uintptr_t p) const {
+    return std::any_of(moves_.begin(), moves_.end(),
+                       [p](const Move& m) { return !m.out && m.p == p; });
+  }
   void cancel_eviction_locked(Entry& e, prim::Stream stream);
   int lookahead_ = 4;       // blocks brought back ahead of a demanded one (set_lookahead)
   bool drain_last_ = true;  // set_drain_last (SPILLWAY_OFFLOAD_DRAIN; default last)

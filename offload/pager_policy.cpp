@@ -183,8 +183,7 @@ std::vector<Pager::Victim> Pager::victims_locked(std::uintptr_t except, std::uin
     if (auto it = entries_.find(c.p); it != entries_.end())
       c.first = it->second.advice == Advice::kEvictFirst;
   std::erase_if(cands, [&](const Victim& c) {
-    for (const Move& m : moves_)  // being brought back (a prefetch): not a victim
-      if (!m.out && m.p == c.p) return true;
+    if (fetching_locked(c.p)) return true;  // being brought back (a prefetch): not a victim
     auto it = entries_.find(c.p);
     return it != entries_.end() &&
            (it->second.state != Residency::kDevice || it->second.advice == Advice::kKeepOnDevice);
