@@ -19,7 +19,8 @@
 #        spilling to NVMe, GA_NVME_OPTIMIZER=fused for it with fused AdamW; GA_FUSED=1 for ga with
 #        fused AdamW too; GA_ACCUM for more micro-batches per optimizer step than 8).
 # offload_ab: A/B of settings in one call: each model of AB_MODELS (default activations; "ga" is
-#        foreach, "ga_fused" fused AdamW) unconstrained once, then at half its peak once per
+#        foreach, "ga_fused" fused AdamW; "ga_sync", "ga_fused_sync" the same with the loop that
+#        synchronized twice per micro-batch) unconstrained once, then at half its peak once per
 #        variant of AB_VARIANTS (space-separated NAME[@BUILD][:VAR=VAL,VAR=VAL]: settings, or
 #        another build folder carried beside the first, e.g. a build of another commit), with
 #        --step-stats.
@@ -240,14 +241,17 @@ if want offload_torch; then
     fi
   done
 fi
-# model_args activations|ga|ga_fused: offload_train.py's arguments for it, in the array `args`
-# (ga: foreach AdamW, PyTorch's default; ga_fused: fused AdamW).
+# model_args activations|ga|ga_fused|ga_sync|ga_fused_sync: offload_train.py's arguments for it,
+# in the array `args` (ga: foreach AdamW, PyTorch's default; ga_fused: fused AdamW; *_sync: the
+# loop that synchronized twice per micro-batch, before session 12).
 model_args() {
   case $1 in
     ga) args=(--model ga "${ga_acc[@]}" --optimizer foreach --steps ${GA_STEPS:-6}) ;;
     ga_fused) args=(--model ga "${ga_acc[@]}" --optimizer fused --steps ${GA_STEPS:-6}) ;;
+    ga_sync) args=(--model ga "${ga_acc[@]}" --optimizer foreach --sync-micro-batches --steps ${GA_STEPS:-6}) ;;
+    ga_fused_sync) args=(--model ga "${ga_acc[@]}" --optimizer fused --sync-micro-batches --steps ${GA_STEPS:-6}) ;;
     activations) args=(--model activations --steps ${OFFLOAD_STEPS:-6}) ;;
-    *) echo "gpu-check.sh: unknown model '$1' (activations, ga or ga_fused)" >&2; return 1 ;;
+    *) echo "gpu-check.sh: unknown model '$1' (activations, ga, ga_fused, ga_sync or ga_fused_sync)" >&2; return 1 ;;
   esac
 }
 if want offload_ab; then

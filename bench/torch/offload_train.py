@@ -43,6 +43,12 @@ def main():
                    help="under Spillway, print after each step what it did in that step (driver "
                         "calls, bytes to/from the host, stall and remap time) and what its "
                         "reserved memory is made of (the summary's 'held' line)")
+    p.add_argument("--sync-micro-batches", action="store_true",
+                   help="the loop before 2026-11-29's session 12: each micro-batch copied from "
+                        "pageable memory (a stream sync) and its loss read with .item() (a "
+                        "second one); default: batches pinned and copied asynchronously, as a "
+                        "DataLoader with pin_memory does, and the losses summed on the GPU and "
+                        "read once per optimizer step, as training loops log them")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     cfg = dict(SHAPES[args.model])
@@ -92,10 +98,13 @@ def main():
         if sw is not None:
             sw.mark(f"step {step}")  # in the event log, when one is recorded (gpu_overlap.py)
         t0 = time.perf_counter()
-        total = 0.0
+        total = 0.0 if args.sync_micro_batches else torch.zeros((), device=dev)
         for _ in range(accum):
             batch = torch.randint(cfg["vocab"], (cfg["batch"], cfg["length"] + 1), generator=gen)
-            batch = batch.to(dev, non_blocking=False)
+            if args.sync_micro_batches:
+                batch = batch.to(dev, non_blocking=False)
+            else:
+                batch = batch.pin_memory().to(dev, non_blocking=True)
             ctx = (torch.autograd.graph.save_on_cpu(pin_memory=True) if args.save_on_cpu
                    else torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t))
             with ctx, torch.autocast("cuda", dtype=torch.bfloat16):
@@ -103,9 +112,14 @@ def main():
                 loss = F.cross_entropy(logits.reshape(-1, cfg["vocab"]),
                                        batch[:, 1:].reshape(-1)) / accum
             loss.backward()
-            total += loss.item()
+            if args.sync_micro_batches:
+                total += loss.item()
+            else:
+                total += loss.detach()
         opt.step()
         opt.zero_grad(set_to_none=True)
+        if not args.sync_micro_batches:
+            total = total.item()  # the step's one read of the GPU (a sync)
         torch.cuda.synchronize()
         dt = time.perf_counter() - t0
         losses.append(total)
@@ -116,7 +130,7 @@ def main():
     med = statistics.median(step_s[args.warmup:])
     tokens = accum * cfg["batch"] * cfg["length"]
     res = {"model": args.model, "params": n_params, "accum": accum, "cfg": cfg,
-           "optimizer": args.optimizer,
+           "optimizer": args.optimizer, "sync_micro_batches": args.sync_micro_batches,
            "save_on_cpu": args.save_on_cpu, "losses": losses, "step_s": step_s,
            "median_step_s": med, "tokens_per_s": tokens / med,
            "torch_peak_allocated": torch.cuda.max_memory_allocated(),
