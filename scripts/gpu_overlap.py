@@ -4,7 +4,9 @@
 # bench/torch/offload_train.py writes them): per step, the time the GPU spent computing (any
 # kernel), copying host->device and device->host (CUPTI memcpy records), how much of the copying
 # ran under compute, and how long the GPU did nothing (neither). Steps end where the next begins;
-# the last step is dropped (no mark closes it).
+# the last step is dropped (no mark closes it). Under offload, also where the idle time falls:
+# inside the pager's stalls (a launch waiting while its block is brought back) and before or after
+# the step's peak of bytes on the host tier (forward evicts, backward brings back).
 #   scripts/gpu_overlap.py TRACE_JSON [--warmup N] [--json OUT]
 import argparse
 import json
@@ -39,6 +41,22 @@ def intersect(a, b):
     return tot
 
 
+def complement(merged, lo, hi):
+    """The gaps of a merged interval list within [lo, hi)."""
+    out, at = [], lo
+    for s, e in merged:
+        if s > at:
+            out.append([at, min(s, hi)])
+        at = max(at, e)
+    if at < hi:
+        out.append([at, hi])
+    return out
+
+
+def clip_merged(merged, lo, hi):
+    return [[max(s, lo), min(e, hi)] for s, e in merged if e > lo and s < hi]
+
+
 def clip(iv, lo, hi):
     return [(max(s, lo), min(e, hi)) for s, e in iv if e > lo and s < hi]
 
@@ -55,7 +73,14 @@ def main():
                    and (m := re.fullmatch(r"step (\d+)", e.get("name", ""))))
     if len(marks) < 2:
         sys.exit(f"gpu_overlap.py: {a.trace} has fewer than two 'step N' marks")
-    comp, h2d, d2h = [], [], []
+    comp, h2d, d2h, stalls, host = [], [], [], [], []
+    for e in ev:
+        if e.get("cat") == "stall" and e.get("ph") == "X":
+            stalls.append((e["ts"], e["ts"] + e.get("dur", 0)))
+        if e.get("ph") == "C" and e.get("name", "").startswith("tier: host"):
+            host.append((e["ts"], e.get("args", {}).get("MiB", 0)))
+    _, stalls = union(stalls)
+    host.sort()
     for e in ev:
         if e.get("cat") != "kernel" or e.get("ph") != "X":
             continue
@@ -72,19 +97,26 @@ def main():
         hd_t, hd = union(clip(h2d, t0, t1))
         dh_t, dh = union(clip(d2h, t0, t1))
         cp_t, cp = union(hd + dh)
-        busy_t, _ = union(c + cp)
+        busy_t, busy = union(c + cp)
+        idle = complement(busy, t0, t1)
+        hs = [(v, t) for t, v in host if t0 <= t < t1]
+        peak = max(hs)[1] if hs else t1  # the first sample at the step's largest host bytes
         rows.append({"step": n, "step_s": (t1 - t0) / 1e6, "compute_s": c_t / 1e6,
                      "h2d_s": hd_t / 1e6, "d2h_s": dh_t / 1e6, "copy_s": cp_t / 1e6,
                      "both_directions_s": intersect(hd, dh) / 1e6,
                      "copy_under_compute_s": intersect(cp, c) / 1e6,
-                     "gpu_idle_s": (t1 - t0 - busy_t) / 1e6})
+                     "gpu_idle_s": (t1 - t0 - busy_t) / 1e6,
+                     "idle_in_stalls_s": intersect(idle, clip_merged(stalls, t0, t1)) / 1e6,
+                     "idle_before_host_peak_s": intersect(idle, [[t0, peak]]) / 1e6,
+                     "host_peak_at_s": (peak - t0) / 1e6})
     keys = [k for k in rows[0] if k != "step"]
-    print("step " + " ".join(f"{k:>20s}" for k in keys))
+    w = max(len(k) for k in keys)
+    print("step " + " ".join(f"{k:>{w}s}" for k in keys))
     for r in rows:
-        print(f"{r['step']:4d} " + " ".join(f"{r[k]:20.3f}" for k in keys))
+        print(f"{r['step']:4d} " + " ".join(f"{r[k]:{w}.3f}" for k in keys))
     steady = rows[a.warmup:] or rows
     med = {k: statistics.median(r[k] for r in steady) for k in keys}
-    print("med  " + " ".join(f"{med[k]:20.3f}" for k in keys))
+    print("med  " + " ".join(f"{med[k]:{w}.3f}" for k in keys))
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"steps": rows, "median": med, "warmup": a.warmup}, f, indent=1)
