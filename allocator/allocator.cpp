@@ -19,6 +19,7 @@
 #include "offload/nvme_store.h"
 #include "offload/pager.h"
 #include "profiler/callsite/capture.h"
+#include "profiler/clock.h"
 #include "profiler/report/output.h"
 #include "profiler/trace_writer.h"
 #include "profiler/tracker/block_index.h"
@@ -232,6 +233,7 @@ spillway_status Allocator::allocate(void** out, std::size_t n, int device, prim:
                    std::to_string(cap) + " bytes");
     } else if (cfg_.offload) {
       // Offload on: running out evicts cold blocks first, then tries once more.
+      const std::uint64_t t0 = MonotonicNs();
       SetQuietOom(true);
       // With SPILLWAY_OFFLOAD_DRAIN=last the pager evicts before the heap waits for the GPU.
       SetAcquireMode(cfg_.offload_drain_last ? AcquireMode::kNoWait : AcquireMode::kAny);
@@ -243,6 +245,8 @@ spillway_status Allocator::allocate(void** out, std::size_t n, int device, prim:
         pg->make_room(n + h->granularity(), 0);
         s = c.arena->allocate(n, out);
       }
+      if (pg != nullptr || (pg = pager_if_any(device)) != nullptr)
+        pg->counters().alloc_ns.fetch_add(MonotonicNs() - t0, std::memory_order_relaxed);
     } else {
       s = c.arena->allocate(n, out);
     }
@@ -271,6 +275,7 @@ bool Allocator::on_away(const std::uint64_t* addrs, std::size_t n, prim::Stream 
   for (std::size_t i = 0; i < n; ++i) {
     const int device = device_of(reinterpret_cast<const void*>(addrs[i]));
     if (offload::Pager* pg = pager_if_any(device)) {
+      const std::uint64_t t0 = MonotonicNs();
       const auto p = static_cast<std::uintptr_t>(addrs[i]);
       const spillway_status st =
           streaming ? pg->access_in_place(p, stream) : pg->prefetch(p, stream, true);
@@ -285,6 +290,7 @@ bool Allocator::on_away(const std::uint64_t* addrs, std::size_t n, prim::Stream 
                        readable ? " (it reads the host copy over the link)"
                                 : " (it is not readable at its address)");
       }
+      pg->counters().launch_ns.fetch_add(MonotonicNs() - t0, std::memory_order_relaxed);
     }
   }
   return ok;
@@ -376,9 +382,12 @@ spillway_status Allocator::free(void* p, FreeMode mode, prim::Stream stream, tra
                        sum->nstreams + (sum->more_streams ? 1u : 0u));
     }
     s = SPILLWAY_OK;
-    if (offload::Pager* pg = pager_if_any(device); pg && pg->active()) [[unlikely]]
+    offload::Pager* pg = pager_if_any(device);
+    const std::uint64_t t0 = pg != nullptr ? MonotonicNs() : 0;
+    if (pg && pg->active()) [[unlikely]]
       s = pg->before_free(addr, mode, stream);
     if (s == SPILLWAY_OK) s = a->free_block(addr, mode, stream);
+    if (pg != nullptr) pg->counters().free_ns.fetch_add(MonotonicNs() - t0, std::memory_order_relaxed);
   }
   if (trace_ && s != SPILLWAY_ERR_NOT_OWNED)
     trace_->record(kind, device, stream, addr, 0, static_cast<std::uint16_t>(s));

@@ -32,7 +32,8 @@ void* spillway_malloc(ssize_t size, int device, void* stream) {
   spillway_status s;
   Allocator* a = Get(&s);
   void* p = nullptr;
-  if (a) a->allocate(&p, static_cast<std::size_t>(size), device, stream, false, trace::Kind::kApiMalloc);
+  if (a)
+    a->allocate(&p, static_cast<std::size_t>(size), device, stream, false, trace::Kind::kApiMalloc);
   return p;
 }
 
@@ -138,15 +139,18 @@ spillway_status spillway_set_tracking(int on) {
   Allocator* a = Get(&s);
   if (a == nullptr) return s;
   if (on != 0 && on != 1)
-    return spillway::Fail(SPILLWAY_ERR_INVALID_VALUE, "spillway: spillway_set_tracking(on): on must "
-                                                      "be 0 or 1, got " + std::to_string(on));
+    return spillway::Fail(SPILLWAY_ERR_INVALID_VALUE,
+                          "spillway: spillway_set_tracking(on): on must "
+                          "be 0 or 1, got " +
+                              std::to_string(on));
   if (a->block_index() == nullptr || !spillway::tracker::TrackingActive())
     return spillway::Fail(SPILLWAY_ERR_CONFIG,
                           "spillway: tracking is not running (set SPILLWAY_TRACK=1; CUPTI must be "
                           "available)");
   if (!spillway::tracker::SetPaused(on == 0))
-    return spillway::Fail(SPILLWAY_ERR_BUSY, "spillway: tracking cannot pause while offload runs "
-                                             "in tracked safety (it must see every launch)");
+    return spillway::Fail(SPILLWAY_ERR_BUSY,
+                          "spillway: tracking cannot pause while offload runs "
+                          "in tracked safety (it must see every launch)");
   return SPILLWAY_OK;
 }
 
@@ -174,8 +178,8 @@ spillway_status spillway_offload(void* ptr, spillway_tier tier) {
   if (tier != SPILLWAY_TIER_DEVICE && tier != SPILLWAY_TIER_HOST && tier != SPILLWAY_TIER_NVME)
     return spillway::Fail(SPILLWAY_ERR_INVALID_VALUE,
                           "spillway: unknown tier " + std::to_string(static_cast<int>(tier)));
-  return pg->offload(reinterpret_cast<std::uintptr_t>(ptr), static_cast<spillway::trace::Tier>(tier),
-                     false);
+  return pg->offload(reinterpret_cast<std::uintptr_t>(ptr),
+                     static_cast<spillway::trace::Tier>(tier), false);
 }
 
 spillway_status spillway_prefetch(void* ptr, void* stream) {
@@ -193,14 +197,20 @@ spillway_status spillway_advise(void* ptr, spillway_hint hint) {
 }
 
 spillway_status spillway_residency(const void* ptr, spillway_tier* out) {
-  if (out == nullptr) return spillway::Fail(SPILLWAY_ERR_INVALID_VALUE, "spillway: NULL output pointer");
+  if (out == nullptr)
+    return spillway::Fail(SPILLWAY_ERR_INVALID_VALUE, "spillway: NULL output pointer");
   spillway::offload::Pager* pg = nullptr;
   spillway_status s = PagerOf(ptr, &pg);
   if (s != SPILLWAY_OK) return s;
   switch (pg->residency(reinterpret_cast<std::uintptr_t>(ptr))) {
-    case spillway::offload::Residency::kHost: *out = SPILLWAY_TIER_HOST; break;
-    case spillway::offload::Residency::kNvme: *out = SPILLWAY_TIER_NVME; break;
-    default: *out = SPILLWAY_TIER_DEVICE;
+    case spillway::offload::Residency::kHost:
+      *out = SPILLWAY_TIER_HOST;
+      break;
+    case spillway::offload::Residency::kNvme:
+      *out = SPILLWAY_TIER_NVME;
+      break;
+    default:
+      *out = SPILLWAY_TIER_DEVICE;
   }
   return SPILLWAY_OK;
 }
@@ -210,7 +220,8 @@ spillway_status spillway_offload_synchronize(int device) {
   Allocator* a = Get(&s);
   if (a == nullptr) return s;
   if (device < 0 || device >= a->device_count())
-    return spillway::Fail(SPILLWAY_ERR_INVALID_VALUE, "spillway: no device " + std::to_string(device));
+    return spillway::Fail(SPILLWAY_ERR_INVALID_VALUE,
+                          "spillway: no device " + std::to_string(device));
   spillway::offload::Pager* pg = a->pager_if_any(device);
   return pg ? pg->synchronize() : SPILLWAY_OK;
 }
@@ -219,9 +230,11 @@ spillway_status spillway_get_offload_stats(int device, spillway_offload_stats* o
   spillway_status s;
   Allocator* a = Get(&s);
   if (a == nullptr) return s;
-  if (out == nullptr) return spillway::Fail(SPILLWAY_ERR_INVALID_VALUE, "spillway: NULL output pointer");
+  if (out == nullptr)
+    return spillway::Fail(SPILLWAY_ERR_INVALID_VALUE, "spillway: NULL output pointer");
   if (device < 0 || device >= a->device_count())
-    return spillway::Fail(SPILLWAY_ERR_INVALID_VALUE, "spillway: no device " + std::to_string(device));
+    return spillway::Fail(SPILLWAY_ERR_INVALID_VALUE,
+                          "spillway: no device " + std::to_string(device));
   *out = {};
   spillway::offload::Pager* pg = a->pager_if_any(device);
   if (pg == nullptr) return SPILLWAY_OK;
@@ -246,23 +259,42 @@ spillway_status spillway_get_offload_stats(int device, spillway_offload_stats* o
   out->remap_ns = ld(k.remap_ns);
   out->in_place = ld(k.in_place);
   out->in_place_returns = ld(k.in_place_returns);
+  out->alloc_ns = ld(k.alloc_ns);
+  out->make_room_ns = ld(k.make_room_ns);
+  out->free_ns = ld(k.free_ns);
+  out->launch_ns = ld(k.launch_ns);
+  const spillway::prim::WaitCounters& w = a->backend().cpu_waits();
+  out->cpu_waits = ld(w.calls);
+  out->cpu_wait_ns = ld(w.ns);
   return SPILLWAY_OK;
 }
 
-const char* spillway_last_error(void) { return spillway::LastError(); }
+const char* spillway_last_error(void) {
+  return spillway::LastError();
+}
 
 const char* spillway_status_string(spillway_status status) {
   switch (status) {
-    case SPILLWAY_OK: return "SPILLWAY_OK";
-    case SPILLWAY_ERR_INVALID_VALUE: return "SPILLWAY_ERR_INVALID_VALUE";
-    case SPILLWAY_ERR_OUT_OF_MEMORY: return "SPILLWAY_ERR_OUT_OF_MEMORY";
-    case SPILLWAY_ERR_NOT_OWNED: return "SPILLWAY_ERR_NOT_OWNED";
-    case SPILLWAY_ERR_DOUBLE_FREE: return "SPILLWAY_ERR_DOUBLE_FREE";
-    case SPILLWAY_ERR_BACKEND: return "SPILLWAY_ERR_BACKEND";
-    case SPILLWAY_ERR_CONFIG: return "SPILLWAY_ERR_CONFIG";
-    case SPILLWAY_ERR_NO_DEVICE: return "SPILLWAY_ERR_NO_DEVICE";
-    case SPILLWAY_ERR_IO: return "SPILLWAY_ERR_IO";
-    case SPILLWAY_ERR_BUSY: return "SPILLWAY_ERR_BUSY";
+    case SPILLWAY_OK:
+      return "SPILLWAY_OK";
+    case SPILLWAY_ERR_INVALID_VALUE:
+      return "SPILLWAY_ERR_INVALID_VALUE";
+    case SPILLWAY_ERR_OUT_OF_MEMORY:
+      return "SPILLWAY_ERR_OUT_OF_MEMORY";
+    case SPILLWAY_ERR_NOT_OWNED:
+      return "SPILLWAY_ERR_NOT_OWNED";
+    case SPILLWAY_ERR_DOUBLE_FREE:
+      return "SPILLWAY_ERR_DOUBLE_FREE";
+    case SPILLWAY_ERR_BACKEND:
+      return "SPILLWAY_ERR_BACKEND";
+    case SPILLWAY_ERR_CONFIG:
+      return "SPILLWAY_ERR_CONFIG";
+    case SPILLWAY_ERR_NO_DEVICE:
+      return "SPILLWAY_ERR_NO_DEVICE";
+    case SPILLWAY_ERR_IO:
+      return "SPILLWAY_ERR_IO";
+    case SPILLWAY_ERR_BUSY:
+      return "SPILLWAY_ERR_BUSY";
   }
   return "SPILLWAY_ERR_UNKNOWN";
 }

@@ -77,6 +77,10 @@ struct PagerCounters {
   std::atomic<std::uint64_t> ordered_evictions{0};
   // Evictions that took the rest of a span the block covers in part (Arena::widen_to_spans_locked).
   std::atomic<std::uint64_t> widened{0};
+  // CPU time on the callers' threads (spillway_offload_stats): allocations of the device while
+  // offload is on (the Allocator times them), of it make_room for them, frees, launches naming
+  // blocks off the device (Allocator::on_away).
+  std::atomic<std::uint64_t> alloc_ns{0}, make_room_ns{0}, free_ns{0}, launch_ns{0};
 };
 
 class Pager {
@@ -156,6 +160,7 @@ class Pager {
   bool active() const { return active_.load(std::memory_order_acquire) != 0; }
 
   const PagerCounters& counters() const { return counters_; }
+  PagerCounters& counters() { return counters_; }  // the Allocator adds its call times
   std::uint64_t host_bytes() const { return host_bytes_.load(std::memory_order_relaxed); }
   std::uint64_t nvme_bytes() const { return nvme_bytes_.load(std::memory_order_relaxed); }
   HostPool& host_pool() { return *host_; }

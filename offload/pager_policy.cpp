@@ -152,9 +152,12 @@ void Pager::learn_and_prefetch_locked(std::uintptr_t p) {
 }
 
 std::uint64_t Pager::make_room(std::uint64_t bytes, std::uintptr_t except) {
+  const std::uint64_t t0 = MonotonicNs();
   std::lock_guard<std::mutex> lk(mu_);
   poll_locked(false);
-  return make_room_locked(bytes, except);
+  const std::uint64_t got = make_room_locked(bytes, except);
+  counters_.make_room_ns.fetch_add(MonotonicNs() - t0, std::memory_order_relaxed);
+  return got;
 }
 
 std::vector<Pager::Victim> Pager::victims_locked(std::uintptr_t except, std::uint64_t* newest_out) {

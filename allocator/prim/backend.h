@@ -3,6 +3,8 @@
 // memfd + mmap, streams as worker threads). Everything above this layer is plain C++.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -48,9 +50,16 @@ struct MemInfo {
   std::size_t total = 0;
 };
 
+// The CPU waits for the GPU that a backend made (event_synchronize), and their time.
+struct WaitCounters {
+  std::atomic<std::uint64_t> calls{0}, ns{0};
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
+  // Every event_synchronize of this backend, on any device and thread (offload stats).
+  const WaitCounters& cpu_waits() const { return waits_; }
   virtual const char* name() const = 0;
   virtual int device_count() = 0;
   // Physical allocation granularity for a location (2 MiB on H200).
@@ -88,6 +97,20 @@ class Backend {
   virtual Status stream_destroy(int device, Stream s) = 0;
   // True if `s` is capturing a CUDA graph (allocations then belong to the graph).
   virtual bool stream_is_capturing(int device, Stream s) = 0;
+
+ protected:
+  static std::uint64_t now_ns() {
+    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                          std::chrono::steady_clock::now().time_since_epoch())
+                                          .count());
+  }
+  void count_wait(std::uint64_t ns) {
+    waits_.calls.fetch_add(1, std::memory_order_relaxed);
+    waits_.ns.fetch_add(ns, std::memory_order_relaxed);
+  }
+
+ private:
+  WaitCounters waits_;
 };
 
 }  // namespace spillway::prim

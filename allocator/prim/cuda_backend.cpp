@@ -54,8 +54,8 @@ std::unique_ptr<CudaBackend> CudaBackend::Create(std::string* error) {
     CUcontext ctx;
     int vmm = 0;
     if ((r = d->cuDeviceGet(&dev, i)) != CUDA_SUCCESS ||
-        (r = d->cuDeviceGetAttribute(
-             &vmm, CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, dev)) != CUDA_SUCCESS) {
+        (r = d->cuDeviceGetAttribute(&vmm, CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED,
+                                     dev)) != CUDA_SUCCESS) {
       *error = "spillway: device query failed: " + CudaErrorString(d, r);
       return nullptr;
     }
@@ -132,8 +132,7 @@ Status CudaBackend::set_access(int device, std::uintptr_t va, std::size_t size) 
   return check(d_->cuMemSetAccess(static_cast<CUdeviceptr>(va), size, &a, 1), "cuMemSetAccess");
 }
 
-Status CudaBackend::set_access_host(int device, int numa, std::uintptr_t va,
-                                    std::size_t size) {
+Status CudaBackend::set_access_host(int device, int numa, std::uintptr_t va, std::size_t size) {
   CUmemAccessDesc a[2] = {};
   a[0].location.type = CU_MEM_LOCATION_TYPE_DEVICE;
   a[0].location.id = device;
@@ -204,7 +203,10 @@ Status CudaBackend::event_query(Event e, bool* done) {
 }
 
 Status CudaBackend::event_synchronize(Event e) {
-  return check(d_->cuEventSynchronize(static_cast<CUevent>(e)), "cuEventSynchronize");
+  const std::uint64_t t0 = now_ns();
+  Status s = check(d_->cuEventSynchronize(static_cast<CUevent>(e)), "cuEventSynchronize");
+  count_wait(now_ns() - t0);
+  return s;
 }
 
 Status CudaBackend::stream_wait_event(int device, Stream s, Event e) {

@@ -274,6 +274,7 @@ Status SimBackend::event_query(Event e, bool* done) {
 }
 
 Status SimBackend::event_synchronize(Event e) {
+  const std::uint64_t t0 = now_ns();
   auto* ev = static_cast<SimEvent*>(e);
   std::uint64_t target;
   {
@@ -281,6 +282,7 @@ Status SimBackend::event_synchronize(Event e) {
     target = ev->recorded;
   }
   ev->wait_for(target);
+  count_wait(now_ns() - t0);
   return Status::Ok();
 }
 

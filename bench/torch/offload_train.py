@@ -91,7 +91,10 @@ def main():
               f"({d['o_stall_ns'] / 1e9:.3f} s), remap {d['o_remap_ns'] / 1e9:.3f} s; "
               f"evictions {d['o_evictions']} fetches {d['o_fetches']} prefetches "
               f"{d['o_prefetches']} in place {d['o_in_place']} (returns "
-              f"{d['o_in_place_returns']}); " + (held[0] if held else ""), flush=True)
+              f"{d['o_in_place_returns']}); CPU in allocations {d['o_alloc_ns'] / 1e9:.3f} s "
+              f"(making room {d['o_make_room_ns'] / 1e9:.3f}), frees {d['o_free_ns'] / 1e9:.3f} s, "
+              f"launches {d['o_launch_ns'] / 1e9:.3f} s, waits for the GPU {d['o_cpu_waits']} "
+              f"({d['o_cpu_wait_ns'] / 1e9:.3f} s); " + (held[0] if held else ""), flush=True)
 
     losses, step_s = [], []
     for step in range(args.steps):

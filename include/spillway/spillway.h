@@ -137,6 +137,14 @@ typedef struct spillway_offload_stats {
   uint64_t in_place;           /* blocks streaming kernels used where they lay (not fetched) */
   uint64_t in_place_returns;   /* blocks such a kernel named that came back instead (needed
                                   again sooner than the device blocks that made room) */
+  /* CPU time Spillway added to the calling threads (the launch path) while offload is on: */
+  uint64_t alloc_ns;           /* in allocations on this device (make_room_ns included) */
+  uint64_t make_room_ns;       /* in evictions that made room for an allocation */
+  uint64_t free_ns;            /* in frees on this device */
+  uint64_t launch_ns;          /* in launches that named blocks off the device (stalls included) */
+  uint64_t cpu_waits;          /* times Spillway made a CPU thread wait for the GPU (every
+                                  device of the process, offload or not) */
+  uint64_t cpu_wait_ns;        /* the time of those waits */
 } spillway_offload_stats;
 spillway_status spillway_get_offload_stats(int device, spillway_offload_stats* out);
 

@@ -32,7 +32,8 @@ class SpillwayOffloadStats(ctypes.Structure):
         "host_bytes", "nvme_bytes", "host_pool_bytes", "evictions", "fetches", "prefetches",
         "stalls", "stall_ns", "cancelled", "errors", "bytes_to_host", "bytes_from_host",
         "bytes_to_nvme", "bytes_from_nvme", "fast_evictions", "remap_ns", "in_place",
-        "in_place_returns")]
+        "in_place_returns", "alloc_ns", "make_room_ns", "free_ns", "launch_ns", "cpu_waits",
+        "cpu_wait_ns")]
 
 
 # libspillway.so, or a versioned name of it (libspillway.so.0, libspillway.so.0.1).
