@@ -263,9 +263,15 @@ spillway_status spillway_get_offload_stats(int device, spillway_offload_stats* o
   out->make_room_ns = ld(k.make_room_ns);
   out->free_ns = ld(k.free_ns);
   out->launch_ns = ld(k.launch_ns);
-  const spillway::prim::WaitCounters& w = a->backend().cpu_waits();
-  out->cpu_waits = ld(w.calls);
-  out->cpu_wait_ns = ld(w.ns);
+  using spillway::prim::Call;
+  const spillway::prim::Backend& b = a->backend();
+  out->cpu_waits = ld(b.times(Call::kWait).calls);
+  out->cpu_wait_ns = ld(b.times(Call::kWait).ns);
+  out->create_ns = ld(b.times(Call::kCreate).ns);
+  out->release_ns = ld(b.times(Call::kRelease).ns);
+  out->map_ns = ld(b.times(Call::kMap).ns);
+  out->access_ns = ld(b.times(Call::kAccess).ns);
+  out->unmap_ns = ld(b.times(Call::kUnmap).ns);
   return SPILLWAY_OK;
 }
 

@@ -3,6 +3,7 @@
 // memfd + mmap, streams as worker threads). Everything above this layer is plain C++.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -50,16 +51,19 @@ struct MemInfo {
   std::size_t total = 0;
 };
 
-// The CPU waits for the GPU that a backend made (event_synchronize), and their time.
-struct WaitCounters {
+// What a backend's calls cost the calling threads, counted and timed: the CPU's waits for the
+// GPU (event_synchronize) and the driver's physical-memory calls (set_access_host counts as an
+// access). The SimBackend counts its waits only.
+enum class Call : int { kWait, kCreate, kRelease, kMap, kAccess, kUnmap, kCount };
+struct CallTimes {
   std::atomic<std::uint64_t> calls{0}, ns{0};
 };
 
 class Backend {
  public:
   virtual ~Backend() = default;
-  // Every event_synchronize of this backend, on any device and thread (offload stats).
-  const WaitCounters& cpu_waits() const { return waits_; }
+  // Calls of one kind made through this backend, on any device and thread (offload stats).
+  const CallTimes& times(Call c) const { return times_[static_cast<int>(c)]; }
   virtual const char* name() const = 0;
   virtual int device_count() = 0;
   // Physical allocation granularity for a location (2 MiB on H200).
@@ -104,13 +108,14 @@ class Backend {
                                           std::chrono::steady_clock::now().time_since_epoch())
                                           .count());
   }
-  void count_wait(std::uint64_t ns) {
-    waits_.calls.fetch_add(1, std::memory_order_relaxed);
-    waits_.ns.fetch_add(ns, std::memory_order_relaxed);
+  void count(Call c, std::uint64_t t0) {
+    CallTimes& t = times_[static_cast<int>(c)];
+    t.calls.fetch_add(1, std::memory_order_relaxed);
+    t.ns.fetch_add(now_ns() - t0, std::memory_order_relaxed);
   }
 
  private:
-  WaitCounters waits_;
+  std::array<CallTimes, static_cast<int>(Call::kCount)> times_;
 };
 
 }  // namespace spillway::prim

@@ -282,7 +282,7 @@ Status SimBackend::event_synchronize(Event e) {
     target = ev->recorded;
   }
   ev->wait_for(target);
-  count_wait(now_ns() - t0);
+  count(Call::kWait, t0);
   return Status::Ok();
 }
 

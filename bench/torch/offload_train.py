@@ -94,7 +94,10 @@ def main():
               f"{d['o_in_place_returns']}); CPU in allocations {d['o_alloc_ns'] / 1e9:.3f} s "
               f"(making room {d['o_make_room_ns'] / 1e9:.3f}), frees {d['o_free_ns'] / 1e9:.3f} s, "
               f"launches {d['o_launch_ns'] / 1e9:.3f} s, waits for the GPU {d['o_cpu_waits']} "
-              f"({d['o_cpu_wait_ns'] / 1e9:.3f} s); " + (held[0] if held else ""), flush=True)
+              f"({d['o_cpu_wait_ns'] / 1e9:.3f} s); driver: create {d['o_create_ns'] / 1e9:.3f} s, "
+              f"release {d['o_release_ns'] / 1e9:.3f}, map {d['o_map_ns'] / 1e9:.3f}, access "
+              f"{d['o_access_ns'] / 1e9:.3f}, unmap {d['o_unmap_ns'] / 1e9:.3f}; "
+              + (held[0] if held else ""), flush=True)
 
     losses, step_s = [], []
     for step in range(args.steps):

@@ -142,9 +142,12 @@ typedef struct spillway_offload_stats {
   uint64_t make_room_ns;       /* in evictions that made room for an allocation */
   uint64_t free_ns;            /* in frees on this device */
   uint64_t launch_ns;          /* in launches that named blocks off the device (stalls included) */
-  uint64_t cpu_waits;          /* times Spillway made a CPU thread wait for the GPU (every
-                                  device of the process, offload or not) */
+  /* Every device of the process, offload or not: */
+  uint64_t cpu_waits;          /* times Spillway made a CPU thread wait for the GPU */
   uint64_t cpu_wait_ns;        /* the time of those waits */
+  uint64_t create_ns, release_ns, map_ns, access_ns, unmap_ns; /* CPU time in the driver's
+                                  physical-memory calls of each kind (cuMemCreate, cuMemRelease,
+                                  cuMemMap, cuMemSetAccess, cuMemUnmap); 0 on the simulator */
 } spillway_offload_stats;
 spillway_status spillway_get_offload_stats(int device, spillway_offload_stats* out);
 
