@@ -53,7 +53,7 @@ struct MemInfo {
 
 // What a backend's calls cost the calling threads, counted and timed: the CPU's waits for the
 // GPU (event_synchronize) and the driver's physical-memory calls (set_access_host counts as an
-// access). The SimBackend counts its waits only.
+// access). The SimBackend counts its waits, maps, accesses and unmaps (successful calls).
 enum class Call : int { kWait, kCreate, kRelease, kMap, kAccess, kUnmap, kCount };
 struct CallTimes {
   std::atomic<std::uint64_t> calls{0}, ns{0};

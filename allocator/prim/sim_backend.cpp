@@ -188,6 +188,7 @@ Status SimBackend::release(PhysHandle h) {
 }
 
 Status SimBackend::map(std::uintptr_t va, std::size_t size, PhysHandle h) {
+  const std::uint64_t t0 = now_ns();
   std::size_t offset;
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -210,16 +211,36 @@ Status SimBackend::map(std::uintptr_t va, std::size_t size, PhysHandle h) {
     mapped_.erase(va);
     return e;
   }
+  count(Call::kMap, t0);
   return Status::Ok();
 }
 
 Status SimBackend::set_access(int, std::uintptr_t va, std::size_t size) {
+  const std::uint64_t t0 = now_ns();
+  {
+    // As with cuMemSetAccess: the range may cover several mappings, all of it mapped.
+    std::lock_guard<std::mutex> lk(mu_);
+    if (fail_accesses_ > 0) {
+      --fail_accesses_;
+      return {EINVAL, "sim: access refused (injected)"};
+    }
+    auto it = mapped_.upper_bound(va);
+    if (it == mapped_.begin()) return {EINVAL, "sim: access to an unmapped range"};
+    --it;
+    for (std::uintptr_t at = va; at < va + size; ++it) {
+      if (it == mapped_.end() || it->first > at || it->first + it->second <= at)
+        return {EINVAL, "sim: access to an unmapped range"};
+      at = it->first + it->second;
+    }
+  }
   if (mprotect(reinterpret_cast<void*>(va), size, PROT_READ | PROT_WRITE) != 0)
     return Errno("set_access mprotect");
+  count(Call::kAccess, t0);
   return Status::Ok();
 }
 
 Status SimBackend::unmap(std::uintptr_t va, std::size_t size) {
+  const std::uint64_t t0 = now_ns();
   {
     std::lock_guard<std::mutex> lk(mu_);
     auto it = mapped_.lower_bound(va);
@@ -234,6 +255,7 @@ Status SimBackend::unmap(std::uintptr_t va, std::size_t size) {
   void* p = mmap(reinterpret_cast<void*>(va), size, PROT_NONE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) return Errno("unmap mmap");
+  count(Call::kUnmap, t0);
   return Status::Ok();
 }
 
@@ -324,6 +346,11 @@ void SimBackend::enqueue(Stream s, std::function<void()> fn) {
 
 void SimBackend::synchronize(Stream s) {
   resolve(s)->drain();
+}
+
+void SimBackend::fail_next_accesses(int n) {
+  std::lock_guard<std::mutex> lk(mu_);
+  fail_accesses_ = n;
 }
 
 void SimBackend::fail_next_creates(int n) {

@@ -69,6 +69,8 @@ class SimBackend final : public Backend {
   void synchronize(Stream s);
   // Test hook: make the next `n` create() calls fail as if the device were out of memory.
   void fail_next_creates(int n);
+  // Test hook: make the next `n` set_access() calls fail.
+  void fail_next_accesses(int n);
 
  private:
   struct Chunk {
@@ -90,6 +92,7 @@ class SimBackend final : public Backend {
   std::vector<std::size_t> device_used_;
   PhysHandle next_handle_ = 1;
   int fail_creates_ = 0;
+  int fail_accesses_ = 0;
   std::unique_ptr<SimStream> default_stream_;
   std::vector<std::unique_ptr<SimStream>> streams_;
 };

@@ -27,7 +27,13 @@ def main():
     ev = [mark(0, 0), mark(1, 1000), mark(2, 3000),
           k("gemm", 0, 400), k("gelu", 300, 200), k("memcpy HtoD", 400, 300),
           k("memcpy DtoH", 600, 200), k("gemm", 900, 200), k("memcpy DtoH", 2000, 500),
-          {"name": "step 9x", "cat": "mark", "ph": "i", "ts": 5, "pid": 1, "tid": 1}]
+          {"name": "step 9x", "cat": "mark", "ph": "i", "ts": 5, "pid": 1, "tid": 1},
+          # A stall [850, 950): step 0's idle [800, 900) is half inside it. Host-tier bytes peak
+          # at 850 in step 0 (idle before: [800, 850)) and at 1500 in step 1 ([1100, 1500)).
+          {"name": "stall: host->device", "cat": "stall", "ph": "X", "ts": 850, "dur": 100,
+           "pid": 1, "tid": 7}] + [
+          {"name": "tier: host", "ph": "C", "ts": t, "pid": 1, "tid": 0, "args": {"MiB": v}}
+          for t, v in ((100, 5), (850, 9), (950, 1), (1500, 3), (2600, 2))]
     with tempfile.TemporaryDirectory() as d:
         tr, out = os.path.join(d, "trace.json"), os.path.join(d, "o.json")
         json.dump({"traceEvents": ev}, open(tr, "w"))
@@ -36,9 +42,12 @@ def main():
         r = json.load(open(out))["steps"]
         assert [s["step"] for s in r] == [0, 1], r
         want0 = {"step_s": 1e-3, "compute_s": 6e-4, "h2d_s": 3e-4, "d2h_s": 2e-4, "copy_s": 4e-4,
-                 "both_directions_s": 1e-4, "copy_under_compute_s": 1e-4, "gpu_idle_s": 1e-4}
+                 "both_directions_s": 1e-4, "copy_under_compute_s": 1e-4, "gpu_idle_s": 1e-4,
+                 "idle_in_stalls_s": 5e-5, "idle_before_host_peak_s": 5e-5,
+                 "host_peak_at_s": 8.5e-4}
         want1 = {"step_s": 2e-3, "compute_s": 1e-4, "h2d_s": 0, "d2h_s": 5e-4, "copy_s": 5e-4,
-                 "both_directions_s": 0, "copy_under_compute_s": 0, "gpu_idle_s": 1.4e-3}
+                 "both_directions_s": 0, "copy_under_compute_s": 0, "gpu_idle_s": 1.4e-3,
+                 "idle_in_stalls_s": 0, "idle_before_host_peak_s": 4e-4, "host_peak_at_s": 5e-4}
         for got, want in ((r[0], want0), (r[1], want1)):
             for key, v in want.items():
                 assert abs(got[key] - v) < 1e-9, (got["step"], key, got[key], v)

@@ -914,6 +914,42 @@ TEST(PagerSpans, LargeBlockMovesOnSpansWithFewMappings) {
 // SPILLWAY_SPAN_MIB=8 (the default): spans of 4 pages, at VA aligned to 8 MiB; a 96 MiB block is
 // mapped with one per aligned 8 MiB group (no chunk is left but the edges), moves on them and
 // keeps its bytes. (LargeBlockMovesOnSpansWithFewMappings sets 32 MiB.)
+// A new block's pages are mapped span by span and chunk by chunk, but the device is granted
+// access once per run of neighbouring pages (a cuMemSetAccess cost ~190 us a call on a busy
+// H200, whatever the size). A refused grant leaves nothing of the block mapped and loses no
+// memory: the next allocation of the range works.
+TEST(PagerSpans, NewBlockGetsOneAccessGrantPerRun) {
+  SimAlloc a(1024 * kMiB, 1, OffloadConfig(0, 512 * kMiB));
+  prim::Stream s = a.stream();
+  const prim::CallTimes& access = a.sim->times(prim::Call::kAccess);
+  const prim::CallTimes& maps = a.sim->times(prim::Call::kMap);
+  const std::uint64_t access0 = access.calls.load(), maps0 = maps.calls.load();
+  void* p = nullptr;
+  const std::size_t n = 96 * kMiB + 4096;  // 8 MiB spans and chunks at the edges
+  ASSERT_EQ(a.alloc_on(&p, n, s), SPILLWAY_OK) << LastError();
+  EXPECT_GE(maps.calls.load() - maps0, 12u);
+  EXPECT_EQ(access.calls.load() - access0, 1u) << "one grant for the block's new pages";
+  Fill(p, n, 5);
+  EXPECT_EQ(KernelMismatches(a, s, p, n, 5), 0u);
+  // Refused: the allocation fails with the driver's reason; nothing stays mapped.
+  const spillway_stats before = a.stats();
+  a.sim->fail_next_accesses(1);
+  void* q = nullptr;
+  const std::size_t m = 64 * kMiB;
+  EXPECT_EQ(a.alloc_on(&q, m, s), SPILLWAY_ERR_BACKEND);
+  EXPECT_NE(std::string(LastError()).find("access refused"), std::string::npos) << LastError();
+  EXPECT_EQ(q, nullptr);
+  EXPECT_EQ(a.stats().map_count, before.map_count) << "the maps it made were undone";
+  EXPECT_EQ(a.stats().allocated_bytes, before.allocated_bytes);
+  // The memory it had went back to the heap: the same allocation now works, every byte usable.
+  ASSERT_EQ(a.alloc_on(&q, m, s), SPILLWAY_OK) << LastError();
+  Fill(q, m, 6);
+  EXPECT_EQ(KernelMismatches(a, s, q, m, 6), 0u);
+  EXPECT_EQ(KernelMismatches(a, s, p, n, 5), 0u);
+  EXPECT_EQ(a.free_on(q, s), SPILLWAY_OK);
+  EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
+}
+
 TEST(PagerSpans, SpanSizeIsASetting) {
   Config cfg = OffloadConfig(0, 512 * kMiB);
   SimAlloc a(1024 * kMiB, 1, cfg);

@@ -4,6 +4,8 @@
 // stream FIFO order, events (record behind a slow task, query, synchronize, stream_wait_event
 // ordering two streams), the device-memory limit (create fails with code 2, the CUDA
 // out-of-memory value) and the fail_next_creates injection hook.
+#include "allocator/prim/sim_backend.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -12,8 +14,6 @@
 #include <cstring>
 #include <thread>
 #include <vector>
-
-#include "allocator/prim/sim_backend.h"
 
 namespace spillway::prim {
 namespace {
@@ -320,6 +320,31 @@ TEST(SimBackend, FailNextCreatesInjection) {
   Status s3 = b.create({LocationKind::kDevice, 0}, kGran, &h);
   EXPECT_TRUE(s3.ok()) << s3.message;
   b.release(h);
+}
+
+// As cuMemSetAccess: one grant may cover several neighbouring mappings; a range with any part
+// unmapped is refused (and the hook refuses the next grants).
+TEST(SimBackend, AccessCoversMappedRangesOnly) {
+  SimBackend b(Small());
+  std::uintptr_t va = 0;
+  ASSERT_TRUE(b.reserve(0, 8 * kGran, kGran, &va).ok());
+  PhysHandle h[3] = {};
+  for (PhysHandle& x : h) ASSERT_TRUE(b.create({LocationKind::kDevice, 0}, kGran, &x).ok());
+  ASSERT_TRUE(b.map(va, kGran, h[0]).ok());
+  ASSERT_TRUE(b.map(va + kGran, kGran, h[1]).ok());
+  ASSERT_TRUE(b.map(va + 3 * kGran, kGran, h[2]).ok());  // page 2 left unmapped
+  EXPECT_TRUE(b.set_access(0, va, 2 * kGran).ok()) << "two mappings, one grant";
+  static_cast<volatile unsigned char*>(reinterpret_cast<void*>(va))[2 * kGran - 1] = 1;
+  EXPECT_FALSE(b.set_access(0, va, 4 * kGran).ok()) << "a hole in the range";
+  EXPECT_FALSE(b.set_access(0, va + 2 * kGran, kGran).ok()) << "nothing mapped";
+  EXPECT_EQ(b.times(Call::kAccess).calls.load(), 1u) << "successful grants are counted";
+  b.fail_next_accesses(1);
+  EXPECT_FALSE(b.set_access(0, va + 3 * kGran, kGran).ok());
+  EXPECT_TRUE(b.set_access(0, va + 3 * kGran, kGran).ok());
+  ASSERT_TRUE(b.unmap(va, 2 * kGran).ok());
+  ASSERT_TRUE(b.unmap(va + 3 * kGran, kGran).ok());
+  for (PhysHandle x : h) b.release(x);
+  b.release_va(va, 8 * kGran);
 }
 
 }  // namespace
