@@ -33,6 +33,7 @@
 #include "allocator/prim/cuda_backend.h"
 #include "bench/launch_remap.h"
 #include "bench/remap_chunk_size.h"
+#include "bench/remap_under_copy.h"
 #include "offload/nvme_store.h"
 #include "offload/pager.h"
 
@@ -329,6 +330,11 @@ int main(int argc, char** argv) {
   std::string bc_why;
   if (!spillway::bench::MeasureRemapByChunkSize(alloc->backend(), &by_chunk, &bc_why))
     std::fprintf(stderr, "offload_bench: remapping by chunk size: %s\n", bc_why.c_str());
+  spillway::bench::RemapUnderCopy ruc;
+  std::string ruc_why;
+  const bool ruc_ok = spillway::bench::MeasureRemapUnderCopy(
+      alloc->backend(), pg->host_pool().numa(), &ruc, &ruc_why);
+  if (!ruc_ok) std::fprintf(stderr, "offload_bench: remapping under copies: %s\n", ruc_why.c_str());
   const double remap_s = static_cast<double>(pg->counters().remap_ns.load()) / 1e9 / (a.reps + 1);
   const double pcie_d2h = Median(d2h), pcie_h2d = Median(h2d);
   const double host_evict = Median(evict), host_fetch = Median(fetch);
@@ -414,6 +420,14 @@ int main(int argc, char** argv) {
         "2 MiB\n",
         c.chunk_bytes >> 20, c.map_us_per_2mib, c.access_us_per_2mib, c.unmap_us_per_2mib,
         c.create_us_per_2mib, c.release_us_per_2mib);
+  if (ruc_ok)
+    std::printf(
+        "    8 MiB chunks, us per 2 MiB, idle / while copying %.0f MiB to the host (%.1f GB/s): "
+        "map %.1f / %.1f, access %.1f / %.1f (one call for 256 MiB: %.1f / %.1f; slowest call "
+        "%.2f ms), unmap %.1f / %.1f\n",
+        4096.0, ruc.copy_gbps, ruc.map_us_idle, ruc.map_us_copying, ruc.access_us_idle,
+        ruc.access_us_copying, ruc.access_range_us_idle, ruc.access_range_us_copying,
+        ruc.slowest_access_call_ms_copying, ruc.unmap_us_idle, ruc.unmap_us_copying);
   if (!a.nvme_dir.empty()) {
     std::printf("  %-34s %8.2f GB/s  raw %.2f  (%.3f)\n", "nvme write (host->file)", nvme_w, raw_w,
                 nvme_w / raw_w);
@@ -451,6 +465,17 @@ int main(int argc, char** argv) {
         << ", \"create\": " << by_chunk[i].create_us_per_2mib
         << ", \"release\": " << by_chunk[i].release_us_per_2mib << "}";
     j << "}";
+    if (ruc_ok)
+      j << ",\n \"remap_us_per_2mib_under_copy\": {\"chunk_mib\": 8, \"copy_ms\": " << ruc.copy_ms
+        << ", \"copy_gbps\": " << ruc.copy_gbps << ", \"idle\": {\"map\": " << ruc.map_us_idle
+        << ", \"access\": " << ruc.access_us_idle
+        << ", \"access_one_call\": " << ruc.access_range_us_idle
+        << ", \"unmap\": " << ruc.unmap_us_idle
+        << "}, \"copying\": {\"map\": " << ruc.map_us_copying
+        << ", \"access\": " << ruc.access_us_copying
+        << ", \"access_one_call\": " << ruc.access_range_us_copying
+        << ", \"unmap\": " << ruc.unmap_us_copying
+        << ", \"slowest_access_call_ms\": " << ruc.slowest_access_call_ms_copying << "}}";
     if (!a.nvme_dir.empty())
       j << ",\n \"nvme\": {\"nvme_gbps\": {\"write\": " << nvme_w << ", \"read\": " << nvme_r
         << "}, \"nvme_raw_gbps\": {\"write\": " << raw_w << ", \"read\": " << raw_r

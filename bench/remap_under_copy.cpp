@@ -1,0 +1,167 @@
+// remap_under_copy.cpp — see remap_under_copy.h.
+#include "bench/remap_under_copy.h"
+
+#include <algorithm>
+#include <chrono>
+#include <vector>
+
+namespace spillway::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double MedianOf(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+double Us(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::micro>(b - a).count();
+}
+
+// A range of `n` physical allocations of `chunk` bytes mapped at a new VA (device access, and
+// the CPU's too for host memory); everything undone by release().
+struct Buffer {
+  prim::Backend* be = nullptr;
+  std::uintptr_t va = 0;
+  std::size_t chunk = 0;
+  std::vector<prim::PhysHandle> hs;
+  bool mapped = false;
+  bool make(prim::Backend& b, prim::Location loc, std::size_t c, std::size_t n, std::string* why) {
+    be = &b;
+    chunk = c;
+    if (prim::Status s = b.reserve(0, c * n, c, &va); !s.ok()) {
+      *why = "reserving VA: " + s.message;
+      va = 0;
+      return false;
+    }
+    hs.assign(n, 0);
+    for (auto& h : hs)
+      if (prim::Status s = b.create(loc, c, &h); !s.ok()) {
+        *why = "creating memory: " + s.message;
+        return false;
+      }
+    for (std::size_t i = 0; i < n; ++i)
+      if (prim::Status s = b.map(va + i * c, c, hs[i]); !s.ok()) {
+        for (std::size_t j = 0; j < i; ++j) b.unmap(va + j * c, c);
+        *why = "mapping memory: " + s.message;
+        return false;
+      }
+    mapped = true;
+    prim::Status s = loc.kind == prim::LocationKind::kDevice
+                         ? b.set_access(0, va, c * n)
+                         : b.set_access_host(0, loc.id, va, c * n);
+    if (!s.ok()) *why = "granting access: " + s.message;
+    return s.ok();
+  }
+  void release() {
+    if (be == nullptr) return;
+    if (mapped)
+      for (std::size_t i = 0; i < hs.size(); ++i) be->unmap(va + i * chunk, chunk);
+    for (auto h : hs)
+      if (h != 0) be->release(h);
+    if (va != 0) be->release_va(va, chunk * hs.size());
+    be = nullptr;
+  }
+};
+
+}  // namespace
+
+bool MeasureRemapUnderCopy(prim::Backend& be, int numa, RemapUnderCopy* out, std::string* why) {
+  constexpr std::size_t kMiB = std::size_t{1} << 20, kChunk = 8 * kMiB, kRange = 256 * kMiB;
+  constexpr std::size_t kCopyChunk = 128 * kMiB, kCopyChunks = 8, kCopies = 4;  // 4 x 1 GiB
+  constexpr std::size_t kN = kRange / kChunk;
+  const double pages = static_cast<double>(kRange / (2 * kMiB));
+  Buffer dev, host;
+  std::uintptr_t va = 0;
+  std::vector<prim::PhysHandle> hs(kN, 0);
+  prim::Stream st = nullptr;
+  prim::Event ev = nullptr;
+  bool ok = dev.make(be, {prim::LocationKind::kDevice, 0}, kCopyChunk, kCopyChunks, why) &&
+            host.make(be, {prim::LocationKind::kHostNuma, numa}, kCopyChunk, kCopyChunks, why);
+  if (ok && !(ok = be.reserve(0, kRange, kChunk, &va).ok())) *why = "reserving VA", va = 0;
+  for (std::size_t i = 0; ok && i < kN; ++i)
+    if (!(ok = be.create({prim::LocationKind::kDevice, 0}, kChunk, &hs[i]).ok()))
+      *why = "creating 8 MiB chunks";
+  if (ok && !(ok = be.stream_create(0, &st).ok())) *why = "creating a stream", st = nullptr;
+  if (ok && !(ok = be.event_create(0, &ev).ok())) *why = "creating an event", ev = nullptr;
+  auto queue_copies = [&]() -> bool {
+    for (std::size_t k = 0; k < kCopies; ++k)
+      if (!be.copy_async(0, reinterpret_cast<void*>(host.va), reinterpret_cast<void*>(dev.va),
+                         kCopyChunk * kCopyChunks, st)
+               .ok())
+        return false;
+    return be.event_record(0, ev, st).ok();
+  };
+  if (ok) {  // the copies alone (a warm-up first)
+    std::vector<double> ms;
+    for (int r = 0; ok && r < 3; ++r) {
+      const auto t0 = Clock::now();
+      ok = queue_copies() && be.event_synchronize(ev).ok();
+      ms.push_back(Us(t0, Clock::now()) / 1e3);
+    }
+    if (!ok) *why = "copying device -> host";
+    out->copy_ms = MedianOf({ms.begin() + 1, ms.end()});
+    out->copy_gbps = static_cast<double>(kCopyChunk * kCopyChunks * kCopies) / (out->copy_ms * 1e6);
+  }
+  // One round: map each chunk, grant access per chunk, unmap each; then map again, grant access
+  // once for the range, unmap. `copying`: copies are queued first and waited for after.
+  auto round = [&](bool copying, double* map_us, double* access_us, double* range_us,
+                   double* unmap_us, double* slowest_ms) -> bool {
+    if (copying && !queue_copies()) return false;
+    const auto t0 = Clock::now();
+    for (std::size_t i = 0; i < kN; ++i)
+      if (!be.map(va + i * kChunk, kChunk, hs[i]).ok()) return false;
+    const auto t1 = Clock::now();
+    for (std::size_t i = 0; i < kN; ++i) {
+      const auto c0 = Clock::now();
+      if (!be.set_access(0, va + i * kChunk, kChunk).ok()) return false;
+      *slowest_ms = std::max(*slowest_ms, Us(c0, Clock::now()) / 1e3);
+    }
+    const auto t2 = Clock::now();
+    for (std::size_t i = 0; i < kN; ++i)
+      if (!be.unmap(va + i * kChunk, kChunk).ok()) return false;
+    const auto t3 = Clock::now();
+    for (std::size_t i = 0; i < kN; ++i)
+      if (!be.map(va + i * kChunk, kChunk, hs[i]).ok()) return false;
+    const auto t4 = Clock::now();
+    if (!be.set_access(0, va, kRange).ok()) return false;
+    const auto t5 = Clock::now();
+    if (!be.unmap(va, kRange).ok()) return false;
+    *map_us = Us(t0, t1) / pages;
+    *access_us = Us(t1, t2) / pages;
+    *unmap_us = Us(t2, t3) / pages;
+    *range_us = Us(t4, t5) / pages;
+    return !copying || be.event_synchronize(ev).ok();
+  };
+  for (int copying = 0; ok && copying < 2; ++copying) {
+    std::vector<double> m, a, r, u;
+    double slowest = 0;
+    for (int k = 0; ok && k < 3; ++k) {
+      double mm = 0, aa = 0, rr = 0, uu = 0;
+      if (!(ok = round(copying != 0, &mm, &aa, &rr, &uu, &slowest)))
+        *why = "remapping 8 MiB chunks" + std::string(copying ? " while copying" : "");
+      m.push_back(mm), a.push_back(aa), r.push_back(rr), u.push_back(uu);
+    }
+    (copying ? out->map_us_copying : out->map_us_idle) = MedianOf(m);
+    (copying ? out->access_us_copying : out->access_us_idle) = MedianOf(a);
+    (copying ? out->access_range_us_copying : out->access_range_us_idle) = MedianOf(r);
+    (copying ? out->unmap_us_copying : out->unmap_us_idle) = MedianOf(u);
+    if (copying) out->slowest_access_call_ms_copying = slowest;
+  }
+  if (ev != nullptr) {
+    be.event_synchronize(ev);
+    be.event_destroy(ev);
+  }
+  if (st != nullptr) be.stream_destroy(0, st);
+  if (!ok && va != 0)  // a round that failed may have left chunks mapped (errors ignored)
+    for (std::size_t i = 0; i < kN; ++i) be.unmap(va + i * kChunk, kChunk);
+  for (auto h : hs)
+    if (h != 0) be.release(h);
+  if (va != 0) be.release_va(va, kRange);
+  dev.release();
+  host.release();
+  return ok;
+}
+
+}  // namespace spillway::bench

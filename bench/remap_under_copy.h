@@ -1,0 +1,30 @@
+// remap_under_copy.h — whether the driver's VMM calls cost more while copies are in flight: under
+// offload traffic the step stats of `activations` showed cuMemSetAccess at ~27 us per 2 MiB page
+// (0.4 s a step) against 6.7 us with the GPU idle, and no cheaper for 32 MiB spans or for one
+// call over a whole run of pages (docs/offload.md, "Driver calls under copy traffic"). Here the
+// same map / grant access / unmap of 8 MiB device chunks is timed with the GPU idle and while
+// device -> host copies run on another stream. Part of bench/offload_bench (GPU only).
+#pragma once
+
+#include <string>
+
+#include "allocator/prim/backend.h"
+
+namespace spillway::bench {
+
+struct RemapUnderCopy {
+  // Per 2 MiB of a 256 MiB range of 8 MiB chunks, one call per chunk (access also as one call
+  // for the whole range), medians of 3 rounds.
+  double map_us_idle = 0, access_us_idle = 0, access_range_us_idle = 0, unmap_us_idle = 0;
+  double map_us_copying = 0, access_us_copying = 0, access_range_us_copying = 0,
+         unmap_us_copying = 0;
+  double slowest_access_call_ms_copying = 0;  // the longest single call among those rounds
+  double copy_ms = 0;    // the copies queued for a round (device -> pinned host), alone
+  double copy_gbps = 0;  // their speed
+};
+
+// Device 0, host chunks on NUMA node `numa`. False with *why when the backend refuses something
+// (nothing is left mapped or allocated).
+bool MeasureRemapUnderCopy(prim::Backend& be, int numa, RemapUnderCopy* out, std::string* why);
+
+}  // namespace spillway::bench
