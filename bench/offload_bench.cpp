@@ -428,6 +428,12 @@ int main(int argc, char** argv) {
         4096.0, ruc.copy_gbps, ruc.map_us_idle, ruc.map_us_copying, ruc.access_us_idle,
         ruc.access_us_copying, ruc.access_range_us_idle, ruc.access_range_us_copying,
         ruc.slowest_access_call_ms_copying, ruc.unmap_us_idle, ruc.unmap_us_copying);
+  if (ruc_ok)
+    std::printf(
+        "    access us per 2 MiB while the 4 GiB move in other shapes: to the host in 8 MiB "
+        "copies %.1f, in 2 MiB copies %.1f; to the device in 1 GiB copies %.1f, in 8 MiB "
+        "copies %.1f\n",
+        ruc.access_us_d2h_8m, ruc.access_us_d2h_2m, ruc.access_us_h2d_1g, ruc.access_us_h2d_8m);
   if (!a.nvme_dir.empty()) {
     std::printf("  %-34s %8.2f GB/s  raw %.2f  (%.3f)\n", "nvme write (host->file)", nvme_w, raw_w,
                 nvme_w / raw_w);
@@ -475,7 +481,10 @@ int main(int argc, char** argv) {
         << ", \"access\": " << ruc.access_us_copying
         << ", \"access_one_call\": " << ruc.access_range_us_copying
         << ", \"unmap\": " << ruc.unmap_us_copying
-        << ", \"slowest_access_call_ms\": " << ruc.slowest_access_call_ms_copying << "}}";
+        << ", \"slowest_access_call_ms\": " << ruc.slowest_access_call_ms_copying
+        << "}, \"access_by_copy_shape\": {\"d2h_8mib\": " << ruc.access_us_d2h_8m
+        << ", \"d2h_2mib\": " << ruc.access_us_d2h_2m << ", \"h2d_1gib\": " << ruc.access_us_h2d_1g
+        << ", \"h2d_8mib\": " << ruc.access_us_h2d_8m << "}}";
     if (!a.nvme_dir.empty())
       j << ",\n \"nvme\": {\"nvme_gbps\": {\"write\": " << nvme_w << ", \"read\": " << nvme_r
         << "}, \"nvme_raw_gbps\": {\"write\": " << raw_w << ", \"read\": " << raw_r

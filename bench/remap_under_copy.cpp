@@ -85,14 +85,18 @@ bool MeasureRemapUnderCopy(prim::Backend& be, int numa, RemapUnderCopy* out, std
       *why = "creating 8 MiB chunks";
   if (ok && !(ok = be.stream_create(0, &st).ok())) *why = "creating a stream", st = nullptr;
   if (ok && !(ok = be.event_create(0, &ev).ok())) *why = "creating an event", ev = nullptr;
-  auto queue_copies = [&]() -> bool {
+  // 4 GiB between the buffers in copies of `piece` bytes, then the event.
+  auto queue_shaped = [&](bool to_host, std::size_t piece) -> bool {
+    const std::size_t total = kCopyChunk * kCopyChunks;
     for (std::size_t k = 0; k < kCopies; ++k)
-      if (!be.copy_async(0, reinterpret_cast<void*>(host.va), reinterpret_cast<void*>(dev.va),
-                         kCopyChunk * kCopyChunks, st)
-               .ok())
-        return false;
+      for (std::size_t off = 0; off < total; off += piece) {
+        auto* h = reinterpret_cast<void*>(host.va + off);
+        auto* d = reinterpret_cast<void*>(dev.va + off);
+        if (!be.copy_async(0, to_host ? h : d, to_host ? d : h, piece, st).ok()) return false;
+      }
     return be.event_record(0, ev, st).ok();
   };
+  auto queue_copies = [&]() -> bool { return queue_shaped(true, kCopyChunk * kCopyChunks); };
   if (ok) {  // the copies alone (a warm-up first)
     std::vector<double> ms;
     for (int r = 0; ok && r < 3; ++r) {
@@ -148,6 +152,34 @@ bool MeasureRemapUnderCopy(prim::Backend& be, int numa, RemapUnderCopy* out, std
     (copying ? out->access_range_us_copying : out->access_range_us_idle) = MedianOf(r);
     (copying ? out->unmap_us_copying : out->unmap_us_idle) = MedianOf(u);
     if (copying) out->slowest_access_call_ms_copying = slowest;
+  }
+  // The grants alone (map, grant per chunk, unmap) under copies of other shapes.
+  struct Shape {
+    bool to_host;
+    std::size_t piece;
+    double* out;
+  };
+  const Shape shapes[] = {{true, 8 * kMiB, &out->access_us_d2h_8m},
+                          {true, 2 * kMiB, &out->access_us_d2h_2m},
+                          {false, kCopyChunk * kCopyChunks, &out->access_us_h2d_1g},
+                          {false, 8 * kMiB, &out->access_us_h2d_8m}};
+  for (const Shape& sh : shapes) {
+    std::vector<double> a;
+    for (int k = 0; ok && k < 3; ++k) {
+      if (!(ok = queue_shaped(sh.to_host, sh.piece))) {
+        *why = "queueing copies";
+        break;
+      }
+      for (std::size_t i = 0; ok && i < kN; ++i) ok = be.map(va + i * kChunk, kChunk, hs[i]).ok();
+      const auto t0 = Clock::now();
+      for (std::size_t i = 0; ok && i < kN; ++i)
+        ok = be.set_access(0, va + i * kChunk, kChunk).ok();
+      a.push_back(Us(t0, Clock::now()) / pages);
+      if (ok) ok = be.unmap(va, kRange).ok();
+      if (ok) ok = be.event_synchronize(ev).ok();
+      if (!ok) *why = "granting access under shaped copies";
+    }
+    *sh.out = MedianOf(a);
   }
   if (ev != nullptr) {
     be.event_synchronize(ev);

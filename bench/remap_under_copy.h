@@ -3,7 +3,9 @@
 // (0.4 s a step) against 6.7 us with the GPU idle, and no cheaper for 32 MiB spans or for one
 // call over a whole run of pages (docs/offload.md, "Driver calls under copy traffic"). Here the
 // same map / grant access / unmap of 8 MiB device chunks is timed with the GPU idle and while
-// device -> host copies run on another stream. Part of bench/offload_bench (GPU only).
+// device -> host copies run on another stream; then the grants alone while the same 4 GiB move
+// in other shapes (copies of 8 or 2 MiB each, host -> device): whether the wait depends on the
+// size of each copy. Part of bench/offload_bench (GPU only).
 #pragma once
 
 #include <string>
@@ -21,6 +23,9 @@ struct RemapUnderCopy {
   double slowest_access_call_ms_copying = 0;  // the longest single call among those rounds
   double copy_ms = 0;    // the copies queued for a round (device -> pinned host), alone
   double copy_gbps = 0;  // their speed
+  // cuMemSetAccess per 2 MiB (one call per 8 MiB chunk, median of 3 rounds) while the 4 GiB
+  // move as: device -> host in copies of 8 MiB and of 2 MiB, host -> device in 1 GiB and 8 MiB.
+  double access_us_d2h_8m = 0, access_us_d2h_2m = 0, access_us_h2d_1g = 0, access_us_h2d_8m = 0;
 };
 
 // Device 0, host chunks on NUMA node `numa`. False with *why when the backend refuses something
