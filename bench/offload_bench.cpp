@@ -434,6 +434,12 @@ int main(int argc, char** argv) {
         "copies %.1f, in 2 MiB copies %.1f; to the device in 1 GiB copies %.1f, in 8 MiB "
         "copies %.1f\n",
         ruc.access_us_d2h_8m, ruc.access_us_d2h_2m, ruc.access_us_h2d_1g, ruc.access_us_h2d_8m);
+  if (ruc_ok)
+    std::printf(
+        "    access us per 2 MiB while copying to the host, by physical allocation: 2 MiB %.1f, "
+        "8 MiB %.1f, 32 MiB %.1f, 128 MiB %.1f\n",
+        ruc.access_us_d2h_chunk2, ruc.access_us_copying, ruc.access_us_d2h_chunk32,
+        ruc.access_us_d2h_chunk128);
   if (!a.nvme_dir.empty()) {
     std::printf("  %-34s %8.2f GB/s  raw %.2f  (%.3f)\n", "nvme write (host->file)", nvme_w, raw_w,
                 nvme_w / raw_w);
@@ -484,7 +490,10 @@ int main(int argc, char** argv) {
         << ", \"slowest_access_call_ms\": " << ruc.slowest_access_call_ms_copying
         << "}, \"access_by_copy_shape\": {\"d2h_8mib\": " << ruc.access_us_d2h_8m
         << ", \"d2h_2mib\": " << ruc.access_us_d2h_2m << ", \"h2d_1gib\": " << ruc.access_us_h2d_1g
-        << ", \"h2d_8mib\": " << ruc.access_us_h2d_8m << "}}";
+        << ", \"h2d_8mib\": " << ruc.access_us_h2d_8m
+        << "}, \"access_copying_by_chunk_mib\": {\"2\": " << ruc.access_us_d2h_chunk2
+        << ", \"8\": " << ruc.access_us_copying << ", \"32\": " << ruc.access_us_d2h_chunk32
+        << ", \"128\": " << ruc.access_us_d2h_chunk128 << "}}";
     if (!a.nvme_dir.empty())
       j << ",\n \"nvme\": {\"nvme_gbps\": {\"write\": " << nvme_w << ", \"read\": " << nvme_r
         << "}, \"nvme_raw_gbps\": {\"write\": " << raw_w << ", \"read\": " << raw_r

@@ -181,6 +181,37 @@ bool MeasureRemapUnderCopy(prim::Backend& be, int numa, RemapUnderCopy* out, std
     }
     *sh.out = MedianOf(a);
   }
+  // Grants under device -> host copies for other sizes of physical allocation.
+  struct Size {
+    std::size_t chunk;
+    double* out;
+  };
+  const Size sizes[] = {{2 * kMiB, &out->access_us_d2h_chunk2},
+                        {32 * kMiB, &out->access_us_d2h_chunk32},
+                        {128 * kMiB, &out->access_us_d2h_chunk128}};
+  for (const Size& sz : sizes) {
+    const std::size_t n = kRange / sz.chunk;
+    std::vector<prim::PhysHandle> cs(n, 0);
+    for (std::size_t i = 0; ok && i < n; ++i)
+      if (!(ok = be.create({prim::LocationKind::kDevice, 0}, sz.chunk, &cs[i]).ok()))
+        *why = "creating chunks";
+    std::vector<double> a;
+    for (int k = 0; ok && k < 3; ++k) {
+      if (!(ok = queue_copies())) *why = "queueing copies";
+      for (std::size_t i = 0; ok && i < n; ++i)
+        ok = be.map(va + i * sz.chunk, sz.chunk, cs[i]).ok();
+      const auto t0 = Clock::now();
+      for (std::size_t i = 0; ok && i < n; ++i)
+        ok = be.set_access(0, va + i * sz.chunk, sz.chunk).ok();
+      a.push_back(Us(t0, Clock::now()) / pages);
+      for (std::size_t i = 0; i < n; ++i) ok = be.unmap(va + i * sz.chunk, sz.chunk).ok() && ok;
+      if (ok) ok = be.event_synchronize(ev).ok();
+      if (!ok) *why = "granting access by chunk size under copies";
+    }
+    for (auto h : cs)
+      if (h != 0) be.release(h);
+    *sz.out = MedianOf(a);
+  }
   if (ev != nullptr) {
     be.event_synchronize(ev);
     be.event_destroy(ev);

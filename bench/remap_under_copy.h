@@ -26,6 +26,9 @@ struct RemapUnderCopy {
   // cuMemSetAccess per 2 MiB (one call per 8 MiB chunk, median of 3 rounds) while the 4 GiB
   // move as: device -> host in copies of 8 MiB and of 2 MiB, host -> device in 1 GiB and 8 MiB.
   double access_us_d2h_8m = 0, access_us_d2h_2m = 0, access_us_h2d_1g = 0, access_us_h2d_8m = 0;
+  // cuMemSetAccess per 2 MiB while the 4 GiB move to the host in 1 GiB copies, one call per
+  // physical allocation of 2, 32 and 128 MiB (8 MiB: access_us_copying): per mapping or per byte?
+  double access_us_d2h_chunk2 = 0, access_us_d2h_chunk32 = 0, access_us_d2h_chunk128 = 0;
 };
 
 // Device 0, host chunks on NUMA node `numa`. False with *why when the backend refuses something
