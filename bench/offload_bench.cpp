@@ -440,6 +440,11 @@ int main(int argc, char** argv) {
         "8 MiB %.1f, 32 MiB %.1f, 128 MiB %.1f\n",
         ruc.access_us_d2h_chunk2, ruc.access_us_copying, ruc.access_us_d2h_chunk32,
         ruc.access_us_d2h_chunk128);
+  if (ruc_ok)
+    std::printf(
+        "    the 4 GiB to the host written by a kernel (no copy engine): %.1f GB/s; access %.1f "
+        "us per 2 MiB meanwhile\n",
+        ruc.sm_copy_gbps, ruc.access_us_sm_copy);
   if (!a.nvme_dir.empty()) {
     std::printf("  %-34s %8.2f GB/s  raw %.2f  (%.3f)\n", "nvme write (host->file)", nvme_w, raw_w,
                 nvme_w / raw_w);
@@ -493,7 +498,9 @@ int main(int argc, char** argv) {
         << ", \"h2d_8mib\": " << ruc.access_us_h2d_8m
         << "}, \"access_copying_by_chunk_mib\": {\"2\": " << ruc.access_us_d2h_chunk2
         << ", \"8\": " << ruc.access_us_copying << ", \"32\": " << ruc.access_us_d2h_chunk32
-        << ", \"128\": " << ruc.access_us_d2h_chunk128 << "}}";
+        << ", \"128\": " << ruc.access_us_d2h_chunk128
+        << "}, \"sm_copy_gbps\": " << ruc.sm_copy_gbps
+        << ", \"access_while_sm_copy\": " << ruc.access_us_sm_copy << "}";
     if (!a.nvme_dir.empty())
       j << ",\n \"nvme\": {\"nvme_gbps\": {\"write\": " << nvme_w << ", \"read\": " << nvme_r
         << "}, \"nvme_raw_gbps\": {\"write\": " << raw_w << ", \"read\": " << raw_r
