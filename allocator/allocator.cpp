@@ -342,6 +342,7 @@ spillway_status Allocator::pager(int device, offload::Pager** out) {
   if (cfg_.offload_return_uses > 0) pg->set_return_uses(cfg_.offload_return_uses);
   if (cfg_.offload_lookahead >= 0) pg->set_lookahead(cfg_.offload_lookahead);
   pg->set_drain_last(cfg_.offload_drain_last);
+  backend_->set_kernel_copies_to_host(cfg_.offload_copy_kernel);
   // Tracked safety must see every launch, also those of code first run after the launch-hook
   // check (tracker.h).
   if (po.safety == offload::Safety::kTracked) tracker::KeepCuptiLaunchCallbacks();

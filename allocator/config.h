@@ -82,6 +82,12 @@ struct Config {
   // (three calls, docs/offload.md): `last` was faster on `activations` and fused-AdamW `ga`,
   // slower on foreach-AdamW `ga`.
   bool offload_drain_last = true;
+  // SPILLWAY_OFFLOAD_COPY=engine|kernel: evictions copied to the host by the copy engine
+  // (cuMemcpyAsync, the default) or by a kernel of Spillway's (SMs storing to the host chunks).
+  // Measured on the H200 (docs/offload.md, "Driver calls under copy traffic"): a cuMemSetAccess
+  // took ~1 ms a mapping while the copy engine wrote to the host, ~0.3 ms while a kernel did,
+  // ~0.03 ms idle. A tuning knob until the GPU runs say which to default to.
+  bool offload_copy_kernel = false;
   // SPILLWAY_BACKEND=cuda|sim. sim runs on the CPU simulator (tests, replay).
   bool use_sim = false;
   // SPILLWAY_SIM_DEVICES, SPILLWAY_SIM_DEVICE_MEMORY: shape of the simulator.

@@ -148,7 +148,7 @@ prim::Status Pager::copy_pages(std::uintptr_t first, std::size_t pages,
     while (j < pages && chunks[j].window == chunks[j - 1].window + gran_) ++j;
     auto* block = reinterpret_cast<void*>(first + i * gran_);
     auto* host = reinterpret_cast<void*>(chunks[i].window);
-    st = to_host ? backend_.copy_async(device_, host, block, (j - i) * gran_, s)
+    st = to_host ? backend_.copy_to_host_async(device_, host, block, (j - i) * gran_, s)
                  : backend_.copy_async(device_, block, host, (j - i) * gran_, s);
     i = j;
   }

@@ -86,7 +86,8 @@ def main():
             continue
         iv = (e["ts"], e["ts"] + e.get("dur", 0))
         name = e.get("name", "")
-        (h2d if name == "memcpy HtoD" else d2h if name == "memcpy DtoH"
+        # spillway_copy16: the pager's evictions written by a kernel (SPILLWAY_OFFLOAD_COPY=kernel)
+        (h2d if name == "memcpy HtoD" else d2h if name in ("memcpy DtoH", "spillway_copy16")
          else comp if not name.startswith("memcpy") else []).append(iv)
     if not h2d and not d2h:
         print("gpu_overlap.py: no copies in the trace (a build before copy records?)",

@@ -89,6 +89,14 @@ class Backend {
 
   // Streams and events (events are pooled by the caller).
   virtual Status copy_async(int device, void* dst, const void* src, std::size_t n, Stream s) = 0;
+  // A device -> host copy of the pager's (an eviction). By default copy_async; with
+  // set_kernel_copies_to_host(true) the CUDA backend writes it with a kernel instead of the copy
+  // engine (SPILLWAY_OFFLOAD_COPY=kernel: the driver's access grants wait far less behind it).
+  virtual Status copy_to_host_async(int device, void* dst, const void* src, std::size_t n,
+                                    Stream s) {
+    return copy_async(device, dst, src, n, s);
+  }
+  virtual void set_kernel_copies_to_host(bool) {}
   virtual Status event_create(int device, Event* out) = 0;
   virtual Status event_destroy(Event e) = 0;
   virtual Status event_record(int device, Event e, Stream s) = 0;

@@ -1,6 +1,9 @@
 // cuda_backend.cpp — the CUDA driver implementation of the backend (see cuda_backend.h).
 #include "allocator/prim/cuda_backend.h"
 
+#include <algorithm>
+#include <cstdio>
+
 namespace spillway::prim {
 
 class CudaBackend::CtxScope {
@@ -192,6 +195,99 @@ Status CudaBackend::copy_async(int device, void* dst, const void* src, std::size
   return check(d_->cuMemcpyAsync(reinterpret_cast<CUdeviceptr>(dst),
                                  reinterpret_cast<CUdeviceptr>(src), n, static_cast<CUstream>(s)),
                "cuMemcpyAsync");
+}
+
+namespace {
+
+// dst[i] = src[i] over 16-byte elements, a grid-stride loop (JIT-compiled for the device).
+constexpr const char* kCopyPtx =
+    ".version 8.0\n"
+    ".target sm_70\n"
+    ".address_size 64\n"
+    ".visible .entry spillway_copy16(.param .u64 dst, .param .u64 src, .param .u64 n)\n"
+    "{\n"
+    "  .reg .u64 %rd<12>;\n"
+    "  .reg .u32 %r<5>;\n"
+    "  .reg .b32 %v<4>;\n"
+    "  .reg .pred %p;\n"
+    "  ld.param.u64 %rd1, [dst];\n"
+    "  ld.param.u64 %rd2, [src];\n"
+    "  ld.param.u64 %rd3, [n];\n"
+    "  mov.u32 %r1, %ctaid.x;\n"
+    "  mov.u32 %r2, %ntid.x;\n"
+    "  mov.u32 %r3, %tid.x;\n"
+    "  mov.u32 %r4, %nctaid.x;\n"
+    "  cvt.u64.u32 %rd4, %r1;\n"
+    "  cvt.u64.u32 %rd5, %r2;\n"
+    "  cvt.u64.u32 %rd6, %r3;\n"
+    "  cvt.u64.u32 %rd7, %r4;\n"
+    "  mul.lo.u64 %rd8, %rd4, %rd5;\n"
+    "  add.u64 %rd8, %rd8, %rd6;\n"
+    "  mul.lo.u64 %rd9, %rd7, %rd5;\n"
+    "LOOP:\n"
+    "  setp.ge.u64 %p, %rd8, %rd3;\n"
+    "  @%p bra DONE;\n"
+    "  shl.b64 %rd10, %rd8, 4;\n"
+    "  add.u64 %rd11, %rd2, %rd10;\n"
+    "  ld.global.v4.u32 {%v0, %v1, %v2, %v3}, [%rd11];\n"
+    "  add.u64 %rd11, %rd1, %rd10;\n"
+    "  st.global.v4.u32 [%rd11], {%v0, %v1, %v2, %v3};\n"
+    "  add.u64 %rd8, %rd8, %rd9;\n"
+    "  bra LOOP;\n"
+    "DONE:\n"
+    "  ret;\n"
+    "}\n";
+
+}  // namespace
+
+CUfunction CudaBackend::copy_kernel(int device, std::string* error) {
+  std::lock_guard<std::mutex> lk(kernel_mu_);
+  const auto d = static_cast<std::size_t>(device);
+  if (copy_fn_.size() <= d) {
+    copy_fn_.resize(d + 1, nullptr);
+    copy_failed_.resize(d + 1, 0);
+  }
+  if (copy_fn_[d] != nullptr || copy_failed_[d]) return copy_fn_[d];
+  CUmodule mod = nullptr;
+  CUfunction fn = nullptr;
+  CUresult r = d_->cuModuleLoadData(&mod, kCopyPtx);
+  if (r == CUDA_SUCCESS) r = d_->cuModuleGetFunction(&fn, mod, "spillway_copy16");
+  if (r != CUDA_SUCCESS) {
+    copy_failed_[d] = 1;
+    *error = "loading the copy kernel: " + CudaErrorString(d_, r);
+    return nullptr;
+  }
+  copy_fn_[d] = fn;  // the module stays loaded with the context
+  return fn;
+}
+
+Status CudaBackend::copy_to_host_async(int device, void* dst, const void* src, std::size_t n,
+                                       Stream s) {
+  const bool aligned =
+      (reinterpret_cast<std::uintptr_t>(dst) | reinterpret_cast<std::uintptr_t>(src) | n) % 16 == 0;
+  if (!kernel_copies_ || !aligned) return copy_async(device, dst, src, n, s);
+  CtxScope scope(this, device);
+  InternalCall internal;  // not the program's launch: the tracker skips it
+  std::string why;
+  CUfunction fn = copy_kernel(device, &why);
+  if (fn == nullptr) {
+    if (!why.empty())  // the first failure on this device
+      std::fprintf(stderr,
+                   "spillway: SPILLWAY_OFFLOAD_COPY=kernel: %s; evictions use the copy engine "
+                   "on device %d\n",
+                   why.c_str(), device);
+    return copy_async(device, dst, src, n, s);
+  }
+  std::uint64_t pd = reinterpret_cast<std::uintptr_t>(dst),
+                ps = reinterpret_cast<std::uintptr_t>(src), pn = n / 16;
+  void* args[] = {&pd, &ps, &pn};
+  // 512 threads a block, one 16-byte element each per pass; at most 264 blocks (two per SM of
+  // an H200) so that the copy leaves room for the program's kernels.
+  const std::uint64_t blocks = std::min<std::uint64_t>(264, (pn + 511) / 512);
+  kernel_copy_count_.fetch_add(1, std::memory_order_relaxed);
+  return check(d_->cuLaunchKernel(fn, static_cast<unsigned>(blocks), 1, 1, 512, 1, 1, 0,
+                                  static_cast<CUstream>(s), args, nullptr),
+               "cuLaunchKernel (copy to the host)");
 }
 
 Status CudaBackend::event_create(int device, Event* out) {

@@ -2,7 +2,10 @@
 // management API (cuMemAddressReserve/cuMemCreate/cuMemMap/cuMemSetAccess) and events.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -32,6 +35,11 @@ class CudaBackend final : public Backend {
   Status stream_create(int device, Stream* out) override;
   Status stream_destroy(int device, Stream s) override;
   Status copy_async(int device, void* dst, const void* src, std::size_t n, Stream s) override;
+  Status copy_to_host_async(int device, void* dst, const void* src, std::size_t n,
+                            Stream s) override;
+  void set_kernel_copies_to_host(bool on) override { kernel_copies_ = on; }
+  // Copies to the host written by the kernel so far (tests).
+  std::uint64_t kernel_copy_count() const { return kernel_copy_count_.load(); }
   Status event_create(int device, Event* out) override;
   Status event_destroy(Event e) override;
   Status event_record(int device, Event e, Stream s) override;
@@ -48,9 +56,17 @@ class CudaBackend final : public Backend {
   // Makes `device`'s primary context current for the scope (no-op if it already is).
   class CtxScope;
 
+  // The copy kernel of `device`, loaded from PTX on first use (nullptr and *error if it fails).
+  CUfunction copy_kernel(int device, std::string* error);
+
   const CudaDriver* d_;
   std::vector<CUcontext> ctx_;  // primary context per device
   std::vector<CUdevice> dev_;
+  bool kernel_copies_ = false;
+  std::atomic<std::uint64_t> kernel_copy_count_{0};
+  std::mutex kernel_mu_;
+  std::vector<CUfunction> copy_fn_;        // per device, once loaded
+  std::vector<std::uint8_t> copy_failed_;  // per device: loading failed (said once)
 };
 
 }  // namespace spillway::prim

@@ -96,6 +96,9 @@ bool Load() {
   SPW_RESOLVE(cuStreamDestroy, "cuStreamDestroy", v);
   SPW_RESOLVE(cuDeviceGetPCIBusId, "cuDeviceGetPCIBusId", v);
   SPW_RESOLVE(cuGetErrorString, "cuGetErrorString", v);
+  SPW_RESOLVE(cuModuleLoadData, "cuModuleLoadData", v);
+  SPW_RESOLVE(cuModuleGetFunction, "cuModuleGetFunction", v);
+  SPW_RESOLVE(cuLaunchKernel, "cuLaunchKernel", v);
   SPW_RESOLVE(cuMemAlloc, "cuMemAlloc", v);
   SPW_RESOLVE(cuMemFree, "cuMemFree", v);
   SPW_RESOLVE(cuMemAllocAsync, "cuMemAllocAsync", v);

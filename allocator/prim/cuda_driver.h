@@ -48,6 +48,11 @@ struct CudaDriver {
   CUresult (*cuStreamDestroy)(CUstream);
   CUresult (*cuDeviceGetPCIBusId)(char*, int, CUdevice);
   CUresult (*cuGetErrorString)(CUresult, const char**);
+  // The pager's copy kernel (CudaBackend::copy_to_host_async).
+  CUresult (*cuModuleLoadData)(CUmodule*, const void*);
+  CUresult (*cuModuleGetFunction)(CUfunction*, CUmodule, const char*);
+  CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+                             unsigned, CUstream, void**, void**);
   // Real versions of the calls the preload interposes (pass-through for foreign pointers).
   CUresult (*cuMemAlloc)(CUdeviceptr*, size_t);
   CUresult (*cuMemFree)(CUdeviceptr);

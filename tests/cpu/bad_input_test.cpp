@@ -265,6 +265,8 @@ TEST(Config, ParseConfigRejectsMalformed) {
     ExpectRejected("SPILLWAY_OFFLOAD_LOOKAHEAD", v, "an integer in 0..256 (0: no prefetching)");
   for (const char* v : {"0", "1", "early", "FIRST"})
     ExpectRejected("SPILLWAY_OFFLOAD_DRAIN", v, "first or last");
+  for (const char* v : {"0", "1", "sm", "Kernel"})
+    ExpectRejected("SPILLWAY_OFFLOAD_COPY", v, "engine or kernel");
   for (const char* v : {"0", "2", "3", "24", "1024", "-32", "32M", "x"})
     ExpectRejected("SPILLWAY_SPAN_MIB", v, "a power of two from 4 to 512");
   ExpectRejected("SPILLWAY_KERNELS", "yes", "0 or 1");
@@ -354,6 +356,16 @@ TEST(Config, Spans) {
   e.vars = {{"SPILLWAY_OFFLOAD_DRAIN", "last"}};
   ASSERT_TRUE(ParseConfig(e.fn(), &cfg, &err)) << err;
   EXPECT_TRUE(cfg.offload_drain_last);
+  e.vars = {};
+  Config fresh;
+  ASSERT_TRUE(ParseConfig(e.fn(), &fresh, &err)) << err;
+  EXPECT_FALSE(fresh.offload_copy_kernel) << "default: the copy engine";
+  e.vars = {{"SPILLWAY_OFFLOAD_COPY", "kernel"}};
+  ASSERT_TRUE(ParseConfig(e.fn(), &cfg, &err)) << err;
+  EXPECT_TRUE(cfg.offload_copy_kernel);
+  e.vars = {{"SPILLWAY_OFFLOAD_COPY", "engine"}};
+  ASSERT_TRUE(ParseConfig(e.fn(), &cfg, &err)) << err;
+  EXPECT_FALSE(cfg.offload_copy_kernel);
 }
 
 TEST(Config, ParseConfigAccepts) {

@@ -13,9 +13,9 @@
 #include "allocator/allocator.h"
 #include "allocator/error.h"
 #include "allocator/prim/cuda_backend.h"
-#include "pattern_kernels.cuh"
 #include "offload/nvme_store.h"
 #include "offload/pager.h"
+#include "pattern_kernels.cuh"
 
 namespace spillway {
 namespace {
@@ -95,6 +95,41 @@ TEST_F(OffloadGpu, KernelReadsAndWritesAnEvictedBlock) {
   ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
   EXPECT_EQ(pg->host_pool().in_use_bytes(), 0u);
   EXPECT_EQ(alloc_->free(p, FreeMode::kStreamOrdered, s_, trace::Kind::kApiFree), SPILLWAY_OK);
+  EXPECT_EQ(alloc_->free(pad, FreeMode::kStreamOrdered, s_, trace::Kind::kApiFree), SPILLWAY_OK);
+}
+
+// SPILLWAY_OFFLOAD_COPY=kernel: evictions are written to the host by Spillway's copy kernel
+// (not the copy engine); blocks of several sizes and offsets keep every byte there and back.
+TEST_F(OffloadGpu, EvictionByKernelKeepsEveryByte) {
+  Config cfg;
+  cfg.host_limit_bytes = 1024 * kMiB;
+  cfg.offload_copy_kernel = true;
+  Make(cfg);
+  auto* be = dynamic_cast<prim::CudaBackend*>(&alloc_->backend());
+  ASSERT_NE(be, nullptr);
+  void* pad = Alloc(5 * kMiB + 4096);  // the blocks below start inside pages
+  offload::Pager* pg = Pager();
+  ASSERT_NE(pg, nullptr);
+  const size_t sizes[] = {6 * kMiB + 512, 40 * kMiB, 129 * kMiB + 4096};
+  void* ps[3] = {};
+  for (int i = 0; i < 3; ++i) {
+    ps[i] = Alloc(sizes[i]);
+    Fill<<<1024, 256, 0, s_>>>(static_cast<unsigned char*>(ps[i]), sizes[i], 30u + i);
+  }
+  const std::uint64_t before = be->kernel_copy_count();
+  for (int i = 0; i < 3; ++i)
+    ASSERT_EQ(pg->offload(reinterpret_cast<uintptr_t>(ps[i]), trace::kTierHost, true), SPILLWAY_OK)
+        << LastError();
+  EXPECT_GT(be->kernel_copy_count(), before) << "the evictions went through the copy kernel";
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(pg->residency(reinterpret_cast<uintptr_t>(ps[i])), offload::Residency::kHost);
+    EXPECT_EQ(CheckOn(ps[i], sizes[i], 30u + i), 0u) << "block " << i << " on the host";
+    ASSERT_EQ(pg->prefetch(reinterpret_cast<uintptr_t>(ps[i]), s_), SPILLWAY_OK) << LastError();
+    EXPECT_EQ(CheckOn(ps[i], sizes[i], 30u + i), 0u) << "block " << i << " back";
+  }
+  ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
+  for (void* p : ps)
+    EXPECT_EQ(alloc_->free(p, FreeMode::kStreamOrdered, s_, trace::Kind::kApiFree), SPILLWAY_OK);
   EXPECT_EQ(alloc_->free(pad, FreeMode::kStreamOrdered, s_, trace::Kind::kApiFree), SPILLWAY_OK);
 }
 
