@@ -1,9 +1,6 @@
 // remap_under_copy.cpp — see remap_under_copy.h.
 #include "bench/remap_under_copy.h"
 
-#include <cuda.h>
-#include <cuda_runtime.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -13,87 +10,6 @@ namespace spillway::bench {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// dst[i] = src[i] for 16-byte elements, a grid-stride loop.
-constexpr const char* kCopyPtx =
-    ".version 8.0\n"
-    ".target sm_80\n"
-    ".address_size 64\n"
-    ".visible .entry spillway_copy16(.param .u64 dst, .param .u64 src, .param .u64 n)\n"
-    "{\n"
-    "  .reg .u64 %rd<12>;\n"
-    "  .reg .u32 %r<5>;\n"
-    "  .reg .b32 %v<4>;\n"
-    "  .reg .pred %p;\n"
-    "  ld.param.u64 %rd1, [dst];\n"
-    "  ld.param.u64 %rd2, [src];\n"
-    "  ld.param.u64 %rd3, [n];\n"
-    "  mov.u32 %r1, %ctaid.x;\n"
-    "  mov.u32 %r2, %ntid.x;\n"
-    "  mov.u32 %r3, %tid.x;\n"
-    "  mov.u32 %r4, %nctaid.x;\n"
-    "  cvt.u64.u32 %rd4, %r1;\n"
-    "  cvt.u64.u32 %rd5, %r2;\n"
-    "  cvt.u64.u32 %rd6, %r3;\n"
-    "  cvt.u64.u32 %rd7, %r4;\n"
-    "  mul.lo.u64 %rd8, %rd4, %rd5;\n"
-    "  add.u64 %rd8, %rd8, %rd6;\n"
-    "  mul.lo.u64 %rd9, %rd7, %rd5;\n"
-    "LOOP:\n"
-    "  setp.ge.u64 %p, %rd8, %rd3;\n"
-    "  @%p bra DONE;\n"
-    "  shl.b64 %rd10, %rd8, 4;\n"
-    "  add.u64 %rd11, %rd2, %rd10;\n"
-    "  ld.global.v4.u32 {%v0, %v1, %v2, %v3}, [%rd11];\n"
-    "  add.u64 %rd11, %rd1, %rd10;\n"
-    "  st.global.v4.u32 [%rd11], {%v0, %v1, %v2, %v3};\n"
-    "  add.u64 %rd8, %rd8, %rd9;\n"
-    "  bra LOOP;\n"
-    "DONE:\n"
-    "  ret;\n"
-    "}\n";
-
-template <typename F>
-bool Entry(const char* name, F* fn) {
-  void* p = nullptr;
-  cudaDriverEntryPointQueryResult q{};
-  if (cudaGetDriverEntryPointByVersion(name, &p, 12000, cudaEnableDefault, &q) != cudaSuccess ||
-      q != cudaDriverEntryPointSuccess || p == nullptr)
-    return false;
-  *fn = reinterpret_cast<F>(p);
-  return true;
-}
-
-// The PTX copy kernel, loaded through the driver's entry points (no nvcc needed).
-struct SmCopy {
-  using LoadFn = CUresult (*)(CUmodule*, const void*);
-  using GetFn = CUresult (*)(CUfunction*, CUmodule, const char*);
-  using LaunchFn = CUresult (*)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned,
-                                unsigned, unsigned, CUstream, void**, void**);
-  using UnloadFn = CUresult (*)(CUmodule);
-  LaunchFn launch = nullptr;
-  UnloadFn unload = nullptr;
-  CUmodule mod = nullptr;
-  CUfunction fn = nullptr;
-  bool init() {
-    LoadFn load = nullptr;
-    GetFn get = nullptr;
-    if (!Entry("cuModuleLoadData", &load) || !Entry("cuModuleGetFunction", &get) ||
-        !Entry("cuLaunchKernel", &launch) || !Entry("cuModuleUnload", &unload))
-      return false;
-    if (cudaSetDevice(0) != cudaSuccess || cudaFree(nullptr) != cudaSuccess) return false;
-    return load(&mod, kCopyPtx) == CUDA_SUCCESS && get(&fn, mod, "spillway_copy16") == CUDA_SUCCESS;
-  }
-  bool copy(std::uintptr_t dst, std::uintptr_t src, std::size_t bytes, void* stream) {
-    std::uint64_t d = dst, s = src, n = bytes / 16;
-    void* args[] = {&d, &s, &n};
-    return launch(fn, 1056, 1, 1, 512, 1, 1, 0, static_cast<CUstream>(stream), args, nullptr) ==
-           CUDA_SUCCESS;
-  }
-  ~SmCopy() {
-    if (mod != nullptr) unload(mod);
-  }
-};
 
 double MedianOf(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -266,17 +182,21 @@ bool MeasureRemapUnderCopy(prim::Backend& be, int numa, RemapUnderCopy* out, std
     }
     *sh.out = MedianOf(a);
   }
-  // The 4 GiB written to the host by a kernel instead of the copy engine. Optional: a failure
-  // here is said on stderr and leaves the other results (sm_copy_gbps stays 0).
+  // The 4 GiB written to the host by the backend's copy kernel (the pager's evictions under
+  // SPILLWAY_OFFLOAD_COPY=kernel) instead of the copy engine. Optional: a failure here is said
+  // on stderr and leaves the other results (sm_copy_gbps stays 0).
   if (ok) {
-    SmCopy sm;
+    be.set_kernel_copies_to_host(true);
     auto queue_sm = [&]() -> bool {
       for (std::size_t k = 0; k < kCopies; ++k)
-        if (!sm.copy(host.va, dev.va, kCopyChunk * kCopyChunks, st)) return false;
+        if (!be.copy_to_host_async(0, reinterpret_cast<void*>(host.va),
+                                   reinterpret_cast<void*>(dev.va), kCopyChunk * kCopyChunks, st)
+                 .ok())
+          return false;
       return be.event_record(0, ev, st).ok();
     };
-    bool sm_ok = sm.init();
-    const char* sm_why = sm_ok ? "" : "loading the PTX copy kernel";
+    bool sm_ok = true;
+    const char* sm_why = "";
     std::vector<double> ms, a;
     for (int k = 0; sm_ok && k < 3; ++k) {  // speed alone (the first a warm-up)
       const auto t0 = Clock::now();
@@ -297,6 +217,7 @@ bool MeasureRemapUnderCopy(prim::Backend& be, int numa, RemapUnderCopy* out, std
       be.event_synchronize(ev);
       if (!sm_ok) sm_why = "granting access while the copy kernel runs";
     }
+    be.set_kernel_copies_to_host(false);
     if (sm_ok) {
       out->sm_copy_gbps = static_cast<double>(kCopyChunk * kCopyChunks * kCopies) /
                           (MedianOf({ms.begin() + 1, ms.end()}) * 1e6);
