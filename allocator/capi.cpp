@@ -272,6 +272,8 @@ spillway_status spillway_get_offload_stats(int device, spillway_offload_stats* o
   out->map_ns = ld(b.times(Call::kMap).ns);
   out->access_ns = ld(b.times(Call::kAccess).ns);
   out->unmap_ns = ld(b.times(Call::kUnmap).ns);
+  out->access_calls = ld(b.times(Call::kAccess).calls);
+  out->pager_maps = ld(k.pager_maps);
   return SPILLWAY_OK;
 }
 

@@ -486,6 +486,8 @@ spillway_status Pager::swap_locked(Entry& e, const prim::PhysHandle* in, bool ho
     }
     if (!s.ok())  // undo: unmap what this call mapped
       for (std::size_t k : made) backend_.unmap(va(k), unit(sp, k) * gran_);
+    else
+      counters_.pager_maps.fetch_add(made.size(), std::memory_order_relaxed);
     return s;
   };
   prim::Status s = unmap_all(cur);

@@ -96,7 +96,8 @@ def main():
               f"launches {d['o_launch_ns'] / 1e9:.3f} s, waits for the GPU {d['o_cpu_waits']} "
               f"({d['o_cpu_wait_ns'] / 1e9:.3f} s); driver: create {d['o_create_ns'] / 1e9:.3f} s, "
               f"release {d['o_release_ns'] / 1e9:.3f}, map {d['o_map_ns'] / 1e9:.3f}, access "
-              f"{d['o_access_ns'] / 1e9:.3f}, unmap {d['o_unmap_ns'] / 1e9:.3f}; "
+              f"{d['o_access_ns'] / 1e9:.3f} ({d['o_access_calls']} calls), unmap "
+              f"{d['o_unmap_ns'] / 1e9:.3f}; pager maps {d['o_pager_maps']}; "
               + (held[0] if held else ""), flush=True)
 
     losses, step_s = [], []

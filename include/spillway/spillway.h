@@ -147,7 +147,12 @@ typedef struct spillway_offload_stats {
   uint64_t cpu_wait_ns;        /* the time of those waits */
   uint64_t create_ns, release_ns, map_ns, access_ns, unmap_ns; /* CPU time in the driver's
                                   physical-memory calls of each kind (cuMemCreate, cuMemRelease,
-                                  cuMemMap, cuMemSetAccess, cuMemUnmap); 0 on the simulator */
+                                  cuMemMap, cuMemSetAccess, cuMemUnmap); the simulator times
+                                  map, access and unmap only */
+  uint64_t access_calls;       /* cuMemSetAccess calls (every device) */
+  uint64_t pager_maps;         /* mappings the pager made on this device (blocks brought back,
+                                  host chunks mapped at a block's address); the allocator's own
+                                  are spillway_stats.map_count */
 } spillway_offload_stats;
 spillway_status spillway_get_offload_stats(int device, spillway_offload_stats* out);
 

@@ -931,6 +931,14 @@ TEST(PagerSpans, NewBlockGetsOneAccessGrantPerRun) {
   EXPECT_EQ(access.calls.load() - access0, 1u) << "one grant for the block's new pages";
   Fill(p, n, 5);
   EXPECT_EQ(KernelMismatches(a, s, p, n, 5), 0u);
+  // The pager's mappings are counted too: the block's spans and chunks when it comes back.
+  Pager* pg = PagerOf(a);
+  ASSERT_NE(pg, nullptr);
+  ASSERT_EQ(pg->offload(U(p), trace::kTierHost, true), SPILLWAY_OK) << LastError();
+  const std::uint64_t pmaps = pg->counters().pager_maps.load();
+  ASSERT_EQ(pg->prefetch(U(p), s), SPILLWAY_OK) << LastError();
+  EXPECT_GE(pg->counters().pager_maps.load() - pmaps, 12u) << "its spans and chunks, counted";
+  EXPECT_EQ(KernelMismatches(a, s, p, n, 5), 0u);
   // Refused: the allocation fails with the driver's reason; nothing stays mapped.
   const spillway_stats before = a.stats();
   a.sim->fail_next_accesses(1);
