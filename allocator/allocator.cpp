@@ -81,6 +81,7 @@ void AtExit() {
 Allocator::Allocator(std::unique_ptr<prim::Backend> backend, Config cfg)
     : id_(g_next_id.fetch_add(1)), backend_(std::move(backend)), cfg_(std::move(cfg)) {
   for (auto& h : heaps_) h.store(nullptr);
+  backend_->set_kernel_copies_to_host(cfg_.offload_copy_kernel);  // SPILLWAY_OFFLOAD_COPY
 }
 
 Allocator::~Allocator() {
@@ -342,7 +343,6 @@ spillway_status Allocator::pager(int device, offload::Pager** out) {
   if (cfg_.offload_return_uses > 0) pg->set_return_uses(cfg_.offload_return_uses);
   if (cfg_.offload_lookahead >= 0) pg->set_lookahead(cfg_.offload_lookahead);
   pg->set_drain_last(cfg_.offload_drain_last);
-  backend_->set_kernel_copies_to_host(cfg_.offload_copy_kernel);
   // Tracked safety must see every launch, also those of code first run after the launch-hook
   // check (tracker.h).
   if (po.safety == offload::Safety::kTracked) tracker::KeepCuptiLaunchCallbacks();
@@ -383,12 +383,15 @@ spillway_status Allocator::free(void* p, FreeMode mode, prim::Stream stream, tra
                        sum->nstreams + (sum->more_streams ? 1u : 0u));
     }
     s = SPILLWAY_OK;
-    offload::Pager* pg = pager_if_any(device);
-    const std::uint64_t t0 = pg != nullptr ? MonotonicNs() : 0;
-    if (pg && pg->active()) [[unlikely]]
+    if (offload::Pager* pg = pager_if_any(device); pg && pg->active()) [[unlikely]] {
+      // Timed only here: the ordinary free path stays without clock reads.
+      const std::uint64_t t0 = MonotonicNs();
       s = pg->before_free(addr, mode, stream);
-    if (s == SPILLWAY_OK) s = a->free_block(addr, mode, stream);
-    if (pg != nullptr) pg->counters().free_ns.fetch_add(MonotonicNs() - t0, std::memory_order_relaxed);
+      if (s == SPILLWAY_OK) s = a->free_block(addr, mode, stream);
+      pg->counters().free_ns.fetch_add(MonotonicNs() - t0, std::memory_order_relaxed);
+    } else {
+      s = a->free_block(addr, mode, stream);
+    }
   }
   if (trace_ && s != SPILLWAY_ERR_NOT_OWNED)
     trace_->record(kind, device, stream, addr, 0, static_cast<std::uint16_t>(s));

@@ -181,8 +181,9 @@ bool Arena::map_missing(const std::vector<std::int32_t>& missing, std::size_t re
     }
   }
   // Every handle is mapped first, then the device is granted access once per run of
-  // neighbouring pages this call mapped: on the H200 a cuMemSetAccess cost ~190 us a call while
-  // the GPU was busy with offload copies (33-37 us idle), whatever the range's size.
+  // neighbouring pages this call mapped: fewer driver calls. (The grant's cost on the H200 is
+  // per mapping even within one call: ~1 ms each while the copy engine writes to the host,
+  // docs/offload.md "Driver calls under copy traffic".)
   auto va_of = [&](std::int32_t i) {
     return base_ + (std::uintptr_t{static_cast<std::uint32_t>(i)} << page_shift_);
   };
@@ -199,19 +200,15 @@ bool Arena::map_missing(const std::vector<std::int32_t>& missing, std::size_t re
   for (std::size_t k = 0; k < singles.size() && ms.ok(); ++k)
     if ((ms = backend_.map(va_of(singles[k]), gran_, chunks[k])).ok())
       made.push_back({singles[k], 1});
-  if (ms.ok()) {
-    std::vector<Made> runs = made;
-    std::sort(runs.begin(), runs.end(),
-              [](const Made& x, const Made& y) { return x.first < y.first; });
-    for (std::size_t r = 0; r < runs.size() && ms.ok();) {
-      std::size_t end = r + 1;
-      std::size_t pages = runs[r].pages;
-      while (end < runs.size() &&
-             runs[end].first == runs[r].first + static_cast<std::int32_t>(pages))
-        pages += runs[end++].pages;
-      ms = backend_.set_access(device_, va_of(runs[r].first), pages * gran_);
-      r = end;
-    }
+  std::sort(made.begin(), made.end(),
+            [](const Made& x, const Made& y) { return x.first < y.first; });
+  for (std::size_t r = 0; r < made.size() && ms.ok();) {
+    std::size_t end = r + 1;
+    std::size_t pages = made[r].pages;
+    while (end < made.size() && made[end].first == made[r].first + static_cast<std::int32_t>(pages))
+      pages += made[end++].pages;
+    ms = backend_.set_access(device_, va_of(made[r].first), pages * gran_);
+    r = end;
   }
   if (!ms.ok()) {  // nothing of this call stays mapped; the memory goes back to the heap
     for (const Made& m : made) backend_.unmap(va_of(m.first), m.pages * gran_);

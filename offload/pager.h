@@ -78,8 +78,8 @@ struct PagerCounters {
   // Evictions that took the rest of a span the block covers in part (Arena::widen_to_spans_locked).
   std::atomic<std::uint64_t> widened{0};
   // CPU time on the callers' threads (spillway_offload_stats): allocations of the device while
-  // offload is on (the Allocator times them), of it make_room for them, frees, launches naming
-  // blocks off the device (Allocator::on_away).
+  // offload is on (the Allocator times them), of it make_room for them, frees while blocks are
+  // off the device, launches naming blocks off the device (Allocator::on_away).
   std::atomic<std::uint64_t> alloc_ns{0}, make_room_ns{0}, free_ns{0}, launch_ns{0};
   // Mappings swap_locked made (each needs an access grant: ~0.2-1 ms on a busy H200).
   std::atomic<std::uint64_t> pager_maps{0};

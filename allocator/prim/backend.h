@@ -5,10 +5,11 @@
 
 #include <array>
 #include <atomic>
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string>
+
+#include "profiler/clock.h"
 
 namespace spillway::prim {
 
@@ -111,15 +112,11 @@ class Backend {
   virtual bool stream_is_capturing(int device, Stream s) = 0;
 
  protected:
-  static std::uint64_t now_ns() {
-    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                          std::chrono::steady_clock::now().time_since_epoch())
-                                          .count());
-  }
+  // A call of kind `c` that began at MonotonicNs() == t0 has ended.
   void count(Call c, std::uint64_t t0) {
     CallTimes& t = times_[static_cast<int>(c)];
     t.calls.fetch_add(1, std::memory_order_relaxed);
-    t.ns.fetch_add(now_ns() - t0, std::memory_order_relaxed);
+    t.ns.fetch_add(MonotonicNs() - t0, std::memory_order_relaxed);
   }
 
  private:

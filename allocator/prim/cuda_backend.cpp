@@ -112,7 +112,7 @@ Status CudaBackend::release_va(std::uintptr_t va, std::size_t size) {
 Status CudaBackend::create(Location loc, std::size_t size, PhysHandle* out) {
   CUmemAllocationProp p = Prop(loc);
   CUmemGenericAllocationHandle h = 0;
-  const std::uint64_t t0 = now_ns();
+  const std::uint64_t t0 = MonotonicNs();
   Status s = check(d_->cuMemCreate(&h, size, &p, 0), "cuMemCreate");
   count(Call::kCreate, t0);
   *out = static_cast<PhysHandle>(h);
@@ -120,14 +120,14 @@ Status CudaBackend::create(Location loc, std::size_t size, PhysHandle* out) {
 }
 
 Status CudaBackend::release(PhysHandle h) {
-  const std::uint64_t t0 = now_ns();
+  const std::uint64_t t0 = MonotonicNs();
   Status s = check(d_->cuMemRelease(static_cast<CUmemGenericAllocationHandle>(h)), "cuMemRelease");
   count(Call::kRelease, t0);
   return s;
 }
 
 Status CudaBackend::map(std::uintptr_t va, std::size_t size, PhysHandle h) {
-  const std::uint64_t t0 = now_ns();
+  const std::uint64_t t0 = MonotonicNs();
   Status s = check(d_->cuMemMap(static_cast<CUdeviceptr>(va), size, 0,
                                 static_cast<CUmemGenericAllocationHandle>(h), 0),
                    "cuMemMap");
@@ -140,7 +140,7 @@ Status CudaBackend::set_access(int device, std::uintptr_t va, std::size_t size) 
   a.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
   a.location.id = device;
   a.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-  const std::uint64_t t0 = now_ns();
+  const std::uint64_t t0 = MonotonicNs();
   Status s = check(d_->cuMemSetAccess(static_cast<CUdeviceptr>(va), size, &a, 1), "cuMemSetAccess");
   count(Call::kAccess, t0);
   return s;
@@ -154,7 +154,7 @@ Status CudaBackend::set_access_host(int device, int numa, std::uintptr_t va, std
   a[1].location.type = CU_MEM_LOCATION_TYPE_HOST_NUMA;
   a[1].location.id = numa;
   a[1].flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-  const std::uint64_t t0 = now_ns();
+  const std::uint64_t t0 = MonotonicNs();
   Status s = check(d_->cuMemSetAccess(static_cast<CUdeviceptr>(va), size, a, 2),
                    "cuMemSetAccess (device and host)");
   count(Call::kAccess, t0);
@@ -183,7 +183,7 @@ Status CudaBackend::stream_destroy(int device, Stream s) {
 }
 
 Status CudaBackend::unmap(std::uintptr_t va, std::size_t size) {
-  const std::uint64_t t0 = now_ns();
+  const std::uint64_t t0 = MonotonicNs();
   Status s = check(d_->cuMemUnmap(static_cast<CUdeviceptr>(va), size), "cuMemUnmap");
   count(Call::kUnmap, t0);
   return s;
@@ -265,7 +265,8 @@ Status CudaBackend::copy_to_host_async(int device, void* dst, const void* src, s
                                        Stream s) {
   const bool aligned =
       (reinterpret_cast<std::uintptr_t>(dst) | reinterpret_cast<std::uintptr_t>(src) | n) % 16 == 0;
-  if (!kernel_copies_ || !aligned) return copy_async(device, dst, src, n, s);
+  if (!kernel_copies_.load(std::memory_order_relaxed) || !aligned)
+    return copy_async(device, dst, src, n, s);
   CtxScope scope(this, device);
   InternalCall internal;  // not the program's launch: the tracker skips it
   std::string why;
@@ -316,7 +317,7 @@ Status CudaBackend::event_query(Event e, bool* done) {
 }
 
 Status CudaBackend::event_synchronize(Event e) {
-  const std::uint64_t t0 = now_ns();
+  const std::uint64_t t0 = MonotonicNs();
   Status s = check(d_->cuEventSynchronize(static_cast<CUevent>(e)), "cuEventSynchronize");
   count(Call::kWait, t0);
   return s;

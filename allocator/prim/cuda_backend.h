@@ -37,7 +37,9 @@ class CudaBackend final : public Backend {
   Status copy_async(int device, void* dst, const void* src, std::size_t n, Stream s) override;
   Status copy_to_host_async(int device, void* dst, const void* src, std::size_t n,
                             Stream s) override;
-  void set_kernel_copies_to_host(bool on) override { kernel_copies_ = on; }
+  void set_kernel_copies_to_host(bool on) override {
+    kernel_copies_.store(on, std::memory_order_relaxed);
+  }
   // Copies to the host written by the kernel so far (tests).
   std::uint64_t kernel_copy_count() const { return kernel_copy_count_.load(); }
   Status event_create(int device, Event* out) override;
@@ -62,7 +64,7 @@ class CudaBackend final : public Backend {
   const CudaDriver* d_;
   std::vector<CUcontext> ctx_;  // primary context per device
   std::vector<CUdevice> dev_;
-  bool kernel_copies_ = false;
+  std::atomic<bool> kernel_copies_{false};
   std::atomic<std::uint64_t> kernel_copy_count_{0};
   std::mutex kernel_mu_;
   std::vector<CUfunction> copy_fn_;        // per device, once loaded

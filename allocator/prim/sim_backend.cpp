@@ -188,7 +188,7 @@ Status SimBackend::release(PhysHandle h) {
 }
 
 Status SimBackend::map(std::uintptr_t va, std::size_t size, PhysHandle h) {
-  const std::uint64_t t0 = now_ns();
+  const std::uint64_t t0 = MonotonicNs();
   std::size_t offset;
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -216,7 +216,7 @@ Status SimBackend::map(std::uintptr_t va, std::size_t size, PhysHandle h) {
 }
 
 Status SimBackend::set_access(int, std::uintptr_t va, std::size_t size) {
-  const std::uint64_t t0 = now_ns();
+  const std::uint64_t t0 = MonotonicNs();
   {
     // As with cuMemSetAccess: the range may cover several mappings, all of it mapped.
     std::lock_guard<std::mutex> lk(mu_);
@@ -240,7 +240,7 @@ Status SimBackend::set_access(int, std::uintptr_t va, std::size_t size) {
 }
 
 Status SimBackend::unmap(std::uintptr_t va, std::size_t size) {
-  const std::uint64_t t0 = now_ns();
+  const std::uint64_t t0 = MonotonicNs();
   {
     std::lock_guard<std::mutex> lk(mu_);
     auto it = mapped_.lower_bound(va);
@@ -296,7 +296,7 @@ Status SimBackend::event_query(Event e, bool* done) {
 }
 
 Status SimBackend::event_synchronize(Event e) {
-  const std::uint64_t t0 = now_ns();
+  const std::uint64_t t0 = MonotonicNs();
   auto* ev = static_cast<SimEvent*>(e);
   std::uint64_t target;
   {

@@ -140,9 +140,9 @@ typedef struct spillway_offload_stats {
   /* CPU time Spillway added to the calling threads (the launch path) while offload is on: */
   uint64_t alloc_ns;           /* in allocations on this device (make_room_ns included) */
   uint64_t make_room_ns;       /* in evictions that made room for an allocation */
-  uint64_t free_ns;            /* in frees on this device */
+  uint64_t free_ns;            /* in frees on this device while blocks were off it */
   uint64_t launch_ns;          /* in launches that named blocks off the device (stalls included) */
-  /* Every device of the process, offload or not: */
+  /* Every device of the process (filled for a device that has a pager): */
   uint64_t cpu_waits;          /* times Spillway made a CPU thread wait for the GPU */
   uint64_t cpu_wait_ns;        /* the time of those waits */
   uint64_t create_ns, release_ns, map_ns, access_ns, unmap_ns; /* CPU time in the driver's
