@@ -445,6 +445,11 @@ int main(int argc, char** argv) {
         "    the 4 GiB to the host written by a kernel (no copy engine): %.1f GB/s; access %.1f "
         "us per 2 MiB meanwhile\n",
         ruc.sm_copy_gbps, ruc.access_us_sm_copy);
+  if (ruc_ok)
+    std::printf(
+        "    access us per 2 MiB while 4 GiB move device -> device: copy engine %.1f, copy "
+        "kernel %.1f\n",
+        ruc.access_us_d2d_ce, ruc.access_us_d2d_sm);
   if (!a.nvme_dir.empty()) {
     std::printf("  %-34s %8.2f GB/s  raw %.2f  (%.3f)\n", "nvme write (host->file)", nvme_w, raw_w,
                 nvme_w / raw_w);
@@ -500,7 +505,9 @@ int main(int argc, char** argv) {
         << ", \"8\": " << ruc.access_us_copying << ", \"32\": " << ruc.access_us_d2h_chunk32
         << ", \"128\": " << ruc.access_us_d2h_chunk128
         << "}, \"sm_copy_gbps\": " << ruc.sm_copy_gbps
-        << ", \"access_while_sm_copy\": " << ruc.access_us_sm_copy << "}";
+        << ", \"access_while_sm_copy\": " << ruc.access_us_sm_copy
+        << ", \"access_while_d2d\": {\"copy_engine\": " << ruc.access_us_d2d_ce
+        << ", \"copy_kernel\": " << ruc.access_us_d2d_sm << "}}";
     if (!a.nvme_dir.empty())
       j << ",\n \"nvme\": {\"nvme_gbps\": {\"write\": " << nvme_w << ", \"read\": " << nvme_r
         << "}, \"nvme_raw_gbps\": {\"write\": " << raw_w << ", \"read\": " << raw_r

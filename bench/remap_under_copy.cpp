@@ -226,6 +226,40 @@ bool MeasureRemapUnderCopy(prim::Backend& be, int numa, RemapUnderCopy* out, std
       std::fprintf(stderr, "remap_under_copy: the kernel-copy part failed: %s\n", sm_why);
     }
   }
+  // Grants while the GPU moves bytes within its own memory (no host traffic): 4 GiB as 512 MiB
+  // copies between the halves of the device buffer, by the copy engine and by the copy kernel
+  // (SMs: what a training step's own kernels look like to the driver). Is a grant slow under any
+  // GPU work, or only under writes to the host?
+  auto queue_d2d = [&](bool sm) -> bool {
+    const std::size_t half = kCopyChunk * kCopyChunks / 2;
+    be.set_kernel_copies_to_host(sm);
+    bool q = true;
+    for (std::size_t k = 0; q && k < 2 * kCopies; ++k) {
+      auto* d = reinterpret_cast<void*>(dev.va + (k % 2 == 0 ? half : 0));
+      auto* s = reinterpret_cast<void*>(dev.va + (k % 2 == 0 ? 0 : half));
+      q = (sm ? be.copy_to_host_async(0, d, s, half, st) : be.copy_async(0, d, s, half, st)).ok();
+    }
+    be.set_kernel_copies_to_host(false);
+    return q && be.event_record(0, ev, st).ok();
+  };
+  for (int sm = 0; ok && sm < 2; ++sm) {
+    std::vector<double> a;
+    for (int k = 0; ok && k < 3; ++k) {
+      if (!(ok = queue_d2d(sm != 0))) {
+        *why = "queueing device -> device copies";
+        break;
+      }
+      for (std::size_t i = 0; ok && i < kN; ++i) ok = be.map(va + i * kChunk, kChunk, hs[i]).ok();
+      const auto t0 = Clock::now();
+      for (std::size_t i = 0; ok && i < kN; ++i)
+        ok = be.set_access(0, va + i * kChunk, kChunk).ok();
+      a.push_back(Us(t0, Clock::now()) / pages);
+      if (ok) ok = be.unmap(va, kRange).ok();
+      if (ok) ok = be.event_synchronize(ev).ok();
+      if (!ok) *why = "granting access under device -> device copies";
+    }
+    (sm != 0 ? out->access_us_d2d_sm : out->access_us_d2d_ce) = MedianOf(a);
+  }
   // Grants under device -> host copies for other sizes of physical allocation.
   struct Size {
     std::size_t chunk;

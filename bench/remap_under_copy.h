@@ -34,6 +34,9 @@ struct RemapUnderCopy {
   // cuMemSetAccess per 2 MiB of 8 MiB chunks meanwhile. Copy engine contention or the link's device
   // -> host direction?
   double sm_copy_gbps = 0, access_us_sm_copy = 0;
+  // cuMemSetAccess per 2 MiB of 8 MiB chunks while 4 GiB move device -> device (512 MiB
+  // copies): by the copy engine, and by the copy kernel (SMs busy on device memory only).
+  double access_us_d2d_ce = 0, access_us_d2d_sm = 0;
 };
 
 // Device 0, host chunks on NUMA node `numa`. False with *why when the backend refuses something
