@@ -347,11 +347,6 @@ spillway_status Allocator::pager(int device, offload::Pager** out) {
   if (cfg_.offload_safety == Config::Safety::kTracked && po.index == nullptr)
     return Fail(SPILLWAY_ERR_CONFIG, "spillway: SPILLWAY_OFFLOAD_SAFETY=tracked needs the tracker "
                                      "(SPILLWAY_TRACK=1); use strict or auto");
-  if (po.premap && po.safety != offload::Safety::kTracked)
-    return Fail(SPILLWAY_ERR_CONFIG,
-                "spillway: SPILLWAY_OFFLOAD_PREMAP=1 needs tracked offload safety (the tracker, "
-                "SPILLWAY_TRACK=1, and SPILLWAY_OFFLOAD_SAFETY auto or tracked): a strict eviction "
-                "made on the premapper's thread could unmap a block under a launch it cannot see");
   auto pg = std::make_unique<offload::Pager>(*h, po);
   if (spillway_status s = pg->init(&err); s != SPILLWAY_OK) return Fail(s, err);
   if (cfg_.offload_return_uses > 0) pg->set_return_uses(cfg_.offload_return_uses);

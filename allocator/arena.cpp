@@ -127,9 +127,8 @@ spillway_status Arena::alloc_small(std::size_t n, void** out) {
 spillway_status Arena::carve(std::size_t n, std::size_t align, std::uintptr_t* out) {
   // A miss in the quick bins: coalesce every cached block first, so best fit sees whole holes
   // and cached memory is reused before more is mapped (on the GPU-lag model this took the
-  // bundled trace from 1.087 to 1.065). Blocks readied by prepare() stay for the allocation of
-  // their size they were made for.
-  flush_quick(true);
+  // bundled trace from 1.087 to 1.065).
+  flush_quick();
   std::uintptr_t a = 0;
   // Among the few best fits, one already backed by memory avoids mapping (and growing).
   if (!free_.take_preferring(
@@ -360,22 +359,13 @@ void Arena::idle_remove(std::int32_t i) {
   pg.prev = pg.next = -1;
 }
 
-void Arena::flush_quick(bool keep_prepared) {
+void Arena::flush_quick() {
   if (quick_bytes_ == 0) return;
-  std::vector<std::pair<std::size_t, Quick>> kept;
   quick_.for_each([&](std::uint64_t r, std::vector<Quick>& v) {
-    for (const Quick& q : v)
-      if (keep_prepared && q.prepared)
-        kept.emplace_back(static_cast<std::size_t>(r), q);
-      else
-        release_extent(q.p, r, q.seq);
+    for (const Quick& q : v) release_extent(q.p, r, q.seq);
   });
   quick_.clear();  // sizes seen once do not linger
   quick_bytes_ = 0;
-  for (const auto& [r, q] : kept) {
-    quick_[r].push_back(q);
-    quick_bytes_ += r;
-  }
 }
 
 // ---------------------------------------------------------------- idle pages and fences

@@ -179,10 +179,8 @@ class Arena {
   void sub_live(std::uintptr_t a, std::size_t n, std::uint64_t seq);
   void release_extent(std::uintptr_t a, std::size_t n, std::uint64_t seq);  // + to extents
   bool all_mapped(std::uintptr_t a, std::size_t n) const;
-  void note_free();  // counts a stream-ordered free; records a fence now and then
-  // Every cached block back to the extents (coalescing); `keep_prepared`: but those prepare()
-  // readied.
-  void flush_quick(bool keep_prepared = false);
+  void note_free();    // counts a stream-ordered free; records a fence now and then
+  void flush_quick();  // every cached block back to the extents (coalescing)
   void release_small(Slab* s, std::uint32_t i);
   void drop_slab(Slab* s);  // an empty slab on the partial list goes back to the extents
   void release_pending(const Pending& pd);

@@ -90,9 +90,8 @@ struct Config {
   bool offload_copy_kernel = false;
   // SPILLWAY_OFFLOAD_PREMAP=0|1: a thread maps device memory for the next allocation of a size
   // that just had to map pages, evicting for it ahead of need (offload/premapper.h), so that the
-  // launch thread's allocations make fewer driver calls. Tracked safety only (a CONFIG error
-  // otherwise); stops if the pager goes strict. Off by default until the H200 says whether it
-  // pays (docs/offload.md).
+  // launch thread's allocations make fewer driver calls. Off by default until the H200 says
+  // whether it pays (docs/offload.md).
   bool offload_premap = false;
   // SPILLWAY_BACKEND=cuda|sim. sim runs on the CPU simulator (tests, replay).
   bool use_sim = false;

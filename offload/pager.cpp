@@ -43,14 +43,14 @@ spillway_status Pager::init(std::string* error) {
     *error = "spillway: the pager's copy stream could not be created: " + s.message;
     return SPILLWAY_ERR_BACKEND;
   }
-  if (opt_.premap && opt_.safety == Safety::kTracked)  // strict: the Allocator refuses it
+  if (opt_.premap)
     premapper_ = std::make_unique<Premapper>(
         [this](std::uint64_t bytes) { make_room(bytes + gran_, 0, true); });
   return SPILLWAY_OK;
 }
 
 void Pager::premap_hint(Arena* arena, std::size_t r) {
-  if (premapper_ == nullptr || strict_.load(std::memory_order_acquire)) return;
+  if (premapper_ == nullptr) return;
   const std::uint64_t budget = heap_.budget() != 0 ? heap_.budget() : heap_.total_memory();
   if (r <= budget / 16) premapper_->hint(arena, r);
 }
@@ -868,7 +868,6 @@ void Pager::go_strict() {
   if (opt_.safety == Safety::kStrict) return;
   poll_locked(true);
   opt_.safety = Safety::kStrict;
-  strict_.store(true, std::memory_order_release);  // the premapper stops (premap_hint)
   std::fprintf(stderr,
                "spillway: a kernel launch's pointers are unknown to the tracker (arguments it "
                "could not decode, or an NCCL kernel): offload safety is strict from now on\n");

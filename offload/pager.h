@@ -359,7 +359,6 @@ class Pager {
   std::string numa_note_;
   std::unique_ptr<HostPool> host_;
   std::unique_ptr<Premapper> premapper_;  // last to start, first to stop (~Pager)
-  std::atomic<bool> strict_{false};       // go_strict happened (read without the lock)
   prim::Stream copy_ = nullptr;           // copies back to the device (and NVMe staging)
   prim::Stream out_ = nullptr;  // eviction copies: the other direction of the link, at once
   std::vector<prim::Event> out_events_;  // recorded only on out_ (chunk tags among them)

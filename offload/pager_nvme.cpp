@@ -1,6 +1,8 @@
 // pager_nvme.cpp — the pager's NVMe tier (see pager.h): host chunks for an eviction, spilling
 // the host tier's blocks needed last to NVMe when it is full, and the moves between the host
 // tier and NVMe (offload/nvme_store.h does the I/O).
+#include "offload/pager.h"
+
 #include <algorithm>
 #include <array>
 #include <cinttypes>
@@ -10,7 +12,6 @@
 #include "allocator/device_heap.h"
 #include "allocator/error.h"
 #include "offload/next_use.h"
-#include "offload/pager.h"
 #include "profiler/clock.h"
 #include "profiler/trace_writer.h"
 #include "profiler/tracker/block_index.h"
@@ -55,8 +56,7 @@ spillway_status Pager::acquire_host_locked(std::uintptr_t p, std::size_t pages,
     });
   }
   for (Cand& c : cands) c.dist = NextUseDistance(c.sum, now);
-  std::sort(cands.begin(), cands.end(),
-            [](const Cand& a, const Cand& b) { return a.dist > b.dist; });
+  std::sort(cands.begin(), cands.end(), [](const Cand& a, const Cand& b) { return a.dist > b.dist; });
   for (const Cand& c : cands) {
     auto it = entries_.find(c.p);
     if (it == entries_.end() || it->second.state != Residency::kHost) continue;
@@ -158,8 +158,8 @@ void Pager::count_nvme_move(const Entry& e, bool to_nvme, std::uint64_t t0) {
       .fetch_add(bytes, std::memory_order_relaxed);
   const std::uint32_t from = to_nvme ? trace::kTierHost : trace::kTierNvme;
   const std::uint32_t to = to_nvme ? trace::kTierNvme : trace::kTierHost;
-  trace_move(to_nvme ? trace::Kind::kEvict : trace::Kind::kFetch, e.p, bytes, MonotonicNs() - t0,
-             from, to, false);
+  trace_move(to_nvme ? trace::Kind::kEvict : trace::Kind::kFetch, e.p, bytes,
+             MonotonicNs() - t0, from, to, false);
 }
 
 }  // namespace spillway::offload

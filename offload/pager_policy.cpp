@@ -154,9 +154,6 @@ void Pager::learn_and_prefetch_locked(std::uintptr_t p) {
 std::uint64_t Pager::make_room(std::uint64_t bytes, std::uintptr_t except, bool ahead) {
   const std::uint64_t t0 = MonotonicNs();
   std::lock_guard<std::mutex> lk(mu_);
-  // The premapper evicts only under tracked safety: a strict eviction fences the streams and
-  // then unmaps, and a launch made meanwhile on the program's thread would not be seen.
-  if (ahead && opt_.safety == Safety::kStrict) return 0;
   poll_locked(false);
   const std::uint64_t got = make_room_locked(bytes, except);
   (ahead ? counters_.premap_make_room_ns : counters_.make_room_ns)
@@ -267,11 +264,6 @@ std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except
         freed += g.pages * gran_;
         continue;
       }
-      // A use recorded but perhaps not enqueued yet (another thread's launch between its
-      // record and its enqueue): the copy below would be ordered before it and the VA unmapped
-      // under it, and the completion's count check would not see it (it was counted before).
-      // Not a victim now. (Found with the premapper's thread on the simulator.)
-      if (!done && !enqueued) continue;
     }
     if (offload_locked(c.p, g, trace::kTierHost, false) == SPILLWAY_OK) {
       queued += g.pages * gran_;
