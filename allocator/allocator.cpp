@@ -235,8 +235,6 @@ spillway_status Allocator::allocate(void** out, std::size_t n, int device, prim:
     } else if (cfg_.offload) {
       // Offload on: running out evicts cold blocks first, then tries once more.
       const std::uint64_t t0 = MonotonicNs();
-      const std::uint64_t maps0 = cfg_.offload_premap ? h->stats().maps() : 0;
-      const std::uint64_t taken0 = cfg_.offload_premap ? c.arena->prepared_taken() : 0;
       SetQuietOom(true);
       // With SPILLWAY_OFFLOAD_DRAIN=last the pager evicts before the heap waits for the GPU.
       SetAcquireMode(cfg_.offload_drain_last ? AcquireMode::kNoWait : AcquireMode::kAny);
@@ -248,14 +246,8 @@ spillway_status Allocator::allocate(void** out, std::size_t n, int device, prim:
         pg->make_room(n + h->granularity(), 0);
         s = c.arena->allocate(n, out);
       }
-      if (pg != nullptr || (pg = pager_if_any(device)) != nullptr) {
+      if (pg != nullptr || (pg = pager_if_any(device)) != nullptr)
         pg->counters().alloc_ns.fetch_add(MonotonicNs() - t0, std::memory_order_relaxed);
-        // It had to map pages (maybe another thread's: a harmless hint) or took a block readied
-        // ahead: ready the next one.
-        if (cfg_.offload_premap && s == SPILLWAY_OK && pg->active() &&
-            (h->stats().maps() != maps0 || c.arena->prepared_taken() != taken0))
-          pg->premap_hint(c.arena, detail::RoundUp(n, detail::kMinAlign));
-      }
     } else {
       s = c.arena->allocate(n, out);
     }
@@ -338,7 +330,6 @@ spillway_status Allocator::pager(int device, offload::Pager** out) {
                                                    static_cast<std::uint64_t>(page)
                                              : std::uint64_t{16} << 30);
   po.nvme = nvme_.get();
-  po.premap = cfg_.offload_premap;
   po.index = index_.load(std::memory_order_acquire);
   po.safety = cfg_.offload_safety == Config::Safety::kStrict ||
                       (cfg_.offload_safety == Config::Safety::kAuto && po.index == nullptr)

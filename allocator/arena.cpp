@@ -79,7 +79,6 @@ spillway_status Arena::alloc_large(std::size_t n, void** out) {
   std::vector<Quick>* q = quick_.find(r);
   if (q != nullptr && !q->empty()) {
     a = q->back().p;
-    if (q->back().prepared) prepared_taken_.fetch_add(1, std::memory_order_relaxed);
     q->pop_back();
     quick_bytes_ -= r;
   } else {
@@ -155,18 +154,9 @@ spillway_status Arena::carve(std::size_t n, std::size_t align, std::uintptr_t* o
 
 bool Arena::map_missing(const std::vector<std::int32_t>& missing, std::size_t request,
                         spillway_status* st) {
-  MapPlan plan;
-  if (!plan_missing(missing, request, &plan, st) || !map_plan(plan, st)) return false;
-  commit_plan(plan);
-  return true;
-}
-
-bool Arena::plan_missing(const std::vector<std::int32_t>& missing, std::size_t request,
-                         MapPlan* plan, spillway_status* st) {
   // Aligned groups of span_pages_ missing pages become spans; the other pages take chunks.
   const auto S = static_cast<std::int32_t>(span_pages_);
-  std::vector<std::int32_t>& heads = plan->heads;
-  std::vector<std::int32_t>& singles = plan->singles;
+  std::vector<std::int32_t> heads, singles;
   for (std::size_t k = 0; k < missing.size();) {
     const std::int32_t i = missing[k];
     if (i % S == 0 && k + span_pages_ <= missing.size() &&
@@ -178,22 +168,18 @@ bool Arena::plan_missing(const std::vector<std::int32_t>& missing, std::size_t r
       ++k;
     }
   }
-  if (!heads.empty() && heap_.spans())
-    heap_.acquire_spans(this, heads.size(), &plan->spans, request);
-  for (std::size_t h = plan->spans.size(); h < heads.size(); ++h)  // no span for these: chunks
+  std::vector<prim::PhysHandle> spans, chunks;
+  if (!heads.empty() && heap_.spans()) heap_.acquire_spans(this, heads.size(), &spans, request);
+  for (std::size_t h = spans.size(); h < heads.size(); ++h)  // no span for these: chunks
     for (std::int32_t j = 0; j < S; ++j) singles.push_back(heads[h] + j);
-  heads.resize(plan->spans.size());
+  heads.resize(spans.size());
   if (!singles.empty()) {
-    *st = heap_.acquire_chunks(this, singles.size(), &plan->chunks, request);
+    *st = heap_.acquire_chunks(this, singles.size(), &chunks, request);
     if (*st != SPILLWAY_OK) {
-      heap_.return_spans(plan->spans);
+      heap_.return_spans(spans);
       return false;
     }
   }
-  return true;
-}
-
-bool Arena::map_plan(const MapPlan& plan, spillway_status* st) {
   // Every handle is mapped first, then the device is granted access once per run of
   // neighbouring pages this call mapped: fewer driver calls. (The grant's cost on the H200 is
   // per mapping even within one call: ~1 ms each while the copy engine writes to the host,
@@ -206,14 +192,14 @@ bool Arena::map_plan(const MapPlan& plan, spillway_status* st) {
     std::size_t pages;
   };
   std::vector<Made> made;  // mappings this call made, to undo on failure
-  made.reserve(plan.heads.size() + plan.singles.size());
+  made.reserve(heads.size() + singles.size());
   prim::Status ms = prim::Status::Ok();
-  for (std::size_t h = 0; h < plan.heads.size() && ms.ok(); ++h)
-    if ((ms = backend_.map(va_of(plan.heads[h]), span_pages_ * gran_, plan.spans[h])).ok())
-      made.push_back({plan.heads[h], span_pages_});
-  for (std::size_t k = 0; k < plan.singles.size() && ms.ok(); ++k)
-    if ((ms = backend_.map(va_of(plan.singles[k]), gran_, plan.chunks[k])).ok())
-      made.push_back({plan.singles[k], 1});
+  for (std::size_t h = 0; h < heads.size() && ms.ok(); ++h)
+    if ((ms = backend_.map(va_of(heads[h]), span_pages_ * gran_, spans[h])).ok())
+      made.push_back({heads[h], span_pages_});
+  for (std::size_t k = 0; k < singles.size() && ms.ok(); ++k)
+    if ((ms = backend_.map(va_of(singles[k]), gran_, chunks[k])).ok())
+      made.push_back({singles[k], 1});
   std::sort(made.begin(), made.end(),
             [](const Made& x, const Made& y) { return x.first < y.first; });
   for (std::size_t r = 0; r < made.size() && ms.ok();) {
@@ -224,77 +210,25 @@ bool Arena::map_plan(const MapPlan& plan, spillway_status* st) {
     ms = backend_.set_access(device_, va_of(made[r].first), pages * gran_);
     r = end;
   }
-  if (ms.ok()) return true;
-  // Nothing of this call stays mapped; the memory goes back to the heap.
-  for (const Made& m : made) backend_.unmap(va_of(m.first), m.pages * gran_);
-  heap_.return_spans(plan.spans);
-  heap_.return_chunks(plan.chunks);
-  *st = Fail(SPILLWAY_ERR_BACKEND, "spillway: mapping device memory failed: " + ms.message);
-  return false;
-}
-
-void Arena::commit_plan(const MapPlan& plan) {
-  auto va_of = [&](std::int32_t i) {
-    return base_ + (std::uintptr_t{static_cast<std::uint32_t>(i)} << page_shift_);
-  };
-  const auto S = static_cast<std::int32_t>(span_pages_);
-  for (std::size_t h = 0; h < plan.heads.size(); ++h) {
+  if (!ms.ok()) {  // nothing of this call stays mapped; the memory goes back to the heap
+    for (const Made& m : made) backend_.unmap(va_of(m.first), m.pages * gran_);
+    heap_.return_spans(spans);
+    heap_.return_chunks(chunks);
+    *st = Fail(SPILLWAY_ERR_BACKEND, "spillway: mapping device memory failed: " + ms.message);
+    return false;
+  }
+  for (const Made& m : made) {
     heap_.stats().on_map();
     if (auto* t = heap_.trace())
-      t->physical(trace::Kind::kMap, device_, va_of(plan.heads[h]), span_pages_ * gran_);
+      t->physical(trace::Kind::kMap, device_, va_of(m.first), m.pages * gran_);
+  }
+  for (std::size_t h = 0; h < heads.size(); ++h)
     for (std::int32_t j = 0; j < S; ++j) {
-      pages_[plan.heads[h] + j].handle = plan.spans[h];
-      pages_[plan.heads[h] + j].span = true;
+      pages_[heads[h] + j].handle = spans[h];
+      pages_[heads[h] + j].span = true;
     }
-  }
-  for (std::size_t k = 0; k < plan.singles.size(); ++k) {
-    heap_.stats().on_map();
-    if (auto* t = heap_.trace())
-      t->physical(trace::Kind::kMap, device_, va_of(plan.singles[k]), gran_);
-    pages_[plan.singles[k]].handle = plan.chunks[k];
-  }
-}
-
-spillway_status Arena::prepare(std::size_t r, bool* made) {
-  if (made != nullptr) *made = false;
-  if (sync_ || r <= kSmallMax || r % kMinAlign != 0) return SPILLWAY_OK;  // nothing to ready
-  const std::size_t whole = RoundUp(r, gran_);
-  std::unique_lock<detail::SpinLock> lk(mu_);
-  if (!pending_.empty()) poll_pending();
-  if (const std::vector<Quick>* q = quick_.find(r); q != nullptr && !q->empty())
-    return SPILLWAY_OK;  // one is ready
-  std::uintptr_t a = 0;
-  if (!free_.take_preferring(
-          whole, gran_, 16, [&](std::uintptr_t st) { return all_mapped(st, whole); }, &a))
-    return SPILLWAY_ERR_OUT_OF_MEMORY;
-  add_live(a, whole);  // the range is this block's alone: nothing else touches its pages
-  std::vector<std::int32_t> missing;
-  for (std::int32_t i = page_of(a), e = page_of(a + whole - 1); i <= e; ++i)
-    if (pages_[i].handle == 0) missing.push_back(i);
-  if (!missing.empty()) {
-    MapPlan plan;
-    spillway_status st = SPILLWAY_OK;
-    if (!plan_missing(missing, r, &plan, &st)) {
-      release_extent(a, whole, 0);
-      return st;
-    }
-    lk.unlock();  // the driver calls, without the lock (they are the slow part)
-    const bool mapped = map_plan(plan, &st);
-    lk.lock();
-    if (!mapped) {
-      release_extent(a, whole, 0);
-      return st;
-    }
-    commit_plan(plan);
-  }
-  if (whole > r) release_extent(a + r, whole - r, 0);
-  // Freed on the arena's stream now: memory whose last use is a copy the stream waits for
-  // (the heap's tags) is taken by others only after a fence recorded on the stream after it.
-  note_free();
-  quick_[r].push_back({a, free_seq_, true});
-  quick_bytes_ += r;
-  if (made != nullptr) *made = true;
-  return SPILLWAY_OK;
+  for (std::size_t k = 0; k < singles.size(); ++k) pages_[singles[k]].handle = chunks[k];
+  return true;
 }
 
 // ---------------------------------------------------------------- page accounting

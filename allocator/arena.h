@@ -13,7 +13,6 @@
 // span is mapped, stolen and unmapped whole.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -115,20 +114,6 @@ class Arena {
                                    const prim::PhysHandle* in, bool host,
                                    const std::uint8_t* span = nullptr);
   std::size_t page_bytes() const { return gran_; }
-  // ---- for the pre-mapper (offload/premapper.h) ----
-  // Readies a free block of rounded size `r` (a multiple of 512 bytes) in the quick bins with
-  // its pages mapped, so that the next allocation of that size on this arena's stream takes it
-  // without a driver call. The range starts on a page and covers whole pages (the tail after r
-  // goes to the extents), so no other block shares its pages, and the driver calls are made
-  // without the arena's lock. Physical memory comes from the heap under the calling thread's
-  // acquire mode; the block counts as freed on the arena's stream now (others that take its
-  // pages wait for that stream). SPILLWAY_OK when a block of that size is ready (one already
-  // was, or none is needed: a stream that is not this arena's own); OUT_OF_MEMORY (quiet, nothing
-  // kept) when the heap had no memory or no VA fits; BACKEND when the driver refused. *made:
-  // whether this call readied one.
-  spillway_status prepare(std::size_t r, bool* made = nullptr);
-  // Blocks readied by prepare() that an allocation then took.
-  std::uint64_t prepared_taken() const { return prepared_taken_.load(std::memory_order_relaxed); }
   // Calls fn(address, rounded size) for every live large block.
   template <class F>
   void for_each_large_locked(F&& fn) {
@@ -193,22 +178,10 @@ class Arena {
   prim::Event get_event();
   void idle_push(std::int32_t i);
   void idle_remove(std::int32_t i);
-  // Maps physical memory at the pages `missing` (ascending), whole aligned groups of them as
-  // spans when the heap has spans; false with *st when the heap had no memory or the driver
-  // refused (nothing of it stays mapped, the memory goes back to the heap). In three steps, so
-  // that prepare() can make the driver calls without the lock: plan_missing takes the memory
-  // (lock held), map_plan maps it and grants access (no lock needed: it reads constants only),
-  // commit_plan records the pages (lock held).
-  struct MapPlan {
-    std::vector<std::int32_t> heads, singles;     // pages mapped by spans, by chunks
-    std::vector<prim::PhysHandle> spans, chunks;  // parallel to them
-  };
+  // Maps `chunks` at the pages `missing` (ascending), whole aligned groups of them as spans
+  // when the heap has spans; false with *err on a driver failure (the rest go back to the heap).
   bool map_missing(const std::vector<std::int32_t>& missing, std::size_t request,
                    spillway_status* st);
-  bool plan_missing(const std::vector<std::int32_t>& missing, std::size_t request, MapPlan* plan,
-                    spillway_status* st);
-  bool map_plan(const MapPlan& plan, spillway_status* st);  // on failure, undone and returned
-  void commit_plan(const MapPlan& plan);
   std::int32_t page_of(std::uintptr_t p) const {
     return static_cast<std::int32_t>((p - base_) >> page_shift_);
   }
@@ -239,11 +212,9 @@ class Arena {
   struct Quick {
     std::uintptr_t p;
     std::uint64_t seq;
-    bool prepared = false;  // readied by prepare(), not yet taken
   };
   detail::FlatMap<std::vector<Quick>> quick_;  // freed large blocks by rounded size
   std::size_t quick_bytes_ = 0;
-  std::atomic<std::uint64_t> prepared_taken_{0};
 
   Slab* partial_[detail::kNumClasses] = {};  // slabs with free blocks, per class
   int slab_count_[detail::kNumClasses] = {};

@@ -274,11 +274,6 @@ spillway_status spillway_get_offload_stats(int device, spillway_offload_stats* o
   out->unmap_ns = ld(b.times(Call::kUnmap).ns);
   out->access_calls = ld(b.times(Call::kAccess).calls);
   out->pager_maps = ld(k.pager_maps);
-  if (const spillway::offload::Premapper* pm = pg->premapper()) {
-    out->premaps = pm->readied();
-    out->premap_bytes = pm->readied_bytes();
-    out->premap_taken = pm->taken();
-  }
   return SPILLWAY_OK;
 }
 

@@ -88,11 +88,6 @@ struct Config {
   // took ~1 ms a mapping while the copy engine wrote to the host, ~0.3 ms while a kernel did,
   // ~0.03 ms idle. A tuning knob until the GPU runs say which to default to.
   bool offload_copy_kernel = false;
-  // SPILLWAY_OFFLOAD_PREMAP=0|1: a thread maps device memory for the next allocation of a size
-  // that just had to map pages, evicting for it ahead of need (offload/premapper.h), so that the
-  // launch thread's allocations make fewer driver calls. Off by default until the H200 says
-  // whether it pays (docs/offload.md).
-  bool offload_premap = false;
   // SPILLWAY_BACKEND=cuda|sim. sim runs on the CPU simulator (tests, replay).
   bool use_sim = false;
   // SPILLWAY_SIM_DEVICES, SPILLWAY_SIM_DEVICE_MEMORY: shape of the simulator.

@@ -31,7 +31,6 @@ class DeviceStats {
   // The heap's last resort: the CPU waited for the streams to reclaim freed memory.
   void on_drain() { drains_.fetch_add(1, kR); }
   std::uint64_t drains() const { return drains_.load(kR); }
-  std::uint64_t maps() const { return maps_.load(kR); }
   std::uint64_t allocated() const { return allocated_.load(kR); }
   std::uint64_t reserved() const { return reserved_.load(kR); }
   std::uint64_t peak_allocated() const { return peak_allocated_.load(kR); }

@@ -43,20 +43,10 @@ spillway_status Pager::init(std::string* error) {
     *error = "spillway: the pager's copy stream could not be created: " + s.message;
     return SPILLWAY_ERR_BACKEND;
   }
-  if (opt_.premap)
-    premapper_ = std::make_unique<Premapper>(
-        [this](std::uint64_t bytes) { make_room(bytes + gran_, 0, true); });
   return SPILLWAY_OK;
 }
 
-void Pager::premap_hint(Arena* arena, std::size_t r) {
-  if (premapper_ == nullptr) return;
-  const std::uint64_t budget = heap_.budget() != 0 ? heap_.budget() : heap_.total_memory();
-  if (r <= budget / 16) premapper_->hint(arena, r);
-}
-
 Pager::~Pager() {
-  premapper_.reset();  // its thread may be in make_room: stopped before the lock is taken
   std::lock_guard<std::mutex> lk(mu_);
   poll_locked(true);
   // Live blocks keep their VA; their host pages go (the pool is about to release them).

@@ -39,7 +39,6 @@
 #include "allocator/prim/backend.h"
 #include "offload/host_pool.h"
 #include "offload/nvme_store.h"
-#include "offload/premapper.h"
 #include "profiler/trace_format.h"
 #include "profiler/tracker/block_index.h"
 #include "spillway/spillway.h"
@@ -62,7 +61,6 @@ struct PagerOptions {
   Safety safety = Safety::kStrict;  // kTracked needs `index`
   NvmeStore* nvme = nullptr;        // the NVMe tier, shared by the pagers of a process
   tracker::BlockIndex* index = nullptr;
-  bool premap = false;  // SPILLWAY_OFFLOAD_PREMAP: a Premapper readies blocks ahead of need
 };
 
 struct PagerCounters {
@@ -85,8 +83,6 @@ struct PagerCounters {
   std::atomic<std::uint64_t> alloc_ns{0}, make_room_ns{0}, free_ns{0}, launch_ns{0};
   // Mappings swap_locked made (each needs an access grant: ~0.2-1 ms on a busy H200).
   std::atomic<std::uint64_t> pager_maps{0};
-  // The premapper's evictions (its own thread; not in make_room_ns).
-  std::atomic<std::uint64_t> premap_make_room_ns{0};
 };
 
 class Pager {
@@ -158,14 +154,7 @@ class Pager {
   // Evicts cold blocks (tracker: least recently used first; otherwise largest first; advice
   // kEvictFirst before all, kKeepOnDevice never) until `bytes` of device memory were given back
   // to the heap's pool, waiting for the copies. Returns the bytes freed.
-  // `ahead`: for the premapper (its time is counted apart from the callers' threads').
-  std::uint64_t make_room(std::uint64_t bytes, std::uintptr_t except, bool ahead = false);
-  // An allocation of rounded size `r` on `arena` had to map pages while blocks are off the
-  // device: with PagerOptions::premap, the premapper readies the next block of that size
-  // (offload/premapper.h). Cheap; never blocks on its work. Blocks larger than a 16th of the
-  // budget are not readied ahead: that many bytes would be evicted before anyone asked.
-  void premap_hint(Arena* arena, std::size_t r);
-  Premapper* premapper() { return premapper_.get(); }  // nullptr when off
+  std::uint64_t make_room(std::uint64_t bytes, std::uintptr_t except);
   // Completes the moves whose copies finished (non-blocking) / every move (blocking).
   void poll();
   spillway_status synchronize();
@@ -358,9 +347,8 @@ class Pager {
   PagerOptions opt_;
   std::string numa_note_;
   std::unique_ptr<HostPool> host_;
-  std::unique_ptr<Premapper> premapper_;  // last to start, first to stop (~Pager)
-  prim::Stream copy_ = nullptr;           // copies back to the device (and NVMe staging)
-  prim::Stream out_ = nullptr;  // eviction copies: the other direction of the link, at once
+  prim::Stream copy_ = nullptr;  // copies back to the device (and NVMe staging)
+  prim::Stream out_ = nullptr;   // eviction copies: the other direction of the link, at once
   std::vector<prim::Event> out_events_;  // recorded only on out_ (chunk tags among them)
 
   std::mutex mu_;

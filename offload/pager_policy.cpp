@@ -151,13 +151,12 @@ void Pager::learn_and_prefetch_locked(std::uintptr_t p) {
   }
 }
 
-std::uint64_t Pager::make_room(std::uint64_t bytes, std::uintptr_t except, bool ahead) {
+std::uint64_t Pager::make_room(std::uint64_t bytes, std::uintptr_t except) {
   const std::uint64_t t0 = MonotonicNs();
   std::lock_guard<std::mutex> lk(mu_);
   poll_locked(false);
   const std::uint64_t got = make_room_locked(bytes, except);
-  (ahead ? counters_.premap_make_room_ns : counters_.make_room_ns)
-      .fetch_add(MonotonicNs() - t0, std::memory_order_relaxed);
+  counters_.make_room_ns.fetch_add(MonotonicNs() - t0, std::memory_order_relaxed);
   return got;
 }
 

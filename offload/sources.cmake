@@ -6,7 +6,6 @@ set(SPILLWAY_OFFLOAD_SOURCES
   pager.cpp
   pager_nvme.cpp
   pager_policy.cpp
-  premapper.cpp
   nvme_store.cpp
   crc32c.cpp
 )

@@ -153,9 +153,6 @@ typedef struct spillway_offload_stats {
   uint64_t pager_maps;         /* mappings the pager made on this device (blocks brought back,
                                   host chunks mapped at a block's address); the allocator's own
                                   are spillway_stats.map_count */
-  uint64_t premaps;            /* SPILLWAY_OFFLOAD_PREMAP: blocks mapped ahead of need */
-  uint64_t premap_bytes;       /* their bytes */
-  uint64_t premap_taken;       /* of them, blocks an allocation then took */
 } spillway_offload_stats;
 spillway_status spillway_get_offload_stats(int device, spillway_offload_stats* out);
 

@@ -543,15 +543,13 @@ std::size_t SimReadMismatches(SimAlloc& a, void* p, std::size_t n, std::uint64_t
 // `host_limit` small (with NVMe): the host tier fills, and blocks spill on to NVMe.
 // `scale` > 1: blocks, budget and host tier that many times larger, so that blocks cover whole
 // spans (arena.h) and move on them.
-// `premap`: SPILLWAY_OFFLOAD_PREMAP=1, a thread readies blocks and evicts for them meanwhile.
 void Randomized(const std::string& nvme_dir, bool tracked, std::size_t host_limit = 256 * kMiB,
-                std::size_t scale = 1, bool drain_last = true, bool premap = false) {
+                std::size_t scale = 1, bool drain_last = true) {
   const std::size_t budget = 96 * kMiB * scale;
   host_limit *= scale;
   const bool spilling = host_limit < 64 * kMiB;
   Config cfg = OffloadConfig(budget, host_limit, nvme_dir);
   cfg.offload_drain_last = drain_last;
-  cfg.offload_premap = premap;
   if (tracked) cfg.offload_safety = Config::Safety::kTracked;
   SimAlloc a(512 * kMiB * scale, 1, cfg);
   if (tracked) a.alloc->enable_access_tracking();
@@ -582,7 +580,6 @@ void Randomized(const std::string& nvme_dir, bool tracked, std::size_t host_limi
     if (live.size() < 4 || (op < 3 && live.size() < 14)) {
       B b{nullptr, (3 + rng() % 10) * kMiB * scale + (rng() % 4) * 4096, next_tag++,
           streams[rng() % streams.size()], rng() % 3 == 0};
-      if (premap) b.n = (4 + 2 * (b.n % 3)) * kMiB * scale;  // sizes repeat, as in training
       ASSERT_EQ(a.alloc_on(&b.p, b.n, b.s), SPILLWAY_OK) << "step " << step << ": " << LastError();
       kernel(b);
       live.push_back(b);
@@ -660,11 +657,6 @@ void Randomized(const std::string& nvme_dir, bool tracked, std::size_t host_limi
   if (spilling) {
     EXPECT_GT(pg->counters().spills.load(), 0u);
   }
-  if (premap) {  // the premapper readied blocks while the rest went on, and some were taken
-    ASSERT_NE(pg->premapper(), nullptr);
-    EXPECT_GT(pg->premapper()->readied(), 0u);
-    EXPECT_GT(pg->premapper()->taken(), 0u);
-  }
   if (tracked) {
     EXPECT_GT(pg->counters().stalls.load(), 0u);
     // Evictions whose block's last use was known done, with no wait (progress fences).
@@ -706,12 +698,6 @@ TEST(Pager, RandomizedOperationsLoseNothingWithoutNvme) {
 // failed). Blocks now take the free rest of such spans (PagerSpans.BlockTakesTheFreeRestOfASpan).
 TEST(Pager, RandomizedOperationsLoseNothingDrainFirst) {
   Randomized("", false, 256 * kMiB, 1, false);
-}
-TEST(PagerPremap, RandomizedOperationsLoseNothing) {
-  Randomized("", false, 256 * kMiB, 1, true, true);
-}
-TEST_F(PagerNvme, RandomizedLargeBlocksLoseNothingTrackedPremap) {
-  Randomized(dir_.path, true, 256 * kMiB, 4, true, true);
 }
 TEST(PagerSpans, RandomizedLargeBlocksLoseNothing) {
   Randomized("", false, 256 * kMiB, 4);
@@ -1702,72 +1688,6 @@ TEST(PagerThreads, ConcurrentThreadsShareOnePager) {
   ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
   EXPECT_EQ(pg->host_bytes(), 0u);
   EXPECT_EQ(pg->host_pool().in_use_bytes(), 0u);
-}
-
-}  // namespace
-}  // namespace spillway::test
-
-namespace spillway::test {
-namespace {
-
-// SPILLWAY_OFFLOAD_PREMAP=1: once the budget is full, an allocation that had to map pages makes
-// the premapper ready the next block of its size (evicting for it on its own thread); the next
-// allocation of that size takes it and maps nothing on the calling thread. The budget holds and
-// every byte is kept.
-TEST(PagerPremap, NextAllocationOfTheSizeMapsNothing) {
-  const std::size_t budget = 128 * kMiB, blk = 8 * kMiB;  // blocks up to budget/16 are readied
-  Config cfg = OffloadConfig(budget, 512 * kMiB);
-  cfg.offload_premap = true;
-  SimAlloc a(512 * kMiB, 1, cfg);
-  prim::Stream s = a.stream();
-  std::vector<void*> blocks;
-  auto alloc = [&](int i) {
-    void* p = nullptr;
-    EXPECT_EQ(a.alloc_on(&p, blk, s), SPILLWAY_OK) << "block " << i << ": " << LastError();
-    Fill(p, blk, 500 + static_cast<std::uint64_t>(i));
-    blocks.push_back(p);
-    EXPECT_LE(a.stats().reserved_bytes, budget) << "after block " << i;
-  };
-  for (int i = 0; i < 20; ++i) alloc(i);  // past the budget: the pager is evicting
-  Pager* pg = a.alloc->pager_if_any(0);
-  ASSERT_NE(pg, nullptr);
-  ASSERT_TRUE(pg->active());
-  ASSERT_NE(pg->premapper(), nullptr);
-  pg->premapper()->quiesce();
-  const std::uint64_t readied = pg->premapper()->readied();
-  EXPECT_GT(readied, 0u);
-  EXPECT_LE(a.stats().reserved_bytes, budget);
-  // The next block of that size takes the readied one and maps nothing itself: the only new
-  // mappings are those of the block the premapper readies next (one span of 8 MiB each here).
-  const std::uint64_t maps = a.stats().map_count, taken = pg->premapper()->taken();
-  alloc(20);
-  EXPECT_EQ(pg->premapper()->taken(), taken + 1);
-  pg->premapper()->quiesce();
-  EXPECT_EQ(a.stats().map_count - maps, pg->premapper()->readied() - readied)
-      << "the allocation mapped pages itself";
-  EXPECT_LE(a.stats().reserved_bytes, budget);
-  for (std::size_t i = 0; i < blocks.size(); ++i)
-    EXPECT_EQ(Mismatches(blocks[i], blk, 500 + i), 0u) << "block " << i;
-  for (void* p : blocks) EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
-  ASSERT_EQ(pg->synchronize(), SPILLWAY_OK);
-  EXPECT_EQ(pg->host_bytes(), 0u);
-}
-
-// Off (the default): no premapper, and an allocation past the budget maps its own pages.
-TEST(PagerPremap, OffByDefault) {
-  SimAlloc a(512 * kMiB, 1, OffloadConfig(64 * kMiB, 512 * kMiB));
-  prim::Stream s = a.stream();
-  std::vector<void*> blocks(12, nullptr);
-  for (auto& p : blocks) ASSERT_EQ(a.alloc_on(&p, 8 * kMiB, s), SPILLWAY_OK) << LastError();
-  Pager* pg = a.alloc->pager_if_any(0);
-  ASSERT_NE(pg, nullptr);
-  EXPECT_EQ(pg->premapper(), nullptr);
-  const std::uint64_t maps = a.stats().map_count;
-  void* q = nullptr;
-  ASSERT_EQ(a.alloc_on(&q, 8 * kMiB, s), SPILLWAY_OK) << LastError();
-  EXPECT_GT(a.stats().map_count, maps);
-  blocks.push_back(q);
-  for (void* p : blocks) EXPECT_EQ(a.free_on(p, s), SPILLWAY_OK);
 }
 
 }  // namespace
