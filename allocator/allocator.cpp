@@ -383,12 +383,14 @@ spillway_status Allocator::free(void* p, FreeMode mode, prim::Stream stream, tra
                        sum->nstreams + (sum->more_streams ? 1u : 0u));
     }
     s = SPILLWAY_OK;
-    if (offload::Pager* pg = pager_if_any(device); pg && pg->active()) [[unlikely]] {
-      // Timed only here: the ordinary free path stays without clock reads.
-      const std::uint64_t t0 = MonotonicNs();
-      s = pg->before_free(addr, mode, stream);
-      if (s == SPILLWAY_OK) s = a->free_block(addr, mode, stream);
-      pg->counters().free_ns.fetch_add(MonotonicNs() - t0, std::memory_order_relaxed);
+    if (offload::Pager* pg = pager_if_any(device)) [[unlikely]] {
+      // Under the pager's lock whenever a pager exists: an eviction on another thread must not
+      // pick the block between the pager's part and the arena's. Timed only while blocks are
+      // off the device (the clock read stays off the ordinary path).
+      const bool timed = pg->active();
+      const std::uint64_t t0 = timed ? MonotonicNs() : 0;
+      s = pg->free_block(a, addr, mode, stream);
+      if (timed) pg->counters().free_ns.fetch_add(MonotonicNs() - t0, std::memory_order_relaxed);
     } else {
       s = a->free_block(addr, mode, stream);
     }

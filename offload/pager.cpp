@@ -918,6 +918,17 @@ bool Pager::readable(std::uintptr_t p) {
 
 spillway_status Pager::before_free(std::uintptr_t p, FreeMode mode, prim::Stream stream) {
   std::lock_guard<std::mutex> lk(mu_);
+  return before_free_locked(p, mode, stream);
+}
+
+spillway_status Pager::free_block(Arena* arena, std::uintptr_t p, FreeMode mode,
+                                  prim::Stream stream) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (spillway_status s = before_free_locked(p, mode, stream); s != SPILLWAY_OK) return s;
+  return arena->free_block(p, mode, stream);
+}
+
+spillway_status Pager::before_free_locked(std::uintptr_t p, FreeMode mode, prim::Stream stream) {
   speculated_.erase(p);
   // A copy back still writing the block: the free (and so any reuse) comes after it.
   for (Move& m : moves_) {

@@ -151,6 +151,10 @@ class Pager {
   // holes); one whose copy back is in flight orders the free after it. Never fails for a block
   // the pager does not know.
   spillway_status before_free(std::uintptr_t p, FreeMode mode, prim::Stream stream);
+  // before_free, then the arena's free, under the pager's lock: no eviction made meanwhile on
+  // another thread can pick the block between the two (it would hand the heap pages that the
+  // freed block's range still maps). The Allocator's free path while a pager exists.
+  spillway_status free_block(Arena* arena, std::uintptr_t p, FreeMode mode, prim::Stream stream);
   // Evicts cold blocks (tracker: least recently used first; otherwise largest first; advice
   // kEvictFirst before all, kKeepOnDevice never) until `bytes` of device memory were given back
   // to the heap's pool, waiting for the copies. Returns the bytes freed.
@@ -290,6 +294,7 @@ class Pager {
                      prim::Event tag = nullptr);
   spillway_status offload_locked(std::uintptr_t p, const Geometry& g, trace::Tier to, bool wait);
   std::uint64_t make_room_locked(std::uint64_t bytes, std::uintptr_t except);
+  spillway_status before_free_locked(std::uintptr_t p, FreeMode mode, prim::Stream stream);
   void complete_locked(Move& m);
   void poll_locked(bool block);
   // The fast eviction `move` of a block still copying out of the block's VA (about to be

@@ -167,11 +167,17 @@ std::vector<Pager::Victim> Pager::victims_locked(std::uintptr_t except, std::uin
   });
   if (opt_.index != nullptr) {
     auto lk = opt_.index->read_lock();
-    for (Victim& c : cands)
-      if (const tracker::Block* b = opt_.index->find(c.p)) {
-        c.sum = b->summary();
-        c.last = c.sum.last_seq;
-      }
+    // Tracked: a block the index does not hold cannot be brought back by a launch (no away
+    // mark reaches it); one being allocated on another thread is in that state until the
+    // Allocator adds it. Not a victim.
+    const bool tracked = opt_.safety == Safety::kTracked;
+    std::erase_if(cands, [&](Victim& c) {
+      const tracker::Block* b = opt_.index->find(c.p);
+      if (b == nullptr) return tracked;
+      c.sum = b->summary();
+      c.last = c.sum.last_seq;
+      return false;
+    });
   }
   // Inside an operation being issued (a launch whose other blocks are being brought back), its
   // blocks (the newest access) must stay: it is not enqueued yet, and an eviction ordered after
@@ -263,6 +269,10 @@ std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except
         freed += g.pages * gran_;
         continue;
       }
+      // A use recorded but perhaps not enqueued yet (another thread's launch between its
+      // record and its enqueue): the copy below would be ordered before it, and the
+      // completion's count check would not see it (it was counted before). Not a victim now.
+      if (!done && !enqueued) continue;
     }
     if (offload_locked(c.p, g, trace::kTierHost, false) == SPILLWAY_OK) {
       queued += g.pages * gran_;
