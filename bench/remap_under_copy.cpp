@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <functional>
+#include <string>
 #include <vector>
 
 namespace spillway::bench {
@@ -164,11 +166,13 @@ bool MeasureRemapUnderCopy(prim::Backend& be, int numa, RemapUnderCopy* out, std
                           {true, 2 * kMiB, &out->access_us_d2h_2m},
                           {false, kCopyChunk * kCopyChunks, &out->access_us_h2d_1g},
                           {false, 8 * kMiB, &out->access_us_h2d_8m}};
-  for (const Shape& sh : shapes) {
+  // Median over 3 rounds of the grants alone (map, grant per chunk, unmap) while `queue` has
+  // copies in flight; `what` names them in *why on failure.
+  auto grants_while = [&](const std::function<bool()>& queue, const std::string& what) {
     std::vector<double> a;
     for (int k = 0; ok && k < 3; ++k) {
-      if (!(ok = queue_shaped(sh.to_host, sh.piece))) {
-        *why = "queueing copies";
+      if (!(ok = queue())) {
+        *why = "queueing " + what;
         break;
       }
       for (std::size_t i = 0; ok && i < kN; ++i) ok = be.map(va + i * kChunk, kChunk, hs[i]).ok();
@@ -178,10 +182,12 @@ bool MeasureRemapUnderCopy(prim::Backend& be, int numa, RemapUnderCopy* out, std
       a.push_back(Us(t0, Clock::now()) / pages);
       if (ok) ok = be.unmap(va, kRange).ok();
       if (ok) ok = be.event_synchronize(ev).ok();
-      if (!ok) *why = "granting access under shaped copies";
+      if (!ok) *why = "granting access under " + what;
     }
-    *sh.out = MedianOf(a);
-  }
+    return MedianOf(a);
+  };
+  for (const Shape& sh : shapes)
+    *sh.out = grants_while([&] { return queue_shaped(sh.to_host, sh.piece); }, "shaped copies");
   // The 4 GiB written to the host by the backend's copy kernel (the pager's evictions under
   // SPILLWAY_OFFLOAD_COPY=kernel) instead of the copy engine. Optional: a failure here is said
   // on stderr and leaves the other results (sm_copy_gbps stays 0).
@@ -242,24 +248,9 @@ bool MeasureRemapUnderCopy(prim::Backend& be, int numa, RemapUnderCopy* out, std
     be.set_kernel_copies_to_host(false);
     return q && be.event_record(0, ev, st).ok();
   };
-  for (int sm = 0; ok && sm < 2; ++sm) {
-    std::vector<double> a;
-    for (int k = 0; ok && k < 3; ++k) {
-      if (!(ok = queue_d2d(sm != 0))) {
-        *why = "queueing device -> device copies";
-        break;
-      }
-      for (std::size_t i = 0; ok && i < kN; ++i) ok = be.map(va + i * kChunk, kChunk, hs[i]).ok();
-      const auto t0 = Clock::now();
-      for (std::size_t i = 0; ok && i < kN; ++i)
-        ok = be.set_access(0, va + i * kChunk, kChunk).ok();
-      a.push_back(Us(t0, Clock::now()) / pages);
-      if (ok) ok = be.unmap(va, kRange).ok();
-      if (ok) ok = be.event_synchronize(ev).ok();
-      if (!ok) *why = "granting access under device -> device copies";
-    }
-    (sm != 0 ? out->access_us_d2d_sm : out->access_us_d2d_ce) = MedianOf(a);
-  }
+  out->access_us_d2d_ce = grants_while([&] { return queue_d2d(false); }, "device -> device copies");
+  out->access_us_d2d_sm =
+      grants_while([&] { return queue_d2d(true); }, "device -> device kernel copies");
   // Grants under device -> host copies for other sizes of physical allocation.
   struct Size {
     std::size_t chunk;
