@@ -71,8 +71,9 @@ int spillway_owns(const void* ptr);
 
 spillway_status spillway_get_stats(int device, spillway_stats* out);
 spillway_status spillway_reset_peak_stats(int device);
-/* Cap reserved device memory at `bytes` (0 removes the cap). Fails with INVALID_VALUE if
- * less than what is live now. */
+/* Cap reserved device memory at `bytes` (0 removes the cap). Releases cached memory to meet
+ * it; fails with INVALID_VALUE (the old cap stays) if less than what is allocated now, or than
+ * the physical pages live blocks hold (a block holds whole pages). */
 spillway_status spillway_set_budget(int device, uint64_t bytes);
 /* Return cached physical memory to the driver until at most `keep_bytes` of cache remain. */
 spillway_status spillway_trim(int device, uint64_t keep_bytes);

@@ -3,7 +3,8 @@
 // stream-ordered free, synchronous free, free on a foreign stream, double free, foreign-pointer
 // free, interior-pointer free, trim, budget change). After every operation: no two live blocks
 // overlap, every live block still holds the pattern written at allocation, the statistics match
-// the live set, reserved <= budget, and misuse returns the documented status.
+// the live set, reserved <= budget, and misuse returns the documented status (a budget below
+// what is allocated, or below the pages live blocks hold, is refused and the old one stays).
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -162,6 +163,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       spillway_status st = a.set_budget(0, want);
       if (want != 0 && want < live_bytes) {
         FUZZ_CHECK(st == SPILLWAY_ERR_INVALID_VALUE, "budget below allocated gave %d", st);
+      } else if (st == SPILLWAY_ERR_INVALID_VALUE) {
+        // Refused only when the pages live blocks hold (after releasing the rest) exceed it.
+        spillway_stats h{};
+        FUZZ_CHECK(a.stats(0, &h) == SPILLWAY_OK, "stats");
+        FUZZ_CHECK(want != 0 && h.reserved_bytes > want,
+                   "set_budget(%zu) refused with %zu reserved", (size_t)want,
+                   (size_t)h.reserved_bytes);
+        FUZZ_CHECK(h.budget_bytes == budget, "a refused budget was applied");
       } else {
         FUZZ_CHECK(st == SPILLWAY_OK, "set_budget(%zu) failed with %d", (size_t)want, st);
         budget = want;
