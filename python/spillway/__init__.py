@@ -100,7 +100,8 @@ def reset_peak_stats(device=0):
 
 def set_budget(nbytes, device=0):
     """Cap the reserved device memory of ``device`` at ``nbytes`` (0 removes the cap).
-    Raises SpillwayError if less than what is live now."""
+    Raises SpillwayError (the old cap stays) if less than what is allocated now, or than the
+    physical pages live blocks hold (a block holds whole pages)."""
     _check(_LIB.spillway_set_budget(_device(device), _bytes(nbytes, "budget")),
            f"spillway_set_budget(device={device}, bytes={nbytes})")
 
