@@ -916,11 +916,6 @@ bool Pager::readable(std::uintptr_t p) {
          (e.state == Residency::kHost && e.mapped);
 }
 
-spillway_status Pager::before_free(std::uintptr_t p, FreeMode mode, prim::Stream stream) {
-  std::lock_guard<std::mutex> lk(mu_);
-  return before_free_locked(p, mode, stream);
-}
-
 spillway_status Pager::free_block(Arena* arena, std::uintptr_t p, FreeMode mode,
                                   prim::Stream stream) {
   std::lock_guard<std::mutex> lk(mu_);

@@ -147,13 +147,11 @@ class Pager {
   // out), or on the host with the host pages mapped there. False on NVMe, or on the host with
   // the address unmapped (tracked mode).
   bool readable(std::uintptr_t p);
-  // Before the arena frees p: a block off the device loses its off-device pages (they become
-  // holes); one whose copy back is in flight orders the free after it. Never fails for a block
-  // the pager does not know.
-  spillway_status before_free(std::uintptr_t p, FreeMode mode, prim::Stream stream);
-  // before_free, then the arena's free, under the pager's lock: no eviction made meanwhile on
-  // another thread can pick the block between the two (it would hand the heap pages that the
-  // freed block's range still maps). The Allocator's free path while a pager exists.
+  // Frees p in `arena` (the Allocator's free path while a pager exists). First the pager's part:
+  // a block off the device loses its off-device pages (they become holes); one whose copy back
+  // is in flight orders the free after it; this never fails for a block the pager does not
+  // know. Both parts under the pager's lock: no eviction made meanwhile on another thread can
+  // pick the block between them (it would hand the heap pages the freed range still maps).
   spillway_status free_block(Arena* arena, std::uintptr_t p, FreeMode mode, prim::Stream stream);
   // Evicts cold blocks (tracker: least recently used first; otherwise largest first; advice
   // kEvictFirst before all, kKeepOnDevice never) until `bytes` of device memory were given back
@@ -294,7 +292,8 @@ class Pager {
                      prim::Event tag = nullptr);
   spillway_status offload_locked(std::uintptr_t p, const Geometry& g, trace::Tier to, bool wait);
   std::uint64_t make_room_locked(std::uint64_t bytes, std::uintptr_t except);
-  spillway_status before_free_locked(std::uintptr_t p, FreeMode mode, prim::Stream stream);
+  spillway_status before_free_locked(std::uintptr_t p, FreeMode mode,
+                                     prim::Stream stream);  // free_block's part
   void complete_locked(Move& m);
   void poll_locked(bool block);
   // The fast eviction `move` of a block still copying out of the block's VA (about to be

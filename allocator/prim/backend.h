@@ -118,6 +118,14 @@ class Backend {
     t.calls.fetch_add(1, std::memory_order_relaxed);
     t.ns.fetch_add(MonotonicNs() - t0, std::memory_order_relaxed);
   }
+  // Runs `call` (returning its result) and counts it as a call of kind `c`, failed or not.
+  template <class F>
+  auto timed(Call c, F&& call) {
+    const std::uint64_t t0 = MonotonicNs();
+    auto r = call();
+    count(c, t0);
+    return r;
+  }
 
  private:
   std::array<CallTimes, static_cast<int>(Call::kCount)> times_;

@@ -112,27 +112,26 @@ Status CudaBackend::release_va(std::uintptr_t va, std::size_t size) {
 Status CudaBackend::create(Location loc, std::size_t size, PhysHandle* out) {
   CUmemAllocationProp p = Prop(loc);
   CUmemGenericAllocationHandle h = 0;
-  const std::uint64_t t0 = MonotonicNs();
-  Status s = check(d_->cuMemCreate(&h, size, &p, 0), "cuMemCreate");
-  count(Call::kCreate, t0);
+  Status s =
+      check(timed(Call::kCreate, [&] { return d_->cuMemCreate(&h, size, &p, 0); }), "cuMemCreate");
   *out = static_cast<PhysHandle>(h);
   return s;
 }
 
 Status CudaBackend::release(PhysHandle h) {
-  const std::uint64_t t0 = MonotonicNs();
-  Status s = check(d_->cuMemRelease(static_cast<CUmemGenericAllocationHandle>(h)), "cuMemRelease");
-  count(Call::kRelease, t0);
-  return s;
+  return check(
+      timed(Call::kRelease,
+            [&] { return d_->cuMemRelease(static_cast<CUmemGenericAllocationHandle>(h)); }),
+      "cuMemRelease");
 }
 
 Status CudaBackend::map(std::uintptr_t va, std::size_t size, PhysHandle h) {
-  const std::uint64_t t0 = MonotonicNs();
-  Status s = check(d_->cuMemMap(static_cast<CUdeviceptr>(va), size, 0,
-                                static_cast<CUmemGenericAllocationHandle>(h), 0),
-                   "cuMemMap");
-  count(Call::kMap, t0);
-  return s;
+  return check(timed(Call::kMap,
+                     [&] {
+                       return d_->cuMemMap(static_cast<CUdeviceptr>(va), size, 0,
+                                           static_cast<CUmemGenericAllocationHandle>(h), 0);
+                     }),
+               "cuMemMap");
 }
 
 Status CudaBackend::set_access(int device, std::uintptr_t va, std::size_t size) {
@@ -140,10 +139,9 @@ Status CudaBackend::set_access(int device, std::uintptr_t va, std::size_t size) 
   a.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
   a.location.id = device;
   a.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-  const std::uint64_t t0 = MonotonicNs();
-  Status s = check(d_->cuMemSetAccess(static_cast<CUdeviceptr>(va), size, &a, 1), "cuMemSetAccess");
-  count(Call::kAccess, t0);
-  return s;
+  return check(timed(Call::kAccess,
+                     [&] { return d_->cuMemSetAccess(static_cast<CUdeviceptr>(va), size, &a, 1); }),
+               "cuMemSetAccess");
 }
 
 Status CudaBackend::set_access_host(int device, int numa, std::uintptr_t va, std::size_t size) {
@@ -154,11 +152,9 @@ Status CudaBackend::set_access_host(int device, int numa, std::uintptr_t va, std
   a[1].location.type = CU_MEM_LOCATION_TYPE_HOST_NUMA;
   a[1].location.id = numa;
   a[1].flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-  const std::uint64_t t0 = MonotonicNs();
-  Status s = check(d_->cuMemSetAccess(static_cast<CUdeviceptr>(va), size, a, 2),
-                   "cuMemSetAccess (device and host)");
-  count(Call::kAccess, t0);
-  return s;
+  return check(timed(Call::kAccess,
+                     [&] { return d_->cuMemSetAccess(static_cast<CUdeviceptr>(va), size, a, 2); }),
+               "cuMemSetAccess (device and host)");
 }
 
 std::string CudaBackend::pci_bus_id(int device) {
@@ -183,10 +179,9 @@ Status CudaBackend::stream_destroy(int device, Stream s) {
 }
 
 Status CudaBackend::unmap(std::uintptr_t va, std::size_t size) {
-  const std::uint64_t t0 = MonotonicNs();
-  Status s = check(d_->cuMemUnmap(static_cast<CUdeviceptr>(va), size), "cuMemUnmap");
-  count(Call::kUnmap, t0);
-  return s;
+  return check(
+      timed(Call::kUnmap, [&] { return d_->cuMemUnmap(static_cast<CUdeviceptr>(va), size); }),
+      "cuMemUnmap");
 }
 
 Status CudaBackend::copy_async(int device, void* dst, const void* src, std::size_t n, Stream s) {
@@ -317,10 +312,8 @@ Status CudaBackend::event_query(Event e, bool* done) {
 }
 
 Status CudaBackend::event_synchronize(Event e) {
-  const std::uint64_t t0 = MonotonicNs();
-  Status s = check(d_->cuEventSynchronize(static_cast<CUevent>(e)), "cuEventSynchronize");
-  count(Call::kWait, t0);
-  return s;
+  return check(timed(Call::kWait, [&] { return d_->cuEventSynchronize(static_cast<CUevent>(e)); }),
+               "cuEventSynchronize");
 }
 
 Status CudaBackend::stream_wait_event(int device, Stream s, Event e) {
