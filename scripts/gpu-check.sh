@@ -17,7 +17,8 @@
 # offload_torch: PyTorch models under a budget (OFFLOAD_MODELS=ga,activations; GA_SWEEP_RATIOS
 #        for more footprint/budget ratios; GA_NVME_HOST_LIMIT for ga with the host tier capped,
 #        spilling to NVMe, GA_NVME_OPTIMIZER=fused for it with fused AdamW; GA_FUSED=1 for ga with
-#        fused AdamW too; GA_ACCUM for more micro-batches per optimizer step than 8).
+#        fused AdamW too, GA_FUSED_STEPS optimizer steps; GA_ACCUM for more micro-batches per
+#        optimizer step than 8).
 # offload_ab: A/B of settings in one call: each model of AB_MODELS (default activations; "ga" is
 #        foreach, "ga_fused" fused AdamW; "ga_sync", "ga_fused_sync" the same with the loop that
 #        synchronized twice per micro-batch) unconstrained once, then at half its peak once per
@@ -179,14 +180,16 @@ if want offload_torch; then
     tail -n 4 "$out/${model}_free.log" "$out/${model}_budget.log"
     if [ "$model" = ga ] && [ -n "${GA_FUSED:-}" ]; then
       # ga_fused: the same model with fused AdamW (one pass over the states a step instead of
-      # foreach's five), unconstrained and at the same footprint/budget ratio.
+      # foreach's five), unconstrained and at the same footprint/budget ratio; GA_FUSED_STEPS
+      # optimizer steps (default: GA_STEPS).
+      fsteps=${GA_FUSED_STEPS:-$steps}
       step ga_fused_free env SPILLWAY_STATS=1 "$build/spillway" run -- python3 \
-        bench/torch/offload_train.py --model ga "${acc[@]}" --optimizer fused --steps $steps --warmup 2 \
+        bench/torch/offload_train.py --model ga "${acc[@]}" --optimizer fused --steps $fsteps --warmup 2 \
         --json "$out/ga_fused_free.json"
       fb=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(int(d['spillway']['peak_reserved_bytes'] / ${OFFLOAD_RATIO:-2}))" "$out/ga_fused_free.json" 2>/dev/null)
       [ -n "$fb" ] && step ga_fused_budget timeout ${OFFLOAD_TIMEOUT:-300} env SPILLWAY_STATS=1 \
         "$build/spillway" run --budget "$fb" --offload --track -- python3 \
-        bench/torch/offload_train.py --model ga "${acc[@]}" --optimizer fused --steps $steps --warmup 2 \
+        bench/torch/offload_train.py --model ga "${acc[@]}" --optimizer fused --steps $fsteps --warmup 2 \
         --step-stats --json "$out/ga_fused_budget.json"
       tail -n 2 "$out/ga_fused_budget.log"
     fi
