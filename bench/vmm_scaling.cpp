@@ -9,6 +9,8 @@
 // after each of these, cumulatively: the host tier's chunks created (offload::HostPool, as the
 // pager makes them), device 2 MiB chunks mapped and granted one by one, the host tier released.
 //   vmm_scaling [--host-gib G] [--device-gib G] [--json FILE]      exit 77 without a GPU
+// Under the preload (`spillway run --track -- vmm_scaling`) the same probe runs with Spillway's
+// allocator and the tracker (CUPTI) live in the process.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -102,6 +104,14 @@ int main(int argc, char** argv) {
   }
   cudaSetDevice(0);
   cudaFree(nullptr);  // the primary context
+  // One allocation through the runtime: under the preload (`spillway run [--track] --
+  // vmm_scaling`) it starts Spillway's allocator, and with --track the tracker (CUPTI
+  // subscribed), so the same probe shows what they add to the driver's VMM calls.
+  void* touch = nullptr;
+  if (cudaMalloc(&touch, 2 * kMiB) != cudaSuccess) {
+    std::fprintf(stderr, "vmm_scaling: cudaMalloc of 2 MiB failed\n");
+    return 1;
+  }
   std::string why;
   auto be = prim::CudaBackend::Create(&why);
   if (!be) {
@@ -174,6 +184,7 @@ int main(int argc, char** argv) {
   if (!probe("everything released again")) return fail("probe");
   for (auto h : hs) be->release(h);
   be->release_va(va, g * n);
+  cudaFree(touch);
 
   std::printf("vmm_scaling: 32 device chunks of 8 MiB mapped, granted and unmapped (median of 5,\n"
               "  us per mapping); host tier %zu chunks on NUMA node %d (%s), created in %.2f s;\n"
