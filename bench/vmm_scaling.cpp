@@ -42,7 +42,7 @@ double Median(std::vector<double> v) {
 
 struct Cost {
   std::string stage;
-  std::size_t mappings = 0;  // mappings the process holds besides the probe's
+  std::size_t mappings = 0;                        // mappings the process holds besides the probe's
   double map_us = 0, access_us = 0, unmap_us = 0;  // per 8 MiB mapping
 };
 
@@ -58,8 +58,7 @@ bool Probe(prim::Backend& be, std::uintptr_t va, const std::vector<prim::PhysHan
       if (prim::Status s = be.map(va + i * g, g, hs[i]); !s.ok()) return *why = s.message, false;
     const auto t1 = Clock::now();
     for (std::size_t i = 0; i < hs.size(); ++i)
-      if (prim::Status s = be.set_access(0, va + i * g, g); !s.ok())
-        return *why = s.message, false;
+      if (prim::Status s = be.set_access(0, va + i * g, g); !s.ok()) return *why = s.message, false;
     const auto t2 = Clock::now();
     for (std::size_t i = 0; i < hs.size(); ++i)
       if (prim::Status s = be.unmap(va + i * g, g); !s.ok()) return *why = s.message, false;
@@ -148,8 +147,8 @@ int main(int argc, char** argv) {
 
   // The host tier's chunks, as the pager creates them.
   const std::size_t host_chunks = static_cast<std::size_t>(host_gib * 1024) / 2;
-  auto pool = std::make_unique<spillway::offload::HostPool>(*be, 0, numa, 2 * kMiB,
-                                                            host_chunks * 2 * kMiB);
+  auto pool =
+      std::make_unique<spillway::offload::HostPool>(*be, 0, numa, 2 * kMiB, host_chunks * 2 * kMiB);
   const auto tp = Clock::now();
   if (pool->reserve(host_chunks * 2 * kMiB, &why) != SPILLWAY_OK) return fail("host pool");
   const double pool_s = Us(tp, Clock::now()) / 1e6;
@@ -186,10 +185,11 @@ int main(int argc, char** argv) {
   be->release_va(va, g * n);
   cudaFree(touch);
 
-  std::printf("vmm_scaling: 32 device chunks of 8 MiB mapped, granted and unmapped (median of 5,\n"
-              "  us per mapping); host tier %zu chunks on NUMA node %d (%s), created in %.2f s;\n"
-              "  device %zu chunks of 2 MiB\n",
-              host_chunks, numa, how.c_str(), pool_s, dev_chunks);
+  std::printf(
+      "vmm_scaling: 32 device chunks of 8 MiB mapped, granted and unmapped (median of 5,\n"
+      "  us per mapping); host tier %zu chunks on NUMA node %d (%s), created in %.2f s;\n"
+      "  device %zu chunks of 2 MiB\n",
+      host_chunks, numa, how.c_str(), pool_s, dev_chunks);
   std::printf("  %-48s %8s %8s %8s %8s\n", "stage", "mappings", "map", "access", "unmap");
   for (const Cost& c : out)
     std::printf("  %-48s %8zu %8.1f %8.1f %8.1f\n", c.stage.c_str(), c.mappings, c.map_us,
