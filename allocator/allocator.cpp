@@ -343,7 +343,6 @@ spillway_status Allocator::pager(int device, offload::Pager** out) {
   if (cfg_.offload_return_uses > 0) pg->set_return_uses(cfg_.offload_return_uses);
   if (cfg_.offload_lookahead >= 0) pg->set_lookahead(cfg_.offload_lookahead);
   pg->set_drain_last(cfg_.offload_drain_last);
-  pg->set_grant_after_copies(cfg_.offload_grant_after_copies);
   // Tracked safety must see every launch, also those of code first run after the launch-hook
   // check (tracker.h).
   if (po.safety == offload::Safety::kTracked) tracker::KeepCuptiLaunchCallbacks();

@@ -202,7 +202,6 @@ bool Arena::map_missing(const std::vector<std::int32_t>& missing, std::size_t re
       made.push_back({singles[k], 1});
   std::sort(made.begin(), made.end(),
             [](const Made& x, const Made& y) { return x.first < y.first; });
-  if (ms.ok() && !made.empty()) heap_.before_grant();  // SPILLWAY_OFFLOAD_GRANT
   for (std::size_t r = 0; r < made.size() && ms.ok();) {
     std::size_t end = r + 1;
     std::size_t pages = made[r].pages;

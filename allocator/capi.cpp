@@ -274,8 +274,6 @@ spillway_status spillway_get_offload_stats(int device, spillway_offload_stats* o
   out->unmap_ns = ld(b.times(Call::kUnmap).ns);
   out->access_calls = ld(b.times(Call::kAccess).calls);
   out->pager_maps = ld(k.pager_maps);
-  out->grant_waits = ld(k.grant_waits);
-  out->grant_wait_ns = ld(k.grant_wait_ns);
   return SPILLWAY_OK;
 }
 

@@ -176,9 +176,6 @@ bool ParseConfig(const GetEnv& getenv, Config* cfg, std::string* error) {
   if (!Switch(getenv, "SPILLWAY_OFFLOAD_COPY", "engine", "kernel", &cfg->offload_copy_kernel,
               error))
     return false;
-  if (!Switch(getenv, "SPILLWAY_OFFLOAD_GRANT", "anytime", "after_copies",
-              &cfg->offload_grant_after_copies, error))
-    return false;
   if (!Switch(getenv, "SPILLWAY_BACKEND", "cuda", "sim", &cfg->use_sim, error)) return false;
   if (const char* v = getenv("SPILLWAY_SIM_DEVICES"); v && *v) {
     long n = 0;

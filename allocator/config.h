@@ -88,12 +88,6 @@ struct Config {
   // took ~1 ms a mapping while the copy engine wrote to the host, ~0.3 ms while a kernel did,
   // ~0.03 ms idle. A tuning knob until the GPU runs say which to default to.
   bool offload_copy_kernel = false;
-  // SPILLWAY_OFFLOAD_GRANT=anytime|after_copies: whether an access grant of newly mapped device
-  // memory first waits on the CPU for the pager's eviction copies in flight (after_copies). On
-  // the H200 a grant costs a fixed ~1.05 ms a mapping while the copy engine writes to the host,
-  // ~30 us otherwise (bench/grant_under_d2h); the stream that uses the memory waits for those
-  // copies on the GPU anyway. A tuning knob until the GPU runs say which to default to.
-  bool offload_grant_after_copies = false;
   // SPILLWAY_BACKEND=cuda|sim. sim runs on the CPU simulator (tests, replay).
   bool use_sim = false;
   // SPILLWAY_SIM_DEVICES, SPILLWAY_SIM_DEVICE_MEMORY: shape of the simulator.

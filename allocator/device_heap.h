@@ -93,17 +93,6 @@ class DeviceHeap {
       a->for_each_large_locked(fn);
     }
   }
-  // A function the arenas and the pager call before they grant access to memory they mapped
-  // (the pager's SPILLWAY_OFFLOAD_GRANT=after_copies: wait for the eviction copies in flight),
-  // or none (nullptr). Set by the pager when it starts and cleared when it goes away.
-  void set_grant_gate(void (*fn)(void*), void* ctx) {
-    grant_ctx_.store(ctx, std::memory_order_relaxed);
-    grant_gate_.store(fn, std::memory_order_release);
-  }
-  void before_grant() {
-    if (auto* fn = grant_gate_.load(std::memory_order_acquire))
-      fn(grant_ctx_.load(std::memory_order_relaxed));
-  }
   // Streams to fence for cudaFree semantics (legacy stream first). Returns the count.
   int fence_streams(std::array<prim::Stream, kMaxArenas + 1>* out) const;
 
@@ -170,8 +159,6 @@ class DeviceHeap {
   std::size_t span_pages_ = 0;  // set by init
   trace::TraceWriter* trace_ = nullptr;
   DeviceStats stats_;
-  std::atomic<void (*)(void*)> grant_gate_{nullptr};  // set_grant_gate
-  std::atomic<void*> grant_ctx_{nullptr};
 
   mutable std::mutex mu_;  // arenas_ growth, loose_
   std::array<std::unique_ptr<Arena>, kMaxArenas> arenas_;

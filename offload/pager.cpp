@@ -47,7 +47,6 @@ spillway_status Pager::init(std::string* error) {
 }
 
 Pager::~Pager() {
-  if (grant_gate_) heap_.set_grant_gate(nullptr, nullptr);
   std::lock_guard<std::mutex> lk(mu_);
   poll_locked(true);
   // Live blocks keep their VA; their host pages go (the pool is about to release them).
@@ -153,25 +152,7 @@ prim::Status Pager::copy_pages(std::uintptr_t first, std::size_t pages,
                  : backend_.copy_async(device_, block, host, (j - i) * gran_, s);
     i = j;
   }
-  if (st.ok()) st = backend_.event_record(device_, done, s);
-  if (st.ok() && to_host) last_out_.store(done, std::memory_order_release);
-  return st;
-}
-
-void Pager::set_grant_after_copies(bool on) {
-  grant_gate_ = on;
-  heap_.set_grant_gate(on ? &Pager::GrantGate : nullptr, on ? this : nullptr);
-}
-
-void Pager::GrantGate(void* self) {
-  auto* pg = static_cast<Pager*>(self);
-  prim::Event e = pg->last_out_.load(std::memory_order_acquire);
-  bool done = true;
-  if (e == nullptr || !pg->backend_.event_query(e, &done).ok() || done) return;
-  const std::uint64_t t0 = MonotonicNs();
-  pg->backend_.event_synchronize(e);
-  pg->counters_.grant_waits.fetch_add(1, std::memory_order_relaxed);
-  pg->counters_.grant_wait_ns.fetch_add(MonotonicNs() - t0, std::memory_order_relaxed);
+  return st.ok() ? backend_.event_record(device_, done, s) : st;
 }
 
 spillway_status Pager::unmap_pages_locked(Entry& e) {
@@ -493,7 +474,6 @@ spillway_status Pager::swap_locked(Entry& e, const prim::PhysHandle* in, bool ho
         s = backend_.map(va(k), unit(sp, k) * gran_, hs[k]);
         if (s.ok()) made.push_back(k);
       }
-    if (s.ok() && !made.empty()) heap_.before_grant();  // SPILLWAY_OFFLOAD_GRANT
     for (std::size_t r = 0; s.ok() && r < n;) {
       if (hs[r] == 0) {
         ++r;

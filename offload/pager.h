@@ -83,9 +83,6 @@ struct PagerCounters {
   std::atomic<std::uint64_t> alloc_ns{0}, make_room_ns{0}, free_ns{0}, launch_ns{0};
   // Mappings swap_locked made (each needs an access grant: ~0.2-1 ms on a busy H200).
   std::atomic<std::uint64_t> pager_maps{0};
-  // Grants that first waited for eviction copies in flight, and the CPU time of those waits
-  // (SPILLWAY_OFFLOAD_GRANT=after_copies).
-  std::atomic<std::uint64_t> grant_waits{0}, grant_wait_ns{0};
 };
 
 class Pager {
@@ -142,13 +139,6 @@ class Pager {
     std::lock_guard<std::mutex> lk(mu_);
     drain_last_ = last;
   }
-  // Whether every access grant (the arena's new blocks, the pager's blocks coming back) first
-  // waits on the CPU for the eviction copies in flight (SPILLWAY_OFFLOAD_GRANT=after_copies).
-  // While the copy engine writes to the host, a cuMemSetAccess costs a fixed ~1.05 ms a mapping
-  // whatever host memory the copies write (bench/grant_under_d2h), against ~30 us otherwise;
-  // the stream that will use the granted memory waits for those copies anyway (the chunks'
-  // tags). Installed as the heap's grant gate; a tuning hook until the GPU runs decide.
-  void set_grant_after_copies(bool on);
   // Tracked -> strict, for good (a launch the tracker could not decode): blocks on the host get
   // their VA mapped to the host chunks again. Said once on stderr.
   void go_strict();
@@ -267,11 +257,6 @@ class Pager {
   void cancel_eviction_locked(Entry& e, prim::Stream stream);
   int lookahead_ = 4;       // blocks brought back ahead of a demanded one (set_lookahead)
   bool drain_last_ = true;  // set_drain_last (SPILLWAY_OFFLOAD_DRAIN; default last)
-  // The event of the latest eviction copy queued on out_ (copy_pages), for the grant gate;
-  // events are pooled, so a later record of the same event only makes the gate wait longer.
-  std::atomic<prim::Event> last_out_{nullptr};
-  bool grant_gate_ = false;  // set_grant_after_copies
-  static void GrantGate(void* self);
   std::unordered_map<std::uintptr_t, std::uintptr_t> next_after_;
   std::uintptr_t last_demand_ = 0;
   std::unordered_set<std::uintptr_t> speculated_;  // brought back ahead, not yet asked for

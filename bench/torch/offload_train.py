@@ -97,8 +97,7 @@ def main():
               f"({d['o_cpu_wait_ns'] / 1e9:.3f} s); driver: create {d['o_create_ns'] / 1e9:.3f} s, "
               f"release {d['o_release_ns'] / 1e9:.3f}, map {d['o_map_ns'] / 1e9:.3f}, access "
               f"{d['o_access_ns'] / 1e9:.3f} ({d['o_access_calls']} calls), unmap "
-              f"{d['o_unmap_ns'] / 1e9:.3f}; pager maps {d['o_pager_maps']}; grant waits "
-              f"{d.get('o_grant_waits', 0)} ({d.get('o_grant_wait_ns', 0) / 1e9:.3f} s); "
+              f"{d['o_unmap_ns'] / 1e9:.3f}; pager maps {d['o_pager_maps']}; "
               + (held[0] if held else ""), flush=True)
 
     losses, step_s = [], []

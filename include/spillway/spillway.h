@@ -154,9 +154,6 @@ typedef struct spillway_offload_stats {
   uint64_t pager_maps;         /* mappings the pager made on this device (blocks brought back,
                                   host chunks mapped at a block's address); the allocator's own
                                   are spillway_stats.map_count */
-  uint64_t grant_waits;        /* access grants that first waited for eviction copies in flight
-                                  (SPILLWAY_OFFLOAD_GRANT=after_copies) */
-  uint64_t grant_wait_ns;      /* the CPU time of those waits */
 } spillway_offload_stats;
 spillway_status spillway_get_offload_stats(int device, spillway_offload_stats* out);
 

@@ -34,7 +34,7 @@ class SpillwayOffloadStats(ctypes.Structure):
         "bytes_to_nvme", "bytes_from_nvme", "fast_evictions", "remap_ns", "in_place",
         "in_place_returns", "alloc_ns", "make_room_ns", "free_ns", "launch_ns", "cpu_waits",
         "cpu_wait_ns", "create_ns", "release_ns", "map_ns", "access_ns", "unmap_ns",
-        "access_calls", "pager_maps", "grant_waits", "grant_wait_ns")]
+        "access_calls", "pager_maps")]
 
 
 # libspillway.so, or a versioned name of it (libspillway.so.0, libspillway.so.0.1).

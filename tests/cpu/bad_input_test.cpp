@@ -267,8 +267,6 @@ TEST(Config, ParseConfigRejectsMalformed) {
     ExpectRejected("SPILLWAY_OFFLOAD_DRAIN", v, "first or last");
   for (const char* v : {"0", "1", "sm", "Kernel"})
     ExpectRejected("SPILLWAY_OFFLOAD_COPY", v, "engine or kernel");
-  for (const char* v : {"0", "1", "after", "AFTER_COPIES"})
-    ExpectRejected("SPILLWAY_OFFLOAD_GRANT", v, "anytime or after_copies");
   for (const char* v : {"0", "2", "3", "24", "1024", "-32", "32M", "x"})
     ExpectRejected("SPILLWAY_SPAN_MIB", v, "a power of two from 4 to 512");
   ExpectRejected("SPILLWAY_KERNELS", "yes", "0 or 1");
@@ -368,13 +366,6 @@ TEST(Config, Spans) {
   e.vars = {{"SPILLWAY_OFFLOAD_COPY", "engine"}};
   ASSERT_TRUE(ParseConfig(e.fn(), &cfg, &err)) << err;
   EXPECT_FALSE(cfg.offload_copy_kernel);
-  EXPECT_FALSE(fresh.offload_grant_after_copies) << "default: anytime";
-  e.vars = {{"SPILLWAY_OFFLOAD_GRANT", "after_copies"}};
-  ASSERT_TRUE(ParseConfig(e.fn(), &cfg, &err)) << err;
-  EXPECT_TRUE(cfg.offload_grant_after_copies);
-  e.vars = {{"SPILLWAY_OFFLOAD_GRANT", "anytime"}};
-  ASSERT_TRUE(ParseConfig(e.fn(), &cfg, &err)) << err;
-  EXPECT_FALSE(cfg.offload_grant_after_copies);
 }
 
 TEST(Config, ParseConfigAccepts) {

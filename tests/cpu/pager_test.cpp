@@ -551,14 +551,12 @@ std::size_t SimReadMismatches(SimAlloc& a, void* p, std::size_t n, std::uint64_t
 // `evictor`: a second thread asks the pager for room (Pager::make_room) all along, as a program
 // whose allocations and launches come from two threads would.
 void Randomized(const std::string& nvme_dir, bool tracked, std::size_t host_limit = 256 * kMiB,
-                std::size_t scale = 1, bool drain_last = true, bool evictor = false,
-                bool grant_after_copies = false) {
+                std::size_t scale = 1, bool drain_last = true, bool evictor = false) {
   const std::size_t budget = 96 * kMiB * scale;
   host_limit *= scale;
   const bool spilling = host_limit < 64 * kMiB;
   Config cfg = OffloadConfig(budget, host_limit, nvme_dir);
   cfg.offload_drain_last = drain_last;
-  cfg.offload_grant_after_copies = grant_after_copies;
   if (tracked) cfg.offload_safety = Config::Safety::kTracked;
   SimAlloc a(512 * kMiB * scale, 1, cfg);
   if (tracked) a.alloc->enable_access_tracking();
@@ -692,11 +690,6 @@ void Randomized(const std::string& nvme_dir, bool tracked, std::size_t host_limi
   if (spilling) {
     EXPECT_GT(pg->counters().spills.load(), 0u);
   }
-  if (grant_after_copies) {  // the gate ran: grants waited for eviction copies in flight
-    EXPECT_GT(pg->counters().grant_waits.load(), 0u);
-  } else {
-    EXPECT_EQ(pg->counters().grant_waits.load(), 0u);
-  }
   if (tracked) {
     EXPECT_GT(pg->counters().stalls.load(), 0u);
     // Evictions whose block's last use was known done, with no wait (progress fences).
@@ -749,16 +742,6 @@ TEST(Pager, RandomizedOperationsLoseNothingDrainFirst) {
 // (tracked: not a victim now). TSan runs it too.
 TEST(Pager, RandomizedOperationsLoseNothingWithASecondThreadMakingRoom) {
   Randomized("", true, 256 * kMiB, 1, true, true);
-}
-// SPILLWAY_OFFLOAD_GRANT=after_copies: every grant of newly mapped memory first waits on the CPU
-// for the eviction copies in flight (the driver charges ~1 ms a grant while the copy engine
-// writes to the host). Tracked and strict, with spans (large blocks): nothing lost, and the
-// grants did wait.
-TEST(Pager, RandomizedOperationsLoseNothingWithGrantsAfterCopies) {
-  Randomized("", true, 256 * kMiB, 1, true, false, true);
-}
-TEST(PagerSpans, RandomizedLargeBlocksLoseNothingWithGrantsAfterCopies) {
-  Randomized("", false, 256 * kMiB, 4, true, false, true);
 }
 TEST(PagerSpans, RandomizedLargeBlocksLoseNothing) {
   Randomized("", false, 256 * kMiB, 4);
