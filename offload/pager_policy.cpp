@@ -256,27 +256,53 @@ std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except
   }
   std::uint64_t freed = 0, queued = 0;
   std::vector<std::uintptr_t> victims;
-  for (const Victim& c : cands) {
-    if (freed + queued >= bytes) break;
-    Geometry g{};
-    if (geometry(c.p, &g, true) != SPILLWAY_OK) continue;
-    if (tracked) {
-      const bool done = users_done_locked(c.sum);
-      // Every use enqueued (the block's own operations are at or below the watermark; the one
-      // being issued on this thread is never a victim, victims_locked).
-      const bool enqueued = have_issued && c.sum.last_seq != 0 && c.sum.last_seq <= issued;
-      if ((done || enqueued) && fast_evict_locked(c.p, g, c.sum.count, !done)) {
-        freed += g.pages * gran_;
-        continue;
+  for (int round = 0; round < 2 && freed + queued < bytes; ++round) {
+    if (round == 1) {
+      // Short of room: blocks whose copy back is still in flight were no victims (speculative
+      // prefetches take free memory, maybe just before this allocation). Complete those copies
+      // (a CPU wait, on this rare path) and look again, rather than fail the allocation.
+      if (std::none_of(moves_.begin(), moves_.end(), [](const Move& m) { return !m.out; })) break;
+      poll_locked(true);
+      cands = victims_locked(except, &newest);
+      if (tracked) {
+        poll_progress_locked();
+        have_issued = tracker::IssuedWatermark(&issued);
       }
-      // A use recorded but perhaps not enqueued yet (another thread's launch between its
-      // record and its enqueue): the copy below would be ordered before it, and the
-      // completion's count check would not see it (it was counted before). Not a victim now.
-      if (!done && !enqueued) continue;
     }
-    if (offload_locked(c.p, g, trace::kTierHost, false) == SPILLWAY_OK) {
-      queued += g.pages * gran_;
-      victims.push_back(c.p);
+    for (const Victim& c : cands) {
+      if (freed + queued >= bytes) break;
+      Geometry g{};
+      if (geometry(c.p, &g, true) != SPILLWAY_OK) continue;
+      if (tracked) {
+        const bool done = users_done_locked(c.sum);
+        // Every use enqueued (the block's own operations are at or below the watermark; the one
+        // being issued on this thread is never a victim, victims_locked).
+        const bool enqueued = have_issued && c.sum.last_seq != 0 && c.sum.last_seq <= issued;
+        if ((done || enqueued) && fast_evict_locked(c.p, g, c.sum.count, !done)) {
+          freed += g.pages * gran_;
+          continue;
+        }
+        // A use recorded but perhaps not enqueued yet (another thread's launch between its
+        // record and its enqueue): the copy below would be ordered before it, and the
+        // completion's count check would not see it (it was counted before). Not a victim now.
+        if (!done && !enqueued) continue;
+        // The fast path failed. If a use was counted since the candidates were read (a launch on
+        // another thread, perhaps not enqueued yet), the slow path would order its copy before
+        // that launch, and its completion's count check would not see it. So, as the fast path
+        // does: mark, then compare the count (a launch either sees the mark and waits for the
+        // block, or is counted here and the block is skipped).
+        mark_away(c.p, true);
+        if (access_count(c.p) != c.sum.count) {
+          mark_away(c.p, false);
+          continue;
+        }
+      }
+      if (offload_locked(c.p, g, trace::kTierHost, false) == SPILLWAY_OK) {
+        queued += g.pages * gran_;
+        victims.push_back(c.p);
+      } else if (tracked) {
+        mark_away(c.p, false);
+      }
     }
   }
   if (victims.empty()) return freed;
