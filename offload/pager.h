@@ -292,6 +292,10 @@ class Pager {
                      prim::Event tag = nullptr);
   spillway_status offload_locked(std::uintptr_t p, const Geometry& g, trace::Tier to, bool wait);
   std::uint64_t make_room_locked(std::uint64_t bytes, std::uintptr_t except);
+  // Marks the block at p away unless a use was counted since `count` was read (then it stays
+  // unmarked: false). A victim is taken only so: a launch either sees the mark and waits for
+  // the block, or was counted and the block is skipped.
+  bool mark_unless_used_locked(std::uintptr_t p, std::uint64_t count);
   spillway_status before_free_locked(std::uintptr_t p, FreeMode mode,
                                      prim::Stream stream);  // free_block's part
   void complete_locked(Move& m);

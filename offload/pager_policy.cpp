@@ -54,6 +54,15 @@ bool Pager::users_done_locked(const tracker::BlockSummary& s) const {
   return true;
 }
 
+bool Pager::mark_unless_used_locked(std::uintptr_t p, std::uint64_t count) {
+  // Mark first, then look at the count (under the block's lock, as launches record): a launch
+  // either saw the mark (and will wait for the block to come back) or is counted here.
+  mark_away(p, true);
+  if (access_count(p) == count) return true;
+  mark_away(p, false);
+  return false;
+}
+
 bool Pager::fast_evict_locked(std::uintptr_t p, const Geometry& g, std::uint64_t count,
                               bool after_users) {
   if (entries_.count(p) != 0) return false;
@@ -63,11 +72,7 @@ bool Pager::fast_evict_locked(std::uintptr_t p, const Geometry& g, std::uint64_t
     error_locked(p, g.pages * gran_, trace::kErrHostLimit, SPILLWAY_ERR_OUT_OF_MEMORY, why);
     return false;
   }
-  // Mark first, then look at the count (under the block's lock, as launches record): a launch
-  // either saw the mark (and will wait for the block to come back) or is counted here.
-  mark_away(p, true);
-  if (access_count(p) != count) {
-    mark_away(p, false);
+  if (!mark_unless_used_locked(p, count)) {
     host_->release(chunks);
     return false;
   }
@@ -256,21 +261,9 @@ std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except
   }
   std::uint64_t freed = 0, queued = 0;
   std::vector<std::uintptr_t> victims;
-  for (int round = 0; round < 2 && freed + queued < bytes; ++round) {
-    if (round == 1) {
-      // Short of room: blocks whose copy back is still in flight were no victims (speculative
-      // prefetches take free memory, maybe just before this allocation). Complete those copies
-      // (a CPU wait, on this rare path) and look again, rather than fail the allocation.
-      if (std::none_of(moves_.begin(), moves_.end(), [](const Move& m) { return !m.out; })) break;
-      poll_locked(true);
-      cands = victims_locked(except, &newest);
-      if (tracked) {
-        poll_progress_locked();
-        have_issued = tracker::IssuedWatermark(&issued);
-      }
-    }
-    for (const Victim& c : cands) {
-      if (freed + queued >= bytes) break;
+  auto evict_from = [&](const std::vector<Victim>& cs) {
+    for (const Victim& c : cs) {
+      if (freed + queued >= bytes) return;
       Geometry g{};
       if (geometry(c.p, &g, true) != SPILLWAY_OK) continue;
       if (tracked) {
@@ -286,16 +279,10 @@ std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except
         // record and its enqueue): the copy below would be ordered before it, and the
         // completion's count check would not see it (it was counted before). Not a victim now.
         if (!done && !enqueued) continue;
-        // The fast path failed. If a use was counted since the candidates were read (a launch on
-        // another thread, perhaps not enqueued yet), the slow path would order its copy before
-        // that launch, and its completion's count check would not see it. So, as the fast path
-        // does: mark, then compare the count (a launch either sees the mark and waits for the
-        // block, or is counted here and the block is skipped).
-        mark_away(c.p, true);
-        if (access_count(c.p) != c.sum.count) {
-          mark_away(c.p, false);
-          continue;
-        }
+        // The fast path failed, perhaps because a use was counted since the candidates were read
+        // (a launch on another thread, perhaps not enqueued yet): the slow path would order its
+        // copy before that launch. So it takes the block under the same protocol.
+        if (!mark_unless_used_locked(c.p, c.sum.count)) continue;
       }
       if (offload_locked(c.p, g, trace::kTierHost, false) == SPILLWAY_OK) {
         queued += g.pages * gran_;
@@ -304,6 +291,19 @@ std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except
         mark_away(c.p, false);
       }
     }
+  };
+  evict_from(cands);
+  // Short of room while copies back are in flight: their blocks were no victims (speculative
+  // prefetches take free memory, maybe just before this allocation). Complete those copies (a
+  // CPU wait, on this rare path) and look once more, rather than fail the allocation.
+  if (freed + queued < bytes &&
+      std::any_of(moves_.begin(), moves_.end(), [](const Move& m) { return !m.out; })) {
+    poll_locked(true);
+    if (tracked) {
+      poll_progress_locked();
+      have_issued = tracker::IssuedWatermark(&issued);
+    }
+    evict_from(victims_locked(except, &newest));
   }
   if (victims.empty()) return freed;
   poll_locked(true);
