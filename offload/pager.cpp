@@ -654,13 +654,21 @@ spillway_status Pager::offload(std::uintptr_t p, trace::Tier to, bool wait) {
   return offload_locked(p, g, to, wait);
 }
 
+void Pager::release_claim_locked(std::uintptr_t p, const Geometry& g) {
+  if (!g.widened) return;  // geometry(widen) made no claim
+  std::lock_guard<detail::SpinLock> lk(g.arena->mu());
+  g.arena->unclaim_locked(p);
+}
+
 spillway_status Pager::offload_locked(std::uintptr_t p, const Geometry& g, trace::Tier to,
                                       bool wait) {
   auto it = entries_.find(p);
   if (it != entries_.end() && it->second.advice == Advice::kKeepOnDevice &&
-      it->second.state == Residency::kDevice)
+      it->second.state == Residency::kDevice) {
+    release_claim_locked(p, g);
     return Fail(SPILLWAY_ERR_INVALID_VALUE,
                 "spillway: " + Hex(p) + " was advised to stay on the device");
+  }
   if (it == entries_.end()) it = entries_.emplace(p, Entry{}).first;
   Entry& e = it->second;
   e.p = p;
@@ -672,6 +680,7 @@ spillway_status Pager::offload_locked(std::uintptr_t p, const Geometry& g, trace
   spillway_status s = SPILLWAY_OK;
   if (e.state == Residency::kDevice) {
     s = evict_host_locked(p, &e);
+    if (s != SPILLWAY_OK) release_claim_locked(p, g);  // it stays: the rest of its spans too
     if (s == SPILLWAY_OK && g.widened) counters_.widened.fetch_add(1, std::memory_order_relaxed);
   }
   if (s == SPILLWAY_OK && e.state == Residency::kMovingOut && (wait || to == trace::kTierNvme)) {

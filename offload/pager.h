@@ -296,6 +296,9 @@ class Pager {
   // unmarked: false). A victim is taken only so: a launch either sees the mark and waits for
   // the block, or was counted and the block is skipped.
   bool mark_unless_used_locked(std::uintptr_t p, std::uint64_t count);
+  // A block that geometry(widen) widened but that stays on the device (not a victim after all,
+  // or its eviction failed) gives back the free rest of its spans it claimed.
+  void release_claim_locked(std::uintptr_t p, const Geometry& g);
   spillway_status before_free_locked(std::uintptr_t p, FreeMode mode,
                                      prim::Stream stream);  // free_block's part
   void complete_locked(Move& m);

@@ -264,25 +264,30 @@ std::uint64_t Pager::make_room_locked(std::uint64_t bytes, std::uintptr_t except
   auto evict_from = [&](const std::vector<Victim>& cs) {
     for (const Victim& c : cs) {
       if (freed + queued >= bytes) return;
+      // Every use enqueued (the block's own operations are at or below the watermark; the one
+      // being issued on this thread is never a victim, victims_locked).
+      const bool done = tracked && users_done_locked(c.sum);
+      const bool enqueued =
+          tracked && have_issued && c.sum.last_seq != 0 && c.sum.last_seq <= issued;
+      // A use recorded but perhaps not enqueued yet (another thread's launch between its record
+      // and its enqueue): the slow path's copy would be ordered before it, and the completion's
+      // count check would not see it (it was counted before). Not a victim now; decided before
+      // geometry() widens the block, which claims the free rest of its spans.
+      if (tracked && !done && !enqueued) continue;
       Geometry g{};
       if (geometry(c.p, &g, true) != SPILLWAY_OK) continue;
       if (tracked) {
-        const bool done = users_done_locked(c.sum);
-        // Every use enqueued (the block's own operations are at or below the watermark; the one
-        // being issued on this thread is never a victim, victims_locked).
-        const bool enqueued = have_issued && c.sum.last_seq != 0 && c.sum.last_seq <= issued;
-        if ((done || enqueued) && fast_evict_locked(c.p, g, c.sum.count, !done)) {
+        if (fast_evict_locked(c.p, g, c.sum.count, !done)) {
           freed += g.pages * gran_;
           continue;
         }
-        // A use recorded but perhaps not enqueued yet (another thread's launch between its
-        // record and its enqueue): the copy below would be ordered before it, and the
-        // completion's count check would not see it (it was counted before). Not a victim now.
-        if (!done && !enqueued) continue;
         // The fast path failed, perhaps because a use was counted since the candidates were read
         // (a launch on another thread, perhaps not enqueued yet): the slow path would order its
         // copy before that launch. So it takes the block under the same protocol.
-        if (!mark_unless_used_locked(c.p, c.sum.count)) continue;
+        if (!mark_unless_used_locked(c.p, c.sum.count)) {
+          release_claim_locked(c.p, g);
+          continue;
+        }
       }
       if (offload_locked(c.p, g, trace::kTierHost, false) == SPILLWAY_OK) {
         queued += g.pages * gran_;

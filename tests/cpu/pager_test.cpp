@@ -1192,6 +1192,35 @@ TEST(PagerSpans, BlockCoveringPartOfASpanMovesTheRest) {
 // (it widens again the next time). With a neighbour on the rest of the span, it cannot move.
 // (Found by Pager.RandomizedOperationsLoseNothingWithoutNvme under SPILLWAY_OFFLOAD_DRAIN=last:
 // a budget full of such blocks, nothing could move, a prefetch could not come back.)
+// An eviction that fails (here: a host tier too small for the block) leaves the free rest of the
+// span the block covers in part to allocations: the claim that widening made is released.
+TEST(PagerSpans, RefusedEvictionReleasesTheRestOfItsSpan) {
+  SimAlloc a(1024 * kMiB, 1, OffloadConfig(0, 4 * kMiB));
+  prim::Stream s = a.stream();
+  DeviceHeap* heap = HeapOf(a);
+  ASSERT_NE(heap, nullptr);
+  const std::size_t span = heap->span_bytes();
+  void* big = nullptr;
+  ASSERT_EQ(a.alloc_on(&big, 64 * kMiB, s), SPILLWAY_OK) << LastError();
+  ASSERT_EQ(U(big) % span, 0u) << "the test wants big on whole spans";
+  ASSERT_EQ(a.free_on(big, s), SPILLWAY_OK);
+  a.sim->synchronize(s);
+  const std::size_t n = 5 * kMiB + 4096;  // two whole pages and part of a third
+  void* b = nullptr;
+  ASSERT_EQ(a.alloc_on(&b, n, s), SPILLWAY_OK) << LastError();
+  ASSERT_EQ(U(b) / span, (U(b) + n - 1) / span) << "the test wants b inside one span";
+  const std::uintptr_t head = U(b) / span * span;
+  Pager* pg = PagerOf(a);
+  EXPECT_EQ(pg->offload(U(b), trace::kTierHost, true), SPILLWAY_ERR_OUT_OF_MEMORY)
+      << "a whole span does not fit a 4 MiB host tier";
+  EXPECT_EQ(pg->residency(U(b)), Residency::kDevice);
+  void* q = nullptr;
+  ASSERT_EQ(a.alloc_on(&q, 1 * kMiB, s), SPILLWAY_OK) << LastError();
+  EXPECT_TRUE(U(q) >= U(b) + n && U(q) + kMiB <= head + span)
+      << "the next block lands in the free rest of b's span (not claimed): " << q << ", b " << b;
+  EXPECT_EQ(a.free_on(q, s), SPILLWAY_OK);
+  EXPECT_EQ(a.free_on(b, s), SPILLWAY_OK);
+}
 TEST(PagerSpans, BlockTakesTheFreeRestOfASpan) {
   SimAlloc a(1024 * kMiB, 1, OffloadConfig(0, 512 * kMiB));
   prim::Stream s = a.stream();
